@@ -1,0 +1,176 @@
+"""``inhouse init``, ``inhouse ingest`` and ``inhouse datasets ...``: getting text in."""
+
+from __future__ import annotations
+
+import click
+
+from .. import ingest as ingest_api
+from ..errors import UsageError
+from . import cli, emit_json, json_option, pass_ctx
+
+
+@cli.command("init")
+@json_option
+@pass_ctx
+def init_cmd(ctx, as_json: bool) -> None:
+    """Create the workspace folder (if needed) and print where it is.
+
+    \b
+    Example:
+      $ inhouse init
+      workspace: /home/me/.local/share/inhouse (schema 2)
+    """
+    ws = ctx.ws
+    if as_json:
+        emit_json({"home": str(ws.home), "schema_version": ws.schema_version(), "datasets": ws.dataset_names()})
+        return
+    click.echo(f"workspace: {ws.home} (schema {ws.schema_version()})")
+
+
+@cli.command("ingest")
+@click.argument("path", type=click.Path(dir_okay=True))
+@click.option("--dataset", "-d", required=True, help="Dataset to add the rows to (created if new).")
+@click.option("--text-col", default="text", show_default=True, help="Column with the document text.")
+@click.option("--label-col", help="Column with the label(s); empty means unlabelled.")
+@click.option("--time-col", help="Column with a timestamp: ISO 8601, a date, or epoch seconds (naive = UTC).")
+@click.option("--id-col", help="Column with your own id for each row (kept as source_id).")
+@click.option("--split-col", help="Column with the split name (train/test/...).")
+@click.option("--label-sep", help="Split multi-label values on this separator, e.g. '|'.")
+@click.option("--redact-pii", is_flag=True, help="Mask e-mails, phones, card numbers and IBANs before storing.")
+@click.option("--max-chars", type=int, default=100_000, show_default=True,
+              help="Longer texts go to the quarantine.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the file (ASCII-compatible).")
+@click.option("--chunk-rows", type=int, default=100_000, show_default=True, help="Rows per Parquet part.")
+@json_option
+@pass_ctx
+def ingest_cmd(ctx, path: str, dataset: str, text_col: str, label_col: str | None, time_col: str | None,
+               id_col: str | None, split_col: str | None, label_sep: str | None, redact_pii: bool,
+               max_chars: int, encoding: str, chunk_rows: int, as_json: bool) -> None:
+    """Add the rows of a CSV, TSV, JSONL, Parquet or text file to a dataset.
+
+    Other columns are kept as metadata. Bad rows go to a quarantine file with
+    their row number and reason; ingesting the same file again adds nothing.
+
+    \b
+    Example:
+      $ inhouse ingest banking77.csv --dataset banking77 --label-col label --split-col split
+      banking77.csv -> 'banking77' (ingest #1): read 13,083, stored 13,083, duplicates 0, quarantined 0 [0.7s]
+    """
+    res = ingest_api.ingest(ctx.ws, path, dataset, text_col=text_col, label_col=label_col, time_col=time_col,
+                            id_col=id_col, split_col=split_col, redact_pii=redact_pii, max_chars=max_chars,
+                            label_sep=label_sep, chunk_rows=chunk_rows, encoding=encoding)
+    if as_json:
+        emit_json(res.to_dict())
+        return
+    name = click.format_filename(path)
+    if res.skipped:
+        click.echo(res.note)
+        return
+    click.echo(f"{name} -> {res.dataset!r} (ingest #{res.ingest_id}): read {res.read:,}, stored {res.stored:,}, "
+               f"duplicates {res.duplicates:,}, quarantined {res.quarantined:,} [{res.seconds:.1f}s]")
+    if res.blank_lines:
+        click.echo(f"skipped {res.blank_lines:,} blank lines")
+    if res.redacted:
+        click.echo("masked: " + ", ".join(f"{n:,} {kind}" for kind, n in res.redacted.items()))
+    if res.quarantined:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(res.quarantine_reasons.items(), key=lambda x: -x[1]))
+        click.echo(f"quarantined rows ({reasons}) are in {res.quarantine_file}")
+
+
+@cli.group("datasets")
+def datasets_group() -> None:
+    """List, inspect and remove datasets."""
+
+
+@datasets_group.command("list")
+@json_option
+@pass_ctx
+def list_cmd(ctx, as_json: bool) -> None:
+    """List datasets with their size.
+
+    \b
+    Example:
+      $ inhouse datasets list
+      NAME          ROWS  INGESTS  QUARANTINED  CREATED
+      banking77   13,083        1            0  2025-01-05 10:00:00
+    """
+    items = ingest_api.list_datasets(ctx.ws)
+    if as_json:
+        emit_json({"datasets": items})
+        return
+    if not items:
+        click.echo("no datasets yet; add one with: inhouse ingest FILE --dataset NAME")
+        return
+    width = max(12, *(len(d["name"]) + 2 for d in items))
+    click.echo(f"{'NAME':<{width}}{'ROWS':>11}{'INGESTS':>9}{'QUARANTINED':>13}  CREATED")
+    for d in items:
+        created = (d["created_at"] or "").replace("T", " ")[:19]
+        click.echo(f"{d['name']:<{width}}{d['rows']:>11,}{d['ingests']:>9}{d['quarantined']:>13,}  {created}")
+
+
+@datasets_group.command("show")
+@click.argument("name")
+@click.option("--top", type=int, default=20, show_default=True, help="How many labels to print (all with --json).")
+@json_option
+@pass_ctx
+def show_cmd(ctx, name: str, top: int, as_json: bool) -> None:
+    """Rows, labels, splits, time range, ingests and quarantine of a dataset.
+
+    \b
+    Example:
+      $ inhouse datasets show banking77
+      banking77: 13,083 documents (13,083 distinct texts) in 1 part
+      labels (77): card_payment_fee_charged 187, direct_debit_payment_not_recognised 182, ...
+      splits: train 10,003, test 3,080
+    """
+    d = ingest_api.describe_dataset(ctx.ws, name)
+    if as_json:
+        emit_json(d)
+        return
+    click.echo(f"{d['name']}: {d['rows']:,} documents ({d['distinct_texts']:,} distinct texts) in {d['parts']} "
+               f"part{'s' if d['parts'] != 1 else ''}")
+    labels = list(d["labels"].items())
+    if labels:
+        shown = ", ".join(f"{k} {n:,}" for k, n in labels[:top])
+        more = f", ... ({len(labels) - top} more)" if len(labels) > top else ""
+        click.echo(f"labels ({len(labels)}): {shown}{more}")
+    click.echo(f"unlabelled: {d['unlabelled']:,}" + (f" (labels set by people: {d['user_labels']:,})"
+                                                     if d["user_labels"] else ""))
+    if d["splits"] or d["no_split"]:
+        splits = [f"{s} {n:,}" for s, n in d["splits"].items()] + ([f"none {d['no_split']:,}"] if d["no_split"] else [])
+        click.echo("splits: " + ", ".join(splits))
+    if d["time_range"]:
+        click.echo(f"time: {d['time_range']['min']} .. {d['time_range']['max']}")
+    click.echo(f"quarantined: {d['quarantined']:,}")
+    click.echo("ingests:")
+    for i in d["ingests"]:
+        counts = f"stored {i['stored']:,}, quarantined {i['quarantined']:,}" if i["status"] == "done" else i.get("error", "")
+        click.echo(f"  #{i['id']} {i['status']:<8}{(i['started_at'] or '').replace('T', ' ')[:19]}  {i['file']}  {counts}")
+        if i["quarantine_file"]:
+            click.echo(f"     quarantine: {i['quarantine_file']}")
+
+
+@datasets_group.command("rm")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_ctx
+def rm_cmd(ctx, name: str, yes: bool, as_json: bool) -> None:
+    """Delete a dataset: its documents, ingest records, labels and quarantine files.
+
+    \b
+    Example:
+      $ inhouse datasets rm scratch --yes
+      removed dataset 'scratch' (120 documents, 1 ingest)
+    """
+    info = ctx.ws.dataset(name)  # NotFound before asking
+    if not yes:
+        if as_json:
+            raise UsageError(f"removing dataset {info.name!r} needs confirmation.", fix="Add --yes.")
+        click.confirm(f"Remove dataset {info.name!r} and all its documents?", abort=True)
+    out = ingest_api.remove_dataset(ctx.ws, name)
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"removed dataset {name!r} ({out['rows']:,} documents, {out['ingests']} "
+               f"ingest{'s' if out['ingests'] != 1 else ''})")
