@@ -62,7 +62,14 @@ class Encoder(ABC):
 
 
 class SentenceTransformerEncoder(Encoder):
-    """A sentence-transformers folder, or a plain Hugging Face encoder (mean pooling)."""
+    """A sentence-transformers folder, or a plain Hugging Face encoder (mean pooling).
+
+    Batches handed to sentence-transformers are large so that it can sort them
+    by length and pad little; it runs them in mini-batches of ``mini_batch``.
+    """
+
+    batch_size = 512
+    mini_batch = 32
 
     def __init__(self, model: BaseModel, st_model=None):
         super().__init__(model)
@@ -73,7 +80,7 @@ class SentenceTransformerEncoder(Encoder):
         self.st = st_model
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
-        return self.st.encode(texts, batch_size=len(texts), convert_to_numpy=True,
+        return self.st.encode(texts, batch_size=self.mini_batch, convert_to_numpy=True,
                               show_progress_bar=False, normalize_embeddings=False)
 
 
