@@ -1,0 +1,202 @@
+"""Benchmark: every training method on banking77 (77 intents), full data and 10 per intent.
+
+Each (method, data size) trains in its own child process pinned to a fixed
+number of threads (``--threads 2``), so peak memory is that process's maxrss;
+the child then evaluates on the test split with the zero-shot base beside it.
+Results go to ``bench/results/finetune_banking77.json`` (one entry per run,
+updated as runs finish) and to the section between ``<!-- finetune:start -->``
+and ``<!-- finetune:end -->`` of BENCHMARKS.md.
+
+    nice -n 10 .venv/bin/python bench/finetune_banking77.py            # everything (an hour or more)
+    .venv/bin/python bench/finetune_banking77.py --methods head --sizes full
+    .venv/bin/python bench/finetune_banking77.py --methods full --sizes 10 --args '{"full": {"epochs": 5}}'
+
+This is a benchmark, not a test: it reads /work/shared/data/banking77 and
+writes a throwaway workspace (``--home``, default /tmp/inhouse-bench-banking77).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "banking77" / "banking77.csv"
+RESULTS = ROOT / "bench" / "results" / "finetune_banking77.json"
+START, END = "<!-- finetune:start -->", "<!-- finetune:end -->"
+REFERENCE = ("Reference points (published): zero-shot general MiniLM ~62%; frozen MiniLM + logistic regression ~93.0%; "
+             "BERT-large fine-tuned on GPU 93.66%; best published 10-shot 87.20% (CPFT), 85.19% (USE+ConveRT). "
+             "Targets for the default method: >= 94.0% with the full data in <= 15 min of training on 2 cores, "
+             ">= 87.5% with 10 examples per intent.")
+
+
+FINDINGS = """Findings (seed 0, one run per row: differences under ~0.5 point with the full data, or ~1.5 points with
+10 per intent, are within run-to-run noise):
+
+- The default, `full` (the head starts from the logistic-regression probe, then 3 epochs end to end with AdamW,
+  1e-4 for the encoder and 2e-3 for the head, 10% linear warmup then linear decay, token-embedding matrix frozen,
+  length-bucketed batches, best epoch on validation, temperature scaling), is the most accurate method at both
+  data sizes: 93.47% with the full data (frozen encoder + logistic regression: 92.73%; BERT-large on GPU: 93.66%)
+  and 85.23% with 10 per intent (published USE+ConveRT: 85.19%, CPFT: 87.20%).
+- Targets not reached: 94.0% with the full data (reached 93.47%), within 15 minutes (took 36 minutes here,
+  ~850 steps of 32 texts at ~2.5 s a step on 2 cores shared with other jobs; validation shows +1.8 points in the
+  third epoch, when the learning rate decays, so fewer epochs cost accuracy), and 87.5% with 10 per intent
+  (reached 85.23%). What limits it: all-MiniLM-L6-v2 is a 22M-parameter, 6-layer encoder; the published figures
+  above 93.5% and the 87% 10-shot result use BERT-base/large or RoBERTa encoders (and CPFT pre-trains on extra
+  intent data), which are 5-15x slower per step on a CPU and so do not fit the time budget either. With 10 per
+  intent the validation split has one example per intent, so choosing epochs is noisy.
+- Adding each intent's name as one more training example (`--label-names`) did not help with 10 per intent.
+- `setfit` equals `full` with 10 per intent at 4.5x the time (two encoder passes per row, random-length positives);
+  `lora` is the fastest fine-tuning with 10 per intent but 2 points below `full`; `head` is the seconds-fast
+  baseline (the 5 minutes with the full data are embedding 10,000 texts once; they are cached afterwards).
+"""
+
+
+def child(cfg: dict) -> None:
+    """Train one model and evaluate it; print one JSON line."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    torch.set_num_threads(cfg["threads"])
+    from inhouse.evaluate import evaluate
+    from inhouse.store import Workspace
+    from inhouse.train import TrainingArguments, train
+
+    ws = Workspace.open(cfg["home"])
+    args = TrainingArguments(method=cfg["method"], shots=cfg["shots"], seed=cfg["seed"], num_threads=cfg["threads"],
+                             **cfg.get("args", {}))
+    name = f"b77-{cfg['method']}-{cfg['shots'] or 'full'}" + (f"-{cfg['label']}" if cfg.get("label") else "")
+    r = train(ws, "banking77", name, args)
+    t0 = time.time()
+    e = evaluate(ws, r.ref, "banking77", split="test")
+    out = {"method": cfg["method"], "shots": cfg["shots"], "ref": r.ref, "sha256": r.sha256,
+           "train_seconds": r.train_seconds, "eval_seconds": round(time.time() - t0, 1),
+           "n_train": r.n_train, "n_val": r.n_val, "val_accuracy": r.val_metrics.get("accuracy"),
+           "accuracy": e["accuracy"], "macro_f1": e["macro_f1"], "ece": e["ece"], "n_test": e["n"],
+           "zero_shot_accuracy": e["zero_shot"]["accuracy"], "zero_shot_macro_f1": e["zero_shot"]["macro_f1"],
+           "temperature": r.val_metrics.get("temperature"), "args": cfg.get("args", {}),
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def table(results: list[dict], command: str, threads: int) -> str:
+    rows = ["| method | data | n_train | accuracy | macro-F1 | zero-shot acc. (same rows) | train time | peak RSS | ECE |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    order = {m: i for i, m in enumerate(("head", "setfit", "full", "lora"))}
+    for r in sorted(results, key=lambda x: (x["shots"] is not None, order.get(x["method"], 9), x.get("label", ""))):
+        data = "full" if not r["shots"] else f"{r['shots']} per intent"
+        name = r["method"] + (f" ({r['label']}: `{json.dumps(r['args'])}`)" if r.get("label") else "")
+        rows.append(f"| {name} | {data} | {r['n_train']} | {r['accuracy']:.2%} | {r['macro_f1']:.4f} | "
+                    f"{r['zero_shot_accuracy']:.2%} | {r['train_seconds'] / 60:.1f} min | {r['peak_rss_mb']:.0f} MB | "
+                    f"{r['ece']:.3f}{'' if r.get('temperature') else ' *'} |")
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join([
+        START, "## Fine-tuning on banking77", "",
+        f"All 77 intents of banking77, test split ({results[0]['n_test'] if results else 3080} rows); base `minilm-l6`; "
+        f"each run in its own process with torch on {threads} threads; 10% of the training rows held out "
+        "(stratified, seed 0) for choosing C / epochs; the test split is never used for tuning. "
+        "Train time includes embedding, validation and indexing. The CPU was shared with other jobs while this ran, "
+        "so times are noisy and pessimistic.", "",
+        *rows, "",
+        "ECE: expected calibration error on the test rows (15 bins), after temperature scaling on the validation rows; "
+        "* marks runs made before temperature scaling was added (accuracy is unaffected by it).", "",
+        f"Machine: {machine()}. Date: {when}. Command: `{command}`.", "",
+        REFERENCE, "", FINDINGS, END,
+    ])
+
+
+def write_section(text: str, path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from inhouse.store import atomic_write_text
+
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in old and END in old:
+        new = old[:old.index(START)] + text + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    atomic_write_text(path, new)
+
+
+def ensure_dataset(home: str, data: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from inhouse.ingest import ingest
+    from inhouse.store import Workspace
+
+    ws = Workspace.open(home)
+    if "banking77" not in ws.dataset_names():
+        ingest(ws, data, "banking77", label_col="label", split_col="split")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", default="head,setfit,full,lora")
+    ap.add_argument("--sizes", default="10,full", help="comma list: 'full' and/or a number of examples per intent")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--label", default="", help="Name for a non-default configuration (kept apart in the table).")
+    ap.add_argument("--home", default="/tmp/inhouse-bench-banking77")
+    ap.add_argument("--args", default="{}", help='JSON per method, e.g. {"full": {"epochs": 4}}')
+    ap.add_argument("--data", default=str(DATA), help="banking77.csv (text,label,split)")
+    ap.add_argument("--results", default=str(RESULTS), help="JSON file the results accumulate in")
+    ap.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--no-markdown", action="store_true")
+    ap.add_argument("--command", help="The command line to show in the table (with --table-only).")
+    ap.add_argument("--table-only", action="store_true", help="Only rewrite the BENCHMARKS.md section from --results.")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        return child(json.loads(a.child))
+    results_path = Path(a.results)
+    if a.table_only:
+        return write_section(table(json.loads(results_path.read_text()), a.command or "", a.threads), Path(a.markdown))
+    ensure_dataset(a.home, a.data)
+    extra = json.loads(a.args)
+    command = "nice python bench/finetune_banking77.py " + " ".join(
+        x for x in sys.argv[1:] if not x.startswith(("--data", "--results", "--markdown", "/")))
+    results = json.loads(results_path.read_text()) if results_path.exists() else []
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
+    for size in a.sizes.split(","):
+        shots = None if size == "full" else int(size)
+        for method in a.methods.split(","):
+            cfg = {"method": method, "shots": shots, "seed": a.seed, "threads": a.threads, "home": a.home,
+                   "args": extra.get(method, {}), "label": a.label}
+            print(f"== {method} / {size}", flush=True)
+            p = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], env=env,
+                               capture_output=True, text=True)
+            line = next((l for l in p.stdout.splitlines() if l.startswith("RESULT ")), None)
+            if p.returncode != 0 or line is None:
+                print(f"   failed ({p.returncode}): {p.stderr[-2000:]}", flush=True)
+                continue
+            r = json.loads(line[len("RESULT "):])
+            r["when"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            print(f"   {json.dumps(r)}", flush=True)
+            r["label"] = a.label
+            results = [x for x in results if (x["method"], x["shots"], x.get("label", "")) != (method, shots, a.label)] + [r]
+            results_path.parent.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results, indent=2))
+            if not a.no_markdown:
+                write_section(table(results, command, a.threads), Path(a.markdown))
+
+
+if __name__ == "__main__":
+    main()
