@@ -22,24 +22,53 @@ def models_group() -> None:
 
 
 @models_group.command("list")
+@click.option("--name", default=None, help="Only the versions of this trained model.")
 @json_option
 @pass_ctx
-def list_cmd(ctx, as_json: bool) -> None:
-    """List the models this workspace can use.
+def list_cmd(ctx, name: str | None, as_json: bool) -> None:
+    """List base models and trained model versions.
 
     \b
     Example:
       $ inhouse models list
       NAME          KIND                   SIZE      SHA256        LICENSE
       minilm-l6     sentence-transformers  87.1 MB   53aa51172d14  Apache-2.0
+      <BLANKLINE>
+      MODEL     VERSION  ALIASES     METHOD  LABELS  ACCURACY  MACRO_F1  ON             SIZE  CREATED              SHA256
+      intents   @2       production  head        77     0.912     0.905  banking77:t  1.3 MB  2026-11-29 14:28:08  3f9a1c0b7d2e
     """
-    base = models_api.list_models(ctx.ws)
+    from .. import registry
+
+    trained = registry.catalog(ctx.ws, name)
+    base = [] if name else models_api.list_models(ctx.ws)
     if as_json:
-        emit_json({"base_models": [m.to_dict() for m in base]})
+        emit_json({"base_models": [m.to_dict() for m in base], "models": trained})
         return
-    click.echo(f"{'NAME':<16}{'KIND':<23}{'SIZE':>10}  {'SHA256':<14}{'LICENSE':<12}SOURCE")
-    for m in base:
-        click.echo(f"{m.name:<16}{m.kind:<23}{human_size(m.size):>10}  {m.sha256[:12]:<14}{(m.license or '?'):<12}{m.source}")
+    if base:
+        click.echo(f"{'NAME':<16}{'KIND':<23}{'SIZE':>10}  {'SHA256':<14}{'LICENSE':<12}SOURCE")
+        for m in base:
+            click.echo(f"{m.name:<16}{m.kind:<23}{human_size(m.size):>10}  {m.sha256[:12]:<14}{(m.license or '?'):<12}{m.source}")
+    if not trained:
+        if not base:
+            click.echo(f"no trained versions of {name!r}" if name else "no trained models")
+        return
+    click.echo("")
+    click.echo(f"{'MODEL':<16}{'VERSION':<9}{'ALIASES':<14}{'METHOD':<11}{'LABELS':>6}{'ACCURACY':>10}{'MACRO_F1':>10}  "
+               f"{'ON':<12}{'SIZE':>10}  {'CREATED':<21}SHA256")
+    for r in trained:
+        m = r["metrics"]
+        acc = m.get("accuracy")
+        f1 = m.get("macro_f1", m.get("f1_macro"))
+        created = (r["created_at"] or "?").replace("T", " ").replace("Z", "")
+        method = str(r["method"] or "?") + (f":{r['format']}" if r["format"] != "safetensors" else "")
+        on = {"validation": "val"}.get(m.get("on"), m.get("on") or "-")
+        click.echo(f"{r['name']:<16}{'@' + str(r['version']):<9}{','.join(r['aliases']) or '-':<14}{method:<11}"
+                   f"{r['labels']:>6}{_score(acc):>10}{_score(f1):>10}  {on[:11]:<12}{human_size(r['size']):>10}  "
+                   f"{created:<21}{r['sha256'][:12]}")
+
+
+def _score(v) -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "-"
 
 
 @models_group.command("add")
