@@ -144,7 +144,7 @@ SCHEMA_MIGRATIONS: list[str] = [
         details TEXT NOT NULL DEFAULT '{}'
     );
     """,
-    # registry: evaluation metrics of model versions (issue 4); keyed by the
+    # 2: evaluation metrics of model versions (registry, issue 4); keyed by the
     # version's sha256, so a version's immutable files never change
     """
     CREATE TABLE evaluations (
@@ -161,6 +161,59 @@ SCHEMA_MIGRATIONS: list[str] = [
         UNIQUE(sha256, dataset, split)
     );
     CREATE INDEX evaluations_name ON evaluations(name, version);
+    """,
+    # topics (issue 5): discovery runs, their topics, and category summaries
+    """
+    CREATE TABLE discoveries (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        model TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        within TEXT,
+        split TEXT,
+        n_documents INTEGER NOT NULL,
+        n_topics INTEGER NOT NULL,
+        n_outliers INTEGER NOT NULL,
+        assignments_path TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        llm TEXT,
+        llm_sha256 TEXT,
+        user TEXT
+    );
+    CREATE INDEX discoveries_dataset ON discoveries(dataset_id, run_id);
+    CREATE TABLE topics (
+        run_id INTEGER NOT NULL REFERENCES discoveries(run_id) ON DELETE CASCADE,
+        topic INTEGER NOT NULL,
+        parent TEXT,
+        size INTEGER NOT NULL,
+        share REAL NOT NULL,
+        share_of_all REAL NOT NULL,
+        keywords TEXT NOT NULL,
+        name TEXT NOT NULL,
+        name_source TEXT NOT NULL,
+        representative_docs TEXT NOT NULL,
+        PRIMARY KEY (run_id, topic)
+    );
+    CREATE TABLE summaries (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        by_column TEXT NOT NULL,
+        category TEXT NOT NULL,
+        name TEXT,
+        size INTEGER NOT NULL,
+        share REAL NOT NULL,
+        kind TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        keywords TEXT NOT NULL,
+        doc_ids TEXT NOT NULL,
+        model TEXT,
+        model_sha256 TEXT,
+        discovery_run_id INTEGER,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX summaries_dataset ON summaries(dataset_id, run_id)
     """,
 ]
 
