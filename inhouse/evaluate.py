@@ -22,7 +22,8 @@ import numpy as np
 from .errors import InputError
 from .infer import Classifier, cached_proba, frozen_embeddings
 from .store import Workspace, atomic_path, atomic_write_text, read_documents
-from .train import ECE_BINS, _targets_from, expected_calibration_error, label_text
+from .registry import record_evaluation
+from .train import _targets_from, expected_calibration_error, label_text
 
 def zero_shot_proba(ws: Workspace, base: str, texts: list[str], labels: list[str], hashes: list[str] | None = None,
                     *, max_length: int = 128) -> np.ndarray:
@@ -160,6 +161,7 @@ def evaluate(ws: Workspace, ref: str, dataset: str, split: str | None = "test", 
     if out:
         atomic_write_text(folder / f"eval-{v.name}-v{v.version}-{dataset}-{split}-{stamp}.json",
                           json.dumps(result, indent=2, sort_keys=True))
+    record_evaluation(ws, v, dataset, split, result)
     ws.record_run("eval", {"dataset": dataset, "split": split, "label_col": label_col}, result,
                   model=v.ref, model_sha256=v.sha256, started_at=t0)
     return result

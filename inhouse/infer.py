@@ -36,7 +36,6 @@ holds, besides ``manifest.json``:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from .errors import ColumnNotFound, InputError, IntegrityError, MissingDependenc
 from .models import EMBEDDING_KINDS, get_model
 from .progress import task
 from .registry import Version, load as load_version
-from .store import Workspace, atomic_path, read_documents, text_hash
+from .store import Workspace, read_documents, text_hash, write_table
 
 HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"
@@ -434,25 +433,6 @@ def read_table(path: Path):
                      fix="Convert the file, or rename it with the right extension.")
 
 
-def write_table(df, path: Path) -> None:
-    """Write atomically as CSV, Parquet or JSON Lines, by the file's extension."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".jsonl"):
-        raise UsageError(f"{path}: output must end in .csv, .parquet or .jsonl, found {suffix or 'no extension'}.",
-                         fix="Choose an output file such as predictions.parquet.")
-    with atomic_path(path) as tmp:
-        if suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        elif suffix == ".jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        else:
-            flat = df.copy()
-            for col in ("top_labels", "top_scores", "labels"):
-                if col in flat:
-                    flat[col] = [json.dumps(v, ensure_ascii=False) for v in flat[col]]
-            flat.to_csv(tmp, index=False)
-
-
 def _input_rows(ws: Workspace, dataset: str | None, input_path: str | None, text_col: str,
                 id_col: str | None, split: str | None):
     import pandas as pd
@@ -483,13 +463,15 @@ def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None
     """
     import pandas as pd
 
+    from .backends import load_classifier  # picks the ONNX backend for imported ONNX versions
+
     t0 = time.time()
-    clf = Classifier.load(ws, ref)
+    clf = load_classifier(ws, ref)
     ids, texts, hashes, id_name = _input_rows(ws, dataset, input_path, text_col, id_col, split)
     pred = classify_texts(clf, texts, hashes, top_k=top_k, cache=cache)
     df = pd.DataFrame({id_name: ids, **pred, "model": clf.version.ref, "model_sha256": clf.sha256})
     out = Path(output)
-    write_table(df, out)
+    write_table(df, out, what="predictions")
     result = {"output": str(out), "rows": len(df), "model": clf.version.ref, "model_sha256": clf.sha256,
               "seconds": round(time.time() - t0, 3),
               "label_counts": dict(pd.Series(pred["label"], dtype=object).value_counts().head(20).items())}

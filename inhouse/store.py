@@ -510,3 +510,37 @@ def user_labels(ws: Workspace, dataset_id: int) -> dict[int, str]:
         (dataset_id,),
     )
     return {r[0]: r[1] for r in rows}
+
+
+# ------------------------------------------------------------ user tables ----
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
+
+
+def write_table(df, path: str | os.PathLike, *, what: str = "results") -> Path:
+    """Write a DataFrame atomically as CSV, Parquet or JSON Lines, by the file's extension.
+
+    In CSV, list-valued columns (top labels, keywords) are written as JSON.
+
+    >>> write_table(pd.DataFrame({"id": [1], "topic": [3]}), "topics.csv")
+    PosixPath('topics.csv')
+    """
+    from .errors import UsageError
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise UsageError(f"{path}: the output must end in .csv, .parquet or .jsonl, found {suffix or 'no extension'}.",
+                         fix=f"Choose a file name such as {what}.parquet.")
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        elif suffix == ".jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            flat = df.copy()
+            for col in flat.columns:
+                if flat[col].dtype == object and any(isinstance(v, (list, tuple, dict)) for v in flat[col].head(100)):
+                    flat[col] = [json.dumps(v, ensure_ascii=False, default=str) for v in flat[col]]
+            flat.to_csv(tmp, index=False)
+    return path

@@ -37,7 +37,7 @@ from .cluster import ClusterConfig, TopicClusterer
 from .errors import InputError, NotFound, UsageError
 from .models import DEFAULT_ENCODER
 from .progress import task, track
-from .store import Workspace, atomic_path, current_user, json_dumps, read_documents, text_hash
+from .store import Workspace, atomic_path, current_user, json_dumps, read_documents, text_hash, write_table
 
 FORMAT_VERSION = 1
 NO_GROUP = "(none)"  # the parent of documents whose --within value is empty
@@ -582,23 +582,7 @@ def write_assignments(result: DiscoveryResult, path: str | Path) -> Path:
     names = {t.topic: t.name for t in result.topics}
     out = df.rename(columns={"doc_id": "id"})[["id", "topic"] + (["parent"] if result.within else [])]
     out.insert(2, "name", [names.get(int(t), "outliers") for t in out["topic"]])
-    return write_table(out, Path(path))
-
-
-def write_table(df, path: Path) -> Path:
-    """``df`` to ``path`` atomically, as .csv, .parquet or .jsonl by the extension."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".jsonl"):
-        raise UsageError(f"{path}: the output must end in .csv, .parquet or .jsonl, found {suffix or 'no extension'}.",
-                         fix="Choose a file name such as topics.parquet.")
-    with atomic_path(path) as tmp:
-        if suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        elif suffix == ".jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        else:
-            df.to_csv(tmp, index=False)
-    return path
+    return write_table(out, Path(path), what="topics")
 
 
 # ------------------------------------------------------------ categories ----
