@@ -30,6 +30,7 @@ class DemoConfig:
     method: str | None = None  # None: the default training method
     epochs: float | None = 1.0  # the demo corpus is small and clean: one epoch suffices
     max_steps: int | None = 80  # keeps `make demo` within minutes on 2 cores
+    min_topic_size: int = 40  # the generated corpus repeats phrasings; keep sub-topics meaningful
     llm: str | None = "smollm2-135m"
     out_dir: Path = field(default_factory=lambda: Path("demo-out"))
 
@@ -109,7 +110,8 @@ def _step_classify(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
 def _step_discover(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
     from .topics import discover
 
-    r = discover(ws, DATASET, within="label", seed=cfg.seed, llm=cfg.llm)
+    # keyword names here: the LLM writes the per-intent summaries below
+    r = discover(ws, DATASET, within="label", seed=cfg.seed, min_topic_size=cfg.min_topic_size)
     lines = []
     for t in sorted(r.topics, key=lambda t: (str(t.parent), -t.size))[:40]:
         if t.parent == demo_data.EMERGING_INTENT:
