@@ -146,7 +146,8 @@ def _step_summarize(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
     from .summarize import summarize
 
     sums = summarize(ws, DATASET, by="label", llm=cfg.llm)
-    lines = [f"{s.category} ({s.size}): {s.summary[:150]}" for s in sums]
+    lines = [f"{s.category} ({s.size}): " + " / ".join(x.strip("- ") for x in s.summary.splitlines() if x.strip())[:160]
+             for s in sums]
     return {"summaries": len(sums), "kind": sums[0].kind if sums else None, "model": cfg.llm, "lines": lines}
 
 
