@@ -37,7 +37,7 @@ from . import progress
 from .errors import ColumnNotFound, Conflict, InputError, UsageError
 from .pii import Redactor
 from .readers import Reader, Row, check_encoding, open_reader
-from .store import Workspace, atomic_path, current_user, doc_schema, json_dumps, text_hash
+from .store import Workspace, atomic_path, current_user, doc_schema, json_dumps, pid_alive, text_hash
 
 MAX_CHUNK_CHARS = 64 << 20  # a part is also cut when its texts reach this many characters
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -268,7 +268,7 @@ def reap_stale_ingests(ws: Workspace, dataset: str) -> list[int]:
     for r in ws.db.execute("SELECT id, stats FROM ingests WHERE dataset_id = ? AND status = 'running'",
                            (info.id,)).fetchall():
         stats = json.loads(r["stats"] or "{}")
-        if stats.get("host") == host and not _pid_alive(stats.get("pid")):
+        if stats.get("host") == host and not pid_alive(stats.get("pid")):
             _abandon(ws, dataset, r["id"], "the process running it ended before it finished")
             reaped.append(r["id"])
     return reaped
@@ -618,18 +618,6 @@ def _abandon(ws: Workspace, dataset: str, ingest_id: int, error: str, status: st
                       (status, time.time(), json_dumps({"error": error}), ingest_id))
     except Exception:  # pragma: no cover - best effort while another error is on its way up
         pass
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _count_duplicates(ws: Workspace, old: list[Path], new: list[Path]) -> int:

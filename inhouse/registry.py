@@ -39,7 +39,7 @@ from typing import Callable
 
 from . import __version__
 from .errors import Conflict, IntegrityError, NotFound, UsageError
-from .store import Workspace, atomic_write_text, current_user, json_dumps, sha256_bytes, sha256_file
+from .store import Workspace, atomic_write_text, current_user, json_dumps, pid_alive, sha256_bytes, sha256_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -139,16 +139,6 @@ def _check_fields(name: str, fields: dict) -> dict:
 
 # ------------------------------------------------------------------ save ----
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_builds(ws: Workspace) -> list[Path]:
     """Remove build folders left by a killed save (dead process, or older than a day)."""
     removed = []
@@ -158,7 +148,7 @@ def clean_stale_builds(ws: Workspace) -> list[Path]:
         except (IndexError, ValueError):
             pid = -1
         old = time.time() - p.stat().st_mtime > STALE_BUILD_SECONDS
-        if old or (pid > 0 and pid != os.getpid() and not _pid_alive(pid)):
+        if old or (pid > 0 and pid != os.getpid() and not pid_alive(pid)):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
