@@ -28,7 +28,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -39,6 +38,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchutil import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -261,18 +263,6 @@ def bench_scale(args) -> dict:
 
 
 # ---------------------------------------------------------------- report ----
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
 
 
 def markdown(results: dict) -> str:

@@ -56,7 +56,7 @@ def clean_text(text: str) -> str:
     They name the channel, not the subject (every airline tweet starts with
     ``@united``), and would otherwise pull documents together by addressee.
 
-    >>> clean_text("@united my bag is lost http://t.co/x &amp; nobody helps")
+    >>> clean_text("@united my bag is lost https://example.com/x &amp; nobody helps")
     'my bag is lost & nobody helps'
     """
     out = _HANDLE.sub(" ", _URL.sub(" ", text))
