@@ -71,7 +71,7 @@ def peak_rss_mb() -> float:
 
 def workspace(home: str):
     import inhouse  # noqa: F401  (network guard)
-    from inhouse.store import Workspace
+    from inhouse.workspace.store import Workspace
 
     return Workspace.open(home)
 
@@ -82,9 +82,10 @@ def prepare(ws, name: str) -> np.ndarray:
     """Ingest the set without its labels (once) and cache its embeddings; return the truth per document."""
     import pandas as pd
 
-    from inhouse.ingest import ingest
-    from inhouse.store import read_documents
-    from inhouse.topics import clean_text, embed_for_topics
+    from inhouse.data.ingest import ingest
+    from inhouse.topics.discover import embed_for_topics
+    from inhouse.topics.text import clean_text
+    from inhouse.workspace.documents import read_documents
 
     csv, filt, truth_col, _ = SETS[name]
     df = pd.read_csv(DATA / csv, dtype=str, keep_default_na=False)
@@ -107,10 +108,11 @@ def prepare_synthetic(ws, n: int, seed: int = 0) -> np.ndarray:
     """``n`` documents of realistic structure: 200 topics in 20 families (Zipf sizes), 384-d unit vectors
     (family centre + topic offset + noise) put straight into the embedding cache, and short texts built from
     each topic's words. Returns the true topic of each document."""
-    from inhouse.embed import EmbeddingCache
-    from inhouse.ingest import ingest
-    from inhouse.models import get_model
-    from inhouse.store import read_documents, text_hash
+    from inhouse.data.ingest import ingest
+    from inhouse.models.catalog import get_model
+    from inhouse.models.embeddings import EmbeddingCache
+    from inhouse.workspace.documents import read_documents
+    from inhouse.workspace.files import text_hash
 
     name = f"synthetic-{n}"
     rng = np.random.default_rng(seed)
@@ -160,7 +162,7 @@ def child(args) -> None:
     ws = workspace(args.home)
     out = Path(args.out)
     if args.method == "inhouse":
-        from inhouse.topics import discover
+        from inhouse.topics.discover import discover
 
         t0 = time.time()
         res = discover(ws, args.dataset, model=MODEL, seed=args.seed)
@@ -176,8 +178,9 @@ def child(args) -> None:
         except ImportError:
             print(json.dumps({"skipped": "bertopic is not installed (pip install -r requirements-bench.txt)"}))
             return
-        from inhouse.store import read_documents
-        from inhouse.topics import clean_text, embed_for_topics
+        from inhouse.topics.discover import embed_for_topics
+        from inhouse.topics.text import clean_text
+        from inhouse.workspace.documents import read_documents
 
         docs = [clean_text(t) for t in read_documents(ws, args.dataset, columns=["text"])["text"]]
         X, _ = embed_for_topics(ws, MODEL, docs)
@@ -323,7 +326,7 @@ def markdown(results: dict) -> str:
 
 
 def write_md(text: str) -> None:
-    from inhouse.store import atomic_write_text
+    from inhouse.workspace.files import atomic_write_text
 
     path = ROOT / "BENCHMARKS.md"
     start, end = "<!-- discover:start -->", "<!-- discover:end -->"

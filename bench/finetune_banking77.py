@@ -70,9 +70,10 @@ def child(cfg: dict) -> None:
     import torch
 
     torch.set_num_threads(cfg["threads"])
-    from inhouse.evaluate import evaluate
-    from inhouse.store import Workspace
-    from inhouse.train import TrainingArguments, train
+    from inhouse.analysis.evaluate import evaluate
+    from inhouse.training.arguments import TrainingArguments
+    from inhouse.training.train import train
+    from inhouse.workspace.store import Workspace
 
     ws = Workspace.open(cfg["home"])
     args = TrainingArguments(method=cfg["method"], shots=cfg["shots"], seed=cfg["seed"], num_threads=cfg["threads"],
@@ -119,7 +120,7 @@ def table(results: list[dict], command: str, threads: int) -> str:
 
 def write_section(text: str, path: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from inhouse.store import atomic_write_text
+    from inhouse.workspace.files import atomic_write_text
 
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     if START in old and END in old:
@@ -131,8 +132,8 @@ def write_section(text: str, path: Path) -> None:
 
 def ensure_dataset(home: str, data: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from inhouse.ingest import ingest
-    from inhouse.store import Workspace
+    from inhouse.data.ingest import ingest
+    from inhouse.workspace.store import Workspace
 
     ws = Workspace.open(home)
     if "banking77" not in ws.dataset_names():

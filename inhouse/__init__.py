@@ -20,33 +20,46 @@ from . import netguard as _netguard
 
 _netguard.install()  # before anything imports huggingface_hub
 
-__version__ = "0.1.0"
-
 from .errors import (  # noqa: E402
-    ColumnNotFound, Conflict, InhouseError, InputError, IntegrityError, MissingDependency,
-    NetworkBlocked, NotFound, UsageError,
+    ColumnNotFound,
+    Conflict,
+    InhouseError,
+    InputError,
+    IntegrityError,
+    MissingDependency,
+    NetworkBlocked,
+    NotFound,
+    UsageError,
 )
-from .store import Workspace, read_documents  # noqa: E402
+from .version import __version__  # noqa: E402
+from .workspace.documents import read_documents  # noqa: E402
+from .workspace.store import Workspace  # noqa: E402
 
 # public name -> module that defines it (imported on first use). A stage whose
 # module and main function share a name (ingest, train, evaluate, explain,
 # trends, summarize) is exported as the module: ``inhouse.ingest.ingest(...)``,
 # so the name means the same thing before and after the submodule is imported.
 _LAZY = {
-    "IngestResult": "ingest", "list_datasets": "ingest", "describe_dataset": "ingest", "remove_dataset": "ingest",
-    "list_models": "models", "get_model": "models", "add_model": "models", "load_generator": "models",
-    "load_encoder": "embed", "embed_texts": "embed", "embed_dataset": "embed", "Encoder": "embed",
-    "discover": "topics", "DiscoveryResult": "topics", "load_discovery": "topics",
-    "label_docs": "labels", "label_topic": "labels", "undo": "labels",
-    "TrainingArguments": "train", "TrainResult": "train",
-    "Classifier": "infer", "classify": "infer", "classify_texts": "infer",
-    "load_classifier": "backends", "weight_changes": "explain",
+    "IngestResult": "data.ingest", "list_datasets": "data.datasets", "describe_dataset": "data.datasets",
+    "remove_dataset": "data.datasets",
+    "list_models": "models.catalog", "get_model": "models.catalog", "add_model": "models.catalog",
+    "load_generator": "models.generators", "Generator": "models.generators",
+    "load_encoder": "models.encoders", "Encoder": "models.encoders",
+    "embed_texts": "models.embeddings", "embed_dataset": "models.embeddings",
+    "discover": "topics.discover", "DiscoveryResult": "topics.runs", "load_discovery": "topics.runs",
+    "label_docs": "data.labels", "label_topic": "topics.labeling", "undo": "data.labels",
+    "TrainingArguments": "training.arguments", "TrainResult": "training.train",
+    "Classifier": "classifiers.base", "load_classifier": "classifiers.load",
+    "classify": "classifiers.predict", "classify_texts": "classifiers.predict",
+    "weight_changes": "analysis.explain",
     "resolve": "registry", "set_alias": "registry", "remove_alias": "registry", "remove_version": "registry",
     "versions": "registry", "record_evaluation": "registry",
-    "diff_versions": "diff", "export_version": "export", "import_version": "export",
-    "TrendsResult": "trends", "Summary": "summarize",
+    "diff_versions": "analysis.diff", "export_version": "exchange.export", "import_version": "exchange.export",
+    "TrendsResult": "analysis.trends", "Summary": "analysis.summarize",
 }
-_STAGE_MODULES = ("ingest", "train", "evaluate", "explain", "trends", "summarize", "registry")
+_STAGE_MODULES = {"ingest": "data.ingest", "train": "training.train", "evaluate": "analysis.evaluate",
+                  "explain": "analysis.explain", "trends": "analysis.trends", "summarize": "analysis.summarize",
+                  "registry": "registry"}
 
 __all__ = [
     "__version__", "Workspace", "read_documents",
@@ -58,7 +71,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _STAGE_MODULES:
-        return import_module(f".{name}", __name__)
+        return import_module(f".{_STAGE_MODULES[name]}", __name__)
     if name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

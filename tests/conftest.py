@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from inhouse.store import Workspace
+from inhouse.workspace.store import Workspace
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -28,5 +28,5 @@ def test_stage_names_mean_the_module_before_and_after_import():
     import importlib
 
     first = inhouse.ingest
-    importlib.import_module("inhouse.ingest")
+    importlib.import_module("inhouse.data.ingest")
     assert first is inhouse.ingest and callable(inhouse.ingest.ingest)

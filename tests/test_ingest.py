@@ -16,10 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from inhouse import pii
+from inhouse.data import pii
+from inhouse.data.datasets import describe_dataset, list_datasets
+from inhouse.data.ingest import ingest, parse_time
 from inhouse.errors import ColumnNotFound, InputError, UsageError
-from inhouse.ingest import describe_dataset, ingest, list_datasets, parse_time
-from inhouse.store import DOC_COLUMNS, doc_schema, read_documents
+from inhouse.workspace.documents import DOC_COLUMNS, doc_schema, read_documents
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -322,7 +323,7 @@ def test_parse_time_accepts_iso_dates_and_epochs():
 # ------------------------------------------------------------ crash safety ----
 
 def test_failure_mid_stream_leaves_nothing_visible_and_rerun_works(ws, tmp_path, monkeypatch):
-    from inhouse import ingest as ingest_mod
+    from inhouse.data import ingest as ingest_mod
 
     path = tmp_path / "rows.csv"
     path.write_text("text\n" + "".join(f"row {i}\n" for i in range(50)), "utf-8")
@@ -349,8 +350,8 @@ def test_failure_mid_stream_leaves_nothing_visible_and_rerun_works(ws, tmp_path,
 
 KILL_SCRIPT = """
 import sys, time
-from inhouse import ingest as m
-from inhouse.store import Workspace
+from inhouse.data import ingest as m
+from inhouse.workspace.store import Workspace
 flush = m._IngestRun._flush
 def flush_then_wait(self):
     flush(self)

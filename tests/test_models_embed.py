@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from inhouse import models
-from inhouse.embed import EmbeddingCache, embed_texts, load_encoder
 from inhouse.errors import InputError, NotFound, UsageError
+from inhouse.models.embeddings import EmbeddingCache, embed_texts
+from inhouse.models.encoders import load_encoder
+from inhouse.models.generators import load_generator
+from inhouse.models import catalog as models
 
 TEXTS = ["I lost my card yesterday", "my card was stolen", "how do I change my address", "I lost my card yesterday"]
 
@@ -37,7 +39,7 @@ def test_catalog_encoders_embed_real_text_and_cache(ws, name, dim):
 
 
 def test_smollm2_generates_text_locally(ws):
-    gen = models.load_generator(ws, "smollm2-135m")
+    gen = load_generator(ws, "smollm2-135m")
     out = gen.generate("Say hello in one word.", max_tokens=8)
     assert isinstance(out, str) and out.strip()
     assert gen.generate("Say hello in one word.", max_tokens=8) == out  # greedy: deterministic

@@ -16,7 +16,8 @@ from safetensors.numpy import save_file
 
 from inhouse import registry
 from inhouse.errors import Conflict, IntegrityError, NotFound, UsageError
-from inhouse.store import Workspace, read_documents
+from inhouse.workspace.documents import read_documents
+from inhouse.workspace.store import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["card_arrival", "card_lost", "refund"]
@@ -158,7 +159,7 @@ def test_flipped_truncated_or_edited_files_are_refused_by_name(ws, run_cli):
 KILLED_SAVE = textwrap.dedent("""
     import sys, time
     from inhouse import registry
-    from inhouse.store import Workspace
+    from inhouse.workspace.store import Workspace
 
     ws = Workspace.open(sys.argv[1])
     phase = sys.argv[2]
@@ -174,13 +175,14 @@ KILLED_SAVE = textwrap.dedent("""
         return {"labels": ["a", "b"], "method": "head"}
 
     if phase == "commit":  # stop inside the commit, after the folder is renamed into place
-        real = registry._fsync_dir
+        from inhouse.registry import core as impl
+        real = impl._fsync_dir
         def slow(p):
             real(p)
             if p.name == "objects":
                 print("renamed", flush=True)
                 time.sleep(120)
-        registry._fsync_dir = slow
+        impl._fsync_dir = slow
     registry.save_version(ws, "m", build)
 """)
 
@@ -250,8 +252,9 @@ def trained(tmp_path_factory):
     """A workspace with a 12-intent slice of banking77 and two real trainings (method head)."""
     import pandas as pd
 
-    from inhouse.ingest import ingest
-    from inhouse.train import TrainingArguments, train
+    from inhouse.data.ingest import ingest
+    from inhouse.training.arguments import TrainingArguments
+    from inhouse.training.train import train
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "banking77.csv"
     if not data.exists():
@@ -271,7 +274,7 @@ def trained(tmp_path_factory):
 
 
 def test_two_trainings_are_two_loadable_versions(trained):
-    from inhouse.backends import load_classifier
+    from inhouse.classifiers.load import load_classifier
 
     ws = trained["ws"]
     v1, v2 = registry.versions(ws, "intents")
@@ -288,7 +291,7 @@ def test_two_trainings_are_two_loadable_versions(trained):
 
 
 def test_diff_of_a_version_with_itself_agrees_fully_and_with_another_does_not(trained, run_cli):
-    from inhouse import diff
+    from inhouse.analysis import diff
 
     home = trained["home"]
     r = run_cli("--home", home, "models", "diff", "intents@1", "intents@1", "--dataset", "b77", "--split", "test", "--json")
@@ -321,7 +324,7 @@ def test_diff_of_a_version_with_itself_agrees_fully_and_with_another_does_not(tr
 
 
 def test_folder_export_then_import_predicts_identically(trained, ws, run_cli, tmp_path):
-    from inhouse.infer import classify
+    from inhouse.classifiers.predict import classify
 
     out = tmp_path / "usb" / "intents-1"
     r = run_cli("--home", trained["home"], "models", "export", "intents@1", "--out", out, "--json")
@@ -353,8 +356,8 @@ def test_folder_export_then_import_predicts_identically(trained, ws, run_cli, tm
 
 
 def test_import_refuses_tampering_and_explains_a_missing_base(trained, ws, run_cli, tmp_path, monkeypatch):
-    from inhouse import export
-    from inhouse.backends import load_classifier
+    from inhouse.classifiers.load import load_classifier
+    from inhouse.exchange import export
 
     full, bare = tmp_path / "full", tmp_path / "bare"
     export.export_version(trained["ws"], "intents@2", full)
@@ -382,8 +385,9 @@ def test_import_refuses_tampering_and_explains_a_missing_base(trained, ws, run_c
 
 
 def test_onnx_int8_export_imports_and_agrees_with_the_original(trained, ws, run_cli, tmp_path):
-    from inhouse.backends import OnnxClassifier, load_classifier
-    from inhouse.infer import classify_texts
+    from inhouse.classifiers.load import load_classifier
+    from inhouse.classifiers.onnx import OnnxClassifier
+    from inhouse.classifiers.predict import classify_texts
 
     out = tmp_path / "onnx"
     r = run_cli("--home", trained["home"], "models", "export", "intents@1", "--out", out, "--format", "onnx",

@@ -2,12 +2,13 @@
 
 import multiprocessing as mp
 import os
-from pathlib import Path
 
 import pytest
 
 from inhouse import progress
-from inhouse.store import SCHEMA_MIGRATIONS, Workspace, atomic_path, default_home
+from inhouse.workspace.files import atomic_path
+from inhouse.workspace.migrations import SCHEMA_MIGRATIONS
+from inhouse.workspace.store import Workspace, default_home
 
 
 def _writer(home: str, n: int) -> None:

@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from inhouse.cluster import TopicClusterer
 from inhouse.errors import InputError, NotFound
-from inhouse.store import Workspace, read_documents
-from inhouse.topics import clean_text, discover, load_discovery, tidy_name, topic_keywords
+from inhouse.topics.cluster import TopicClusterer
+from inhouse.topics.discover import discover
+from inhouse.topics.runs import load_discovery
+from inhouse.topics.text import clean_text, tidy_name, topic_keywords
+from inhouse.workspace.documents import read_documents
+from inhouse.workspace.store import Workspace
 
 N_LABELS, PER_LABEL = 10, 40
 
@@ -20,7 +23,7 @@ N_LABELS, PER_LABEL = 10, 40
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory, shared_data):
     """A workspace with ``bank`` (and a copy ``bank2``): 10 banking77 intents x 40 texts, discovered once."""
-    from inhouse.ingest import ingest
+    from inhouse.data.ingest import ingest
 
     df = pd.read_csv(shared_data / "banking77" / "banking77.csv")
     labels = sorted(df["label"].unique())[::7][:N_LABELS]
@@ -143,8 +146,8 @@ def test_label_topic_then_undo(bank, run_cli):
 
 
 def test_label_topic_without_discovery_says_how(ws, shared_data):
-    from inhouse.ingest import ingest
-    from inhouse.labels import label_topic
+    from inhouse.data.ingest import ingest
+    from inhouse.topics.labeling import label_topic
 
     ingest(ws, shared_data / "trec6" / "trec6.csv", "trec")
     with pytest.raises(NotFound, match="no topic discovery yet.*inhouse discover --dataset trec"):

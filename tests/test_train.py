@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from inhouse import progress
-from inhouse.store import Workspace
+from inhouse.workspace.store import Workspace
 
 LABELS = ["topping_up_by_card", "get_physical_card", "order_physical_card", "top_up_by_bank_transfer_charge",
           "card_swallowed", "exchange_via_app", "why_verify_identity", "card_payment_not_recognised",
@@ -52,7 +52,7 @@ def test_train_head_json(slice_ws):
     assert (out["model"], out["version"], out["method"], out["base"]) == ("h", 1, "head", "minilm-l6")
     assert out["n_train"] + out["n_val"] == 80 and out["n_val"] == 10  # one per label held out
     ws = Workspace.open(home)
-    from inhouse.registry import load
+    from inhouse.registry.core import load
 
     m = load(ws, "h@1").manifest
     assert m["labels"] == sorted(LABELS) and m["base"]["sha256"] and len(m["dataset"]["rows_sha256"]) == 64
@@ -146,7 +146,7 @@ def test_finetune_methods_tiny_budget(slice_ws, run_cli, method):
     t = r.json
     assert t["method"] == method and t["val_metrics"]["n"] == 10
     ws = Workspace.open(home)
-    from inhouse.registry import load
+    from inhouse.registry.core import load
 
     files = set(load(ws, t["model"]).manifest["files"])
     assert ("adapter/adapter_model.safetensors" in files) if method == "lora" else ("encoder/model.safetensors" in files)
@@ -160,7 +160,7 @@ def test_finetune_methods_tiny_budget(slice_ws, run_cli, method):
 
 def test_same_seed_same_model(slice_ws, run_cli):
     """Same data, base, method and seed: the same weights, hence the same predictions (same process)."""
-    from inhouse.infer import Classifier
+    from inhouse.classifiers.load import load_classifier
 
     home, _ = slice_ws
     refs = []
@@ -172,8 +172,8 @@ def test_same_seed_same_model(slice_ws, run_cli):
     assert refs[0]["sha256"] == refs[1]["sha256"] and refs[1]["version"] == 2
     ws = Workspace.open(home)
     texts = ["card swallowed by the machine", "fee for a bank transfer top up", "someone sent me money"]
-    p1 = Classifier.load(ws, "rep@1").predict_proba(texts)
-    p2 = Classifier.load(ws, "rep@2").predict_proba(texts)
+    p1 = load_classifier(ws, "rep@1").predict_proba(texts)
+    p2 = load_classifier(ws, "rep@2").predict_proba(texts)
     assert np.array_equal(p1, p2)
     r = run_cli("--home", home, "train", "--dataset", "b10", "--name", "rep", "--method", "full", *TINY,
                 "--seed", "8", "--json")
@@ -190,8 +190,9 @@ class _StopAt(progress.Sink):
 
 
 def test_ctrl_c_saves_nothing(slice_ws):
-    from inhouse.registry import versions
-    from inhouse.train import TrainingArguments, train
+    from inhouse.registry.core import versions
+    from inhouse.training.arguments import TrainingArguments
+    from inhouse.training.train import train
 
     home, _ = slice_ws
     ws = Workspace.open(home)
@@ -251,7 +252,7 @@ def test_lora_on_a_causal_lm(ws, shared_data, run_cli, tmp_path):
     """A tiny random Llama saved as a Hugging Face folder, registered, tuned with LoRA (last-token pooling)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from inhouse.models import get_model
+    from inhouse.models.catalog import get_model
 
     tok = AutoTokenizer.from_pretrained(get_model(ws, "minilm-l6").path)
     cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -268,7 +269,7 @@ def test_lora_on_a_causal_lm(ws, shared_data, run_cli, tmp_path):
     assert run_cli("ingest", tmp_path / "s.csv", "--dataset", "s", "--label-col", "label", "--split-col", "split").exit_code == 0
     r = run_cli("train", "--dataset", "s", "--name", "llm", "--base", "tiny-llama", "--method", "lora", *TINY, "--json")
     assert r.exit_code == 0, r.stderr
-    from inhouse.registry import load
+    from inhouse.registry.core import load
 
     m = load(Workspace.open(), "llm").manifest
     assert m["encoder"]["pooling"] == "last" and m["base"]["name"] == "tiny-llama"

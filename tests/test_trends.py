@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
+from inhouse.analysis.summarize import mmr, summarize, tidy_summary
+from inhouse.analysis.trends import _bh, trends, two_proportion_test
 from inhouse.errors import InputError
-from inhouse.store import Workspace
-from inhouse.summarize import mmr, summarize, tidy_summary
-from inhouse.trends import _bh, two_proportion_test, trends
+from inhouse.workspace.store import Workspace
 
 WEEKS, PER_WEEK, RECENT = 8, 70, 2
 TEMPLATES = {
@@ -47,7 +47,7 @@ def planted_rows(seed: int = 0) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tickets(tmp_path_factory):
-    from inhouse.ingest import ingest
+    from inhouse.data.ingest import ingest
 
     folder = tmp_path_factory.mktemp("tickets")
     pd.DataFrame(planted_rows()).to_csv(folder / "tickets.csv", index=False)
@@ -70,7 +70,7 @@ def test_trends_flags_the_planted_category_and_not_the_stable_ones(tickets):
 
 
 def test_trends_by_subtopic_within_label_finds_the_new_problem(tickets, run_cli, tmp_path):
-    from inhouse.topics import discover
+    from inhouse.topics.discover import discover
 
     found = discover(tickets, "tickets", within="label", seed=0)
     crash = {str(t.topic) for t in found.topics if t.parent == "app_problem"

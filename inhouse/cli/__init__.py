@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from .. import __version__
 from ..errors import InhouseError
 from ..progress import TerminalSink, use
-from ..store import Workspace
+from ..version import __version__
+from ..workspace.store import Workspace
 
 
 class Context:

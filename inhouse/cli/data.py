@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import ingest as ingest_api
+from ..data import datasets as datasets_api
+from ..data import ingest as ingest_api
 from ..errors import UsageError
 from . import cli, emit_json, json_option, pass_ctx
 
@@ -94,7 +95,7 @@ def list_cmd(ctx, as_json: bool) -> None:
       NAME          ROWS  INGESTS  QUARANTINED  CREATED
       banking77   13,083        1            0  2025-01-05 10:00:00
     """
-    items = ingest_api.list_datasets(ctx.ws)
+    items = datasets_api.list_datasets(ctx.ws)
     if as_json:
         emit_json({"datasets": items})
         return
@@ -123,7 +124,7 @@ def show_cmd(ctx, name: str, top: int, as_json: bool) -> None:
       labels (77): card_payment_fee_charged 187, direct_debit_payment_not_recognised 182, ...
       splits: train 10,003, test 3,080
     """
-    d = ingest_api.describe_dataset(ctx.ws, name)
+    d = datasets_api.describe_dataset(ctx.ws, name)
     if as_json:
         emit_json(d)
         return
@@ -168,7 +169,7 @@ def rm_cmd(ctx, name: str, yes: bool, as_json: bool) -> None:
         if as_json:
             raise UsageError(f"removing dataset {info.name!r} needs confirmation.", fix="Add --yes.")
         click.confirm(f"Remove dataset {info.name!r} and all its documents?", abort=True)
-    out = ingest_api.remove_dataset(ctx.ws, name)
+    out = datasets_api.remove_dataset(ctx.ws, name)
     if as_json:
         emit_json(out)
         return

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import demo as demo_api
+from ..demo import run as demo_api
 from . import cli, emit_json, json_option, pass_ctx
 
 

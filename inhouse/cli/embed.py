@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..embed import embed_dataset
-from ..models import DEFAULT_ENCODER
+from ..models.catalog import DEFAULT_ENCODER
+from ..models.embeddings import embed_dataset
 from . import cli, emit_json, json_option, pass_ctx
 
 

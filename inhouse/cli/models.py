@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import models as models_api
+from ..models import catalog as models_api
 from . import cli, emit_json, json_option, pass_ctx
 
 
@@ -63,11 +63,11 @@ def list_cmd(ctx, name: str | None, as_json: bool) -> None:
         method = str(r["method"] or "?") + (f":{r['format']}" if r["format"] != "safetensors" else "")
         on = {"validation": "val"}.get(m.get("on"), m.get("on") or "-")
         click.echo(f"{r['name']:<16}{'@' + str(r['version']):<9}{','.join(r['aliases']) or '-':<14}{method:<11}"
-                   f"{r['labels']:>6}{_score(acc):>10}{_score(f1):>10}  {on[:11]:<12}{human_size(r['size']):>10}  "
+                   f"{r['labels']:>6}{score(acc):>10}{score(f1):>10}  {on[:11]:<12}{human_size(r['size']):>10}  "
                    f"{created:<21}{r['sha256'][:12]}")
 
 
-def _score(v) -> str:
+def score(v) -> str:
     return f"{v:.3f}" if isinstance(v, (int, float)) else "-"
 
 

@@ -125,7 +125,7 @@ def render_show(d: dict) -> str:
 
 
 def _base_model(ws, name: str):
-    from ..models import list_models
+    from ..models.catalog import list_models
 
     return next((m for m in list_models(ws) if m.name == name), None) if "@" not in name else None
 
@@ -337,7 +337,7 @@ def diff_cmd(ctx, old: str, new: str, dataset: str, split: str | None, limit: in
       accuracy   0.902 -> 0.915 (+0.013)   macro_f1 0.899 -> 0.913 (+0.014)
       ...
     """
-    from ..diff import diff_versions, render_diff
+    from ..analysis.diff import diff_versions, render_diff
 
     d = diff_versions(ctx.ws, old, new, dataset, split=split, limit=limit, examples=examples)
     if as_json:
@@ -371,7 +371,7 @@ def export_cmd(ctx, ref: str, out: str, fmt: str, quantize: str | None, no_base:
       $ inhouse models export intents@3 --out intents-onnx --format onnx --quantize int8
       exported intents@3 (onnx int8) to intents-onnx: 6 files, 23.1 MB; parity 99.5% on 200 texts
     """
-    from ..export import export_version
+    from ..exchange.export import export_version
 
     texts = _read_texts(Path(check_file)) if check_file else None
     r = export_version(ctx.ws, ref, Path(out), format=fmt, quantize=quantize, include_base=not no_base,
@@ -388,8 +388,8 @@ def export_cmd(ctx, ref: str, out: str, fmt: str, quantize: str | None, no_base:
 def _read_texts(path: Path) -> list[str]:
     if path.suffix == ".txt":
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from ..classifiers.predict import read_table
     from ..errors import ColumnNotFound
-    from ..infer import read_table
 
     df = read_table(path)
     if "text" not in df.columns:
@@ -410,7 +410,7 @@ def import_cmd(ctx, path: str, name: str | None, as_json: bool) -> None:
       $ inhouse models import /media/usb/intents-3 --name intents
       imported intents@1 (3f9a1c0b7d2e) from /media/usb/intents-3; base minilm-l6 found by hash
     """
-    from ..export import import_version
+    from ..exchange.export import import_version
 
     r = import_version(ctx.ws, Path(path), name=name)
     if as_json:

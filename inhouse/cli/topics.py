@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .. import labels as labels_api
+from ..data import labels as labels_api
 from ..errors import UsageError
-from ..models import DEFAULT_ENCODER
+from ..models.catalog import DEFAULT_ENCODER
+from ..topics.labeling import label_topic
 from . import cli, emit_json, json_option, pass_ctx
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -65,7 +66,8 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
       ...
       $ inhouse discover --dataset banking77 --within label --output subtopics.csv
     """
-    from ..topics import discover, load_discovery, write_assignments
+    from ..topics.discover import discover
+    from ..topics.runs import load_discovery, write_assignments
 
     if run_id is not None:
         res = load_discovery(ctx.ws, dataset, run_id)
@@ -150,7 +152,7 @@ def label_cmd(ctx, dataset, topic, docs, label, run_id, undo_batch, undo_last, l
     if topic is not None and docs:
         raise UsageError("give --topic or --doc, not both.")
     if topic is not None:
-        b = labels_api.label_topic(ctx.ws, dataset, topic, label, run=run_id)
+        b = label_topic(ctx.ws, dataset, topic, label, run=run_id)
     else:
         b = labels_api.label_docs(ctx.ws, dataset, list(docs), label)
     if as_json:
@@ -208,7 +210,8 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
       ...
       $ inhouse trends --dataset tickets --by topic --within label --every week
     """
-    from ..trends import chart as draw, trends
+    from ..analysis.trends import chart as draw
+    from ..analysis.trends import trends
 
     res = trends(ctx.ws, dataset, by=by, every=every, within=within, recent=recent, alpha=alpha,
                  min_ratio=min_ratio, run=run_id, split=split)
@@ -278,7 +281,7 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, as_j
       $ inhouse summarize --dataset banking77 --by label --n-docs 3
       $ inhouse summarize --dataset tickets --by topic --llm smollm2-135m --category 0
     """
-    from ..summarize import summarize
+    from ..analysis.summarize import summarize
 
     out = summarize(ctx.ws, dataset, by=by, llm=llm, n_docs=n_docs, run=run_id, split=split,
                     categories=list(categories) or None)

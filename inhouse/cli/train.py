@@ -48,7 +48,8 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
       trained intents@1 (head on minilm-l6): 9003 train / 1000 val rows, 77 labels,
       val accuracy 91.7%, macro-F1 0.915, 52.3 s, sha256 64067f5f3839
     """
-    from ..train import TrainingArguments, train
+    from ..training.arguments import TrainingArguments
+    from ..training.train import train
 
     args = TrainingArguments(base=base, method=method, label_col=label_col, split=None if split == "all" else split,
                              shots=shots, seed=seed, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
@@ -81,7 +82,7 @@ def eval_cmd(ctx, model, dataset, split, label_col, out, as_json) -> None:
       intents@1 on banking77/test (3080 rows): accuracy 93.1%, macro-F1 0.931, ECE 0.021
       zero-shot minilm-l6 on the same rows: accuracy 62.2%, macro-F1 0.612
     """
-    from ..evaluate import evaluate
+    from ..analysis.evaluate import evaluate
 
     r = evaluate(ctx.ws, model, dataset, None if split == "all" else split, label_col=label_col, out=out)
     if as_json:
@@ -115,7 +116,7 @@ def explain_weights_cmd(ctx, model, against, chart, as_json) -> None:
       LAYER                 CHANGE   MOVED
       encoder.layer.5       3.40%    99.9%
     """
-    from ..explain import weight_changes
+    from ..analysis.explain import weight_changes
 
     r = weight_changes(ctx.ws, model, against, chart=chart)
     if as_json:
@@ -156,7 +157,7 @@ def explain_cmd(ctx, model, text, k, as_json) -> None:
       card_arrival (0.91) by intents@1
       ...
     """
-    from ..explain import explain
+    from ..analysis.explain import explain
 
     r = explain(ctx.ws, model, text, k=k)
     if as_json:
@@ -190,7 +191,7 @@ def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, split, outpu
       $ inhouse classify intents --input new.csv --output preds.parquet
       wrote 1200 predictions by intents@1 to preds.parquet (4.1 s)
     """
-    from ..infer import classify
+    from ..classifiers.predict import classify
 
     r = classify(ctx.ws, model, output=output, dataset=dataset, input_path=input_path, text_col=text_col,
                  id_col=id_col, split=split, top_k=top_k, cache=not no_cache)

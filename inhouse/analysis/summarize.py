@@ -1,0 +1,238 @@
+"""One summary per category: a label, a discovered topic, or any column.
+
+Extractive by default: the category's keywords (c-TF-IDF against the other
+categories) and ``n_docs`` documents that are both representative and
+different from each other, chosen by maximal marginal relevance around the
+category's centre (``score = λ·sim(doc, centre) − (1−λ)·max sim(doc, chosen)``).
+With ``llm`` (a local GGUF model such as ``smollm2-135m``), the model writes
+a one-sentence summary from those documents and keywords; an answer that is
+junk falls back to the extractive summary. Every summary is stored in SQLite
+with the run id and the name and sha256 of the model that wrote it.
+
+    >>> out = summarize(ws, "banking77", by="label", n_docs=2)
+    >>> out[0].category, out[0].keywords[:3], out[0].kind
+    ('card_payment_fee_charged', ['fee', 'charged', 'using card'], 'extractive')
+    >>> print(out[0].summary)
+    - How come I was charged an extra fee when paying with the card?
+    - Is there a reason I was charged a fee for using my card as payment? I've never had an extra fee before.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from ..models.catalog import DEFAULT_ENCODER
+from ..progress import track
+from ..topics.categories import category_values
+from ..topics.discover import check_generator, embed_for_topics
+from ..topics.runs import load_discovery
+from ..topics.text import clean_text, topic_keywords
+from ..workspace.documents import read_documents
+from ..workspace.files import json_dumps
+from ..workspace.store import Workspace
+
+
+@dataclass
+class Summary:
+    """What one category is about."""
+
+    category: str
+    name: str
+    by: str
+    size: int
+    share: float
+    keywords: list[str]
+    doc_ids: list[int]
+    texts: list[str]
+    summary: str
+    kind: str  # "extractive" | "abstractive"
+    model: str | None = None
+    model_sha256: str | None = None
+    run_id: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mmr(X: np.ndarray, centre: np.ndarray, k: int, *, diversity: float = 0.3, keys: list | None = None) -> list[int]:
+    """Rows of ``X`` (unit vectors) that are close to ``centre`` and unlike each other.
+
+    Ties go to the lower row; rows whose ``keys`` (e.g. text hashes) were already
+    chosen are skipped, so a repeated text is shown once.
+
+    >>> X = np.array([[1.0, 0.0], [0.99, 0.14], [0.6, 0.8]])
+    >>> mmr(X, np.array([0.9, 0.44]), 2, diversity=0.5)
+    [1, 2]
+    """
+    rel = X @ centre
+    chosen: list[int] = []
+    seen: set = set()
+    best_sim = np.full(len(X), -np.inf)
+    alive = np.ones(len(X), dtype=bool)
+    while len(chosen) < k and alive.any():
+        score = (1 - diversity) * rel - diversity * np.where(np.isfinite(best_sim), best_sim, 0.0)
+        score[~alive] = -np.inf
+        i = int(np.argmax(score))
+        alive[i] = False
+        if keys is not None and keys[i] in seen:
+            continue
+        chosen.append(i)
+        if keys is not None:
+            seen.add(keys[i])
+        best_sim = np.maximum(best_sim, X @ X[i])
+    return chosen
+
+
+def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None = None, n_docs: int = 5,
+              model: str | None = None, run: int | None = None, split: str | None = None,
+              categories: list[str] | None = None, diversity: float = 0.3, max_tokens: int = 80,
+              seed: int = 0) -> list[Summary]:
+    """Summarise each category of ``by`` (largest first) and store the summaries.
+
+    >>> s = summarize(ws, "banking77", by="label", llm="smollm2-135m", categories=["card_payment_fee_charged"])[0]
+    >>> s.kind, s.model, s.summary
+    ('abstractive', 'smollm2-135m', 'These messages are about the fees charged when using a card, the reason for the fee, and the solution to the issue.')
+    """
+    if n_docs < 1:
+        raise UsageError(f"--n-docs must be at least 1, found {n_docs}.")
+    if llm:
+        check_generator(ws, llm)
+    t0 = time.time()
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"], split=split)
+    cats, names = category_values(ws, dataset, by, df["doc_id"].to_numpy(), run=run)
+    keep = np.array([c is not None for c in cats], dtype=bool)
+    n_valid = int(keep.sum())
+    if categories is not None:
+        wanted = {str(c) for c in categories}
+        unknown = sorted(wanted - set(cats))
+        if unknown:
+            raise InputError(f"{by} {unknown} not found in dataset {dataset!r}; there are {len(set(cats) - {None})}.",
+                             fix=f"See them with: inhouse summarize --dataset {dataset} --by {by}")
+        keep &= np.array([c in wanted for c in cats])
+    if not keep.any():
+        raise InputError(f"no document of dataset {dataset!r} has a {by!r} value.",
+                         fix="Label documents, run inhouse discover, or choose another --by column.")
+    df = df[keep].reset_index(drop=True)
+    cats = np.array([c for c, k in zip(cats, keep) if k], dtype=object)
+    discovery = load_discovery(ws, dataset, run, texts=False) if by == "topic" else None
+    model = model or (discovery.model if discovery else DEFAULT_ENCODER)
+    texts = [clean_text(t) for t in df["text"]]
+    X, _ = embed_for_topics(ws, model, texts)
+    order, inverse, counts = np.unique(cats.astype(str), return_inverse=True, return_counts=True)
+    ranked = sorted(range(len(order)), key=lambda i: (-counts[i], order[i]))
+    kws = topic_keywords(texts, inverse, len(order), top=10, seed=seed)
+    if discovery:  # the discovery's keywords, computed against all topics, not only those summarised
+        known = {str(t.topic): t.keywords for t in discovery.topics}
+        kws = [known.get(str(c), k) for c, k in zip(order, kws)]
+    out = []
+    for i in track(ranked, "summarising", unit="category"):
+        rows = np.flatnonzero(inverse == i)
+        picks = _pick(X[rows], df["text_hash"].to_numpy()[rows], n_docs, diversity)
+        chosen = rows[picks]
+        docs = [df["text"][j] for j in chosen]
+        out.append(Summary(str(order[i]), names.get(str(order[i]), str(order[i])), by, int(counts[i]),
+                           round(counts[i] / n_valid, 6), kws[i], [int(df["doc_id"][j]) for j in chosen], docs,
+                           extractive_text(docs), "extractive"))
+    if llm:
+        _abstract(ws, llm, out, max_tokens, seed)
+    params = {"llm": llm, "n_docs": n_docs, "model": model, "split": split, "diversity": diversity,
+              "categories": categories}
+    _save(ws, dataset, by, discovery.run_id if discovery else None, out, t0, params)
+    return out
+
+
+def _pick(X: np.ndarray, hashes: np.ndarray, k: int, diversity: float, pool: int = 50) -> np.ndarray:
+    """MMR over the ``pool`` documents closest to the centre (ties by position)."""
+    centre = X.sum(axis=0, dtype=np.float64)
+    centre = (centre / max(np.linalg.norm(centre), 1e-12)).astype(np.float32)
+    sims = X @ centre
+    near = np.lexsort((np.arange(len(X)), -sims))[: max(pool, k * 4)]
+    picked = mmr(X[near], centre, k, diversity=diversity, keys=list(hashes[near]))
+    return near[picked]
+
+
+def extractive_text(docs: list[str], width: int = 240) -> str:
+    """The chosen documents as a bullet list, each cut to ``width`` characters."""
+    return "\n".join("- " + (d if len(d) <= width else d[: width - 1].rstrip() + "…") for d in docs)
+
+
+# ---------------------------------------------------------- abstractive ----
+
+def summary_prompt(name: str, keywords: list[str], docs: list[str]) -> str:
+    examples = "\n".join(f"- {d[:200]}" for d in docs[:5])
+    return (f"Messages:\n{examples}\nKeywords: {', '.join(keywords[:6])}\n"
+            "In one sentence, what are these messages about?")
+
+
+def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int = 2) -> str | None:
+    """A tiny model's answer cut to its first distinct sentences, or None when it is junk.
+
+    Junk: assistant talk ("I'm not sure..."), a loop that repeats a word, mostly
+    not letters, or no word in common with ``context`` (keywords and documents).
+
+    >>> tidy_summary("These messages are about lost cards. They ask how to block one. More.", ["lost card"])
+    'These messages are about lost cards. They ask how to block one.'
+    >>> tidy_summary("I'm not sure what to share, but I'm here to help.") is None
+    True
+    """
+    from ..topics.text import content_words
+
+    text = " ".join(raw.replace("*", "").split())
+    text = re.sub(r"^(summary|answer)\s*:\s*", "", text, flags=re.I).lstrip("-• ").strip()
+    kept: list[str] = []
+    for sentence in (x.strip() for x in re.findall(r"[^.!?]+[.!?]?", text)):
+        if sentence and sentence not in kept and len(kept) < max_sentences:
+            kept.append(sentence)
+    text = " ".join(kept)
+    letters = sum(ch.isalpha() for ch in text)
+    if letters < 15 or letters < 0.6 * len(text.replace(" ", "")):
+        return None
+    if re.search(r"\b(i'm|i am|i can't|i cannot|as an ai|here to help|sorry)\b", text, re.I):
+        return None
+    words = re.findall(r"[a-z]{4,}", text.lower())
+    if words and max(words.count(w) for w in set(words)) >= 4:
+        return None
+    if context is not None and not content_words(text) & {w for c in context for w in content_words(c)}:
+        return None
+    return text
+
+
+def _abstract(ws: Workspace, llm: str, out: list[Summary], max_tokens: int, seed: int) -> None:
+    from ..models.generators import load_generator
+
+    gen = load_generator(ws, llm)
+    for s in track(out, f"summarising with {llm}", unit="category"):
+        raw = gen.generate(summary_prompt(s.name, s.keywords, s.texts), max_tokens=max_tokens, temperature=0.0,
+                           seed=seed)
+        text = tidy_summary(raw, s.keywords + s.texts)
+        s.model, s.model_sha256 = gen.name, gen.sha256
+        if text:
+            s.summary, s.kind = text, "abstractive"
+        else:
+            s.notes.append(f"{llm} gave no usable summary ({raw[:60]!r}); kept the extractive one")
+
+
+def _save(ws: Workspace, dataset: str, by: str, run: int | None, out: list[Summary], t0: float,
+          params: dict) -> None:
+    info = ws.dataset(dataset)
+    llm = next((s for s in out if s.model), None)
+    now = time.time()
+    with ws.tx() as c:
+        run_id = ws.record_run("summarize", {"dataset": dataset, "by": by, "run": run, **params},
+                               {"categories": len(out), "abstractive": sum(s.kind == "abstractive" for s in out)},
+                               model=llm.model if llm else None, model_sha256=llm.model_sha256 if llm else None,
+                               started_at=t0)
+        for s in out:
+            s.run_id = run_id
+        c.executemany(
+            "INSERT INTO summaries (run_id, dataset_id, by_column, category, name, size, share, kind, summary,"
+            " keywords, doc_ids, model, model_sha256, discovery_run_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, info.id, by, s.category, s.name, s.size, s.share, s.kind, s.summary, json_dumps(s.keywords),
+              json_dumps(s.doc_ids), s.model, s.model_sha256, run, now) for s in out])

@@ -1,0 +1,310 @@
+"""Volume and share of each category over time, and which ones are emerging or declining.
+
+:func:`trends` counts the documents of each category (a label, a discovered
+topic or any column) per day, week (Monday to Sunday, UTC) or month, and
+compares the most recent ``recent`` periods with all the periods before them
+(the baseline). For each category the share in the recent window is tested
+against the share in the baseline with a two-sided two-proportion z-test, or
+Fisher's exact test when an expected count is under 5; the p-values of all
+categories are corrected for multiple testing with Benjamini–Hochberg. A
+category is *emerging* when its q-value is under ``alpha`` and its share grew
+by at least ``min_ratio`` times (or it is new), *declining* when the q-value is
+under ``alpha`` and its share fell by the same factor; every category reports
+its effect sizes (share ratio, log odds ratio, absolute change) and p and q.
+
+With ``within``, the shares are taken inside each category of that column
+(the sub-topics of each label), and the tests run inside each.
+
+    >>> res = trends(ws, "airline", by="negative_reason", every="day", recent=2)
+    >>> [(c.category, c.status, c.share_ratio) for c in res.flagged()]
+    [('Lost Luggage', 'emerging', 1.3627)]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from ..workspace.documents import read_documents
+from ..workspace.files import atomic_path
+from ..workspace.store import Workspace
+
+EVERY = {"day": "D", "week": "W-SUN", "month": "M"}
+
+
+@dataclass
+class CategoryTrend:
+    """One category's counts per period and its recent-versus-baseline test."""
+
+    category: str
+    name: str
+    parent: str | None
+    total: int
+    counts: list[int]
+    shares: list[float]
+    recent_count: int
+    recent_total: int
+    baseline_count: int
+    baseline_total: int
+    share_recent: float
+    share_baseline: float
+    share_ratio: float | None  # None when the category is new (no baseline documents)
+    log_odds_ratio: float
+    abs_change: float
+    volume_ratio: float | None
+    p_value: float
+    q_value: float = 1.0
+    test: str = "z"
+    status: str = "stable"  # "emerging" | "declining" | "stable"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrendsResult:
+    """Per-period counts and the flagged categories of one dataset."""
+
+    dataset: str
+    by: str
+    every: str
+    within: str | None
+    periods: list[str]
+    recent_periods: int
+    alpha: float
+    min_ratio: float
+    documents: int
+    without_time: int
+    without_category: int
+    totals: list[int]
+    categories: list[CategoryTrend] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def flagged(self) -> list[CategoryTrend]:
+        """Emerging then declining categories, strongest evidence first."""
+        out = [c for c in self.categories if c.status != "stable"]
+        return sorted(out, key=lambda c: (c.status != "emerging", c.q_value, -abs(c.abs_change), c.category))
+
+    def emerging(self) -> list[CategoryTrend]:
+        return [c for c in self.flagged() if c.status == "emerging"]
+
+    def declining(self) -> list[CategoryTrend]:
+        return [c for c in self.flagged() if c.status == "declining"]
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "categories"}
+        d["recent"] = self.periods[-self.recent_periods:]
+        d["emerging"] = [c.category for c in self.emerging()]
+        d["declining"] = [c.category for c in self.declining()]
+        d["categories"] = [c.to_dict() for c in self.categories]
+        return d
+
+
+def trends(ws: Workspace, dataset: str, by: str = "label", every: str = "week", *, within: str | None = None,
+           recent: int | None = None, alpha: float = 0.05, min_ratio: float = 1.25, run: int | None = None,
+           split: str | None = None) -> TrendsResult:
+    """Counts and shares of ``by`` per period, and the emerging or declining categories.
+
+    ``recent`` is how many of the latest periods form the recent window (default:
+    a quarter of the periods, at least one); ``run`` picks a discovery run for
+    ``by="topic"``.
+
+    >>> res = trends(ws, "airline", by="negative_reason", every="day", recent=2)
+    >>> c = res.emerging()[0]
+    >>> c.category, c.share_baseline, c.share_recent, f"{c.q_value:.1g}"
+    ('Lost Luggage', 0.068966, 0.093982, '7e-05')
+    """
+    from ..topics.categories import category_values
+
+    t0 = time.time()
+    if every not in EVERY:
+        raise UsageError(f"--every must be one of {list(EVERY)}, found {every!r}.")
+    if min_ratio < 1 or not 0 < alpha < 1:
+        raise UsageError("--min-ratio must be at least 1 and --alpha between 0 and 1.")
+    import pandas as pd
+
+    df = read_documents(ws, dataset, columns=["doc_id", "time"], split=split)
+    _check_times(ws, dataset, df)
+    ids = df["doc_id"].to_numpy()
+    cats, names = category_values(ws, dataset, by, ids, run=run)
+    parents = category_values(ws, dataset, within, ids, run=run)[0] if within else [None] * len(ids)
+    frame = pd.DataFrame({"time": df["time"], "cat": cats, "parent": parents})
+    without_time = int(frame["time"].isna().sum())
+    frame = frame[frame["time"].notna()]
+    without_cat = int(frame["cat"].isna().sum() + (frame["parent"].isna().sum() if within else 0))
+    frame = frame[frame["cat"].notna() & (frame["parent"].notna() if within else True)]
+    if frame.empty:
+        raise InputError(f"dataset {dataset!r} has no document with both a time and a {by!r} value.",
+                         fix=f"Check --by {by}" + (f" and --within {within}" if within else "") + ".")
+    periods = frame["time"].dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period(EVERY[every])
+    full = pd.period_range(periods.min(), periods.max(), freq=EVERY[every])
+    if len(full) < 2:
+        raise InputError(f"dataset {dataset!r} spans a single {every} ({full[0]}); trends need at least two periods.",
+                         fix="Use a shorter period, e.g. --every day.")
+    recent = max(1, len(full) // 4) if recent is None else recent
+    if not 1 <= recent < len(full):
+        raise UsageError(f"--recent must be between 1 and {len(full) - 1} (there are {len(full)} {every}s), "
+                         f"found {recent}.")
+    frame = frame.assign(period=np.searchsorted(full.start_time.values, periods.dt.start_time.values))
+    result = TrendsResult(dataset, by, every, within, [str(p.start_time.date()) for p in full], recent, alpha,
+                          min_ratio, len(df), without_time, without_cat,
+                          np.bincount(frame["period"], minlength=len(full)).tolist())
+    for parent, group in _groups(frame, within):
+        result.categories += _test_group(group, parent, names, len(full), recent)
+    _bh(result.categories)
+    for c in result.categories:
+        c.status = _status(c, alpha, min_ratio)
+    result.seconds = round(time.time() - t0, 3)
+    ws.record_run("trends", {"dataset": dataset, "by": by, "every": every, "within": within, "recent": recent,
+                             "alpha": alpha, "min_ratio": min_ratio, "run": run, "split": split},
+                  {"emerging": [c.category for c in result.emerging()],
+                   "declining": [c.category for c in result.declining()]}, started_at=t0)
+    return result
+
+
+def _check_times(ws: Workspace, dataset: str, df) -> None:
+    if len(df) == 0:
+        raise InputError(f"dataset {dataset!r} has no documents.")
+    if df["time"].notna().any():
+        return
+    col = (ws.dataset(dataset).columns or {}).get("time")
+    raise InputError(
+        f"dataset {dataset!r} has no timestamps" + (f" (its time column {col!r} was empty)" if col else "")
+        + ", so it has no trends over time.",
+        fix="Ingest the file into a new dataset and name its date column with --time-col, e.g. "
+            f"inhouse ingest FILE --dataset {dataset}-dated --time-col timestamp")
+
+
+def _groups(frame, within: str | None):
+    if not within:
+        yield None, frame
+        return
+    sizes = frame.groupby("parent").size()
+    for parent in sorted(sizes.index, key=lambda p: (-sizes[p], p)):
+        yield parent, frame[frame["parent"] == parent]
+
+
+def _test_group(group, parent: str | None, names: dict, n_periods: int, recent: int) -> list[CategoryTrend]:
+    """Counts per period and the recent-versus-baseline test of each category of one group."""
+    totals = np.bincount(group["period"], minlength=n_periods)
+    split = n_periods - recent
+    n1, n0 = int(totals[split:].sum()), int(totals[:split].sum())
+    out = []
+    for cat, rows in sorted(group.groupby("cat"), key=lambda kv: (-len(kv[1]), str(kv[0]))):
+        counts = np.bincount(rows["period"], minlength=n_periods)
+        x1, x0 = int(counts[split:].sum()), int(counts[:split].sum())
+        p, test = two_proportion_test(x1, n1, x0, n0)
+        s1, s0 = x1 / n1 if n1 else 0.0, x0 / n0 if n0 else 0.0
+        rate1, rate0 = x1 / recent, x0 / split
+        out.append(CategoryTrend(
+            category=str(cat), name=names.get(str(cat), str(cat)), parent=parent, total=int(counts.sum()),
+            counts=counts.tolist(), shares=[round(c / t, 6) if t else 0.0 for c, t in zip(counts, totals)],
+            recent_count=x1, recent_total=n1, baseline_count=x0, baseline_total=n0,
+            share_recent=round(s1, 6), share_baseline=round(s0, 6),
+            share_ratio=round(s1 / s0, 4) if s0 > 0 else None,
+            log_odds_ratio=round(_log_odds(x1, n1, x0, n0), 4), abs_change=round(s1 - s0, 6),
+            volume_ratio=round(rate1 / rate0, 4) if rate0 > 0 else None, p_value=p, test=test))
+    return out
+
+
+def two_proportion_test(x1: int, n1: int, x0: int, n0: int) -> tuple[float, str]:
+    """Two-sided p-value that ``x1/n1`` and ``x0/n0`` differ: pooled z-test, or Fisher's
+    exact test when an expected count is under 5.
+
+    >>> round(two_proportion_test(30, 100, 10, 100)[0], 5), two_proportion_test(3, 10, 0, 10)[1]
+    (0.00041, 'fisher')
+    """
+    from scipy import stats
+
+    if n1 == 0 or n0 == 0:
+        return 1.0, "none"
+    pooled = (x1 + x0) / (n1 + n0)
+    expected = [n1 * pooled, n1 * (1 - pooled), n0 * pooled, n0 * (1 - pooled)]
+    if min(expected) < 5:
+        return float(stats.fisher_exact([[x1, n1 - x1], [x0, n0 - x0]])[1]), "fisher"
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
+    z = (x1 / n1 - x0 / n0) / se if se > 0 else 0.0
+    return float(2 * stats.norm.sf(abs(z))), "z"
+
+
+def _log_odds(x1: int, n1: int, x0: int, n0: int) -> float:
+    """Log odds ratio with the Haldane–Anscombe correction (+0.5 per cell)."""
+    return math.log(((x1 + 0.5) * (n0 - x0 + 0.5)) / ((n1 - x1 + 0.5) * (x0 + 0.5)))
+
+
+def _bh(cats: list[CategoryTrend]) -> None:
+    """Benjamini–Hochberg q-values over all tested categories, in place."""
+    if not cats:
+        return
+    p = np.array([c.p_value for c in cats])
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    for i, c in zip(order, q):
+        cats[i].q_value = float(c)
+
+
+def _status(c: CategoryTrend, alpha: float, min_ratio: float) -> str:
+    if c.q_value >= alpha:
+        return "stable"
+    if c.abs_change > 0 and (c.share_ratio is None or c.share_ratio >= min_ratio):
+        return "emerging"
+    if c.abs_change < 0 and c.share_ratio is not None and c.share_ratio <= 1 / min_ratio:
+        return "declining"
+    return "stable"
+
+
+# ----------------------------------------------------------------- chart ----
+
+def chart(result: TrendsResult, path: str | Path, *, top: int = 8) -> Path:
+    """Share over time of the largest categories, flagged ones in colour (PNG, SVG or PDF).
+
+    >>> chart(trends(ws, "airline", by="negative_reason", every="day"), "trends.png")
+    PosixPath('trends.png')
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UsageError(f"{path}: the chart must end in .png, .svg or .pdf, found {path.suffix or 'no extension'}.")
+    parents = list(dict.fromkeys(c.parent for c in result.categories))[:6]
+    fig, axes = plt.subplots(len(parents), 1, figsize=(10, 3.6 * len(parents)), squeeze=False)
+    x = np.arange(len(result.periods))
+    for ax, parent in zip(axes[:, 0], parents):
+        _plot_group(ax, result, [c for c in result.categories if c.parent == parent], x, top)
+        ax.set_title(f"{result.by} within {result.within} = {parent}" if parent is not None
+                     else f"{result.dataset}: share of each {result.by} per {result.every}", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lower()[1:], dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_group(ax, result: TrendsResult, cats: list[CategoryTrend], x: np.ndarray, top: int) -> None:
+    flagged = [c for c in cats if c.status != "stable"]
+    shown = flagged + [c for c in sorted(cats, key=lambda c: -c.total) if c.status == "stable"][:max(0, top - len(flagged))]
+    colours = {"emerging": "tab:red", "declining": "tab:blue"}
+    muted = ["#7f7f7f", "#bcbd22", "#17becf", "#9467bd", "#8c564b", "#e377c2", "#2ca02c", "#ff7f0e", "#aec7e8"]
+    for i, c in enumerate(shown):
+        label = c.name if c.name == c.category else f"{c.category}: {c.name}"
+        if c.status == "stable":
+            ax.plot(x, c.shares, color=muted[i % len(muted)], lw=1, alpha=0.55, label=label[:40])
+        else:
+            mark = "▲" if c.status == "emerging" else "▼"
+            ax.plot(x, c.shares, color=colours[c.status], lw=2.5, marker="o", ms=3,
+                    label=f"{mark} {label[:36]} (q={c.q_value:.2g})")
+    ax.axvspan(len(x) - result.recent_periods - 0.5, len(x) - 0.5, color="gold", alpha=0.15, lw=0)
+    step = max(1, len(x) // 12)
+    ax.set_xticks(x[::step], [result.periods[i] for i in x[::step]], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("share")
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

@@ -1,0 +1,133 @@
+"""Datasets after ingest: list, describe (labels, splits, time range, ingests), remove."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import Conflict
+from ..workspace.store import Workspace
+from .ingest import reap_stale_ingests
+
+
+def list_datasets(ws: Workspace) -> list[dict[str, Any]]:
+    """One summary per dataset, from the metadata only (no Parquet is read).
+
+    >>> list_datasets(ws)
+    [{'name': 'banking77', 'rows': 13083, 'ingests': 1, 'quarantined': 0, 'created_at': '2025-...'}]
+    """
+    rows = ws.db.execute(
+        """SELECT d.id, d.name, d.created_at,
+                  (SELECT COALESCE(SUM(p.rows), 0) FROM parts p WHERE p.dataset_id = d.id) AS rows,
+                  (SELECT COUNT(*) FROM ingests i WHERE i.dataset_id = d.id AND i.status = 'done') AS ingests,
+                  (SELECT COALESCE(SUM(json_extract(i.stats, '$.quarantined')), 0) FROM ingests i
+                    WHERE i.dataset_id = d.id AND i.status = 'done') AS quarantined
+           FROM datasets d ORDER BY d.name""")
+    return [{"name": r["name"], "rows": r["rows"], "ingests": r["ingests"], "quarantined": r["quarantined"],
+             "created_at": _iso(r["created_at"])} for r in rows]
+
+
+def describe_dataset(ws: Workspace, name: str) -> dict[str, Any]:
+    """Rows, labels and their counts, splits, time range, ingests and quarantine of a dataset.
+
+    Labels are the effective ones: a label set by a person replaces the file's.
+
+    >>> d = describe_dataset(ws, "banking77")
+    >>> d["rows"], len(d["labels"]), d["splits"]
+    (13083, 77, {'train': 10003, 'test': 3080})
+    """
+    info = ws.dataset(name)
+    parts = ws.dataset_parts(name)
+    out: dict[str, Any] = {"name": info.name, "id": info.id, "created_at": _iso(info.created_at),
+                           "home": str(ws.home / "datasets" / info.name), "parts": len(parts),
+                           "columns": info.columns}
+    out.update(_document_stats(ws, info.id, parts))
+    ingests = []
+    for r in ws.db.execute("SELECT * FROM ingests WHERE dataset_id = ? ORDER BY id", (info.id,)):
+        stats = json.loads(r["stats"] or "{}")
+        ingests.append({"id": r["id"], "file": r["source_path"], "sha256": r["source_sha256"],
+                        "size": r["source_size"], "status": r["status"], "user": r["user"],
+                        "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
+                        "read": stats.get("read"), "stored": stats.get("stored"),
+                        "quarantined": stats.get("quarantined"), "quarantine_file": r["quarantine_path"],
+                        "options": json.loads(r["options"]), **({"error": stats["error"]} if "error" in stats else {})})
+    out["ingests"] = ingests
+    out["quarantined"] = sum(i["quarantined"] or 0 for i in ingests if i["status"] == "done")
+    return out
+
+
+def remove_dataset(ws: Workspace, name: str) -> dict[str, Any]:
+    """Delete a dataset: its documents, ingests, labels and quarantine files.
+
+    >>> remove_dataset(ws, "scratch")
+    {'name': 'scratch', 'rows': 120, 'ingests': 1}
+    """
+    import shutil
+    import sqlite3
+
+    info = ws.dataset(name)
+    reap_stale_ingests(ws, name)
+    running = ws.db.execute("SELECT id FROM ingests WHERE dataset_id = ? AND status = 'running'", (info.id,)).fetchall()
+    if running:
+        raise Conflict(f"dataset {name!r} has an ingest still running (#{running[0][0]}).",
+                       fix="Wait for it to finish, then remove the dataset.")
+    rows = ws.db.execute("SELECT COALESCE(SUM(rows), 0) FROM parts WHERE dataset_id = ?", (info.id,)).fetchone()[0]
+    n_ingests = ws.db.execute("SELECT COUNT(*) FROM ingests WHERE dataset_id = ?", (info.id,)).fetchone()[0]
+    try:
+        with ws.tx() as c:
+            for table in ("parts", "labels", "ingests"):
+                c.execute(f"DELETE FROM {table} WHERE dataset_id = ?", (info.id,))
+            c.execute("DELETE FROM datasets WHERE id = ?", (info.id,))
+            ws.audit("dataset.rm", name, rows=rows, ingests=n_ingests)
+    except sqlite3.IntegrityError as e:
+        raise Conflict(f"dataset {name!r} is still used by other records ({e}).",
+                       fix="Remove what was built from it (embeddings, models, runs) first.") from None
+    for folder in (ws.home / "datasets" / name, ws.home / "quarantine" / name):
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"name": name, "rows": rows, "ingests": n_ingests}
+
+def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, Any]:
+    empty = {"rows": 0, "labels": {}, "unlabelled": 0, "splits": {}, "no_split": 0, "time_range": None,
+             "distinct_texts": 0, "user_labels": 0}
+    overrides = ws.db.execute("SELECT doc_id, label FROM labels WHERE dataset_id = ? AND undone_at IS NULL ORDER BY id",
+                              (ds_id,)).fetchall()
+    if not parts:
+        return empty
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET temp_directory = '{ws.dir('tmp')}'")
+        files = [str(p) for p in parts]
+        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        con.execute(f"CREATE TEMP VIEW docs AS SELECT doc_id, labels, split, time, text_hash FROM read_parquet({listing})")
+        last = dict((d, l) for d, l in overrides)
+        user = pd.DataFrame({"doc_id": list(last), "label": list(last.values())}, columns=["doc_id", "label"])
+        user["doc_id"] = user["doc_id"].astype("int64")
+        con.register("user_labels", user)
+        con.execute("CREATE TEMP VIEW eff AS SELECT d.doc_id, CASE WHEN u.label IS NOT NULL THEN [CAST(u.label AS VARCHAR)]"
+                    " ELSE d.labels END AS labels FROM docs d LEFT JOIN user_labels u USING (doc_id)")
+        rows, distinct, tmin, tmax = con.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT text_hash), epoch_us(MIN(time)), epoch_us(MAX(time)) FROM docs").fetchone()
+        labels = con.execute("SELECT label, COUNT(*) AS n FROM (SELECT unnest(labels) AS label FROM eff)"
+                             " GROUP BY label ORDER BY n DESC, label").fetchall()
+        unlabelled = con.execute("SELECT COUNT(*) FROM eff WHERE len(labels) = 0").fetchone()[0]
+        splits = con.execute("SELECT split, COUNT(*) AS n FROM docs GROUP BY split ORDER BY n DESC, split").fetchall()
+    finally:
+        con.close()
+    return {"rows": rows, "labels": dict(labels), "unlabelled": unlabelled,
+            "splits": {s: n for s, n in splits if s is not None},
+            "no_split": sum(n for s, n in splits if s is None),
+            "time_range": {"min": _us_iso(tmin), "max": _us_iso(tmax)} if tmin is not None else None,
+            "distinct_texts": distinct, "user_labels": len(last)}
+
+
+def _us_iso(us: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)).isoformat()
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None

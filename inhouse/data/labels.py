@@ -1,0 +1,136 @@
+"""Labels set by people: a whole discovered topic at once, or single documents.
+
+Every call writes one *batch* of rows to the ``labels`` table with who set them
+and when; :func:`undo` marks a batch undone (nothing is deleted, so the history
+stays), and the label a document had before comes back.
+:func:`inhouse.store.read_documents` overlays these labels on the file's.
+
+    >>> b = label_docs(ws, "banking77", [12, 40], "change_pin")
+    >>> b.count, b.source
+    (2, 'manual')
+    >>> undo(ws, b.batch).undone_at is not None
+    True
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+from ..errors import Conflict, InputError, NotFound, UsageError
+from ..workspace.store import Workspace, current_user
+
+
+@dataclass
+class LabelBatch:
+    """One labelling action."""
+
+    batch: str
+    dataset: str
+    label: str
+    count: int
+    source: str  # "topic:<run>:<topic>" | "manual"
+    user: str
+    created_at: float
+    undone_at: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_label(label: str) -> str:
+    label = (label or "").strip()
+    if not label:
+        raise UsageError("the label is empty.", fix="Give one with --as LABEL.")
+    return label
+
+
+def label_docs(ws: Workspace, dataset: str, doc_ids: list[int], label: str, *, source: str = "manual") -> LabelBatch:
+    """Set ``label`` on the documents ``doc_ids`` of ``dataset``, as one batch.
+
+    >>> label_docs(ws, "banking77", [12, 40], "change_pin").count
+    2
+    """
+    label = _check_label(label)
+    info = ws.dataset(dataset)
+    ids = sorted({int(d) for d in doc_ids})
+    if not ids:
+        raise UsageError("no documents to label.", fix="Name them with --doc ID or a topic with --topic T.")
+    missing = sorted(set(ids) - _existing(ws, dataset, ids))
+    if missing:
+        raise NotFound(f"dataset {dataset!r} has no document{'s' if len(missing) > 1 else ''} "
+                       f"{missing[:10]}{' ...' if len(missing) > 10 else ''}.",
+                       fix="Document ids are the ones ingest gave (the `id` column of `inhouse discover --output`).")
+    batch = f"lb-{uuid.uuid4().hex[:10]}"
+    now, user = time.time(), current_user()
+    with ws.tx() as c:
+        c.executemany("INSERT INTO labels (dataset_id, doc_id, label, source, batch, user, created_at)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)", [(info.id, d, label, source, batch, user, now) for d in ids])
+        ws.audit("label", dataset, batch=batch, label=label, count=len(ids), source=source)
+    return LabelBatch(batch, dataset, label, len(ids), source, user, now)
+
+
+def _existing(ws: Workspace, dataset: str, ids: list[int]) -> set[int]:
+    parts = ws.dataset_parts(dataset)
+    if not parts:
+        return set()
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute("SELECT doc_id FROM read_parquet(?) WHERE doc_id IN (SELECT unnest(?))",
+                           [[str(p) for p in parts], ids]).fetchall()
+    finally:
+        con.close()
+    return {int(r[0]) for r in rows}
+
+
+def _batches(ws: Workspace, where: str = "", params: tuple = (), limit: int | None = None) -> list[LabelBatch]:
+    q = ("SELECT l.batch, d.name, l.label, COUNT(*) AS n, l.source, l.user, MIN(l.created_at) AS at,"
+         " MAX(l.undone_at) AS undone FROM labels l JOIN datasets d ON d.id = l.dataset_id"
+         f" {where} GROUP BY l.batch, d.name, l.label, l.source, l.user ORDER BY at DESC, l.batch DESC")
+    if limit:
+        q += f" LIMIT {int(limit)}"
+    return [LabelBatch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in ws.db.execute(q, params)]
+
+
+def list_batches(ws: Workspace, dataset: str | None = None, *, limit: int | None = 50) -> list[LabelBatch]:
+    """Labelling batches, newest first (of one dataset, or all).
+
+    >>> [(b.batch, b.label, b.count) for b in list_batches(ws, "banking77")]
+    [('lb-9f2c41d0aa', 'change_pin', 314)]
+    """
+    if dataset is None:
+        return _batches(ws, limit=limit)
+    return _batches(ws, "WHERE l.dataset_id = ?", (ws.dataset(dataset).id,), limit)
+
+
+def undo(ws: Workspace, batch: str) -> LabelBatch:
+    """Undo a batch: its labels stop counting, and the earlier ones come back."""
+    found = _batches(ws, "WHERE l.batch = ?", (batch,))
+    if not found:
+        recent = [b.batch for b in _batches(ws, limit=5)]
+        raise NotFound(f"label batch {batch!r} not found; recent batches are {recent}.",
+                       fix="See them all with: inhouse label --list")
+    if found[0].undone_at is not None:
+        raise Conflict(f"label batch {batch!r} was already undone at {time.ctime(found[0].undone_at)}.")
+    now = time.time()
+    with ws.tx() as c:
+        c.execute("UPDATE labels SET undone_at = ? WHERE batch = ? AND undone_at IS NULL", (now, batch))
+        ws.audit("label.undo", found[0].dataset, batch=batch, count=found[0].count)
+    b = found[0]
+    b.undone_at = now
+    return b
+
+
+def undo_last(ws: Workspace, dataset: str | None = None) -> LabelBatch:
+    """Undo the newest batch that is not undone yet (of ``dataset``, or any)."""
+    where, params = "WHERE l.undone_at IS NULL", ()
+    if dataset is not None:
+        where, params = where + " AND l.dataset_id = ?", (ws.dataset(dataset).id,)
+    last = _batches(ws, where, params, limit=1)
+    if not last:
+        scope = f" of dataset {dataset!r}" if dataset else ""
+        raise InputError(f"there is no label batch{scope} left to undo.", fix="See them with: inhouse label --list")
+    return undo(ws, last[0].batch)

@@ -1,0 +1,295 @@
+"""Move a model version between machines that share no network.
+
+``export_version`` writes a self-contained folder::
+
+    intents-3/
+      manifest.json   the version's manifest + an "export" section (source, base, evaluations)
+      README.md       the model card: intended use, data, metrics, limitations, versions, hashes
+      model/          the version's files (folder format), or model.onnx + tokenizer (onnx format)
+      base/           the base encoder's files, when the version needs one (folder format)
+
+``import_version`` checks every hash before anything is registered, registers
+the bundled base encoder if the workspace lacks it (found by sha256, whatever
+its name), and saves the files as the next version of the name. A folder
+export keeps the version's sha256; an ONNX export is a new artifact whose
+manifest says what it was derived from and how closely it agrees with it.
+
+    >>> export_version(ws, "intents@3", "/media/usb/intents-3")["files"]
+    4
+    >>> import_version(other_ws, "/media/usb/intents-3", name="intents")["ref"]
+    'intents@1'
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+from .. import registry
+from ..errors import Conflict, InputError, IntegrityError, NotFound, UsageError
+from ..models.catalog import CATALOG, add_model, list_models, model_files
+from ..version import __version__
+from ..workspace.documents import read_documents
+from ..workspace.files import atomic_dir, atomic_write_text, sha256_file
+from ..workspace.store import Workspace, current_user
+from .card import model_card
+
+MODEL_DIR = "model"
+BASE_DIR = "base"
+CARD = "README.md"
+FORMATS = ("folder", "onnx")
+
+
+# ----------------------------------------------------------------- export ----
+
+def export_version(ws: Workspace, ref: str, out: str | Path, *, format: str = "folder", quantize: str | None = None,
+                   include_base: bool = True, check_dataset: str | None = None, check_size: int = 200,
+                   check_texts: list[str] | None = None, min_agreement: float = 0.99) -> dict:
+    """Write version ``ref`` to the new folder ``out``, atomically.
+
+    ``format="onnx"`` writes one ONNX graph (optionally ``quantize="int8"``) and
+    checks it against the original on ``check_texts``, else ``check_size``
+    texts sampled (seed 0) from ``check_dataset`` or the training dataset; an
+    agreement below ``min_agreement`` refuses the export.
+
+    >>> export_version(ws, "intents@3", "out/intents-onnx", format="onnx", quantize="int8")["parity"]["agreement"]
+    0.995
+    """
+    if format not in FORMATS:
+        raise UsageError(f"format {format!r} is unknown; formats are {list(FORMATS)}.")
+    if quantize and format != "onnx":
+        raise UsageError("--quantize applies to --format onnx only.", fix="Add --format onnx, or drop --quantize.")
+    t0 = time.time()
+    v = registry.load(ws, ref)
+    out = _check_out(Path(out))
+    with atomic_dir(out) as tmp:
+        (tmp / MODEL_DIR).mkdir()
+        if format == "folder":
+            manifest = _export_folder(ws, v, tmp, include_base)
+        else:
+            texts, source = check_texts_for(ws, v, check_dataset, check_size, check_texts)
+            manifest = _export_onnx(ws, v, tmp, quantize, texts, source, min_agreement)
+        atomic_write_text(tmp / registry.MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+        atomic_write_text(tmp / CARD, model_card(manifest))
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    files = sum(1 for p in out.rglob("*") if p.is_file())
+    result = {"ref": v.ref, "sha256": v.sha256, "out": str(out), "format": format, "quantize": quantize,
+              "exported_sha256": manifest["sha256"], "files": files, "size": size,
+              "base_included": bool(manifest["export"].get("base")),
+              "parity": (manifest.get("onnx") or {}).get("parity"), "seconds": round(time.time() - t0, 3)}
+    with ws.tx():
+        ws.audit("models.export", v.ref, out=str(out), format=format, quantize=quantize, sha256=v.sha256,
+                 exported_sha256=manifest["sha256"])
+    ws.record_run("models.export", {"ref": ref, "out": str(out), "format": format, "quantize": quantize}, result,
+                  model=v.ref, model_sha256=v.sha256, started_at=t0)
+    return result
+
+
+def _check_out(out: Path) -> Path:
+    out = out.expanduser().resolve()
+    if out.exists():
+        if not out.is_dir() or any(out.iterdir()):
+            raise Conflict(f"{out} already exists and is not an empty folder.", fix="Choose a new --out folder.")
+        out.rmdir()
+    return out
+
+
+def _export_section(ws: Workspace, v: registry.Version, format: str) -> dict:
+    return {"format": format, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "exported_by": current_user(), "source": {"ref": v.ref, "sha256": v.sha256, "workspace": str(ws.home)},
+            "aliases": registry.aliases_of(ws, v), "evaluations": registry.evaluations(ws, v), "base": None}
+
+
+def _copy_checked(src: Path, dst: Path, expected: str) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    if sha256_file(dst) != expected:
+        raise IntegrityError(f"{dst}: the copy of {src} does not match its sha256.", fix="Check the target disk and export again.")
+
+
+def _export_folder(ws: Workspace, v: registry.Version, tmp: Path, include_base: bool) -> dict:
+    for rel, meta in v.manifest["files"].items():
+        _copy_checked(v.path / rel, tmp / MODEL_DIR / rel, meta["sha256"])
+    manifest = {**v.manifest, "export": _export_section(ws, v, "folder")}
+    base = v.manifest.get("base")
+    if include_base and isinstance(base, dict) and base.get("sha256") and v.manifest.get("format") != "onnx":
+        manifest["export"]["base"] = _bundle_base(ws, base, tmp / BASE_DIR)
+    return manifest
+
+
+def _find_base(ws: Workspace, sha: str):
+    return next((m for m in list_models(ws) if m.sha256 == sha), None)
+
+
+def _bundle_base(ws: Workspace, base: dict, dest: Path) -> dict:
+    found = _find_base(ws, base["sha256"])
+    if found is None:
+        raise NotFound(f"base model {base.get('name')!r} (sha256 {base['sha256'][:16]}) is not in this workspace any more, "
+                       "so it cannot be bundled.", fix="Register its files again (inhouse models add), or export with --no-base.")
+    path = Path(found.path)
+    files = {}
+    for f in model_files(path):
+        rel = f.name if path.is_file() else f.relative_to(path).as_posix()
+        digest = sha256_file(f)
+        _copy_checked(f, dest / rel, digest)
+        files[rel] = {"sha256": digest, "size": f.stat().st_size}
+    return {"name": found.name, "sha256": found.sha256, "kind": found.kind, "license": found.license,
+            "layout": "file" if path.is_file() else "folder", "files": files}
+
+
+def check_texts_for(ws: Workspace, v: registry.Version, dataset: str | None, size: int,
+                    texts: list[str] | None) -> tuple[list[str], str]:
+    """The texts an ONNX export is checked on: given ones, else a seeded sample of a dataset."""
+    if texts:
+        return list(texts), f"{len(texts)} given texts"
+    ds = v.manifest.get("dataset")
+    name = dataset or (ds.get("name") if isinstance(ds, dict) else ds)
+    if not name:
+        raise UsageError(f"{v.ref} records no training dataset to check the ONNX export on.", fix="Add --check-dataset D.")
+    if name not in ws.dataset_names():
+        raise NotFound(f"dataset {name!r} (to check the ONNX export on) is not in this workspace; datasets are {ws.dataset_names()}.",
+                       fix="Add --check-dataset D with a dataset of similar texts.")
+    import numpy as np
+
+    all_texts = read_documents(ws, name, columns=["doc_id", "text"])["text"].tolist()
+    rng = np.random.default_rng(0)
+    pick = sorted(rng.choice(len(all_texts), size=min(size, len(all_texts)), replace=False).tolist())
+    return [all_texts[i] for i in pick], f"{len(pick)} texts sampled (seed 0) from dataset {name!r}"
+
+
+def _export_onnx(ws: Workspace, v: registry.Version, tmp: Path, quantize: str | None, texts: list[str], source: str,
+                 min_agreement: float) -> dict:
+    from .onnx_export import write_onnx
+
+    fields = write_onnx(ws, v, tmp / MODEL_DIR, quantize=quantize, check_texts=texts, check_source=source)
+    agreement = fields["onnx"]["parity"]["agreement"]
+    if agreement < min_agreement:
+        raise Conflict(f"{v.ref}: the ONNX export agrees with the original on {agreement:.1%} of {len(texts)} texts, "
+                       f"below the {min_agreement:.1%} required; nothing was written.",
+                       fix="Export without --quantize, or lower the bar with --min-agreement.")
+    files = registry.file_listing(tmp / MODEL_DIR)
+    return {"format_version": registry.FORMAT_VERSION, "name": v.name, **fields, "files": files,
+            "sha256": registry.content_hash(files, fields), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created_by": current_user(), "libraries": registry.library_versions(),
+            "platform": platform.platform(), "inhouse_version": __version__,
+            "export": _export_section(ws, v, "onnx")}
+
+
+# ----------------------------------------------------------------- import ----
+
+def read_export(src: Path) -> dict:
+    """The manifest of an exported folder, after checking every file's size and sha256."""
+    path = src / registry.MANIFEST
+    if not path.is_file():
+        raise InputError(f"{src}: no {registry.MANIFEST}; expected a folder written by `inhouse models export`.",
+                         fix="Give the folder that holds manifest.json, README.md and model/.")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"{path} is not valid JSON ({e}).", fix="Copy the export again from its source.") from e
+    if manifest.get("format_version") != registry.FORMAT_VERSION or "export" not in manifest:
+        raise InputError(f"{path}: not an inhouse export (format {manifest.get('format_version')!r}, "
+                         f"expected {registry.FORMAT_VERSION} with an 'export' section).",
+                         fix="Export the model with `inhouse models export` on the source machine.")
+    _check_files(src / MODEL_DIR, manifest["files"])
+    if registry.content_hash(manifest["files"], manifest) != manifest["sha256"]:
+        raise IntegrityError(f"{path}: the manifest does not hash to its sha256 {manifest['sha256'][:16]} "
+                             "(labels, method or file list edited).", fix="Copy the export again from its source.")
+    return manifest
+
+
+def _check_files(folder: Path, files: dict) -> None:
+    for rel, meta in files.items():
+        p = folder / rel
+        if not p.is_file():
+            raise IntegrityError(f"{p} is missing from the export.", fix="Copy the whole export folder again.")
+        if p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
+            raise IntegrityError(f"{p} does not match its sha256 in the manifest (tampered, truncated or damaged in transit).",
+                                 fix="Copy the export folder again from its source.")
+    extra = sorted(set(registry.file_listing_names(folder)) - set(files)) if folder.is_dir() else []
+    if extra:
+        raise IntegrityError(f"{folder} holds files the manifest does not list: {extra[:5]}.",
+                             fix="Remove them, or copy the export folder again.")
+
+
+def import_version(ws: Workspace, src: str | Path, *, name: str | None = None) -> dict:
+    """Register an exported folder as the next version of ``name`` (default: its exported name).
+
+    Importing the same bytes again returns the existing version.
+
+    >>> import_version(ws, "/media/usb/intents-3")["base_note"]
+    'base minilm-l6 found by hash'
+    """
+    t0 = time.time()
+    src = Path(src).expanduser().resolve()
+    manifest = read_export(src)
+    target = name or manifest["name"]
+    registry.check_name(target)
+    for v in registry.versions(ws, target):
+        if v.sha256 == manifest["sha256"]:
+            return _import_result(v, src, f"already imported as {v.ref}; nothing added", existed=True)
+    fields = {k: val for k, val in manifest.items() if k not in registry.RESERVED_FIELDS and k != "export"}
+    base_note = "no base model needed"
+    needs_base = manifest.get("format") != "onnx" and isinstance(manifest.get("base"), dict)
+    if needs_base:
+        fields["base"], base_note = _ensure_base(ws, src, manifest)
+    ex = manifest["export"]
+    fields["origin"] = {"ref": ex["source"]["ref"], "sha256": ex["source"]["sha256"], "exported_at": ex["exported_at"],
+                        "exported_by": ex["exported_by"], "created_at": manifest.get("created_at"),
+                        "created_by": manifest.get("created_by"), "libraries": manifest.get("libraries"),
+                        "platform": manifest.get("platform"), "evaluations": ex.get("evaluations", []),
+                        "imported_from": str(src)}
+
+    def build(folder: Path) -> dict:
+        for rel, meta in manifest["files"].items():
+            _copy_checked(src / MODEL_DIR / rel, folder / rel, meta["sha256"])
+        return fields
+
+    v = registry.save_version(ws, target, build)
+    if v.sha256 != manifest["sha256"]:  # pragma: no cover - the hash covers the same files and fields
+        raise IntegrityError(f"{src}: imported as {v.ref} with sha256 {v.sha256[:16]}, expected {manifest['sha256'][:16]}.")
+    with ws.tx():
+        ws.audit("models.import", v.ref, source=str(src), sha256=v.sha256, origin=ex["source"]["ref"])
+    result = _import_result(v, src, base_note)
+    ws.record_run("models.import", {"source": str(src), "name": target}, result, model=v.ref, model_sha256=v.sha256,
+                  started_at=t0)
+    return result
+
+
+def _import_result(v: registry.Version, src: Path, note: str, existed: bool = False) -> dict:
+    return {"ref": v.ref, "name": v.name, "version": v.version, "sha256": v.sha256, "source": str(src),
+            "format": v.manifest.get("format", "safetensors"), "base_note": note, "existed": existed}
+
+
+def _ensure_base(ws: Workspace, src: Path, manifest: dict) -> tuple[dict, str]:
+    """The base encoder in this workspace (by sha256), registering the bundled copy if needed."""
+    base = dict(manifest["base"])
+    found = _find_base(ws, base["sha256"])
+    if found is not None:
+        return {**base, "name": found.name}, f"base {found.name} found by hash"
+    bundled = manifest["export"].get("base")
+    if not bundled or not (src / BASE_DIR).is_dir():
+        raise NotFound(f"{src}: base model {base.get('name')!r} (sha256 {base['sha256'][:16]}) is not in this workspace, "
+                       "and the export does not include it.",
+                       fix="Register the same files with `inhouse models add NAME PATH`, or export again without --no-base.")
+    _check_files(src / BASE_DIR, bundled["files"])
+    dest = ws.dir("models", "bases") / bundled["sha256"][:32]
+    if not dest.exists():
+        with atomic_dir(dest) as tmp:
+            for rel, meta in bundled["files"].items():
+                _copy_checked(src / BASE_DIR / rel, tmp / rel, meta["sha256"])
+    path = dest / next(iter(bundled["files"])) if bundled.get("layout") == "file" else dest
+    taken = {m.name: m.sha256 for m in list_models(ws)}
+    label = bundled["name"]
+    if label in CATALOG or (label in taken and taken[label] != bundled["sha256"]):
+        label = f"{label}-{bundled['sha256'][:8]}"
+    m = add_model(ws, label, path, kind=bundled["kind"], license=bundled.get("license"),
+                  description=f"base of {manifest['name']}, imported from {src}")
+    if m.sha256 != base["sha256"]:
+        raise IntegrityError(f"{src}/{BASE_DIR}: registered as {label!r} with sha256 {m.sha256[:16]}, "
+                             f"expected {base['sha256'][:16]}.", fix="Copy the export folder again from its source.")
+    return {**base, "name": label}, f"base registered from the export as {label}"
+

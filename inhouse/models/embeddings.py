@@ -1,0 +1,132 @@
+"""The embedding cache, keyed by (model sha256, text hash), and dataset embedding."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..workspace.documents import read_documents
+from ..workspace.files import atomic_path, text_hash
+from ..workspace.store import Workspace
+from .catalog import DEFAULT_ENCODER
+from .encoders import Encoder, load_encoder
+
+# ------------------------------------------------------------------ cache ----
+
+class EmbeddingCache:
+    """Vectors on disk under ``embeddings/<model sha256[:16]>/``, keyed by text hash.
+
+    Each write adds one Parquet part (text_hash, vector); parts are immutable,
+    so readers in other processes never see half a file.
+    """
+
+    def __init__(self, ws: Workspace, model_sha256: str):
+        self.dir = ws.dir("embeddings", model_sha256[:16])
+
+    def parts(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.parquet"))
+
+    def get(self, hashes: list[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among ``hashes``."""
+        parts = self.parts()
+        if not parts or not hashes:
+            return {}
+        import duckdb
+        import pyarrow as pa
+
+        con = duckdb.connect()
+        con.register("wanted", pa.table({"h": pa.array(sorted(set(hashes)), pa.string())}))
+        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts) + "]"
+        tbl = con.sql(
+            f"SELECT p.text_hash, any_value(p.vector) AS vector FROM read_parquet({files}) p "
+            "JOIN wanted w ON p.text_hash = w.h GROUP BY p.text_hash"
+        ).to_arrow_table()
+        con.close()
+        if tbl.num_rows == 0:
+            return {}
+        col = tbl.column("vector").combine_chunks()
+        dim = len(col[0])
+        flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+        return dict(zip(tbl.column("text_hash").to_pylist(), flat))
+
+    def put(self, hashes: list[str], vectors: np.ndarray) -> None:
+        if not hashes:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        dim = vectors.shape[1]
+        vec = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), dim)
+        table = pa.table({"text_hash": pa.array(hashes, pa.string()), "vector": vec})
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_path(self.dir / name) as tmp:
+            pq.write_table(table, tmp)
+
+
+def embed_texts(ws: Workspace, encoder: Encoder, texts: list[str], hashes: list[str] | None = None,
+                *, stats: dict | None = None) -> np.ndarray:
+    """Embeddings for ``texts`` (normalised), computing only those not cached."""
+    hashes = hashes if hashes is not None else [text_hash(t) for t in texts]
+    cache = EmbeddingCache(ws, encoder.sha256)
+    found = cache.get(hashes)
+    todo: dict[str, str] = {}
+    for h, t in zip(hashes, texts):
+        if h not in found and h not in todo:
+            todo[h] = t
+    if todo:
+        keys = list(todo)
+        vecs = encoder.encode([todo[k] for k in keys])
+        # write in slices so an interrupted run keeps what it finished
+        cache.put(keys, vecs)
+        found.update(zip(keys, vecs))
+    if stats is not None:
+        stats.update(computed=len(todo), reused=len(set(hashes)) - len(todo))
+    if not hashes:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([found[h] for h in hashes])
+
+
+@dataclass
+class EmbedResult:
+    dataset: str
+    model: str
+    model_sha256: str
+    documents: int
+    unique_texts: int
+    computed: int
+    reused: int
+    dim: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def embed_dataset(ws: Workspace, dataset: str, model: str = DEFAULT_ENCODER, *, split: str | None = None,
+                  chunk: int = 20_000) -> tuple[EmbedResult, np.ndarray, np.ndarray]:
+    """Embed every document of a dataset; returns (result, doc_ids, vectors).
+
+    Work is cached in chunks, so an interrupted run resumes where it stopped.
+    """
+    t0 = time.time()
+    encoder = load_encoder(ws, model)
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"], split=split)
+    texts, hashes = df["text"].tolist(), df["text_hash"].tolist()
+    computed = reused = 0
+    blocks = []
+    for i in range(0, len(texts), chunk):
+        stats: dict = {}
+        blocks.append(embed_texts(ws, encoder, texts[i:i + chunk], hashes[i:i + chunk], stats=stats))
+        computed += stats["computed"]
+        reused += stats["reused"]
+    vecs = np.concatenate(blocks) if blocks else np.zeros((0, 0), dtype=np.float32)
+    result = EmbedResult(dataset, model, encoder.sha256, len(texts), len(set(hashes)), computed,
+                         len(set(hashes)) - computed, int(vecs.shape[1]) if vecs.size else 0,
+                         round(time.time() - t0, 3))
+    ws.record_run("embed", {"dataset": dataset, "model": model, "split": split}, result.to_dict(),
+                  model=model, model_sha256=encoder.sha256, started_at=t0)
+    return result, df["doc_id"].to_numpy(), vecs

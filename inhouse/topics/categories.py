@@ -1,0 +1,72 @@
+"""The category of each document: a label, a discovered topic, or any column of the file."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from ..workspace.documents import read_documents
+from ..workspace.store import Workspace
+from .runs import load_discovery
+
+# ------------------------------------------------------------ categories ----
+
+BUILTIN_COLUMNS = ("label", "topic", "split", "source_id")
+
+
+def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarray, *,
+                    run: int | None = None) -> tuple[list[str | None], dict[str, str]]:
+    """The value of ``column`` for each of ``doc_ids``, and a display name per value.
+
+    ``column`` is ``label`` (the effective label), ``topic`` (the latest discovery,
+    or ``run``), ``split``, ``source_id``, the file's own name for one of them, or
+    any other column kept from the ingested file (metadata).
+
+    >>> values, names = category_values(ws, "tweets", "negative_reason", np.array([0, 1]))
+    >>> values
+    ['Late Flight', None]
+    """
+    import pandas as pd
+
+    info = ws.dataset(dataset)
+    cols = info.columns or {}
+    original = {v: k for k, v in cols.items() if isinstance(v, str) and k in ("label", "split", "id")}
+    key = original.get(column, column)
+    key = "source_id" if key == "id" else key
+    meta = cols.get("meta") or []
+    if key == "topic":
+        res = load_discovery(ws, dataset, run, texts=False)
+        a = res.assignments()
+        by_doc = dict(zip(a["doc_id"].tolist(), a["topic"].tolist()))
+        values = [None if by_doc.get(int(d)) is None else str(by_doc[int(d)]) for d in doc_ids]
+        names = {str(t.topic): t.name for t in res.topics}
+        names["-1"] = "outliers"
+        return values, names
+    if key == "time" or column == cols.get("time"):
+        raise UsageError(f"{column!r} is the time column; group by a category instead.",
+                         fix="Use --every day|week|month for time.")
+    if key in ("label", "split", "source_id"):
+        df = read_documents(ws, dataset, columns=["doc_id", key])
+        series = df.set_index("doc_id")[key]
+    elif column in meta:
+        df = read_documents(ws, dataset, columns=["doc_id", "meta"])
+        series = pd.Series([_meta_value(m, column) for m in df["meta"]], index=df["doc_id"])
+    else:
+        known = list(BUILTIN_COLUMNS) + [c for c in meta if c not in BUILTIN_COLUMNS]
+        raise InputError(f"dataset {dataset!r} has no column {column!r}; columns are {known}.",
+                         fix="Use one of them (the file's other columns are kept at ingest).")
+    values = series.reindex(doc_ids).tolist()
+    values = [None if v is None or (isinstance(v, float) and np.isnan(v)) or v == "" else str(v) for v in values]
+    return values, {v: v for v in set(values) if v is not None}
+
+
+def _meta_value(meta: str | None, column: str) -> Any:
+    if not meta:
+        return None
+    try:
+        return json.loads(meta).get(column)
+    except (ValueError, AttributeError):
+        return None

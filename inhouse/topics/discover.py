@@ -1,0 +1,228 @@
+"""Discover the topics of a dataset without labels, and keep them.
+
+:func:`discover` embeds every document (cached), clusters the vectors with
+:class:`inhouse.cluster.TopicClusterer` (the number of topics is chosen by the
+data unless given), describes each topic by its c-TF-IDF keywords (words and
+bigrams, stop words removed, near-duplicates dropped), its most representative
+documents (closest to the topic's centre) and a short name, written by a local
+generative model when ``llm`` is given, else built from the keywords.
+
+A run stores its assignments (``doc_id → topic``) as Parquet under
+``datasets/<name>/discoveries/`` and its topics table in SQLite, so that
+``inhouse label --topic``, ``trends --by topic`` and ``summarize --by topic``
+use the latest discovery of the dataset (or any earlier one by run id).
+
+    >>> res = discover(ws, "banking77", seed=0)
+    >>> res.n_topics, res.topics[0].size, res.topics[0].name
+    (82, 411, 'identity, verify identity, verification')
+    >>> res.topics[0].representative_texts[0]
+    'What is the need to verify my identity?'
+
+Equal inputs and seed give identical topics: every step is seeded, sorts are
+stable and ties go to the lower document id.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..errors import InputError, UsageError
+from ..models.catalog import DEFAULT_ENCODER
+from ..progress import task, track
+from ..workspace.documents import read_documents
+from ..workspace.files import text_hash
+from ..workspace.store import Workspace
+from .cluster import ClusterConfig, TopicClusterer
+from .runs import NO_GROUP, DiscoverOptions, DiscoveryResult, Topic, save_discovery
+from .text import clean_text, keyword_name, name_prompt, tidy_name, topic_keywords
+
+# ------------------------------------------------------------- discover ----
+
+def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: str = DEFAULT_ENCODER,
+             seed: int = 0, n_topics: int | None = None, outliers: bool = False, llm: str | None = None,
+             split: str | None = None, min_topic_size: int = 10, n_keywords: int = 10,
+             n_representatives: int = 5, clean: bool = True) -> DiscoveryResult:
+    """Find the topics of ``dataset`` (or of each category of ``within``) and store them.
+
+    >>> res = discover(ws, "banking77", within="label", seed=0)
+    >>> t = res.topics[0]
+    >>> res.n_topics, t.parent, t.share, t.keywords[:2]   # share of its parent category
+    (538, 'card_payment_fee_charged', 0.193833, ['fees', 'payments'])
+    """
+    opts = DiscoverOptions(within, model, seed, n_topics, outliers, llm, split, min_topic_size,
+                           n_keywords, n_representatives, clean).validate()
+    if llm:
+        check_generator(ws, llm)
+    t0 = time.time()
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"], split=split)
+    if len(df) == 0:
+        where = f" in split {split!r}" if split else ""
+        raise InputError(f"dataset {dataset!r} has no documents{where} to discover topics in.",
+                         fix="Check --split, or add documents with: inhouse ingest FILE --dataset " + dataset)
+    parents = None
+    if within:
+        from .categories import category_values
+
+        values, _ = category_values(ws, dataset, within, df["doc_id"].to_numpy())
+        parents = np.array([NO_GROUP if v is None else v for v in values], dtype=object)
+    texts = [clean_text(t) for t in df["text"]] if clean else df["text"].tolist()
+    X, model_sha = embed_for_topics(ws, model, texts)
+    labels, sims, groups = _cluster_groups(X, parents, opts)
+    del X
+    topics = _describe(texts, df, labels, sims, groups, opts)
+    llm_sha = _name_with_llm(ws, llm, topics, seed) if llm else None
+    return save_discovery(ws, dataset, opts, df["doc_id"].to_numpy(), labels, sims, parents, topics,
+                 model_sha, llm_sha, t0)
+
+
+def embed_for_topics(ws: Workspace, model: str, texts: list[str], chunk: int = 20_000) -> tuple[np.ndarray, str]:
+    """Vectors of ``texts`` and the model's sha256: cached vectors are streamed straight into one
+    float32 array (no model is loaded when all are cached); missing ones are computed and cached."""
+    from ..models.catalog import EMBEDDING_KINDS, get_model
+    from ..models.embeddings import EmbeddingCache, embed_texts
+    from ..models.encoders import load_encoder
+
+    info = get_model(ws, model)
+    if info.kind not in EMBEDDING_KINDS:
+        raise UsageError(f"model {model!r} is a {info.kind} model and cannot embed text.",
+                         fix=f"Use an embedding model such as {DEFAULT_ENCODER!r} or 'wordllama'.")
+    hashes = [text_hash(t) for t in texts]
+    X, have = _read_cached(EmbeddingCache(ws, info.sha256), hashes)
+    missing = np.flatnonzero(~have)
+    if len(missing):
+        encoder = load_encoder(ws, model)
+        for i in range(0, len(missing), chunk):
+            rows = missing[i:i + chunk]
+            V = embed_texts(ws, encoder, [texts[j] for j in rows], [hashes[j] for j in rows])
+            if X is None:
+                X = np.zeros((len(texts), V.shape[1]), dtype=np.float32)
+            X[rows] = V
+    return X, info.sha256
+
+
+def _read_cached(cache, hashes: list[str]) -> tuple[np.ndarray | None, np.ndarray]:
+    """The cached vectors of ``hashes`` in order (rows not found stay zero) and a found-mask."""
+    have = np.zeros(len(hashes), dtype=bool)
+    parts = cache.parts()
+    if not parts or not hashes:
+        return None, have
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect()
+    X = None
+    try:
+        con.register("wanted", pa.table({"h": pa.array(hashes, pa.string()),
+                                         "pos": pa.array(np.arange(len(hashes)), pa.int64())}))
+        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts) + "]"
+        reader = con.sql(f"SELECT w.pos, p.vector FROM read_parquet({files}) p JOIN wanted w ON p.text_hash = w.h"
+                         ).to_arrow_reader(65_536)
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            pos = batch.column(0).to_numpy()
+            flat = batch.column(1).flatten().to_numpy(zero_copy_only=False)
+            dim = len(flat) // batch.num_rows
+            if X is None:
+                X = np.zeros((len(hashes), dim), dtype=np.float32)
+            X[pos] = flat.reshape(-1, dim)
+            have[pos] = True
+    finally:
+        con.close()
+    return X, have
+
+
+def _group_order(parents: np.ndarray | None) -> list[tuple[str | None, np.ndarray]]:
+    """Groups of rows, largest first (ties by name), the empty value last."""
+    if parents is None:
+        return [(None, None)]
+    names, inverse, counts = np.unique(parents.astype(str), return_inverse=True, return_counts=True)
+    order = sorted(range(len(names)), key=lambda i: (names[i] == NO_GROUP, -counts[i], names[i]))
+    return [(str(names[i]), np.flatnonzero(inverse == i)) for i in order]
+
+
+def _cluster_groups(X: np.ndarray, parents: np.ndarray | None, opts: DiscoverOptions):
+    """Topic ids over all documents (numbered group after group), similarities and group spans."""
+    cfg = ClusterConfig(n_topics=opts.n_topics, seed=opts.seed, outliers=opts.outliers,
+                        min_topic_size=opts.min_topic_size, copy=False)
+    labels = np.full(len(X), -1, dtype=np.int64)
+    sims = np.zeros(len(X), dtype=np.float32)
+    groups, offset = [], 0
+    order = _group_order(parents)
+    with task("discovering topics", total=len(X), unit="doc") as t:
+        for name, rows in order:
+            c = TopicClusterer(cfg).fit(X if rows is None else X[rows])  # no copy of all the vectors
+            rows = np.arange(len(X)) if rows is None else rows
+            labels[rows] = np.where(c.labels_ >= 0, c.labels_ + offset, -1)
+            sims[rows] = c.similarity_
+            groups.append((name, rows, offset, c.n_topics_))
+            offset += c.n_topics_
+            t.advance(len(rows), topics=offset)
+    return labels, sims, groups
+
+
+def _describe(texts, df, labels, sims, groups, opts: DiscoverOptions) -> list[Topic]:
+    """Keywords, representatives, sizes and shares of every topic."""
+    doc_ids = df["doc_id"].to_numpy()
+    hashes = df["text_hash"].to_numpy()
+    raw = df["text"].tolist()
+    n = len(labels)
+    order = np.lexsort((np.arange(n), -sims, labels))  # by topic, then closest to the centre, then document
+    starts = np.searchsorted(labels[order], np.arange(labels.max() + 2 if n else 1))
+    topics: list[Topic] = []
+    for name, rows, offset, k in track(groups, "describing topics", unit="group"):
+        local = labels[rows] - offset
+        local = np.where(labels[rows] >= 0, local, -1)
+        kws = topic_keywords([texts[i] for i in rows], local, k, top=opts.n_keywords, seed=opts.seed)
+        for j in range(k):
+            t = offset + j
+            members = order[starts[t]:starts[t + 1]]
+            reps = _representatives(members, hashes, opts.n_representatives)
+            size = len(members)
+            topics.append(Topic(
+                topic=t, size=size, share=round(size / max(len(rows), 1), 6), keywords=kws[j],
+                name=keyword_name(kws[j]), name_source="keywords",
+                representative_docs=[int(doc_ids[i]) for i in reps],
+                representative_texts=[raw[i] for i in reps], parent=None if name == NO_GROUP else name,
+                share_of_all=round(size / max(n, 1), 6)))
+    return topics
+
+
+def _representatives(members: np.ndarray, hashes: np.ndarray, k: int) -> list[int]:
+    """The first ``k`` members (already sorted by closeness) with distinct texts."""
+    out, seen = [], set()
+    for i in members:
+        if hashes[i] in seen:
+            continue
+        seen.add(hashes[i])
+        out.append(int(i))
+        if len(out) == k:
+            break
+    return out
+
+
+def check_generator(ws: Workspace, name: str) -> None:
+    """Fail before the long work when ``name`` is not a generative model this workspace has."""
+    from ..models.catalog import DEFAULT_GENERATOR, get_model
+
+    if get_model(ws, name).kind != "gguf":
+        raise UsageError(f"model {name!r} is not a generative GGUF model.",
+                         fix=f"Use --llm {DEFAULT_GENERATOR} or register a .gguf file with: inhouse models add NAME PATH")
+
+
+def _name_with_llm(ws: Workspace, llm: str, topics: list[Topic], seed: int) -> str:
+    """Ask the local model for each topic's name; keep the keyword name when its answer is junk."""
+    from ..models.generators import load_generator
+
+    gen = load_generator(ws, llm)
+    for t in track(topics, f"naming topics with {llm}", unit="topic"):
+        raw = gen.generate(name_prompt(t.keywords, t.representative_texts), max_tokens=16, temperature=0.0,
+                           seed=seed)
+        name = tidy_name(raw, t.keywords + t.representative_texts)
+        if name:
+            t.name, t.name_source = name, llm
+    return gen.sha256
+
+

@@ -1,0 +1,24 @@
+"""Turn a discovered topic into a label in one action.
+
+    >>> b = label_topic(ws, "banking77", 4, "change_pin")   # topic 4: "pin, change pin, card pin"
+    >>> b.count, b.source
+    (314, 'topic:1:4')
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.labels import LabelBatch, label_docs
+from ..workspace.store import Workspace
+
+
+def label_topic(ws: Workspace, dataset: str, topic: int, label: str, *, run: int | None = None) -> LabelBatch:
+    """Set ``label`` on every document of a discovered topic (latest discovery, or ``run``)."""
+    from .runs import load_discovery
+
+    res = load_discovery(ws, dataset, run, texts=False)
+    res.topic(topic)  # raises NotFound naming the topics there are
+    a = res.assignments()
+    ids = a.loc[a["topic"] == topic, "doc_id"].astype(np.int64).tolist()
+    return label_docs(ws, dataset, ids, label, source=f"topic:{res.run_id}:{topic}")

@@ -1,0 +1,224 @@
+"""Discovery runs as they are kept: topics in SQLite, assignments (doc_id -> topic) in Parquet.
+
+``inhouse label --topic``, ``trends --by topic`` and ``summarize --by topic``
+read the latest run of a dataset (or any earlier one by run id).
+
+    >>> load_discovery(ws, "banking77").n_topics
+    82
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import NotFound, UsageError
+from ..models.catalog import DEFAULT_ENCODER
+from ..workspace.documents import write_table
+from ..workspace.files import atomic_path, json_dumps
+from ..workspace.store import Workspace, current_user
+from .cluster import ClusterConfig
+
+FORMAT_VERSION = 1
+NO_GROUP = "(none)"  # the parent of documents whose --within value is empty
+
+
+FORMAT_VERSION = 1
+NO_GROUP = "(none)"  # the parent of documents whose --within value is empty
+
+
+@dataclass
+class DiscoverOptions:
+    """What a discovery run was asked to do; stored with the run."""
+
+    within: str | None = None
+    model: str = DEFAULT_ENCODER
+    seed: int = 0
+    n_topics: int | None = None
+    outliers: bool = False
+    llm: str | None = None
+    split: str | None = None
+    min_topic_size: int = 10
+    n_keywords: int = 10
+    n_representatives: int = 5
+    clean: bool = True
+
+    def validate(self) -> "DiscoverOptions":
+        if self.n_topics is not None and self.n_topics < 1:
+            raise UsageError(f"--n-topics must be at least 1, found {self.n_topics}.",
+                             fix="Leave it out to let the data choose the number of topics.")
+        if self.min_topic_size < 1 or self.n_keywords < 1 or self.n_representatives < 1:
+            raise UsageError("--min-topic-size, keyword and representative counts must be at least 1.")
+        return self
+
+
+# ------------------------------------------------------------- results -----
+
+@dataclass
+class Topic:
+    """One discovered topic; ``share`` is of its parent category under ``--within``."""
+
+    topic: int
+    size: int
+    share: float
+    keywords: list[str]
+    name: str
+    name_source: str  # "keywords" | the model that wrote it
+    representative_docs: list[int]
+    representative_texts: list[str] = field(default_factory=list)
+    parent: str | None = None
+    share_of_all: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.parent is None and self.share_of_all == self.share:
+            d.pop("share_of_all")
+        return d
+
+
+@dataclass
+class DiscoveryResult:
+    """A discovery run: its settings, topics and (lazily) its assignments."""
+
+    run_id: int
+    dataset: str
+    model: str
+    model_sha256: str
+    seed: int
+    within: str | None
+    split: str | None
+    n_documents: int
+    n_topics: int
+    n_outliers: int
+    config: dict
+    llm: str | None
+    llm_sha256: str | None
+    seconds: float
+    created_at: float
+    assignments_path: str
+    topics: list[Topic]
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "topics"}
+        d["topics"] = [t.to_dict() for t in self.topics]
+        return d
+
+    def topic(self, topic: int) -> Topic:
+        for t in self.topics:
+            if t.topic == topic:
+                return t
+        raise NotFound(f"topic {topic} not found in discovery run {self.run_id} of {self.dataset!r}; "
+                       f"topics are 0..{self.n_topics - 1}.", fix="See them with: inhouse discover --dataset "
+                       f"{self.dataset} --run {self.run_id}")
+
+    def assignments(self):
+        """DataFrame ``doc_id, topic, parent, similarity`` (one row per document of the run)."""
+        import pandas as pd
+
+        return pd.read_parquet(self.assignments_path)
+
+
+# ----------------------------------------------------------- persistence ----
+
+def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, labels, sims, parents,
+          topics: list[Topic], model_sha: str, llm_sha: str | None, t0: float) -> DiscoveryResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    info = ws.dataset(dataset)
+    folder = ws.dir("datasets", dataset, "discoveries")
+    path = folder / f"discovery-{time.time_ns()}.parquet"
+    table = pa.table({
+        "doc_id": pa.array(doc_ids, pa.int64()), "topic": pa.array(labels, pa.int32()),
+        "parent": pa.nulls(len(labels), pa.string()) if parents is None
+        else pa.array([None if p == NO_GROUP else p for p in parents], pa.string()),
+        "similarity": pa.array(sims, pa.float32())})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    cluster = ClusterConfig(n_topics=opts.n_topics, seed=opts.seed, outliers=opts.outliers,
+                            min_topic_size=opts.min_topic_size).to_dict()
+    n_out = int((labels < 0).sum())
+    seconds = round(time.time() - t0, 3)
+    rel = str(path.relative_to(ws.home))
+    with ws.tx() as c:
+        run_id = ws.record_run("discover", {"dataset": dataset, **asdict(opts), "cluster": cluster},
+                               {"topics": len(topics), "documents": len(labels), "outliers": n_out,
+                                "seconds": seconds}, model=opts.model, model_sha256=model_sha, started_at=t0)
+        c.execute("INSERT INTO discoveries (run_id, dataset_id, created_at, model, model_sha256, within, split,"
+                  " n_documents, n_topics, n_outliers, assignments_path, options, llm, llm_sha256, user)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (run_id, info.id, time.time(), opts.model, model_sha, opts.within, opts.split,
+                   len(labels), len(topics), n_out, rel, json_dumps({**asdict(opts), "cluster": cluster}),
+                   opts.llm, llm_sha, current_user()))
+        c.executemany(
+            "INSERT INTO topics (run_id, topic, parent, size, share, share_of_all, keywords, name, name_source,"
+            " representative_docs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, t.topic, t.parent, t.size, t.share, t.share_of_all, json_dumps(t.keywords), t.name,
+              t.name_source, json_dumps(t.representative_docs)) for t in topics])
+        ws.audit("discover", dataset, run=run_id, topics=len(topics), within=opts.within)
+    return DiscoveryResult(run_id, dataset, opts.model, model_sha, opts.seed, opts.within, opts.split,
+                           len(labels), len(topics), n_out, {**asdict(opts), "cluster": cluster}, opts.llm,
+                           llm_sha, seconds, time.time(), str(path), topics)
+
+
+def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts: bool = True) -> DiscoveryResult:
+    """The latest discovery run of ``dataset``, or run ``run``.
+
+    >>> load_discovery(ws, "banking77").n_topics
+    82
+    """
+    info = ws.dataset(dataset)
+    q = "SELECT * FROM discoveries WHERE dataset_id = ?" + (" AND run_id = ?" if run is not None else "")
+    row = ws.db.execute(q + " ORDER BY run_id DESC LIMIT 1", (info.id, *([run] if run is not None else []))).fetchone()
+    if row is None:
+        runs = [r[0] for r in ws.db.execute("SELECT run_id FROM discoveries WHERE dataset_id = ? ORDER BY run_id",
+                                            (info.id,))]
+        if run is None or not runs:
+            raise NotFound(f"dataset {dataset!r} has no topic discovery yet.",
+                           fix=f"Run one with: inhouse discover --dataset {dataset}")
+        raise NotFound(f"discovery run {run} not found for dataset {dataset!r}; its runs are {runs}.",
+                       fix="Leave out --run to use the latest.")
+    topics = [Topic(r["topic"], r["size"], r["share"], json.loads(r["keywords"]), r["name"], r["name_source"],
+                    json.loads(r["representative_docs"]), [], r["parent"], r["share_of_all"])
+              for r in ws.db.execute("SELECT * FROM topics WHERE run_id = ? ORDER BY topic", (row["run_id"],))]
+    if texts:
+        found = doc_texts(ws, dataset, [d for t in topics for d in t.representative_docs])
+        for t in topics:
+            t.representative_texts = [found.get(d, "") for d in t.representative_docs]
+    opts = json.loads(row["options"])
+    started = ws.db.execute("SELECT started_at, finished_at FROM runs WHERE id = ?", (row["run_id"],)).fetchone()
+    return DiscoveryResult(row["run_id"], dataset, row["model"], row["model_sha256"], opts.get("seed", 0),
+                           row["within"], row["split"], row["n_documents"], row["n_topics"], row["n_outliers"],
+                           opts, row["llm"], row["llm_sha256"],
+                           round((started["finished_at"] or 0) - started["started_at"], 3) if started else 0.0,
+                           row["created_at"], str(ws.home / row["assignments_path"]), topics)
+
+
+def doc_texts(ws: Workspace, dataset: str, doc_ids: list[int]) -> dict[int, str]:
+    """doc_id → text for a few documents, read without loading the whole dataset."""
+    parts = ws.dataset_parts(dataset)
+    if not doc_ids or not parts:
+        return {}
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute("SELECT doc_id, text FROM read_parquet(?) WHERE doc_id IN (SELECT unnest(?))",
+                           [[str(p) for p in parts], sorted({int(d) for d in doc_ids})]).fetchall()
+    finally:
+        con.close()
+    return {int(d): t for d, t in rows}
+
+
+def write_assignments(result: DiscoveryResult, path: str | Path) -> Path:
+    """One row per document (``id``, ``topic``, ``name``, and ``parent`` under --within) as
+    CSV, Parquet or JSON Lines by the file's extension, written atomically."""
+    df = result.assignments()
+    names = {t.topic: t.name for t in result.topics}
+    out = df.rename(columns={"doc_id": "id"})[["id", "topic"] + (["parent"] if result.within else [])]
+    out.insert(2, "name", [names.get(int(t), "outliers") for t in out["topic"]])
+    return write_table(out, Path(path), what="topics")
+
+

@@ -1,0 +1,171 @@
+"""How topics read text: cleaning, c-TF-IDF keywords, and names from keywords or a small model."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+# ------------------------------------------------------------------ text ----
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_HANDLE = re.compile(r"(?<![\w.])@\w+")
+_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'"}
+
+
+def clean_text(text: str) -> str:
+    """Text as topics see it: links, @handles and HTML entities removed.
+
+    They name the channel, not the subject (every airline tweet starts with
+    ``@united``), and would otherwise pull documents together by addressee.
+
+    >>> clean_text("@united my bag is lost https://example.com/x &amp; nobody helps")
+    'my bag is lost & nobody helps'
+    """
+    out = _HANDLE.sub(" ", _URL.sub(" ", text))
+    for k, v in _ENTITIES.items():
+        out = out.replace(k, v)
+    out = " ".join(out.split())
+    return out or text.strip() or text
+
+
+# -------------------------------------------------------------- keywords ----
+
+TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_']+\b"  # words of letters only: numbers and ids make poor keywords
+# what is left of "hasn't", "I'm", "you've" once the apostrophe splits the word
+CONTRACTIONS = {"aren", "couldn", "didn", "doesn", "don", "hadn", "hasn", "haven", "isn", "ll", "mustn", "needn",
+                "shan", "shouldn", "ve", "wasn", "weren", "won", "wouldn", "im", "ive", "re", "dont", "cant", "thats"}
+
+
+def stop_words() -> list[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return sorted(set(ENGLISH_STOP_WORDS) | CONTRACTIONS)
+
+
+def topic_keywords(texts: list[str], labels: np.ndarray, n_topics: int, *, top: int = 10,
+                   ngram_range: tuple[int, int] = (1, 2), max_features: int = 50_000,
+                   per_topic: int | None = None, seed: int = 0) -> list[list[str]]:
+    """The ``top`` class-based TF-IDF keywords of each topic ``0..n_topics-1``.
+
+    Each topic's documents form one class; a term's weight is its frequency in
+    the class times ``log(1 + A / f)``, with ``A`` the average class length and
+    ``f`` the term's frequency over all classes (Grootendorst, 2022). At most
+    ``per_topic`` documents per topic are read (a seeded sample; by default
+    2,000, fewer when there are many topics, 200,000 in all), so a million
+    documents cost no more than a few hundred thousand. A keyword whose words
+    all appear in better keywords already chosen is skipped (``card`` after
+    ``card arrive``), which keeps the list diverse.
+
+    >>> topic_keywords(["card lost", "lost my card", "refund please", "want a refund"], np.array([0, 0, 1, 1]), 2, top=2)
+    [['lost', 'card'], ['refund', 'want']]
+    """
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    labels = np.asarray(labels)
+    per_topic = per_topic or min(2_000, max(300, 200_000 // max(n_topics, 1)))
+    rows = _sample_per_topic(labels, n_topics, per_topic, seed)
+    if len(rows) == 0:
+        return [[] for _ in range(n_topics)]
+    docs = [texts[i] for i in rows]
+    vec = CountVectorizer(ngram_range=ngram_range, stop_words=stop_words(), token_pattern=TOKEN_PATTERN,
+                          min_df=2 if len(docs) >= 200 else 1, max_features=max_features, dtype=np.float64)
+    try:
+        M = vec.fit_transform(docs)
+    except ValueError:  # nothing but stop words and numbers
+        return [[] for _ in range(n_topics)]
+    vocab = vec.get_feature_names_out()
+    onehot = sp.csr_matrix((np.ones(len(rows)), (labels[rows], np.arange(len(rows)))), shape=(n_topics, len(rows)))
+    T = np.asarray((onehot @ M).todense())
+    tf = T / np.maximum(T.sum(axis=1, keepdims=True), 1e-12)
+    freq = T.sum(axis=0)
+    idf = np.log(1.0 + T.sum() / max(n_topics, 1) / np.maximum(freq, 1e-12))
+    W = tf * idf
+    return [_diverse(vocab, W[t], top) for t in range(n_topics)]
+
+
+def _sample_per_topic(labels: np.ndarray, n_topics: int, per_topic: int, seed: int) -> np.ndarray:
+    """Row numbers of at most ``per_topic`` seeded-random members of each topic, in order."""
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(labels)), labels))
+    starts = np.searchsorted(labels[order], np.arange(n_topics))
+    ranked = labels[order]
+    rank = np.arange(len(order)) - starts[np.clip(ranked, 0, max(n_topics - 1, 0))]
+    return np.sort(order[(ranked >= 0) & (ranked < n_topics) & (rank < per_topic)])
+
+
+def _diverse(vocab: np.ndarray, weights: np.ndarray, top: int) -> list[str]:
+    order = np.lexsort((np.arange(len(weights)), -weights))  # by weight, ties by term order
+    chosen: list[str] = []
+    seen: set[str] = set()
+    for j in order[: top * 5]:
+        if weights[j] <= 0 or len(chosen) >= top:
+            break
+        words = {_stem(w) for w in vocab[j].split()}
+        if words <= seen:
+            continue
+        chosen.append(str(vocab[j]))
+        seen |= words
+    return chosen
+
+
+def _stem(word: str) -> str:
+    """Crude plural folding, only to spot near-duplicate keywords (``rate`` / ``rates``)."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def keyword_name(keywords: list[str], n: int = 3) -> str:
+    """A topic's name from its first keywords: ``'card arrive, new card, delivery'``."""
+    return ", ".join(keywords[:n]) if keywords else "(no keywords)"
+
+
+# ----------------------------------------------------------------- names ----
+
+_PREFIX = re.compile(r"^(title|topic|name|category|theme|answer|the (common )?topic( is| of)?)\s*[:\-–]?\s*", re.I)
+_ARTICLE = re.compile(r"^(a|an|the)\s+", re.I)
+_ECHO = re.compile(r"\b(title|topic|keywords?|word|words|example|message|messages|sentence|this|these)\b", re.I)
+_QUESTION = re.compile(r"^(why|how|what|when|where|who|can|could|is|are|do|does|did|i|my|i'm|please|of|for|about|in|on|to|and)\b",
+                       re.I)
+_REFUSAL = re.compile(r"\b(sorry|cannot|can't help|as an ai|here is|here are|is|are|was|were|has|have|been|will)\b",
+                      re.I)  # refusals and whole sentences
+
+
+def tidy_name(raw: str, context: list[str] | None = None, max_words: int = 5) -> str | None:
+    """A tiny model's answer made into a topic name, or None when it is junk.
+
+    Junk is an answer that echoes the prompt, asks a question, refuses, is
+    mostly not letters, or shares no word with ``context`` (the topic's
+    keywords and documents) — a 135M-parameter model often invents one.
+
+    >>> tidy_name('Title: "The Lost Card." More text', ["lost card", "card"])
+    'Lost Card'
+    >>> tidy_name("A Night of the Dead", ["pin", "blocked"]) is None
+    True
+    """
+    line = next((ln for ln in raw.strip().splitlines() if ln.strip()), "")
+    line = re.sub(r"[*_#`\"“”‘’«»()\[\]]", "", line).strip()
+    line = _PREFIX.sub("", line.lstrip("-•> ")).strip()
+    line = re.split(r"[:;.!?|]|\s[-–—]\s|->", line)[0].strip(" ,'-–")
+    line = _ARTICLE.sub("", line)
+    words = line.split()
+    if not words or len(words) > 8 or "," in line or _QUESTION.match(line) or _ECHO.search(line) or _REFUSAL.search(line):
+        return None
+    name = " ".join(words[:max_words]).strip(" ,'-–")
+    letters = sum(ch.isalpha() for ch in name)
+    if letters < 3 or letters < 0.7 * len(name.replace(" ", "")):
+        return None
+    if context is not None and not content_words(name) & {w for c in context for w in content_words(c)}:
+        return None
+    return name[0].upper() + name[1:]
+
+
+def content_words(text: str) -> set[str]:
+    stops = set(stop_words())
+    return {_stem(w) for w in re.findall(r"[^\W\d_]+", text.lower()) if w not in stops and len(w) > 1}
+
+
+def name_prompt(keywords: list[str], texts: list[str]) -> str:
+    """A short prompt: tiny models name a topic best from its keywords alone."""
+    return f"Keywords: {', '.join(keywords[:6])}\nWrite a 3-word title for the topic described by these keywords."
+

@@ -1,0 +1,85 @@
+"""``TrainingArguments``: everything that decides a training run, saved whole in the manifest."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+from ..errors import UsageError
+from ..models.catalog import DEFAULT_ENCODER
+
+METHODS = ("head", "setfit", "full", "lora")
+DEFAULT_METHOD = "full"
+
+
+@dataclass
+class TrainingArguments:
+    """Everything that decides a training run; saved whole in the manifest.
+
+    ``None`` means "the method's default" (see :data:`METHOD_DEFAULTS`).
+
+    >>> TrainingArguments(method="setfit", shots=8, seed=1).method
+    'setfit'
+    """
+
+    base: str = DEFAULT_ENCODER
+    method: str = DEFAULT_METHOD
+    label_col: str = "label"
+    split: str | None = "train"
+    shots: int | None = None
+    seed: int = 0
+    epochs: float | None = None
+    max_steps: int | None = None
+    min_steps: int = 200
+    batch_size: int = 32
+    learning_rate: float | None = None
+    head_learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    label_smoothing: float = 0.0
+    max_seq_length: int = 128
+    freeze_embeddings: bool = True
+    val_fraction: float = 0.1
+    min_examples: int = 0
+    label_names: bool = False
+    patience: int = 2
+    head_C: float | None = None
+    end_to_end_epochs: float = 0.0
+    setfit_scale: float = 20.0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_targets: list[str] | None = None
+    threshold: float = 0.5
+    num_threads: int | None = None
+
+    def resolved(self) -> "TrainingArguments":
+        """A copy with the method's defaults filled in and every value checked."""
+        if self.method not in METHODS:
+            raise UsageError(f"method {self.method!r} is unknown; methods are {list(METHODS)}.",
+                             fix=f"Use --method {DEFAULT_METHOD} (the default) or one of the others.")
+        out = copy.deepcopy(self)
+        for k, v in METHOD_DEFAULTS[self.method].items():
+            if getattr(out, k) is None:
+                setattr(out, k, v)
+        if out.shots is not None and out.shots < 1:
+            raise UsageError(f"--shots must be at least 1, found {out.shots}.")
+        if not 0 <= out.val_fraction < 1:
+            raise UsageError(f"val_fraction must be in [0, 1), found {out.val_fraction}.")
+        if out.batch_size < 2:
+            raise UsageError(f"batch_size must be at least 2, found {out.batch_size}.")
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+METHOD_DEFAULTS: dict[str, dict] = {
+    "head": {},
+    "setfit": {"epochs": 1.0, "learning_rate": 5e-5, "head_learning_rate": 2e-3},
+    "full": {"epochs": 3.0, "learning_rate": 1e-4, "head_learning_rate": 2e-3},
+    "lora": {"epochs": 3.0, "learning_rate": 1e-3, "head_learning_rate": 2e-3},
+}
+C_GRID = (1.0, 4.0, 16.0, 64.0, 256.0)
+ECE_BINS = 15
+

@@ -1,0 +1,190 @@
+"""The workspace's SQLite schema: numbered, append-only migrations."""
+
+from __future__ import annotations
+
+SCHEMA_MIGRATIONS: list[str] = [
+    # 1: the foundation
+    """
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        next_doc_id INTEGER NOT NULL DEFAULT 0,
+        columns TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE ingests (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        source_path TEXT NOT NULL,
+        source_sha256 TEXT NOT NULL,
+        source_size INTEGER NOT NULL,
+        options TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL,
+        stats TEXT NOT NULL DEFAULT '{}',
+        quarantine_path TEXT,
+        first_doc_id INTEGER,
+        end_doc_id INTEGER,
+        user TEXT
+    );
+    CREATE UNIQUE INDEX ingests_once ON ingests(dataset_id, source_sha256) WHERE status = 'done';
+    CREATE TABLE parts (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        ingest_id INTEGER NOT NULL REFERENCES ingests(id),
+        path TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        first_doc_id INTEGER NOT NULL
+    );
+    CREATE TABLE labels (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        doc_id INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        source TEXT NOT NULL,
+        batch TEXT NOT NULL,
+        user TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        undone_at REAL
+    );
+    CREATE INDEX labels_doc ON labels(dataset_id, doc_id);
+    CREATE TABLE base_models (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        license TEXT,
+        source TEXT NOT NULL,
+        added_at REAL NOT NULL,
+        meta TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE hash_cache (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    CREATE TABLE model_versions (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        path TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        removed_at REAL,
+        UNIQUE(name, version)
+    );
+    CREATE TABLE aliases (
+        name TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        set_at REAL NOT NULL,
+        set_by TEXT NOT NULL,
+        PRIMARY KEY (name, alias)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        result TEXT NOT NULL DEFAULT '{}',
+        model TEXT,
+        model_sha256 TEXT,
+        user TEXT
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        progress TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        error TEXT
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
+    # 2: evaluation metrics of model versions (registry, issue 4); keyed by the
+    # version's sha256, so a version's immutable files never change
+    """
+    CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        dataset TEXT NOT NULL,
+        split TEXT NOT NULL DEFAULT '',
+        metrics TEXT NOT NULL,
+        data_sha256 TEXT,
+        created_at REAL NOT NULL,
+        user TEXT NOT NULL,
+        UNIQUE(sha256, dataset, split)
+    );
+    CREATE INDEX evaluations_name ON evaluations(name, version);
+    """,
+    # topics (issue 5): discovery runs, their topics, and category summaries
+    """
+    CREATE TABLE discoveries (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        created_at REAL NOT NULL,
+        model TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        within TEXT,
+        split TEXT,
+        n_documents INTEGER NOT NULL,
+        n_topics INTEGER NOT NULL,
+        n_outliers INTEGER NOT NULL,
+        assignments_path TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        llm TEXT,
+        llm_sha256 TEXT,
+        user TEXT
+    );
+    CREATE INDEX discoveries_dataset ON discoveries(dataset_id, run_id);
+    CREATE TABLE topics (
+        run_id INTEGER NOT NULL REFERENCES discoveries(run_id) ON DELETE CASCADE,
+        topic INTEGER NOT NULL,
+        parent TEXT,
+        size INTEGER NOT NULL,
+        share REAL NOT NULL,
+        share_of_all REAL NOT NULL,
+        keywords TEXT NOT NULL,
+        name TEXT NOT NULL,
+        name_source TEXT NOT NULL,
+        representative_docs TEXT NOT NULL,
+        PRIMARY KEY (run_id, topic)
+    );
+    CREATE TABLE summaries (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        by_column TEXT NOT NULL,
+        category TEXT NOT NULL,
+        name TEXT,
+        size INTEGER NOT NULL,
+        share REAL NOT NULL,
+        kind TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        keywords TEXT NOT NULL,
+        doc_ids TEXT NOT NULL,
+        model TEXT,
+        model_sha256 TEXT,
+        discovery_run_id INTEGER,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX summaries_dataset ON summaries(dataset_id, run_id)
+    """,
+]
+

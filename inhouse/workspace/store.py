@@ -1,0 +1,182 @@
+"""The workspace: one folder that holds all state.
+
+Metadata lives in SQLite (``inhouse.db``, WAL mode, numbered append-only
+migrations); bulk data (documents, embeddings, predictions) in Parquet files
+under the folder, queried with DuckDB. Every file is written to a temporary
+name and renamed into place, so a crash never leaves half an artifact.
+
+The folder is ``--home DIR``, else ``$INHOUSE_HOME``, else
+``$XDG_DATA_HOME/inhouse`` (``~/.local/share/inhouse``).
+
+    >>> ws = Workspace.open("/tmp/ws-example")
+    >>> ws.home.name
+    'ws-example'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import NotFound
+from .files import json_dumps
+from .migrations import SCHEMA_MIGRATIONS
+
+
+def default_home() -> Path:
+    env = os.environ.get("INHOUSE_HOME")
+    if env:
+        return Path(env).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(data) / "inhouse"
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+# -------------------------------------------------------------- workspace ----
+
+@dataclass
+class DatasetInfo:
+    id: int
+    name: str
+    created_at: float
+    next_doc_id: int
+    columns: dict
+
+
+class Workspace:
+    """A workspace folder: SQLite metadata plus Parquet bulk data.
+
+    Safe for several processes at once: SQLite runs in WAL mode with a busy
+    timeout, writers take ``BEGIN IMMEDIATE``, and files are renamed into place.
+    """
+
+    DB_NAME = "inhouse.db"
+
+    def __init__(self, home: str | os.PathLike):
+        self.home = Path(home).expanduser().resolve()
+        self._local = threading.local()
+
+    @classmethod
+    def open(cls, home: str | os.PathLike | None = None) -> "Workspace":
+        """Open (and create if needed) the workspace at ``home`` or the default."""
+        ws = cls(home if home is not None else default_home())
+        ws.init()
+        return ws
+
+    # -- layout
+    @property
+    def db_path(self) -> Path:
+        return self.home / self.DB_NAME
+
+    def dir(self, *parts: str) -> Path:
+        p = self.home.joinpath(*parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def init(self) -> "Workspace":
+        self.home.mkdir(parents=True, exist_ok=True)
+        for sub in ("datasets", "embeddings", "models", "quarantine", "runs", "tmp"):
+            (self.home / sub).mkdir(exist_ok=True)
+        self.migrate()
+        return self
+
+    # -- database
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that other processes wait for, not trample."""
+        conn = self.db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def migrate(self) -> int:
+        """Apply the migrations this workspace lacks; return the schema version."""
+        conn = self.db
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        with self.tx():
+            have = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+            for number, sql in enumerate(SCHEMA_MIGRATIONS, start=1):
+                if number <= have:
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, time.time()))
+        return len(SCHEMA_MIGRATIONS)
+
+    def schema_version(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+
+    def audit(self, action: str, target: str | None = None, **details: Any) -> None:
+        self.db.execute(
+            "INSERT INTO audit (at, user, action, target, details) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), current_user(), action, target, json_dumps(details)),
+        )
+
+    def record_run(self, kind: str, params: dict, result: dict, *, model: str | None = None,
+                   model_sha256: str | None = None, started_at: float | None = None) -> int:
+        """Record a finished run with the exact model version it used."""
+        cur = self.db.execute(
+            "INSERT INTO runs (kind, started_at, finished_at, status, params, result, model, model_sha256, user)"
+            " VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?)",
+            (kind, started_at or time.time(), time.time(), json_dumps(params), json_dumps(result),
+             model, model_sha256, current_user()),
+        )
+        return int(cur.lastrowid)
+
+    # -- datasets
+    def dataset(self, name: str) -> DatasetInfo:
+        row = self.db.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            names = [r[0] for r in self.db.execute("SELECT name FROM datasets ORDER BY name")]
+            raise NotFound(
+                f"dataset {name!r} not found in {self.home}; datasets are {names}.",
+                fix="Create it with: inhouse ingest FILE --dataset NAME",
+            )
+        return DatasetInfo(row["id"], row["name"], row["created_at"], row["next_doc_id"], json.loads(row["columns"]))
+
+    def dataset_names(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM datasets ORDER BY name")]
+
+    def dataset_parts(self, name: str) -> list[Path]:
+        info = self.dataset(name)
+        rows = self.db.execute("SELECT path FROM parts WHERE dataset_id = ? ORDER BY first_doc_id", (info.id,))
+        return [self.home / r[0] for r in rows]
+

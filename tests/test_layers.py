@@ -1,0 +1,170 @@
+"""The layout is the architecture: read every import of the package and hold it to the layers.
+
+Stages come in data-flow order; a module may import its own stage, the
+foundation and any earlier stage, never a later one. Imports inside functions
+count too (they are still dependencies). No two modules may import each other
+(directly or round a longer loop), and no module imports another module's
+``_private`` name.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "inhouse"
+
+# lowest first; names are the first part of the module path under inhouse/
+LAYERS: list[set[str]] = [
+    {"errors", "netguard", "progress", "version", "cache"},
+    {"workspace"},
+    {"data", "registry"},
+    {"models"},
+    {"topics", "classifiers"},
+    {"training"},
+    {"analysis", "exchange"},
+    {"pipeline"},
+    {"server"},
+    {"ui"},
+    {"demo"},
+    {"cli"},
+    {"__init__", "__main__"},
+]
+LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.parts[-1] == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def is_package(path: Path) -> bool:
+    return path.name == "__init__.py"
+
+
+def stage(module: str) -> str:
+    parts = module.split(".")
+    return "__init__" if len(parts) == 1 else parts[1]
+
+
+def absolute(module: str, package: bool, level: int, target: str | None) -> str:
+    if level == 0:
+        return target or ""
+    base = module.split(".") if package else module.split(".")[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([target] if target else []))
+
+
+def read_imports(path: Path) -> list[tuple[str, list[str], int]]:
+    """(imported module, names taken from it, line) for every import in the file."""
+    me = module_name(path)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, [], node.lineno) for a in node.names if a.name.startswith("inhouse")]
+        elif isinstance(node, ast.ImportFrom):
+            target = absolute(me, is_package(path), node.level, node.module)
+            if target.split(".")[0] != "inhouse":
+                continue
+            names = [a.name for a in node.names]
+            modules = {f"{target}.{n}" for n in names if (PKG.parent / f"{target}.{n}".replace(".", "/")).exists()
+                       or (PKG.parent / (f"{target}.{n}".replace(".", "/") + ".py")).exists()}
+            out.append((target, [n for n in names if f"{target}.{n}" not in modules], node.lineno))
+            out += [(m, [], node.lineno) for m in sorted(modules)]
+    return out
+
+
+MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+IMPORTS = {m: read_imports(p) for m, p in MODULES.items()}
+
+
+def test_every_stage_is_placed_in_a_layer():
+    unknown = sorted({stage(m) for m in MODULES} - set(LEVEL))
+    assert not unknown, f"place these in LAYERS (tests/test_layers.py): {unknown}"
+
+
+def test_no_lower_layer_imports_a_higher_one():
+    bad = []
+    for m, imports in IMPORTS.items():
+        for target, _, line in imports:
+            if target == "inhouse":
+                continue
+            if LEVEL[stage(target)] > LEVEL[stage(m)]:
+                bad.append(f"{MODULES[m].relative_to(PKG.parent)}:{line} {stage(m)} imports {target}")
+    assert not bad, "a lower layer imports a higher one:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles():
+    graph = {m: {t for t, _, _ in imports if t in MODULES and t != m} for m, imports in IMPORTS.items()}
+    # a package's __init__ importing its own modules is how packages work, not a cycle
+    graph = {m: {t for t in ts if not (is_package(MODULES[m]) and t.startswith(m + "."))} for m, ts in graph.items()}
+    index, low, stack, on, cycles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def private_uses(path: Path) -> list[str]:
+    """``from X import _name`` and ``module._name`` where X / module is another inhouse module."""
+    me = module_name(path)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found, bound = [], set()
+    for target, names, line in read_imports(path):
+        if target != me:
+            found += [f"{line}: from {target} import {n}" for n in names
+                      if n.startswith("_") and not (n.startswith("__") and n.endswith("__"))]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            target = absolute(me, is_package(path), node.level, node.module)
+            for a in node.names:
+                full = f"{target}.{a.name}"
+                if full in MODULES and full != me:
+                    bound.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("inhouse") and a.asname:
+                    bound.add(a.asname)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    bad = [f"{MODULES[m].relative_to(PKG.parent)}:{u}" for m in MODULES for u in private_uses(MODULES[m])]
+    assert not bad, "private names used across modules:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_modules_stay_under_800_lines(module):
+    lines = MODULES[module].read_text(encoding="utf-8").count("\n")
+    assert lines <= 800, f"{MODULES[module].relative_to(PKG.parent)} has {lines} lines: split it by what it does"
