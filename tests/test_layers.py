@@ -168,3 +168,22 @@ def test_no_module_uses_another_modules_private_names():
 def test_modules_stay_under_800_lines(module):
     lines = MODULES[module].read_text(encoding="utf-8").count("\n")
     assert lines <= 800, f"{MODULES[module].relative_to(PKG.parent)} has {lines} lines: split it by what it does"
+
+
+METRIC_FUNCTIONS = {"f1_score", "precision_recall_fscore_support", "accuracy_score", "precision_score",
+                    "recall_score", "classification_report"}
+
+
+def test_scores_are_computed_in_one_module():
+    """Accuracy and F1 come from inhouse/training/metrics.py only, so they mean one thing everywhere."""
+    bad = []
+    for m, path in MODULES.items():
+        if m == "inhouse.training.metrics":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sklearn.metrics"):
+                bad += [f"{path.relative_to(PKG.parent)}:{node.lineno} {a.name}" for a in node.names
+                        if a.name in METRIC_FUNCTIONS]
+            if isinstance(node, ast.FunctionDef) and node.name in ("_class_metrics", "_summary"):
+                bad.append(f"{path.relative_to(PKG.parent)}:{node.lineno} hand-written metrics {node.name}")
+    assert not bad, "compute scores with inhouse.training.metrics instead:\n" + "\n".join(bad)

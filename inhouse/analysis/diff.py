@@ -21,6 +21,7 @@ import numpy as np
 from .. import registry
 from ..classifiers.load import load_classifier
 from ..errors import UsageError
+from ..training.metrics import label_report
 from ..workspace.documents import read_documents
 from ..workspace.store import Workspace
 
@@ -131,26 +132,6 @@ def weight_changes(ws: Workspace, old: registry.Version, new: registry.Version) 
 
 # ---------------------------------------------------------- predictions ----
 
-def _class_metrics(gold: list, pred: list, classes: list[str]) -> dict[str, dict]:
-    out = {}
-    for c in classes:
-        tp = sum(1 for g, p in zip(gold, pred) if g == c and p == c)
-        fp = sum(1 for g, p in zip(gold, pred) if g != c and p == c)
-        fn = sum(1 for g, p in zip(gold, pred) if g == c and p != c)
-        prec = tp / (tp + fp) if tp + fp else 0.0
-        rec = tp / (tp + fn) if tp + fn else 0.0
-        out[c] = {"precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
-                  "support": tp + fn}
-    return out
-
-
-def _summary(gold: list, pred: list) -> dict:
-    classes = sorted({g for g in gold})
-    per = _class_metrics(gold, pred, classes)
-    return {"accuracy": float(np.mean([g == p for g, p in zip(gold, pred)])) if gold else 0.0,
-            "macro_f1": float(np.mean([per[c]["f1"] for c in classes])) if classes else 0.0, "n": len(gold)}
-
-
 def _documents(ws: Workspace, dataset: str, split: str | None, limit: int | None):
     df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "label"], split=split)
     if limit:
@@ -195,7 +176,7 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
     out["per_class"] = _per_class(la, lb, gold, labelled)
     if labelled:
         g = [gold[i] for i in labelled]
-        ma, mb = _summary(g, [la[i] for i in labelled]), _summary(g, [lb[i] for i in labelled])
+        ma, mb = label_report(g, [la[i] for i in labelled]), label_report(g, [lb[i] for i in labelled])
         out["metrics"] = {k: {"old": ma[k], "new": mb[k], "delta": mb[k] - ma[k]} for k in ("accuracy", "macro_f1")}
         out["fixed"] = sum(1 for i in labelled if la[i] != gold[i] and lb[i] == gold[i])
         out["broken"] = sum(1 for i in labelled if la[i] == gold[i] and lb[i] != gold[i])
@@ -219,8 +200,8 @@ def _per_class(la: list, lb: list, gold: list, labelled: list[int]) -> list[dict
     rows = []
     if labelled:
         g = [gold[i] for i in labelled]
-        ma = _class_metrics(g, [la[i] for i in labelled], classes)
-        mb = _class_metrics(g, [lb[i] for i in labelled], classes)
+        ma = label_report(g, [la[i] for i in labelled], classes)["per_class"]
+        mb = label_report(g, [lb[i] for i in labelled], classes)["per_class"]
     for c in classes:
         row = {"label": c, "old_count": ca.get(c, 0), "new_count": cb.get(c, 0), "count_delta": cb.get(c, 0) - ca.get(c, 0)}
         if labelled:

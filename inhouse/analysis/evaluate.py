@@ -25,7 +25,11 @@ from ..classifiers.predict import cached_proba
 from ..errors import InputError
 from ..registry.core import record_evaluation
 from ..training.data import label_text, targets_from
-from ..training.metrics import expected_calibration_error
+from ..training.metrics import (
+    expected_calibration_error,
+    label_report,
+    multi_label_report,
+)
 from ..workspace.documents import read_documents
 from ..workspace.files import atomic_path, atomic_write_text
 from ..workspace.store import Workspace
@@ -45,24 +49,18 @@ def zero_shot_proba(ws: Workspace, base: str, texts: list[str], labels: list[str
 
 
 def _single_label_report(y_true: list[str], y_pred: list[str], conf: np.ndarray, model_labels: list[str]) -> dict:
-    from sklearn.metrics import (
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-    )
+    from sklearn.metrics import confusion_matrix
 
     labels = sorted(set(model_labels) | set(y_true))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    present = sorted(set(y_true))
+    r = label_report(y_true, y_pred, labels)
     correct = np.array([a == b for a, b in zip(y_true, y_pred)], dtype=float)
     cm = confusion_matrix(y_true, y_pred, labels=labels)
     off = [(int(cm[i, j]), labels[i], labels[j]) for i, j in zip(*np.nonzero(cm)) if i != j]
     off.sort(key=lambda x: (-x[0], x[1], x[2]))
     return {
-        "accuracy": float(correct.mean()),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "per_class": {l: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
-                          "f1": round(float(f[i]), 4), "support": int(s[i])} for i, l in enumerate(labels)},
+        "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+        "per_class": {l: {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
+                      for l, m in r["per_class"].items()},
         "ece": expected_calibration_error(conf, correct),
         "top_confusions": [{"true": t, "predicted": q, "count": c} for c, t, q in off[:10]],
         "_cm": cm, "_labels": labels,
@@ -70,17 +68,13 @@ def _single_label_report(y_true: list[str], y_pred: list[str], conf: np.ndarray,
 
 
 def _multi_label_report(Y: np.ndarray, probs: np.ndarray, threshold: float, labels: list[str]) -> dict:
-    from sklearn.metrics import f1_score, precision_recall_fscore_support
-
     pred = (probs >= threshold).astype(int)
-    p, r, f, s = precision_recall_fscore_support(Y, pred, zero_division=0)
     conf = np.where(pred == 1, probs, 1 - probs).ravel()
+    summary = multi_label_report(Y, pred, labels)
     return {
-        "accuracy": float((pred == Y).all(axis=1).mean()),
-        "micro_f1": float(f1_score(Y, pred, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(Y, pred, average="macro", zero_division=0)),
-        "per_class": {l: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
-                          "f1": round(float(f[i]), 4), "support": int(s[i])} for i, l in enumerate(labels)},
+        "accuracy": summary["accuracy"], "micro_f1": summary["micro_f1"], "macro_f1": summary["macro_f1"],
+        "per_class": {l: {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
+                      for l, m in summary["per_class"].items()},
         "ece": expected_calibration_error(conf, (pred == Y).astype(float).ravel()),
         "top_confusions": [], "_cm": None, "_labels": labels,
     }

@@ -34,7 +34,6 @@ def fit_logistic_head(X: np.ndarray, Y: np.ndarray, n_labels: int, multi_label: 
     """
     import torch
 
-    torch.manual_seed(seed)
     Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     W = torch.zeros(n_labels, X.shape[1], requires_grad=True)
     b = torch.zeros(n_labels, requires_grad=True)

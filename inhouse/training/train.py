@@ -32,10 +32,12 @@ temperature (calibration); the test split is never looked at.
 
 Determinism: the same data, base, method and seed give the same weights, hence
 the same predictions and the same version sha256 (tests/test_train.py proves
-it in one process; the benchmark saw identical hashes across processes). Python,
-NumPy and torch are seeded, torch runs deterministic kernels, and batches come
-from a seeded generator. Float sums can still differ with the number of torch
-threads or another CPU; pin ``num_threads`` (``--threads``) to rule that out.
+it in one process; the benchmark saw identical hashes across processes). Torch
+runs deterministic kernels with its generator seeded inside :func:`seeded`
+(forked, so the process's own generator is left as it was), and batches come
+from a generator seeded with ``args.seed``. Float sums can still differ with the
+number of torch threads or another CPU; pin ``num_threads`` (``--threads``) to
+rule that out.
 
     >>> r = train(ws, "banking77", "intents", TrainingArguments(method="head"))
     >>> r.ref, round(r.val_metrics["accuracy"], 2)
@@ -44,11 +46,12 @@ threads or another CPU; pin ``num_threads`` (``--threads``) to rule that out.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -122,16 +125,40 @@ def calibrate(trained: Trained, data: TrainingData) -> None:
     trained.val_metrics.update(temperature=round(T, 4), ece_before_calibration=ece(before), ece=ece(after))
 
 
-def seed_everything(seed: int, num_threads: int | None = None) -> None:
-    """Seed Python, NumPy and torch and ask torch for deterministic kernels."""
+@contextlib.contextmanager
+def seeded(seed: int, num_threads: int | None = None) -> Iterator[None]:
+    """Run a training with torch's random numbers seeded, then put everything back.
+
+    Library code runs inside a server next to other users' work, so training
+    must not leave the process changed: torch's CPU generator is forked (seeded
+    inside, restored after), the deterministic-kernels flag and the thread count
+    are restored on exit. Python's and NumPy's global generators are never
+    touched: every other random choice comes from generators seeded from
+    ``seed`` (``numpy.random.default_rng``, ``random.Random``).
+
+    >>> import torch
+    >>> before = torch.get_rng_state()
+    >>> with seeded(0):
+    ...     _ = torch.rand(3)
+    >>> bool((torch.get_rng_state() == before).all())
+    True
+    """
     import torch
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    if num_threads:
-        torch.set_num_threads(num_threads)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
 
 
 def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None = None) -> TrainResult:
@@ -146,8 +173,8 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
     base = get_model(ws, args.base)
     t0 = time.time()
     data = load_training_data(ws, dataset, args)
-    seed_everything(args.seed, args.num_threads)
-    trained = METHOD_CLASSES[args.method]().fit(ws, data, args)
+    with seeded(args.seed, args.num_threads):
+        trained = METHOD_CLASSES[args.method]().fit(ws, data, args)
     calibrate(trained, data)
     train_seconds = round(time.time() - t0, 3)
     bb = trained.backbone
