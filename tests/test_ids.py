@@ -140,12 +140,16 @@ def test_explain_and_diff_examples_carry_the_users_ids(tweets, run_cli):
     assert f"tweet_id {d['examples'][0]['tweet_id']}:" in human
 
 
-def test_label_accepts_the_users_ids_and_says_what_ids_look_like(tweets, run_cli):
+def test_label_accepts_the_users_ids_and_says_what_ids_look_like(tweets, run_cli, tmp_path):
     home, src, path = tweets
     r = run_cli("--home", home, "ingest", path, "--dataset", "tw-label", "--id-col", "tweet_id", "--label-col", "label")
     assert r.exit_code == 0, r.stderr
+    # a later ingest without ids does not make the dataset forget the ids it has
+    (tmp_path / "more.csv").write_text("text\nmy flight was late again\n", encoding="utf-8")
+    assert run_cli("--home", home, "ingest", tmp_path / "more.csv", "--dataset", "tw-label").exit_code == 0
     ws = Workspace.open(home)
     docs = read_documents(ws, "tw-label", columns=["doc_id", "source_id", "label"])
+    assert docs["source_id"].isna().sum() == 1
     a, b = docs["source_id"].iloc[3], docs["source_id"].iloc[7]
     r = run_cli("--home", home, "label", "--dataset", "tw-label", "--doc", a, "--doc", b, "--as", "mine", "--json")
     assert r.exit_code == 0 and r.json["count"] == 2, r.stderr

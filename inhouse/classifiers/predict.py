@@ -20,7 +20,8 @@ from ..errors import ColumnNotFound, InputError, UsageError
 from ..models.embeddings import EmbeddingCache
 from ..progress import task
 from ..data.readers import check_encoding, open_reader
-from ..workspace.documents import ROW_COLUMN, id_column, id_output_name, read_documents, write_table
+from ..workspace.documents import (ROW_COLUMN, TABLE_SUFFIXES, id_column, id_output_name, read_documents,
+                                   write_table)
 from ..workspace.files import text_hash
 from ..workspace.store import Workspace
 from .base import Classifier
@@ -121,6 +122,11 @@ class _Predictions:
         self._todo: list[tuple[int, str, str | None]] = []  # (output row, text, hash)
 
     @property
+    def names(self) -> list[str]:
+        """The output's own columns (a user's id column of the same name is written as ``source_id``)."""
+        return [*self.cols, "error", "model", "model_sha256"]
+
+    @property
     def pending(self) -> int:
         """Rows waiting for :meth:`flush`."""
         return len(self._todo)
@@ -197,7 +203,7 @@ def _classify_dataset(ws: Workspace, clf: Classifier, dataset: str, split: str |
     for text, h in zip(df["text"].tolist(), df["text_hash"].tolist()):
         t, err = _text_problem(text, "text")
         preds.add(t, err, h)
-    id_name = id_output_name(id_column(ws, dataset), list(preds.cols))
+    id_name = id_output_name(id_column(ws, dataset), preds.names)
     keys: dict[str, list] = {}
     if id_name:
         keys[id_name] = [None if v is None else str(v) for v in df["source_id"].tolist()]
@@ -232,7 +238,7 @@ def _classify_file(clf: Classifier, path: Path, text_col: str, id_col: str | Non
         blank = reader.blank
     finally:
         reader.close()
-    id_name = id_output_name(id_col, list(preds.cols))
+    id_name = id_output_name(id_col, preds.names)
     keys = {id_name: ids} if id_name else {}
     keys[ROW_COLUMN] = rows
     return preds.frame(keys), {"id_column": id_name, "blank_lines": blank}
@@ -263,6 +269,8 @@ def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None
                          fix="Leave out --id-col: the output already has the dataset's ids.")
     if chunk_rows < 1:
         raise UsageError(f"chunk_rows must be at least 1, found {chunk_rows}.")
+    if Path(output).suffix.lower() not in TABLE_SUFFIXES:  # say so before the work, not after it:
+        write_table(None, output, what="predictions")  # checks the extension first and raises its UsageError
     t0 = time.time()
     clf = load_classifier(ws, ref)
     if dataset is not None:
@@ -272,13 +280,13 @@ def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None
     out = Path(output)
     write_table(df, out, what="predictions")
     errors = df["error"].dropna()
-    reasons = dict(errors.map(lambda e: e.split(":", 1)[0]).value_counts().items())
+    reasons = {k: int(v) for k, v in errors.map(lambda e: e.split(":", 1)[0]).value_counts().items()}
     result = {"output": str(out), "rows": len(df), "errors": int(len(errors)), "error_reasons": reasons,
               **extra, "model": clf.version.ref, "model_sha256": clf.sha256,
               "seconds": round(time.time() - t0, 3),
-              "label_counts": dict(pd.Series(df["label"], dtype=object).dropna().value_counts().head(20).items())}
+              "label_counts": {k: int(v) for k, v in
+                               pd.Series(df["label"], dtype=object).dropna().value_counts().head(20).items()}}
     ws.record_run("classify", {"dataset": dataset, "input": input_path, "output": str(out), "top_k": top_k,
                                "encoding": encoding if input_path else None},
-                  result,
-                  model=clf.version.ref, model_sha256=clf.sha256, started_at=t0)
+                  result, model=clf.version.ref, model_sha256=clf.sha256, started_at=t0)
     return result

@@ -95,8 +95,17 @@ def id_column(ws: Workspace, dataset: str) -> str | None:
     >>> id_column(ws, "tickets")
     'ticket_id'
     """
-    name = (ws.dataset(dataset).columns or {}).get("id")
-    return name if isinstance(name, str) and name else None
+    info = ws.dataset(dataset)
+    name = (info.columns or {}).get("id")
+    if isinstance(name, str) and name:
+        return name
+    # the dataset's columns describe its latest ingest; an earlier one may have had ids
+    for (options,) in ws.db.execute("SELECT options FROM ingests WHERE dataset_id = ? AND status = 'done'"
+                                    " ORDER BY id DESC", (info.id,)):
+        name = json.loads(options or "{}").get("id_col")
+        if isinstance(name, str) and name:
+            return name
+    return None
 
 
 def id_output_name(id_col: str | None, taken: tuple[str, ...] | list[str] = ()) -> str | None:
