@@ -95,8 +95,9 @@ def test_discover_cli_output_formats_and_json(bank, run_cli, tmp_path, ext):
     for t in res["topics"]:
         assert {"topic", "size", "share", "keywords", "name", "representative_docs"} <= set(t)
     df = {"csv": pd.read_csv, "parquet": pd.read_parquet, "jsonl": lambda p: pd.read_json(p, lines=True)}[ext](out)
-    assert list(df.columns[:2]) == ["id", "topic"] and len(df) == N_LABELS * PER_LABEL
-    assert sorted(df["id"]) == sorted(read_documents(ws, "bank", columns=["doc_id"])["doc_id"])
+    # no --id-col at ingest: documents are named by their row in the ingested file, and the internal doc_id
+    assert list(df.columns[:3]) == ["row", "doc_id", "topic"] and len(df) == N_LABELS * PER_LABEL
+    assert sorted(df["doc_id"]) == sorted(read_documents(ws, "bank", columns=["doc_id"])["doc_id"])
     assert df.groupby("topic").size().to_dict() == {t["topic"]: t["size"] for t in res["topics"]}
 
 

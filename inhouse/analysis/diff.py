@@ -22,7 +22,7 @@ from .. import registry
 from ..classifiers.load import load_classifier
 from ..errors import UsageError
 from ..training.metrics import label_report
-from ..workspace.documents import read_documents
+from ..workspace.documents import ROW_COLUMN, id_column, id_output_name, read_documents
 from ..workspace.store import Workspace
 
 WEIGHT_SKIP = {"train_index.safetensors"}  # training-row embeddings, not weights
@@ -133,7 +133,8 @@ def weight_changes(ws: Workspace, old: registry.Version, new: registry.Version) 
 # ---------------------------------------------------------- predictions ----
 
 def _documents(ws: Workspace, dataset: str, split: str | None, limit: int | None):
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "label"], split=split)
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "label", "source_id", "source_row"],
+                        split=split)
     if limit:
         df = df.head(limit)
     if len(df) == 0:
@@ -180,7 +181,9 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
         out["metrics"] = {k: {"old": ma[k], "new": mb[k], "delta": mb[k] - ma[k]} for k in ("accuracy", "macro_f1")}
         out["fixed"] = sum(1 for i in labelled if la[i] != gold[i] and lb[i] == gold[i])
         out["broken"] = sum(1 for i in labelled if la[i] == gold[i] and lb[i] != gold[i])
-    out["examples"] = _examples(df, la, sa, lb, sb, gold, same, examples)
+    id_name = id_output_name(id_column(ws, dataset), ["text", "old", "old_score", "new", "new_score", "gold", "verdict"])
+    out["id_column"] = id_name or ROW_COLUMN
+    out["examples"] = _examples(df, la, sa, lb, sb, gold, same, examples, id_name)
     out["weights"] = weight_changes(ws, ca.version, cb.version)
     out["seconds"] = round(time.time() - t0, 3)
     ws.record_run("models.diff", {"old": out["old"], "dataset": dataset, "split": split, "limit": limit},
@@ -212,13 +215,16 @@ def _per_class(la: list, lb: list, gold: list, labelled: list[int]) -> list[dict
     return sorted(rows, key=lambda r: (key(r), r["label"]))
 
 
-def _examples(df, la, sa, lb, sb, gold, same, n: int) -> list[dict]:
+def _examples(df, la, sa, lb, sb, gold, same, n: int, id_name: str | None = None) -> list[dict]:
     flips = np.flatnonzero(~same)
     # the most confident flips first: where the new version is surest it disagrees
     order = flips[np.argsort(-sb[flips], kind="stable")][:n]
     out = []
     for i in order:
-        ex = {"doc_id": int(df["doc_id"].iloc[i]), "text": df["text"].iloc[i], "old": la[i], "old_score": float(sa[i]),
+        ex = {id_name: df["source_id"].iloc[i]} if id_name else {}
+        row = df["source_row"].iloc[i]
+        ex[ROW_COLUMN] = None if row is None or row != row else int(row)
+        ex |= {"doc_id": int(df["doc_id"].iloc[i]), "text": df["text"].iloc[i], "old": la[i], "old_score": float(sa[i]),
               "new": lb[i], "new_score": float(sb[i]), "gold": gold[i]}
         if gold[i] is not None:
             ex["verdict"] = "fixed" if lb[i] == gold[i] else ("broken" if la[i] == gold[i] else "both wrong")
@@ -253,7 +259,9 @@ def render_diff(d: dict, classes: int = 10) -> str:
         lines.append("flipped examples (most confident first):")
         for e in d["examples"]:
             verdict = f"  [{e['verdict']}, gold {e['gold']}]" if e.get("verdict") else ""
-            lines.append(f"  {e['old']} ({e['old_score']:.2f}) -> {e['new']} ({e['new_score']:.2f}){verdict}: {e['text'][:90]!r}")
+            key = d.get("id_column", "doc_id")
+            lines.append(f"  {key} {e.get(key, e['doc_id'])}: {e['old']} ({e['old_score']:.2f}) -> {e['new']} "
+                         f"({e['new_score']:.2f}){verdict}: {e['text'][:90]!r}")
     lines.append("")
     lines.append("weights: " + _weights_line(d["weights"]))
     return "\n".join(lines)

@@ -29,7 +29,7 @@ from ..classifiers.base import INDEX_FILE, ROWS_FILE, Classifier
 from ..classifiers.load import load_classifier
 from ..errors import NotFound, UsageError
 from ..training.data import label_text
-from ..workspace.documents import read_documents
+from ..workspace.documents import ROW_COLUMN, id_column, id_output_name, key_fields, read_documents
 from ..workspace.files import atomic_path
 from ..workspace.store import Workspace
 
@@ -215,14 +215,24 @@ def _training_index(clf: Classifier) -> tuple[np.ndarray, dict]:
     return X, {**rows, "label_idx": t["label_idx"]}
 
 
-def _texts_for(ws: Workspace, dataset: str, doc_ids: list[int], hashes: list[str]) -> list[str | None]:
-    """Texts of training rows from the dataset, None where the row is gone or changed."""
+def _texts_for(ws: Workspace, dataset: str, doc_ids: list[int], hashes: list[str]) -> tuple[list, list]:
+    """Texts of training rows from the dataset, None where the row is gone or changed, and
+    their (user id, source row) keys, None where the row is gone."""
     try:
-        df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"])
+        df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "source_id", "source_row"])
     except NotFound:
-        return [None] * len(doc_ids)
-    by_id = {int(d): (t, h) for d, t, h in zip(df["doc_id"], df["text"], df["text_hash"])}
-    return [by_id[d][0] if d in by_id and by_id[d][1] == h else None for d, h in zip(doc_ids, hashes)]
+        return [None] * len(doc_ids), [None] * len(doc_ids)
+    by_id = {int(d): (t, h, (s, None if r is None or r != r else int(r)))
+             for d, t, h, s, r in zip(df["doc_id"], df["text"], df["text_hash"], df["source_id"], df["source_row"])}
+    texts = [by_id[d][0] if d in by_id and by_id[d][1] == h else None for d, h in zip(doc_ids, hashes)]
+    return texts, [by_id[d][2] if d in by_id else None for d in doc_ids]
+
+
+def _id_name(ws: Workspace, dataset: str) -> str | None:
+    try:
+        return id_column(ws, dataset)
+    except NotFound:
+        return None
 
 
 def explain(ws: Workspace, ref: str, text: str, *, k: int = 5) -> dict:
@@ -245,12 +255,14 @@ def explain(ws: Workspace, ref: str, text: str, *, k: int = 5) -> dict:
     out = {"model": clf.version.ref, "sha256": clf.sha256, "text": text, "label": predicted,
            "score": float(probs[order[0]]),
            "top_k": [{"label": clf.labels[i], "score": round(float(probs[i]), 6)} for i in order]}
+    id_name = id_output_name(_id_name(ws, rows["dataset"]), ["label", "similarity", "text"])
+    out["dataset"], out["id_column"] = rows["dataset"], id_name or ROW_COLUMN
     for key, idx in picks.items():
         top = idx[np.argsort(-sims[idx], kind="stable")[:k]]
         ids = [int(rows["doc_ids"][i]) for i in top]
-        texts = _texts_for(ws, rows["dataset"], ids, [rows["text_hashes"][i] for i in top])
+        texts, keys = _texts_for(ws, rows["dataset"], ids, [rows["text_hashes"][i] for i in top])
         labels = [clf.labels[int(rows["label_idx"][i])] for i in top]
         texts = [label_text(l) if d < 0 else t for d, l, t in zip(ids, labels, texts)]  # d < 0: a label-name row
-        out[key] = [{"doc_id": d, "label": l, "similarity": round(float(sims[i]), 4), "text": t}
-                    for d, i, l, t in zip(ids, top, labels, texts)]
+        out[key] = [{**key_fields(id_name, kk), "doc_id": d, "label": l, "similarity": round(float(sims[i]), 4),
+                     "text": t} for d, i, l, t, kk in zip(ids, top, labels, texts, keys)]
     return out

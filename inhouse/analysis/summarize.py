@@ -32,7 +32,7 @@ from ..topics.categories import category_values
 from ..topics.discover import check_generator, embed_for_topics
 from ..topics.runs import load_discovery
 from ..topics.text import clean_text, topic_keywords
-from ..workspace.documents import read_documents
+from ..workspace.documents import ROW_COLUMN, id_column, read_documents
 from ..workspace.files import json_dumps
 from ..workspace.store import Workspace
 
@@ -55,6 +55,8 @@ class Summary:
     model_sha256: str | None = None
     run_id: int | None = None
     notes: list[str] = field(default_factory=list)
+    ids: list = field(default_factory=list)  # the user's ids of doc_ids (their --id-col), or source rows
+    id_column: str = ROW_COLUMN  # what ``ids`` are: the dataset's id column name, or "row"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +106,9 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
     if llm:
         check_generator(ws, llm)
     t0 = time.time()
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"], split=split)
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "source_id", "source_row"], split=split)
+    id_name = id_column(ws, dataset)
+    keys = (df["source_id"] if id_name else df["source_row"]).tolist()
     cats, names = category_values(ws, dataset, by, df["doc_id"].to_numpy(), run=run)
     keep = np.array([c is not None for c in cats], dtype=bool)
     n_valid = int(keep.sum())
@@ -119,6 +123,7 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
         raise InputError(f"no document of dataset {dataset!r} has a {by!r} value.",
                          fix="Label documents, run inhouse discover, or choose another --by column.")
     df = df[keep].reset_index(drop=True)
+    keys = [k for k, kept in zip(keys, keep) if kept]
     cats = np.array([c for c, k in zip(cats, keep) if k], dtype=object)
     discovery = load_discovery(ws, dataset, run, texts=False) if by == "topic" else None
     model = model or (discovery.model if discovery else DEFAULT_ENCODER)
@@ -138,13 +143,21 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
         docs = [df["text"][j] for j in chosen]
         out.append(Summary(str(order[i]), names.get(str(order[i]), str(order[i])), by, int(counts[i]),
                            round(counts[i] / n_valid, 6), kws[i], [int(df["doc_id"][j]) for j in chosen], docs,
-                           extractive_text(docs), "extractive"))
+                           extractive_text(docs), "extractive", ids=[_key(keys[j]) for j in chosen],
+                           id_column=id_name or ROW_COLUMN))
     if llm:
         _abstract(ws, llm, out, max_tokens, seed)
     params = {"llm": llm, "n_docs": n_docs, "model": model, "split": split, "diversity": diversity,
               "categories": categories}
     _save(ws, dataset, by, discovery.run_id if discovery else None, out, t0, params)
     return out
+
+
+def _key(v):
+    """A user id as stored (a string), or a row number as an int; None when missing."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    return v if isinstance(v, str) else int(v)
 
 
 def _pick(X: np.ndarray, hashes: np.ndarray, k: int, diversity: float, pool: int = 50) -> np.ndarray:

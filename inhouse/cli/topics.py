@@ -42,7 +42,8 @@ def _cut(text: str, width: int) -> str:
 @click.option("--split", default=None, help="Only this split.")
 @click.option("--run", "run_id", default=None, type=int, help="Show an earlier discovery run instead of a new one.")
 @click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
-              help="Write one row per document (id, topic, name) to a .csv, .parquet or .jsonl file.")
+              help="Write one row per document (your --id-col id if ingested with one, row, doc_id, topic, name) "
+                   "to a .csv, .parquet or .jsonl file.")
 @click.option("--examples", default=1, show_default=True, type=click.IntRange(min=0),
               help="Representative documents shown per topic in the table.")
 @json_option
@@ -64,6 +65,10 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
           0     411    3.1%  identity, verify identity, verification
                              e.g. "What is the need to verify my identity?"
       ...
+      $ inhouse discover --dataset tickets --output topics.csv
+      $ head -2 topics.csv      # ticket_id: the --id-col of ingest; row: the row of the ingested file
+      ticket_id,row,doc_id,topic,name
+      T-0001,1,0,3,"refund, money back, refund request"
       $ inhouse discover --dataset banking77 --within label --output subtopics.csv
     """
     from ..topics.discover import discover
@@ -75,7 +80,7 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
         res = discover(ctx.ws, dataset, within=within, model=model, seed=seed, n_topics=n_topics,
                        outliers=outliers, llm=llm, split=split, min_topic_size=min_topic_size)
     if output:
-        write_assignments(res, output)
+        write_assignments(res, output, ws=ctx.ws)
     if as_json:
         emit_json(res.to_dict())
         return
@@ -100,8 +105,9 @@ def _print_topics(res, examples: int) -> None:
         click.echo(f"{t.topic:>5}  {t.size:>6}  {t.share:>6.1%}  {_cut(t.name, 60)}")
         if t.name != ", ".join(t.keywords[:3]):
             click.echo(f"{'':>23}keywords: {_cut(', '.join(t.keywords[:6]), 70)}")
-        for text in t.representative_texts[:examples]:
-            click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\"")
+        for text, key in zip(t.representative_texts[:examples], t.representative_ids or [None] * examples):
+            ref = f" ({res.id_column} {key})" if key is not None else ""
+            click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\"{ref}")
 
 
 # ----------------------------------------------------------------- label ----
@@ -109,7 +115,11 @@ def _print_topics(res, examples: int) -> None:
 @cli.command("label")
 @click.option("--dataset", default=None, help="Dataset whose documents to label.")
 @click.option("--topic", default=None, type=int, help="Label every document of this discovered topic.")
-@click.option("--doc", "docs", multiple=True, type=int, help="Label this document (repeat for more).")
+@click.option("--doc", "docs", multiple=True, metavar="ID",
+              help="Label the document with your id ID: the --id-col value given at ingest, e.g. a ticket_id "
+                   "(repeat for more). For a dataset ingested without --id-col: its doc_id.")
+@click.option("--doc-id", "doc_ids", multiple=True, type=int, metavar="N",
+              help="Label the document with internal id N (the doc_id column of classify/discover outputs).")
 @click.option("--as", "label", default=None, metavar="LABEL", help="The label to set.")
 @click.option("--run", "run_id", default=None, type=int, help="Discovery run of --topic (default: the latest).")
 @click.option("--undo", "undo_batch", default=None, metavar="BATCH", help="Undo a labelling batch.")
@@ -117,20 +127,25 @@ def _print_topics(res, examples: int) -> None:
 @click.option("--list", "list_", is_flag=True, help="List labelling batches, newest first.")
 @json_option
 @pass_ctx
-def label_cmd(ctx, dataset, topic, docs, label, run_id, undo_batch, undo_last, list_, as_json) -> None:
+def label_cmd(ctx, dataset, topic, docs, doc_ids, label, run_id, undo_batch, undo_last, list_, as_json) -> None:
     """Label a whole topic or single documents; undo a batch; list batches.
+
+    --doc takes your own ids (the --id-col given at ingest, as in the outputs
+    of classify and discover); --doc-id takes internal doc_ids.
 
     \b
     Example:
       $ inhouse label --dataset banking77 --topic 4 --as change_pin
       labelled 314 documents of banking77 as 'change_pin' (batch lb-9f2c41d0aa, from topic 4 of run 1); ...
-      $ inhouse label --dataset banking77 --doc 12 --doc 40 --as change_pin
+      $ inhouse label --dataset tickets --doc T-0012 --doc T-0040 --as refund
+      $ inhouse label --dataset banking77 --doc-id 12 --doc-id 40 --as change_pin
       $ inhouse label --undo lb-9f2c41d0aa
       $ inhouse label --list
     """
-    actions = [bool(topic is not None or docs), bool(undo_batch), undo_last, list_]
+    actions = [bool(topic is not None or docs or doc_ids), bool(undo_batch), undo_last, list_]
     if sum(actions) != 1:
-        raise UsageError("say what to do: --topic T or --doc ID with --as LABEL, --undo BATCH, --undo-last or --list.",
+        raise UsageError("say what to do: --topic T, --doc ID or --doc-id N with --as LABEL, --undo BATCH, "
+                         "--undo-last or --list.",
                          fix="See: inhouse label --help")
     if list_:
         batches = labels_api.list_batches(ctx.ws, dataset)
@@ -149,12 +164,14 @@ def label_cmd(ctx, dataset, topic, docs, label, run_id, undo_batch, undo_last, l
     if not dataset or not label:
         raise UsageError("labelling needs --dataset and --as LABEL.",
                          fix="e.g. inhouse label --dataset D --topic 3 --as refund_request")
-    if topic is not None and docs:
-        raise UsageError("give --topic or --doc, not both.")
+    if topic is not None and (docs or doc_ids):
+        raise UsageError("give --topic or --doc/--doc-id, not both.")
     if topic is not None:
         b = label_topic(ctx.ws, dataset, topic, label, run=run_id)
     else:
-        b = labels_api.label_docs(ctx.ws, dataset, list(docs), label)
+        found = labels_api.find_docs(ctx.ws, dataset, list(docs)) if docs else []
+        found += labels_api.find_docs(ctx.ws, dataset, list(doc_ids), internal=True) if doc_ids else []
+        b = labels_api.label_docs(ctx.ws, dataset, found, label)
     if as_json:
         emit_json(b.to_dict())
         return
@@ -278,8 +295,17 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, as_j
 
     \b
     Example:
-      $ inhouse summarize --dataset banking77 --by label --n-docs 3
+      $ inhouse summarize --dataset tickets --by label --n-docs 2
+      ■ refund — 120 documents (12.0%)
+        keywords: refund, money back, ...
+        - I want my money back for order 123
+        - Refund still not here after two weeks
+        ticket_id: T-0012, T-0410
       $ inhouse summarize --dataset tickets --by topic --llm smollm2-135m --category 0
+
+    The documents are shown by your ids (the --id-col of ingest), or by their
+    row in the ingested file when the dataset has none; --json gives them as
+    `ids`, with `id_column` saying which.
     """
     from ..analysis.summarize import summarize
 
@@ -295,6 +321,7 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, as_j
         click.echo(f"  keywords: {', '.join(s.keywords[:8])}")
         for line in s.summary.splitlines():
             click.echo(f"  {line}")
+        click.echo(f"  {s.id_column}: {', '.join(str(i) for i in s.ids)}")
         for note in s.notes:
             click.echo(f"  note: {note}")
         click.echo("")

@@ -155,7 +155,13 @@ def explain_cmd(ctx, model, text, k, as_json) -> None:
     Example:
       $ inhouse explain intents "my card never came" --k 3
       card_arrival (0.91) by intents@1
+      scores: card_arrival 0.910, card_delivery_estimate 0.050, lost_or_stolen_card 0.010
+      nearest training examples with that label:
+        0.912  [card_arrival] (ticket_id T-0042) My card still hasn't arrived
       ...
+
+    Examples are shown by your ids (the --id-col of the training dataset's
+    ingest), or by their row in the ingested file; --json adds the doc_id.
     """
     from ..analysis.explain import explain
 
@@ -168,34 +174,54 @@ def explain_cmd(ctx, model, text, k, as_json) -> None:
     for key, title in (("supporting", "nearest training examples with that label"), ("nearest_other", "nearest with other labels")):
         click.echo(f"{title}:")
         for e in r[key]:
-            click.echo(f"  {e['similarity']:.3f}  [{e['label']}] #{e['doc_id']} {e['text'] if e['text'] is not None else '(text no longer in the dataset)'}")
+            key = e.get(r["id_column"])
+            ref = f"{r['id_column']} {key}" if key is not None else "label name" if e["doc_id"] < 0 else f"doc_id {e['doc_id']}"
+            text = e["text"] if e["text"] is not None else "(text no longer in the dataset)"
+            click.echo(f"  {e['similarity']:.3f}  [{e['label']}] ({ref}) {text}")
 
 
 @cli.command("classify")
 @click.argument("model")
 @click.option("--dataset", help="Classify every document of this dataset ...")
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="... or every row of a CSV/Parquet/JSONL file.")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False),
+              help="... or every row of a file, read as ingest reads it (.csv, .tsv, .jsonl, .parquet, .txt; .gz).")
 @click.option("--text-col", default="text", show_default=True, help="Text column of --input.")
-@click.option("--id-col", help="Id column of --input (default: the row number).")
+@click.option("--id-col", help="Your id column of --input, copied to the output (every row also gets `row`).")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --input (e.g. cp1252).")
 @click.option("--split", help="Only this split of --dataset.")
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="Output file: .csv, .parquet or .jsonl.")
 @click.option("--top-k", type=int, default=3, show_default=True)
 @click.option("--no-cache", is_flag=True, help="Recompute predictions even for texts seen before.")
 @json_option
 @pass_ctx
-def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, split, output, top_k, no_cache, as_json) -> None:
+def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, encoding, split, output, top_k, no_cache,
+                 as_json) -> None:
     """Predict a label for every row, in input order, with the model version that made it.
+
+    One output row per input row. Each carries `row`, the 1-based data row of
+    the file (header not counted; the same numbering as ingest's), your id
+    (--id-col of --input, or the --id-col the dataset was ingested with) and
+    `error`: empty when fine, else why the row got no label (e.g. "empty text",
+    "malformed row"). --dataset outputs also carry the internal `doc_id`.
 
     \b
     Example:
-      $ inhouse classify intents --input new.csv --output preds.parquet
-      wrote 1200 predictions by intents@1 to preds.parquet (4.1 s)
+      $ inhouse classify intents --input new.csv --id-col ticket_id --output preds.csv
+      wrote 1200 predictions by intents@1 to preds.csv (4.1 s); 2 rows without a label (2 empty text), see its error column
+      $ head -2 preds.csv
+      ticket_id,row,label,score,top_labels,top_scores,error,model,model_sha256
+      T-0001,1,card_arrival,0.91,"[""card_arrival"", ...]","[0.91, ...]",,intents@1,64067f5f...
+      $ inhouse classify intents --dataset tickets --output preds.parquet   # ticket_id, row, doc_id, label, ...
     """
     from ..classifiers.predict import classify
 
     r = classify(ctx.ws, model, output=output, dataset=dataset, input_path=input_path, text_col=text_col,
-                 id_col=id_col, split=split, top_k=top_k, cache=not no_cache)
+                 id_col=id_col, split=split, top_k=top_k, cache=not no_cache, encoding=encoding)
     if as_json:
         emit_json(r)
         return
-    click.echo(f"wrote {r['rows']} predictions by {r['model']} to {r['output']} ({r['seconds']:.1f} s)")
+    line = f"wrote {r['rows']} predictions by {r['model']} to {r['output']} ({r['seconds']:.1f} s)"
+    if r["errors"]:
+        why = ", ".join(f"{n} {reason}" for reason, n in r["error_reasons"].items())
+        line += f"; {r['errors']} row{'s' if r['errors'] != 1 else ''} without a label ({why}), see its error column"
+    click.echo(line)

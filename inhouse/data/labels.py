@@ -10,6 +10,13 @@ stays), and the label a document had before comes back.
     (2, 'manual')
     >>> undo(ws, b.batch).undone_at is not None
     True
+
+Documents are named to :func:`label_docs` by their internal ``doc_id``;
+:func:`find_docs` turns the user's own ids (the ``--id-col`` given at ingest,
+e.g. ``ticket_id``) into doc_ids first:
+
+    >>> label_docs(ws, "tickets", find_docs(ws, "tickets", ["T-0012"]), "refund").count
+    1
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import uuid
 from dataclasses import asdict, dataclass
 
 from ..errors import Conflict, InputError, NotFound, UsageError
+from ..workspace.documents import id_column
 from ..workspace.store import Workspace, current_user
 
 
@@ -60,8 +68,9 @@ def label_docs(ws: Workspace, dataset: str, doc_ids: list[int], label: str, *, s
     missing = sorted(set(ids) - _existing(ws, dataset, ids))
     if missing:
         raise NotFound(f"dataset {dataset!r} has no document{'s' if len(missing) > 1 else ''} "
-                       f"{missing[:10]}{' ...' if len(missing) > 10 else ''}.",
-                       fix="Document ids are the ones ingest gave (the `id` column of `inhouse discover --output`).")
+                       f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; doc_ids are integers "
+                       f"{_doc_id_range(ws, dataset)}.",
+                       fix="Use the doc_id column of `inhouse discover --output` or `inhouse classify --dataset`.")
     batch = f"lb-{uuid.uuid4().hex[:10]}"
     now, user = time.time(), current_user()
     with ws.tx() as c:
@@ -69,6 +78,84 @@ def label_docs(ws: Workspace, dataset: str, doc_ids: list[int], label: str, *, s
                       " VALUES (?, ?, ?, ?, ?, ?, ?)", [(info.id, d, label, source, batch, user, now) for d in ids])
         ws.audit("label", dataset, batch=batch, label=label, count=len(ids), source=source)
     return LabelBatch(batch, dataset, label, len(ids), source, user, now)
+
+
+def find_docs(ws: Workspace, dataset: str, ids: list, *, internal: bool = False) -> list[int]:
+    """The doc_ids of the documents the user names by ``ids``, in order, without repeats.
+
+    ``ids`` are the dataset's own ids: the values of the column given as
+    ``--id-col`` at ingest (e.g. ``ticket_id``; every document with that id).
+    A dataset ingested without ``--id-col`` has no ids of its own, so there, and
+    with ``internal=True``, ``ids`` are internal doc_ids (the ``doc_id`` column
+    of ``classify --dataset`` and ``discover --output``). Raises NotFound naming
+    the ids that match nothing and what ids look like.
+
+    >>> find_docs(ws, "tickets", ["T-0012", "T-0040"]), find_docs(ws, "tickets", [12], internal=True)
+    ([11, 39], [12])
+    """
+    name = None if internal else id_column(ws, dataset)
+    ws.dataset(dataset)  # NotFound for an unknown dataset
+    if name is None:
+        return _internal_ids(ws, dataset, ids, internal)
+    wanted = list(dict.fromkeys(str(i).strip() for i in ids))
+    found = _by_source_id(ws, dataset, wanted)
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        sample = _sample_ids(ws, dataset)
+        shown = ", ".join(repr(m) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise NotFound(f"dataset {dataset!r} has no document with {name} {shown}; ids look like "
+                       f"{', '.join(repr(x) for x in sample) or '(no document has one)'}.",
+                       fix=f"Use --doc with {name} values (the {name} column of `inhouse classify --dataset` or "
+                           "`inhouse discover --output`), or --doc-id with internal doc_ids.")
+    return list(dict.fromkeys(d for i in wanted for d in found[i]))
+
+
+def _internal_ids(ws: Workspace, dataset: str, ids: list, explicit: bool) -> list[int]:
+    out = []
+    for i in ids:
+        try:
+            out.append(int(str(i).strip()))
+        except ValueError:
+            why = "--doc-id takes" if explicit else (f"dataset {dataset!r} was ingested without --id-col, "
+                                                        "so --doc takes")
+            raise UsageError(f"{why} internal doc_ids (integers {_doc_id_range(ws, dataset)}); found {str(i)!r}.",
+                             fix="Use the doc_id column of `inhouse classify --dataset` or "
+                                 "`inhouse discover --output`.") from None
+    return list(dict.fromkeys(out))
+
+
+def _query(ws: Workspace, dataset: str, sql: str, params: list) -> list[tuple]:
+    parts = ws.dataset_parts(dataset)
+    if not parts:
+        return []
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        return con.execute(sql, [[str(p) for p in parts], *params]).fetchall()
+    finally:
+        con.close()
+
+
+def _by_source_id(ws: Workspace, dataset: str, ids: list[str]) -> dict[str, list[int]]:
+    rows = _query(ws, dataset, "SELECT source_id, doc_id FROM read_parquet(?) WHERE source_id IN (SELECT unnest(?))"
+                               " ORDER BY doc_id", [ids])
+    found: dict[str, list[int]] = {}
+    for s, d in rows:
+        found.setdefault(s, []).append(int(d))
+    return found
+
+
+def _sample_ids(ws: Workspace, dataset: str, n: int = 3) -> list[str]:
+    return [r[0] for r in _query(ws, dataset, "SELECT source_id FROM read_parquet(?) WHERE source_id IS NOT NULL"
+                                              f" ORDER BY doc_id LIMIT {int(n)}", [])]
+
+
+def _doc_id_range(ws: Workspace, dataset: str) -> str:
+    rows = _query(ws, dataset, "SELECT MIN(doc_id), MAX(doc_id) FROM read_parquet(?)", [])
+    if not rows or rows[0][0] is None:
+        return "(the dataset has no documents)"
+    return f"from {rows[0][0]} to {rows[0][1]}"
 
 
 def _existing(ws: Workspace, dataset: str, ids: list[int]) -> set[int]:

@@ -16,14 +16,10 @@ from pathlib import Path
 
 from ..errors import NotFound, UsageError
 from ..models.catalog import DEFAULT_ENCODER
-from ..workspace.documents import write_table
+from ..workspace.documents import ROW_COLUMN, doc_keys, id_column, id_output_name, read_documents, write_table
 from ..workspace.files import atomic_path, json_dumps
 from ..workspace.store import Workspace, current_user
 from .cluster import ClusterConfig
-
-FORMAT_VERSION = 1
-NO_GROUP = "(none)"  # the parent of documents whose --within value is empty
-
 
 FORMAT_VERSION = 1
 NO_GROUP = "(none)"  # the parent of documents whose --within value is empty
@@ -70,6 +66,7 @@ class Topic:
     representative_texts: list[str] = field(default_factory=list)
     parent: str | None = None
     share_of_all: float | None = None
+    representative_ids: list = field(default_factory=list)  # the user's ids (or rows) of representative_docs
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -99,6 +96,7 @@ class DiscoveryResult:
     created_at: float
     assignments_path: str
     topics: list[Topic]
+    id_column: str = ROW_COLUMN  # what representative_ids are: the dataset's --id-col, or "row"
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "topics"}
@@ -158,9 +156,20 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
             [(run_id, t.topic, t.parent, t.size, t.share, t.share_of_all, json_dumps(t.keywords), t.name,
               t.name_source, json_dumps(t.representative_docs)) for t in topics])
         ws.audit("discover", dataset, run=run_id, topics=len(topics), within=opts.within)
-    return DiscoveryResult(run_id, dataset, opts.model, model_sha, opts.seed, opts.within, opts.split,
-                           len(labels), len(topics), n_out, {**asdict(opts), "cluster": cluster}, opts.llm,
-                           llm_sha, seconds, time.time(), str(path), topics)
+    res = DiscoveryResult(run_id, dataset, opts.model, model_sha, opts.seed, opts.within, opts.split,
+                          len(labels), len(topics), n_out, {**asdict(opts), "cluster": cluster}, opts.llm,
+                          llm_sha, seconds, time.time(), str(path), topics)
+    _add_representative_ids(ws, res)
+    return res
+
+
+def _add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
+    """Each topic's representative documents by the user's id (or source row when there is none)."""
+    name = id_column(ws, res.dataset)
+    res.id_column = name or ROW_COLUMN
+    keys = doc_keys(ws, res.dataset, [d for t in res.topics for d in t.representative_docs])
+    for t in res.topics:
+        t.representative_ids = [keys.get(int(d), (None, None))[0 if name else 1] for d in t.representative_docs]
 
 
 def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts: bool = True) -> DiscoveryResult:
@@ -189,11 +198,14 @@ def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts
             t.representative_texts = [found.get(d, "") for d in t.representative_docs]
     opts = json.loads(row["options"])
     started = ws.db.execute("SELECT started_at, finished_at FROM runs WHERE id = ?", (row["run_id"],)).fetchone()
-    return DiscoveryResult(row["run_id"], dataset, row["model"], row["model_sha256"], opts.get("seed", 0),
-                           row["within"], row["split"], row["n_documents"], row["n_topics"], row["n_outliers"],
-                           opts, row["llm"], row["llm_sha256"],
-                           round((started["finished_at"] or 0) - started["started_at"], 3) if started else 0.0,
-                           row["created_at"], str(ws.home / row["assignments_path"]), topics)
+    res = DiscoveryResult(row["run_id"], dataset, row["model"], row["model_sha256"], opts.get("seed", 0),
+                          row["within"], row["split"], row["n_documents"], row["n_topics"], row["n_outliers"],
+                          opts, row["llm"], row["llm_sha256"],
+                          round((started["finished_at"] or 0) - started["started_at"], 3) if started else 0.0,
+                          row["created_at"], str(ws.home / row["assignments_path"]), topics)
+    if texts:
+        _add_representative_ids(ws, res)
+    return res
 
 
 def doc_texts(ws: Workspace, dataset: str, doc_ids: list[int]) -> dict[int, str]:
@@ -212,13 +224,32 @@ def doc_texts(ws: Workspace, dataset: str, doc_ids: list[int]) -> dict[int, str]
     return {int(d): t for d, t in rows}
 
 
-def write_assignments(result: DiscoveryResult, path: str | Path) -> Path:
-    """One row per document (``id``, ``topic``, ``name``, and ``parent`` under --within) as
-    CSV, Parquet or JSON Lines by the file's extension, written atomically."""
+def write_assignments(result: DiscoveryResult, path: str | Path, *, ws: Workspace) -> Path:
+    """One row per document as CSV, Parquet or JSON Lines by the file's extension, written atomically.
+
+    Columns: the dataset's own id column (``ingest --id-col``, e.g. ``ticket_id``)
+    when it has one, ``row`` (the 1-based data row of the ingested file),
+    ``doc_id`` (the internal id, for ``inhouse label --doc-id``), ``topic``,
+    ``name``, and ``parent`` under ``--within``.
+
+    >>> write_assignments(load_discovery(ws, "tickets"), "topics.csv", ws=ws)  # ticket_id,row,doc_id,topic,name
+    PosixPath('topics.csv')
+    """
+    import pandas as pd
+
     df = result.assignments()
     names = {t.topic: t.name for t in result.topics}
-    out = df.rename(columns={"doc_id": "id"})[["id", "topic"] + (["parent"] if result.within else [])]
-    out.insert(2, "name", [names.get(int(t), "outliers") for t in out["topic"]])
+    docs = read_documents(ws, result.dataset, columns=["doc_id", "source_id", "source_row"]).set_index("doc_id")
+    ids = df["doc_id"].astype("int64")
+    cols = ["topic", "name"] + (["parent"] if result.within else [])
+    id_name = id_output_name(id_column(ws, result.dataset), cols)
+    out = pd.DataFrame(index=range(len(df)))
+    if id_name:
+        out[id_name] = docs["source_id"].reindex(ids).to_numpy()
+    out[ROW_COLUMN] = pd.array(docs["source_row"].reindex(ids).to_numpy(), dtype="Int64")
+    out["doc_id"] = ids.to_numpy()
+    out["topic"] = df["topic"].to_numpy()
+    out["name"] = [names.get(int(t), "outliers") for t in df["topic"]]
+    if result.within:
+        out["parent"] = df["parent"].to_numpy()
     return write_table(out, Path(path), what="topics")
-
-

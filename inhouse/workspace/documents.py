@@ -82,6 +82,71 @@ def user_labels(ws: Workspace, dataset_id: int) -> dict[int, str]:
     return {r[0]: r[1] for r in rows}
 
 
+# --------------------------------------------------------------- user ids ----
+
+ROW_COLUMN = "row"  # 1-based data row of the source file (header and blank CSV lines not counted)
+
+
+def id_column(ws: Workspace, dataset: str) -> str | None:
+    """The name of the dataset's own id column (``ingest --id-col``), or None.
+
+    Its values are stored per document as ``source_id``.
+
+    >>> id_column(ws, "tickets")
+    'ticket_id'
+    """
+    info = ws.dataset(dataset)
+    name = (info.columns or {}).get("id")
+    if isinstance(name, str) and name:
+        return name
+    # the dataset's columns describe its latest ingest; an earlier one may have had ids
+    for (options,) in ws.db.execute("SELECT options FROM ingests WHERE dataset_id = ? AND status = 'done'"
+                                    " ORDER BY id DESC", (info.id,)):
+        name = json.loads(options or "{}").get("id_col")
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def id_output_name(id_col: str | None, taken: tuple[str, ...] | list[str] = ()) -> str | None:
+    """The column name under which the user's ids are written beside ``taken`` columns.
+
+    The user's own name, unless it would clash with ``row``, ``doc_id`` or one of
+    ``taken``; then the stored name ``source_id``.
+
+    >>> id_output_name("ticket_id", ["label"]), id_output_name("label", ["label"]), id_output_name(None)
+    ('ticket_id', 'source_id', None)
+    """
+    if id_col is None:
+        return None
+    return "source_id" if id_col in (ROW_COLUMN, "doc_id", *taken) else id_col
+
+
+def doc_keys(ws: Workspace, dataset: str, doc_ids: list[int]) -> dict[int, tuple[str | None, int | None]]:
+    """doc_id -> (the user's id or None, source row) for a few documents, without loading the dataset."""
+    parts = ws.dataset_parts(dataset)
+    wanted = sorted({int(d) for d in doc_ids if d is not None and int(d) >= 0})
+    if not wanted or not parts:
+        return {}
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        rows = con.execute("SELECT doc_id, source_id, source_row FROM read_parquet(?)"
+                           " WHERE doc_id IN (SELECT unnest(?))", [[str(p) for p in parts], wanted]).fetchall()
+    finally:
+        con.close()
+    return {int(d): (s, None if r is None else int(r)) for d, s, r in rows}
+
+
+def key_fields(id_name: str | None, key: tuple[str | None, int | None] | None) -> dict:
+    """``{id_name: the user's id, "row": source row}`` for one document (``id_name`` None: row only)."""
+    source_id, row = key if key is not None else (None, None)
+    out = {id_name: source_id} if id_name else {}
+    out[ROW_COLUMN] = row
+    return out
+
+
 # ------------------------------------------------------------ user tables ----
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
