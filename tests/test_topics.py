@@ -158,9 +158,10 @@ def test_llm_names_topics_or_falls_back_to_keywords(bank):
     ws, _ = bank
     res = discover(ws, "bank", n_topics=2, seed=0, llm="smollm2-135m")
     assert res.llm == "smollm2-135m" and len(res.llm_sha256) == 64
+    # seed 0: the model's name for topic 0 is rejected (keywords stand in), topic 1 gets the model's name
+    assert [t.name_source for t in res.topics] == ["keywords", "smollm2-135m"]
+    assert res.topics[0].name == ", ".join(res.topics[0].keywords[:3]) and 0 < len(res.topics[1].name.split()) <= 5
     for t in res.topics:
-        assert 0 < len(t.name.split()) <= 5 or t.name_source == "keywords"
-        assert t.name_source in ("smollm2-135m", "keywords")
         assert '"' not in t.name
 
 
@@ -177,7 +178,7 @@ def test_keywords_and_cleaning():
     texts = ["my card has not arrived", "card still not arrived", "when will card arrive",
              "refund my money please", "I want a refund", "refund for the order"]
     kws = topic_keywords(texts, np.array([0, 0, 0, 1, 1, 1]), 2, top=3)
-    assert kws[0][0] in ("arrived", "card") and "refund" in kws[1]
+    assert kws[0][0] == "card" and "refund" in kws[1]
     assert all(k not in ("my", "has", "not", "the") for ks in kws for k in ks)
     assert clean_text("@united lost my bag http://t.co/abc &amp; more") == "lost my bag & more"
 

@@ -131,8 +131,8 @@ def test_statistics():
 
 def test_extractive_summaries_are_representative_and_diverse(tickets, run_cli):
     out = summarize(tickets, "tickets", by="label", n_docs=3)
-    assert [s.category for s in out][0] in ("app_problem", "card_lost", "refund", "delivery")
-    assert sorted(s.size for s in out) == sorted(s.size for s in out) and sum(s.size for s in out) == WEEKS * PER_WEEK
+    assert [s.category for s in out] == ["delivery", "refund", "card_lost", "app_problem"]  # largest first, ties by name
+    assert [s.size for s in out] == [143, 143, 141, 133] and sum(s.size for s in out) == WEEKS * PER_WEEK
     for s in out:
         assert s.kind == "extractive" and len(s.texts) == 3 and len(set(s.texts)) == 3
         assert s.summary.startswith("- ") and s.keywords and s.run_id
@@ -151,9 +151,7 @@ def test_abstractive_summary_records_the_model(tickets):
                     max_tokens=24)
     (s,) = out
     assert s.model == "smollm2-135m" and len(s.model_sha256) == 64
-    assert s.kind in ("abstractive", "extractive") and s.summary
-    if s.kind == "extractive":
-        assert s.notes, "a fallback says why"
+    assert s.kind == "abstractive" and s.summary and s.notes == []
     row = tickets.db.execute("SELECT model, model_sha256, kind, summary FROM summaries WHERE run_id = ?",
                              (s.run_id,)).fetchone()
     assert (row["model"], row["model_sha256"], row["summary"]) == (s.model, s.model_sha256, s.summary)
