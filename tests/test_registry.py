@@ -273,6 +273,7 @@ def trained(tmp_path_factory):
     return {"home": home, "ws": ws, "csv": csv, "texts": texts}
 
 
+@pytest.mark.slow
 def test_two_trainings_are_two_loadable_versions(trained):
     from inhouse.classifiers.load import load_classifier
 
@@ -290,6 +291,7 @@ def test_two_trainings_are_two_loadable_versions(trained):
     assert [tuple(r) for r in runs] == [("intents@1", v1.sha256), ("intents@2", v2.sha256)]
 
 
+@pytest.mark.slow
 def test_diff_of_a_version_with_itself_agrees_fully_and_with_another_does_not(trained, run_cli):
     from inhouse.analysis import diff
 
@@ -323,6 +325,7 @@ def test_diff_of_a_version_with_itself_agrees_fully_and_with_another_does_not(tr
     assert run["model"] == "intents@2" and run["model_sha256"] == registry.resolve(trained["ws"], "intents@2").sha256
 
 
+@pytest.mark.slow
 def test_folder_export_then_import_predicts_identically(trained, ws, run_cli, tmp_path):
     from inhouse.classifiers.predict import classify
 
@@ -355,6 +358,7 @@ def test_folder_export_then_import_predicts_identically(trained, ws, run_cli, tm
     assert shown["origin"]["ref"] == "intents@1" and shown["dataset"]["name"] == "b77"
 
 
+@pytest.mark.slow
 def test_import_refuses_tampering_and_explains_a_missing_base(trained, ws, run_cli, tmp_path, monkeypatch):
     from inhouse.classifiers.load import load_classifier
     from inhouse.exchange import export
@@ -384,6 +388,7 @@ def test_import_refuses_tampering_and_explains_a_missing_base(trained, ws, run_c
     assert registry.versions(ws, "other") == []
 
 
+@pytest.mark.slow
 def test_onnx_int8_export_imports_and_agrees_with_the_original(trained, ws, run_cli, tmp_path):
     from inhouse.classifiers.load import load_classifier
     from inhouse.classifiers.onnx import OnnxClassifier

@@ -39,6 +39,7 @@ def bank(tmp_path_factory, shared_data):
     return ws, first
 
 
+@pytest.mark.slow
 def test_discover_is_deterministic_and_recovers_the_intents(bank):
     ws, first = bank
     second = discover(ws, "bank", seed=0)
@@ -59,6 +60,7 @@ def test_discover_is_deterministic_and_recovers_the_intents(bank):
     assert len(set(top.representative_texts)) == len(top.representative_texts)
 
 
+@pytest.mark.slow
 def test_discover_fixed_number_of_topics_and_outliers(bank):
     ws, _ = bank
     fixed = discover(ws, "bank", n_topics=4, seed=1)
@@ -70,6 +72,7 @@ def test_discover_fixed_number_of_topics_and_outliers(bank):
     assert load_discovery(ws, "bank").run_id == out.run_id  # the latest run is the default
 
 
+@pytest.mark.slow
 def test_discover_within_label_gives_subtopics_with_shares(bank):
     ws, _ = bank
     res = discover(ws, "bank", within="label", seed=0)
@@ -86,6 +89,7 @@ def test_discover_within_label_gives_subtopics_with_shares(bank):
 
 
 @pytest.mark.parametrize("ext", ["csv", "parquet", "jsonl"])
+@pytest.mark.slow
 def test_discover_cli_output_formats_and_json(bank, run_cli, tmp_path, ext):
     ws, _ = bank
     out = tmp_path / f"topics.{ext}"
@@ -100,6 +104,7 @@ def test_discover_cli_output_formats_and_json(bank, run_cli, tmp_path, ext):
     assert df.groupby("topic").size().to_dict() == {t["topic"]: t["size"] for t in res["topics"]}
 
 
+@pytest.mark.slow
 def test_discover_cli_table_and_errors(bank, run_cli, tmp_path):
     ws, first = bank
     r = run_cli("--home", ws.home, "discover", "--dataset", "bank", "--run", first.run_id)
@@ -116,6 +121,7 @@ def test_discover_cli_table_and_errors(bank, run_cli, tmp_path):
     assert r.exit_code == 2 and "not a generative GGUF model" in r.stderr
 
 
+@pytest.mark.slow
 def test_label_topic_then_undo(bank, run_cli):
     ws, _ = bank
     res = discover(ws, "bank2", seed=0)
@@ -154,6 +160,7 @@ def test_label_topic_without_discovery_says_how(ws, shared_data):
         label_topic(ws, "trec", 0, "x")
 
 
+@pytest.mark.slow
 def test_llm_names_topics_or_falls_back_to_keywords(bank):
     ws, _ = bank
     res = discover(ws, "bank", n_topics=2, seed=0, llm="smollm2-135m")
@@ -195,12 +202,14 @@ def test_clusterer_recovers_separated_groups_and_is_deterministic():
     assert TopicClusterer(seed=5, n_topics=3).fit(X).n_topics_ == 3
 
 
+@pytest.mark.slow
 def test_discover_empty_split_is_an_input_error(bank):
     ws, _ = bank
     with pytest.raises(InputError, match="no documents in split 'nope'"):
         discover(ws, "bank", split="nope")
 
 
+@pytest.mark.slow
 def test_discovery_rows_in_sqlite(bank):
     ws, first = bank
     row = ws.db.execute("SELECT * FROM discoveries WHERE run_id = ?", (first.run_id,)).fetchone()

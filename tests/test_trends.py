@@ -69,6 +69,7 @@ def test_trends_flags_the_planted_category_and_not_the_stable_ones(tickets):
         assert c.q_value >= c.p_value and len(c.counts) == WEEKS
 
 
+@pytest.mark.slow
 def test_trends_by_subtopic_within_label_finds_the_new_problem(tickets, run_cli, tmp_path):
     from inhouse.topics.discover import discover
 
@@ -129,6 +130,7 @@ def test_statistics():
     assert [round(c.q_value, 4) for c in cats] == [0.04, 0.0533, 0.0533, 0.5]
 
 
+@pytest.mark.slow
 def test_extractive_summaries_are_representative_and_diverse(tickets, run_cli):
     out = summarize(tickets, "tickets", by="label", n_docs=3)
     assert [s.category for s in out] == ["delivery", "refund", "card_lost", "app_problem"]  # largest first, ties by name
@@ -146,6 +148,7 @@ def test_extractive_summaries_are_representative_and_diverse(tickets, run_cli):
     assert r.exit_code == 3 and "['nope'] not found" in r.stderr
 
 
+@pytest.mark.slow
 def test_abstractive_summary_records_the_model(tickets):
     out = summarize(tickets, "tickets", by="label", llm="smollm2-135m", categories=["refund"], n_docs=2,
                     max_tokens=24)
