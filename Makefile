@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 DEMO_HOME ?= demo-workspace
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# the tests not marked @pytest.mark.slow (each of those takes more than ~5 s)
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
 
 bench: install
 	@if [ -f requirements-bench.txt ]; then $(PIP) install -q -r requirements-bench.txt; fi

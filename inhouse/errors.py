@@ -4,15 +4,24 @@ Library code raises these; the CLI turns them into a one-line message and an
 exit code, the server (later) into a 4xx JSON body. Every message says what was
 expected, what was found, and how to fix it::
 
-    InhouseError
-    ├── UsageError            bad arguments or options            (exit 2)
-    ├── InputError            a user's file, row, column or value  (exit 3)
-    │   └── ColumnNotFound
-    ├── NotFound              a dataset, model, version or alias   (exit 4)
-    ├── IntegrityError        a hash that does not match           (exit 5)
-    ├── NetworkBlocked        an outbound connection was refused   (exit 6)
-    ├── MissingDependency     an optional extra is not installed   (exit 7)
-    └── Conflict              a state that forbids the action      (exit 8)
+    class                     what                                 kind                exit
+    InhouseError              (base; not raised directly)          error               1
+    ├── UsageError            bad arguments or options             usage               2
+    ├── InputError            a user's file, row, column or value  input               3
+    │   └── ColumnNotFound                                         input               3
+    ├── NotFound              a dataset, model, version or alias   not_found           4
+    ├── IntegrityError        a hash that does not match           integrity           5
+    ├── NetworkBlocked        an outbound connection was refused   network             6
+    ├── MissingDependency     an optional extra is not installed   missing_dependency  7
+    └── Conflict              a state that forbids the action      conflict            8
+
+``kind`` is the stable word the CLI prints under ``--json`` as
+``{"error": kind, "message": ..., "fix": ..., "exit_code": ...}``. The CLI adds
+four kinds of its own that are not exceptions of this tree: ``usage`` for
+click's own parse errors (exit 2), ``interrupted`` (Ctrl-C, exit 130),
+``aborted`` (a confirmation answered no, exit 1) and ``internal`` (a bug: an
+exception nobody expected, exit 1). Operating-system errors on a user's path
+(no such file, not a folder, permission denied, disk full) become ``input``.
 
 Example:
 
@@ -30,6 +39,7 @@ class InhouseError(Exception):
 
     exit_code = 1
     http_status = 500
+    kind = "error"
 
     def __init__(self, message: str, *, fix: str | None = None):
         self.message = message
@@ -40,11 +50,13 @@ class InhouseError(Exception):
 class UsageError(InhouseError):
     exit_code = 2
     http_status = 400
+    kind = "usage"
 
 
 class InputError(InhouseError):
     exit_code = 3
     http_status = 422
+    kind = "input"
 
 
 class ColumnNotFound(InputError):
@@ -60,29 +72,36 @@ class ColumnNotFound(InputError):
 class NotFound(InhouseError):
     exit_code = 4
     http_status = 404
+    kind = "not_found"
 
 
 class IntegrityError(InhouseError):
     exit_code = 5
     http_status = 500
+    kind = "integrity"
 
 
 class NetworkBlocked(InhouseError):
     exit_code = 6
     http_status = 500
+    kind = "network"
 
 
 class MissingDependency(InhouseError):
     exit_code = 7
     http_status = 501
+    kind = "missing_dependency"
 
     def __init__(self, module: str, extra: str, what: str):
+        self.module = module
+        self.extra = extra  # a key of [project.optional-dependencies] in pyproject.toml
         super().__init__(
             f"{what} needs the Python package {module!r}, which is not installed.",
-            fix=f"Install it with: pip install 'inhouse[{extra}]'",
+            fix=f"Install it with: pip install 'inhouse[{extra}]' (in a source checkout: make install, which installs every extra).",
         )
 
 
 class Conflict(InhouseError):
     exit_code = 8
     http_status = 409
+    kind = "conflict"

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -57,9 +58,12 @@ class CliResult(NamedTuple):
 def invoke_cli(*args: Any, input: str | None = None) -> CliResult:
     """Run ``inhouse ARGS...`` in this process, the way the console script does.
 
-    Arguments may be paths or numbers (they are turned into strings). Unexpected
-    exceptions propagate with their traceback; domain errors become an exit code
-    and a line on stderr, as for a user.
+    Arguments may be paths or numbers (they are turned into strings). Every
+    failure becomes an exit code and a line on stderr (a JSON object on stdout
+    under ``--json``), as for a user. An unexpected exception is the CLI's
+    "internal error" line (exit 1) with its traceback on stderr: INHOUSE_DEBUG=1
+    is set here unless the test set INHOUSE_DEBUG itself (``"0"`` shows what a
+    user sees).
     """
     from click.testing import CliRunner
 
@@ -70,7 +74,8 @@ def invoke_cli(*args: Any, input: str | None = None) -> CliResult:
         runner = CliRunner(mix_stderr=False)  # click < 8.2
     except TypeError:
         runner = CliRunner()  # click >= 8.2 keeps stderr apart by default
-    result = runner.invoke(cli, argv, input=input, prog_name="inhouse", catch_exceptions=False)
+    env = None if "INHOUSE_DEBUG" in os.environ else {"INHOUSE_DEBUG": "1"}
+    result = runner.invoke(cli, argv, input=input, env=env, prog_name="inhouse", catch_exceptions=False)
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 

@@ -273,6 +273,7 @@ def trained(tmp_path_factory):
     return {"home": home, "ws": ws, "csv": csv, "texts": texts}
 
 
+@pytest.mark.slow
 def test_two_trainings_are_two_loadable_versions(trained):
     from inhouse.classifiers.load import load_classifier
 
@@ -290,6 +291,7 @@ def test_two_trainings_are_two_loadable_versions(trained):
     assert [tuple(r) for r in runs] == [("intents@1", v1.sha256), ("intents@2", v2.sha256)]
 
 
+@pytest.mark.slow
 def test_diff_of_a_version_with_itself_agrees_fully_and_with_another_does_not(trained, run_cli):
     from inhouse.analysis import diff
 
@@ -304,7 +306,7 @@ def test_diff_of_a_version_with_itself_agrees_fully_and_with_another_does_not(tr
     assert unchanged["head"]["max_relative_change"] == 0.0 and unchanged["head"]["labels_compared"] == 12
     assert unchanged["encoder"]["note"] == "the same frozen weights"
     changed = diff.registry_weight_changes(trained["ws"], v1, v2)["head"]
-    assert changed["changed"] == 2 and changed["mean_relative_change"] > 0.01 and changed["top"][0]["tensor"] in ("W", "b")
+    assert changed["changed"] == 2 and changed["mean_relative_change"] > 0.01 and changed["top"][0]["tensor"] == "W"
 
     r = run_cli("--home", home, "models", "diff", "intents@1", "intents@2", "--dataset", "b77", "--split", "test", "--json")
     d = r.json
@@ -316,13 +318,14 @@ def test_diff_of_a_version_with_itself_agrees_fully_and_with_another_does_not(tr
     assert sum(c["old_count"] for c in d["per_class"]) == sum(c["new_count"] for c in d["per_class"]) == 204
     ex = d["examples"][0]
     assert ex["old"] != ex["new"] and ex["text"] and 0 < ex["new_score"] <= 1 and ex["verdict"]
-    assert d["weights"]["source"] in ("inhouse.explain", "inhouse.diff")
+    assert d["weights"]["source"] == "inhouse.explain"  # the training engineer's explain is installed
     human = run_cli("--home", home, "models", "diff", "intents@1", "intents@2", "--dataset", "b77", "--split", "test").stdout
     assert "agreement" in human and "accuracy" in human and "->" in human and "weights: " in human
     run = trained["ws"].db.execute("SELECT model, model_sha256 FROM runs WHERE kind = 'models.diff' ORDER BY id DESC").fetchone()
     assert run["model"] == "intents@2" and run["model_sha256"] == registry.resolve(trained["ws"], "intents@2").sha256
 
 
+@pytest.mark.slow
 def test_folder_export_then_import_predicts_identically(trained, ws, run_cli, tmp_path):
     from inhouse.classifiers.predict import classify
 
@@ -355,6 +358,7 @@ def test_folder_export_then_import_predicts_identically(trained, ws, run_cli, tm
     assert shown["origin"]["ref"] == "intents@1" and shown["dataset"]["name"] == "b77"
 
 
+@pytest.mark.slow
 def test_import_refuses_tampering_and_explains_a_missing_base(trained, ws, run_cli, tmp_path, monkeypatch):
     from inhouse.classifiers.load import load_classifier
     from inhouse.exchange import export
@@ -384,6 +388,7 @@ def test_import_refuses_tampering_and_explains_a_missing_base(trained, ws, run_c
     assert registry.versions(ws, "other") == []
 
 
+@pytest.mark.slow
 def test_onnx_int8_export_imports_and_agrees_with_the_original(trained, ws, run_cli, tmp_path):
     from inhouse.classifiers.load import load_classifier
     from inhouse.classifiers.onnx import OnnxClassifier

@@ -39,6 +39,7 @@ def bank(tmp_path_factory, shared_data):
     return ws, first
 
 
+@pytest.mark.slow
 def test_discover_is_deterministic_and_recovers_the_intents(bank):
     ws, first = bank
     second = discover(ws, "bank", seed=0)
@@ -59,6 +60,7 @@ def test_discover_is_deterministic_and_recovers_the_intents(bank):
     assert len(set(top.representative_texts)) == len(top.representative_texts)
 
 
+@pytest.mark.slow
 def test_discover_fixed_number_of_topics_and_outliers(bank):
     ws, _ = bank
     fixed = discover(ws, "bank", n_topics=4, seed=1)
@@ -70,6 +72,7 @@ def test_discover_fixed_number_of_topics_and_outliers(bank):
     assert load_discovery(ws, "bank").run_id == out.run_id  # the latest run is the default
 
 
+@pytest.mark.slow
 def test_discover_within_label_gives_subtopics_with_shares(bank):
     ws, _ = bank
     res = discover(ws, "bank", within="label", seed=0)
@@ -86,6 +89,7 @@ def test_discover_within_label_gives_subtopics_with_shares(bank):
 
 
 @pytest.mark.parametrize("ext", ["csv", "parquet", "jsonl"])
+@pytest.mark.slow
 def test_discover_cli_output_formats_and_json(bank, run_cli, tmp_path, ext):
     ws, _ = bank
     out = tmp_path / f"topics.{ext}"
@@ -101,6 +105,7 @@ def test_discover_cli_output_formats_and_json(bank, run_cli, tmp_path, ext):
     assert df.groupby("topic").size().to_dict() == {t["topic"]: t["size"] for t in res["topics"]}
 
 
+@pytest.mark.slow
 def test_discover_cli_table_and_errors(bank, run_cli, tmp_path):
     ws, first = bank
     r = run_cli("--home", ws.home, "discover", "--dataset", "bank", "--run", first.run_id)
@@ -117,6 +122,7 @@ def test_discover_cli_table_and_errors(bank, run_cli, tmp_path):
     assert r.exit_code == 2 and "not a generative GGUF model" in r.stderr
 
 
+@pytest.mark.slow
 def test_label_topic_then_undo(bank, run_cli):
     ws, _ = bank
     res = discover(ws, "bank2", seed=0)
@@ -155,13 +161,15 @@ def test_label_topic_without_discovery_says_how(ws, shared_data):
         label_topic(ws, "trec", 0, "x")
 
 
+@pytest.mark.slow
 def test_llm_names_topics_or_falls_back_to_keywords(bank):
     ws, _ = bank
     res = discover(ws, "bank", n_topics=2, seed=0, llm="smollm2-135m")
     assert res.llm == "smollm2-135m" and len(res.llm_sha256) == 64
+    # seed 0: the model's name for topic 0 is rejected (keywords stand in), topic 1 gets the model's name
+    assert [t.name_source for t in res.topics] == ["keywords", "smollm2-135m"]
+    assert res.topics[0].name == ", ".join(res.topics[0].keywords[:3]) and 0 < len(res.topics[1].name.split()) <= 5
     for t in res.topics:
-        assert 0 < len(t.name.split()) <= 5 or t.name_source == "keywords"
-        assert t.name_source in ("smollm2-135m", "keywords")
         assert '"' not in t.name
 
 
@@ -178,7 +186,7 @@ def test_keywords_and_cleaning():
     texts = ["my card has not arrived", "card still not arrived", "when will card arrive",
              "refund my money please", "I want a refund", "refund for the order"]
     kws = topic_keywords(texts, np.array([0, 0, 0, 1, 1, 1]), 2, top=3)
-    assert kws[0][0] in ("arrived", "card") and "refund" in kws[1]
+    assert kws[0][0] == "card" and "refund" in kws[1]
     assert all(k not in ("my", "has", "not", "the") for ks in kws for k in ks)
     assert clean_text("@united lost my bag http://t.co/abc &amp; more") == "lost my bag & more"
 
@@ -195,12 +203,14 @@ def test_clusterer_recovers_separated_groups_and_is_deterministic():
     assert TopicClusterer(seed=5, n_topics=3).fit(X).n_topics_ == 3
 
 
+@pytest.mark.slow
 def test_discover_empty_split_is_an_input_error(bank):
     ws, _ = bank
     with pytest.raises(InputError, match="no documents in split 'nope'"):
         discover(ws, "bank", split="nope")
 
 
+@pytest.mark.slow
 def test_discovery_rows_in_sqlite(bank):
     ws, first = bank
     row = ws.db.execute("SELECT * FROM discoveries WHERE run_id = ?", (first.run_id,)).fetchone()

@@ -45,6 +45,7 @@ def slice_ws(tmp_path_factory, shared_data):
     return home, r.json
 
 
+@pytest.mark.slow
 def test_train_head_json(slice_ws):
     home, out = slice_ws
     for key in ("model", "version", "sha256", "train_seconds", "method", "base", "n_train", "n_val", "val_metrics"):
@@ -60,6 +61,7 @@ def test_train_head_json(slice_ws):
     assert sorted(m["files"]) == ["head.safetensors", "train_index.safetensors", "train_rows.json"]
 
 
+@pytest.mark.slow
 def test_eval_json_beats_zero_shot(slice_ws, run_cli):
     home, _ = slice_ws
     r = run_cli("--home", home, "eval", "h", "--dataset", "b10", "--json")
@@ -79,6 +81,7 @@ def test_eval_json_beats_zero_shot(slice_ws, run_cli):
     assert tuple(row) == ("h@1", e["sha256"])
 
 
+@pytest.mark.slow
 def test_eval_out_folder_and_label_names(slice_ws, run_cli, tmp_path):
     home, _ = slice_ws
     r = run_cli("--home", home, "eval", "h@1", "--dataset", "b10", "--split", "test", "--out", tmp_path, "--json")
@@ -93,6 +96,7 @@ def test_eval_out_folder_and_label_names(slice_ws, run_cli, tmp_path):
     assert rows["doc_ids"][-10:] == list(range(-1, -11, -1))
 
 
+@pytest.mark.slow
 def test_explain_and_head_weights(slice_ws, run_cli):
     home, _ = slice_ws
     r = run_cli("--home", home, "explain", "h", "I want to order a physical card", "--k", "3", "--json")
@@ -110,6 +114,7 @@ def test_explain_and_head_weights(slice_ws, run_cli):
     assert (home / "w.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_classify_formats_keep_input_order(slice_ws, run_cli, tmp_path):
     home, _ = slice_ws
     rows = pd.DataFrame({"ticket": ["t9", "t1", "t5", "t3"],
@@ -139,6 +144,7 @@ def test_classify_formats_keep_input_order(slice_ws, run_cli, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["full", "setfit", "lora"])
+@pytest.mark.slow
 def test_finetune_methods_tiny_budget(slice_ws, run_cli, method):
     home, _ = slice_ws
     r = run_cli("--home", home, "train", "--dataset", "b10", "--name", f"m-{method}", "--method", method, *TINY, "--json")
@@ -158,6 +164,7 @@ def test_finetune_methods_tiny_budget(slice_ws, run_cli, method):
     assert e["accuracy"] > e["zero_shot"]["accuracy"]  # starts from the linear probe
 
 
+@pytest.mark.slow
 def test_same_seed_same_model(slice_ws, run_cli):
     """Same data, base, method and seed: the same weights, hence the same predictions (same process)."""
     from inhouse.classifiers.load import load_classifier
@@ -189,6 +196,7 @@ class _StopAt(progress.Sink):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_nothing(slice_ws):
     from inhouse.registry.core import versions
     from inhouse.training.arguments import TrainingArguments
@@ -222,6 +230,7 @@ def test_bad_input_errors(ws, shared_data, run_cli, tmp_path):
     assert Workspace.open().db.execute("SELECT COUNT(*) FROM model_versions").fetchone()[0] == 0
 
 
+@pytest.mark.slow
 def test_multi_label_and_meta_label_column(ws, shared_data, run_cli, tmp_path):
     """Labels from a metadata column; several labels per document -> sigmoid head and set metrics."""
     df = _slice(shared_data, 8, 4)

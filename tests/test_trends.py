@@ -69,6 +69,7 @@ def test_trends_flags_the_planted_category_and_not_the_stable_ones(tickets):
         assert c.q_value >= c.p_value and len(c.counts) == WEEKS
 
 
+@pytest.mark.slow
 def test_trends_by_subtopic_within_label_finds_the_new_problem(tickets, run_cli, tmp_path):
     from inhouse.topics.discover import discover
 
@@ -129,10 +130,11 @@ def test_statistics():
     assert [round(c.q_value, 4) for c in cats] == [0.04, 0.0533, 0.0533, 0.5]
 
 
+@pytest.mark.slow
 def test_extractive_summaries_are_representative_and_diverse(tickets, run_cli):
     out = summarize(tickets, "tickets", by="label", n_docs=3)
-    assert [s.category for s in out][0] in ("app_problem", "card_lost", "refund", "delivery")
-    assert sorted(s.size for s in out) == sorted(s.size for s in out) and sum(s.size for s in out) == WEEKS * PER_WEEK
+    assert [s.category for s in out] == ["delivery", "refund", "card_lost", "app_problem"]  # largest first, ties by name
+    assert [s.size for s in out] == [143, 143, 141, 133] and sum(s.size for s in out) == WEEKS * PER_WEEK
     for s in out:
         assert s.kind == "extractive" and len(s.texts) == 3 and len(set(s.texts)) == 3
         assert s.summary.startswith("- ") and s.keywords and s.run_id
@@ -146,14 +148,13 @@ def test_extractive_summaries_are_representative_and_diverse(tickets, run_cli):
     assert r.exit_code == 3 and "['nope'] not found" in r.stderr
 
 
+@pytest.mark.slow
 def test_abstractive_summary_records_the_model(tickets):
     out = summarize(tickets, "tickets", by="label", llm="smollm2-135m", categories=["refund"], n_docs=2,
                     max_tokens=24)
     (s,) = out
     assert s.model == "smollm2-135m" and len(s.model_sha256) == 64
-    assert s.kind in ("abstractive", "extractive") and s.summary
-    if s.kind == "extractive":
-        assert s.notes, "a fallback says why"
+    assert s.kind == "abstractive" and s.summary and s.notes == []
     row = tickets.db.execute("SELECT model, model_sha256, kind, summary FROM summaries WHERE run_id = ?",
                              (s.run_id,)).fetchone()
     assert (row["model"], row["model_sha256"], row["summary"]) == (s.model, s.model_sha256, s.summary)

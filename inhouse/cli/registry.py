@@ -192,8 +192,9 @@ def alias_cmd(ctx, ref: str, alias: str, as_json: bool) -> None:
 @models_group.command("unalias")
 @click.argument("name")
 @click.argument("alias")
+@json_option
 @pass_ctx
-def unalias_cmd(ctx, name: str, alias: str) -> None:
+def unalias_cmd(ctx, name: str, alias: str, as_json: bool) -> None:
     """Remove ALIAS from model NAME.
 
     \b
@@ -202,13 +203,17 @@ def unalias_cmd(ctx, name: str, alias: str) -> None:
       removed intents@staging (was intents@2)
     """
     was = registry.remove_alias(ctx.ws, name, alias)
-    click.echo(f"removed {name}@{alias} (was {name}@{was})")
+    if as_json:
+        emit_json({"name": name, "alias": alias, "previous": was})
+    else:
+        click.echo(f"removed {name}@{alias} (was {name}@{was})")
 
 
 @models_group.command("rm")
 @click.argument("ref")
+@json_option
 @pass_ctx
-def rm_cmd(ctx, ref: str) -> None:
+def rm_cmd(ctx, ref: str, as_json: bool) -> None:
     """Remove one version (refused while an alias points to it).
 
     \b
@@ -217,7 +222,10 @@ def rm_cmd(ctx, ref: str) -> None:
       removed intents@1 (3f9a1c0b7d2e)
     """
     v = registry.remove_version(ctx.ws, ref)
-    click.echo(f"removed {v.ref} ({v.sha256[:12]})")
+    if as_json:
+        emit_json({"removed": v.ref, "name": v.name, "version": v.version, "sha256": v.sha256})
+    else:
+        click.echo(f"removed {v.ref} ({v.sha256[:12]})")
 
 
 def _history_line(e: dict) -> str:
@@ -386,12 +394,20 @@ def export_cmd(ctx, ref: str, out: str, fmt: str, quantize: str | None, no_base:
 
 
 def _read_texts(path: Path) -> list[str]:
-    if path.suffix == ".txt":
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The texts of ``--check-file``; a file that cannot be read as its extension says is an InputError."""
     from ..classifiers.predict import read_table
-    from ..errors import ColumnNotFound
+    from ..errors import ColumnNotFound, InputError
 
-    df = read_table(path)
+    try:
+        if path.suffix == ".txt":
+            return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        df = read_table(path)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: expected UTF-8 text, found a byte that is not ({e.reason} at byte {e.start}).",
+                         fix="Save the file as UTF-8.") from e
+    except ValueError as e:  # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors
+        raise InputError(f"{path}: expected a readable {path.suffix or 'table'} file, found: {str(e).strip()[:200]}",
+                         fix="Check that the file is complete and has the format its extension says.") from e
     if "text" not in df.columns:
         raise ColumnNotFound(path.name, "text", list(df.columns), "a file with a 'text' column, or a .txt file,")
     return [str(t) for t in df["text"].tolist()]

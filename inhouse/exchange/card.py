@@ -68,5 +68,5 @@ def model_card(m: dict) -> str:
     if ex.get("base"):
         lines += [f"| base/{rel} | {meta['size']} | `{meta['sha256']}` |" for rel, meta in ex["base"]["files"].items()]
     lines += ["", "## Use it", "", "```", "inhouse models import THIS_FOLDER --name NAME",
-              "inhouse classify --model NAME --input texts.csv --output predictions.csv", "```", ""]
+              "inhouse classify NAME --input texts.csv --output predictions.csv", "```", ""]
     return "\n".join(lines)
