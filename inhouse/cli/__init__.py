@@ -16,7 +16,6 @@ import shlex
 import sqlite3
 import sys
 import traceback
-from pathlib import Path
 from typing import Any
 
 import click
