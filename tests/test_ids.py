@@ -16,6 +16,8 @@ import pytest
 from inhouse.workspace.documents import read_documents
 from inhouse.workspace.store import Workspace
 
+pytestmark = pytest.mark.slow  # a module workspace with trained models (about 10 s)
+
 EMPTY_AT = 5  # 0-based position of the row whose text is empty (file row 6)
 
 
