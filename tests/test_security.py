@@ -286,10 +286,9 @@ def test_the_database_copy_of_a_manifest_is_never_what_runs(ws, run_cli):
         load_classifier(ws, "m@1")
 
 
-def test_versions_saved_under_the_old_hash_rule_still_verify(ws):
-    from inhouse.classifiers.load import load_classifier
-
-    v = head_version(ws, "m")
+def make_legacy(ws: Workspace, name: str) -> tuple[str, Path, dict]:
+    """A version as inhouse wrote it before hash rule 2 (no hash_rule; the rule-1 hash)."""
+    v = head_version(ws, name)
     m = json.loads((v.path / "manifest.json").read_text())
     m.pop("hash_rule")
     old = registry.content_hash(m["files"], m, rule=1)
@@ -298,14 +297,37 @@ def test_versions_saved_under_the_old_hash_rule_still_verify(ws):
     os.replace(v.path, folder)
     (folder / "manifest.json").write_text(json.dumps(m, indent=2, sort_keys=True))
     with ws.tx() as db:
-        db.execute("UPDATE model_versions SET sha256 = ?, path = ?, manifest = ? WHERE name = 'm'",
-                   (old, str(folder.relative_to(ws.home)), json.dumps({**m, "version": 1})))
+        db.execute("UPDATE model_versions SET sha256 = ?, path = ?, manifest = ? WHERE name = ?",
+                   (old, str(folder.relative_to(ws.home)), json.dumps({**m, "version": 1}), name))
+    return old, folder, m
+
+
+def test_versions_saved_under_the_old_hash_rule_still_verify(ws):
+    from inhouse.classifiers.load import load_classifier
+
+    old, folder, m = make_legacy(ws, "m")
     assert registry.load(ws, "m@1").sha256 == old
     assert len(load_classifier(ws, "m@1").predict(TEXTS[:2])) == 2
     m["labels"] = list(reversed(m["labels"]))  # rule 1 still covers labels
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(IntegrityError, match="does not hash to"):
         registry.load(ws, "m@1")
+
+
+def test_an_old_rule_export_is_registered_under_the_new_rule(ws, tmp_path):
+    from inhouse.classifiers.load import load_classifier
+    from inhouse.exchange.export import export_version, import_version
+
+    other = Workspace.open(tmp_path / "old-ws")
+    old, _, _ = make_legacy(other, "m")
+    export_version(other, "m@1", tmp_path / "out", include_base=False)
+    got = import_version(ws, tmp_path / "out")
+    assert got["sha256"] != old and "hash rule 1" in got["base_note"]
+    v = registry.load(ws, got["ref"])
+    assert v.manifest["hash_rule"] == 2 and v.manifest["origin"]["exported_sha256"] == old
+    assert import_version(ws, tmp_path / "out")["existed"]  # the same export again adds nothing
+    a = load_classifier(other, "m@1").predict_proba(TEXTS)
+    assert np.allclose(a, load_classifier(ws, got["ref"]).predict_proba(TEXTS), atol=1e-5)
 
 
 # ------------------------------------------------------------- 2. caches ----

@@ -157,7 +157,9 @@ def embed_texts(ws: Workspace, encoder: Encoder, texts: list[str], hashes: list[
         cache.put(keys, vecs)
         found.update(zip(keys, vecs))
     if stats is not None:
-        stats.update(computed=len(todo), reused=len(set(hashes)) - len(todo), skipped_parts=len(cache.skipped))
+        stats.update(computed=len(todo), reused=len(set(hashes)) - len(todo))
+        if cache.skipped:  # parts refused as unsealed or tampered (see EmbeddingCache)
+            stats["skipped_parts"] = len(cache.skipped)
     if not hashes:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([found[h] for h in hashes])
