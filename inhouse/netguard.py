@@ -60,6 +60,7 @@ _original_gethostbyname = socket.gethostbyname
 _original_gethostbyname_ex = socket.gethostbyname_ex
 _original_gethostbyaddr = socket.gethostbyaddr
 _original_getnameinfo = socket.getnameinfo
+_original_getfqdn = socket.getfqdn
 _installed = False
 FIX = "Register the model or file locally (inhouse models add NAME PATH) instead of downloading it."
 
@@ -71,8 +72,7 @@ def _host_text(host) -> str:
 
 
 def _is_local_name(host: str) -> bool:
-    h = host.lower()
-    return h in _LOCAL_NAMES or h.endswith(".localhost")
+    return host.lower() in _LOCAL_NAMES
 
 
 def is_local(address) -> bool:
@@ -172,6 +172,16 @@ def _guarded_getnameinfo(sockaddr, flags):
     return _original_getnameinfo(sockaddr, flags)
 
 
+def _guarded_getfqdn(name: str = "") -> str:
+    """``socket.getfqdn`` without a DNS look-up for other hosts (http.server calls it when it binds)."""
+    text = _host_text(name or "")
+    if text in ("", "0.0.0.0", "::"):
+        return socket.gethostname()
+    if _is_local_name(text) or (_numeric(text) and ipaddress.ip_address(text).is_loopback):
+        return _original_getfqdn(name)
+    return text
+
+
 def force_offline() -> None:
     """Set the offline variables (overriding the environment), also in libraries that already read them."""
     for key, value in OFFLINE_ENV.items():
@@ -201,6 +211,7 @@ def install() -> None:
     socket.gethostbyname_ex = _guarded_gethostbyname_ex
     socket.gethostbyaddr = _guarded_gethostbyaddr
     socket.getnameinfo = _guarded_getnameinfo
+    socket.getfqdn = _guarded_getfqdn
     _installed = True
 
 

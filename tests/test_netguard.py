@@ -88,6 +88,9 @@ def test_dns_lookups_of_outside_names_are_refused_loopback_names_are_not():
     assert socket.gethostbyname("127.0.0.1") == "127.0.0.1"
     assert socket.getaddrinfo("203.0.113.5", 443)  # a numeric address needs no DNS (connecting is refused)
     assert socket.getaddrinfo(None, 8080)
+    assert socket.getfqdn("") and socket.getfqdn("example.com") == "example.com"  # http.server calls it on bind
+    with pytest.raises(NetworkBlocked):
+        socket.getaddrinfo("huggingface.co.localhost", 443)  # only the exact loopback names
 
 
 def test_udp_datagrams_to_outside_addresses_are_refused():
@@ -120,3 +123,16 @@ def test_offline_variables_are_forced_even_when_the_environment_says_otherwise()
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_DATASETS_OFFLINE": "false"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.stdout.split() == ["1", "1", "1", "True"], out.stderr
+
+
+def test_a_loopback_http_server_still_binds_and_answers():
+    import http.server
+
+    for host in ("127.0.0.1", "localhost"):
+        server = http.server.HTTPServer((host, 0), http.server.SimpleHTTPRequestHandler)
+        t = threading.Thread(target=server.handle_request)
+        t.start()
+        with urllib.request.urlopen(f"http://{host}:{server.server_address[1]}/", timeout=5) as r:
+            assert r.status == 200
+        t.join(5)
+        server.server_close()
