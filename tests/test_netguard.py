@@ -26,7 +26,7 @@ def test_outbound_by_name_and_udp_are_refused():
             s.connect_ex(("1.1.1.1", 53))
     finally:
         s.close()
-    with pytest.raises((NetworkBlocked, OSError)):
+    with pytest.raises(NetworkBlocked, match="DNS look-up of 'huggingface.co'"):
         urllib.request.urlopen("http://huggingface.co/api/models", timeout=2)
 
 
@@ -76,3 +76,63 @@ def test_a_fresh_process_that_imports_inhouse_is_guarded():
             "except inhouse.NetworkBlocked as e:\n    print('blocked:', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith("blocked: inhouse refused an outbound connection to 198.51.100.7:80")
+
+
+def test_dns_lookups_of_outside_names_are_refused_loopback_names_are_not():
+    for lookup in (lambda: socket.getaddrinfo("huggingface.co", 443), lambda: socket.gethostbyname("example.com"),
+                   lambda: socket.gethostbyname_ex("pypi.org"), lambda: socket.getaddrinfo(b"example.org", None),
+                   lambda: socket.gethostbyaddr("8.8.8.8")):
+        with pytest.raises(NetworkBlocked, match="look-up"):
+            lookup()
+    assert socket.getaddrinfo("localhost", 80)
+    assert socket.gethostbyname("127.0.0.1") == "127.0.0.1"
+    assert socket.getaddrinfo("203.0.113.5", 443)  # a numeric address needs no DNS (connecting is refused)
+    assert socket.getaddrinfo(None, 8080)
+    assert socket.getfqdn("") and socket.getfqdn("example.com") == "example.com"  # http.server calls it on bind
+    with pytest.raises(NetworkBlocked):
+        socket.getaddrinfo("huggingface.co.localhost", 443)  # only the exact loopback names
+
+
+def test_udp_datagrams_to_outside_addresses_are_refused():
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with pytest.raises(NetworkBlocked, match="refused a datagram to 8.8.8.8:53"):
+            s.sendto(b"x", ("8.8.8.8", 53))
+        with pytest.raises(NetworkBlocked):
+            s.sendto(b"x", 0, ("1.1.1.1", 53))
+        with pytest.raises(NetworkBlocked):
+            s.sendmsg([b"x"], [], 0, ("9.9.9.9", 53))
+        s.sendto(b"ping", receiver.getsockname())  # loopback still works
+        assert receiver.recv(16) == b"ping"
+        s.sendmsg([b"pong"], [], 0, receiver.getsockname())
+        assert receiver.recv(16) == b"pong"
+    finally:
+        s.close()
+        receiver.close()
+
+
+def test_offline_variables_are_forced_even_when_the_environment_says_otherwise():
+    import os
+
+    code = ("import huggingface_hub.constants as c, os, inhouse\n"
+            "print(os.environ['HF_HUB_OFFLINE'], os.environ['TRANSFORMERS_OFFLINE'], os.environ['HF_DATASETS_OFFLINE'], "
+            "c.HF_HUB_OFFLINE)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_DATASETS_OFFLINE": "false"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.split() == ["1", "1", "1", "True"], out.stderr
+
+
+def test_a_loopback_http_server_still_binds_and_answers():
+    import http.server
+
+    for host in ("127.0.0.1", "localhost"):
+        server = http.server.HTTPServer((host, 0), http.server.SimpleHTTPRequestHandler)
+        t = threading.Thread(target=server.handle_request)
+        t.start()
+        with urllib.request.urlopen(f"http://{host}:{server.server_address[1]}/", timeout=5) as r:
+            assert r.status == 200
+        t.join(5)
+        server.server_close()

@@ -76,9 +76,11 @@ def score(v) -> str:
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--kind", type=click.Choice(models_api.KINDS), help="Override the detected kind.")
 @click.option("--license", "license_", help="The model's license, shown in listings and model cards.")
+@click.option("--trust-code", is_flag=True,
+              help="Accept a folder that names custom code (modules.json classes, auto_map). Only for code you audited.")
 @json_option
 @pass_ctx
-def add_cmd(ctx, name: str, path: str, kind: str | None, license_: str | None, as_json: bool) -> None:
+def add_cmd(ctx, name: str, path: str, kind: str | None, license_: str | None, trust_code: bool, as_json: bool) -> None:
     """Register a local model folder, ONNX file or GGUF file as NAME.
 
     \b
@@ -86,7 +88,7 @@ def add_cmd(ctx, name: str, path: str, kind: str | None, license_: str | None, a
       $ inhouse models add e5-small /models/e5-small-v2
       added e5-small: hf, 127.8 MB, sha256 4c1f0e...
     """
-    m = models_api.add_model(ctx.ws, name, path, kind=kind, license=license_)
+    m = models_api.add_model(ctx.ws, name, path, kind=kind, license=license_, trust_code=trust_code)
     if as_json:
         emit_json(m.to_dict())
     else:

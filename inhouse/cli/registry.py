@@ -416,9 +416,11 @@ def _read_texts(path: Path) -> list[str]:
 @models_group.command("import")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--name", default=None, help="Register under this name instead of the exported one.")
+@click.option("--trust-code", is_flag=True,
+              help="Accept model folders that name custom code (modules.json classes, auto_map). Only for code you audited.")
 @json_option
 @pass_ctx
-def import_cmd(ctx, path: str, name: str | None, as_json: bool) -> None:
+def import_cmd(ctx, path: str, name: str | None, trust_code: bool, as_json: bool) -> None:
     """Register an exported folder as a new version, after checking every hash.
 
     \b
@@ -428,7 +430,7 @@ def import_cmd(ctx, path: str, name: str | None, as_json: bool) -> None:
     """
     from ..exchange.export import import_version
 
-    r = import_version(ctx.ws, Path(path), name=name)
+    r = import_version(ctx.ws, Path(path), name=name, trust_code=trust_code)
     if as_json:
         emit_json(r)
     else:

@@ -30,7 +30,9 @@ from pathlib import Path
 
 from .. import registry
 from ..errors import Conflict, InputError, IntegrityError, NotFound, UsageError
-from ..models.catalog import CATALOG, add_model, list_models, model_files
+from ..models.catalog import CATALOG, KINDS, add_model, is_model_file, list_models, listing_hash, model_files, remove_model
+from ..models.safety import check_model_code
+from ..registry.paths import check_listing, check_sha256, walk_files
 from ..version import __version__
 from ..workspace.documents import read_documents
 from ..workspace.files import atomic_dir, atomic_write_text, sha256_file
@@ -171,7 +173,7 @@ def _export_onnx(ws: Workspace, v: registry.Version, tmp: Path, quantize: str | 
                        f"below the {min_agreement:.1%} required; nothing was written.",
                        fix="Export without --quantize, or lower the bar with --min-agreement.")
     files = registry.file_listing(tmp / MODEL_DIR)
-    return {"format_version": registry.FORMAT_VERSION, "name": v.name, **fields, "files": files,
+    return {"format_version": registry.FORMAT_VERSION, "hash_rule": registry.HASH_RULE, "name": v.name, **fields, "files": files,
             "sha256": registry.content_hash(files, fields), "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "created_by": current_user(), "libraries": registry.library_versions(),
             "platform": platform.platform(), "inhouse_version": __version__,
@@ -179,83 +181,168 @@ def _export_onnx(ws: Workspace, v: registry.Version, tmp: Path, quantize: str | 
 
 
 # ----------------------------------------------------------------- import ----
+#
+# An export folder is data from outside: treat all of it as hostile. Everything
+# (paths, sizes, hashes, the bundled base, the code a folder would load) is
+# checked before anything is written, and a failure leaves nothing registered.
 
-def read_export(src: Path) -> dict:
-    """The manifest of an exported folder, after checking every file's size and sha256."""
+def _fail(where, what: str) -> IntegrityError:
+    return IntegrityError(f"{where}: {what}", fix="Copy the export folder again from its source.")
+
+
+def read_export(src: Path, *, trust_code: bool = False) -> dict:
+    """The manifest of an exported folder, after checking every path, size and sha256 in it.
+
+    Refuses links anywhere in the folder, manifest paths that are absolute, hold
+    ``..``, a backslash or a drive letter, files the manifest does not list, and
+    model code the folder would have a library run (unless ``trust_code``).
+    """
+    src = Path(src)
     path = src / registry.MANIFEST
-    if not path.is_file():
+    if not src.is_dir() or not path.is_file():
         raise InputError(f"{src}: no {registry.MANIFEST}; expected a folder written by `inhouse models export`.",
                          fix="Give the folder that holds manifest.json, README.md and model/.")
+    walk_files(src, str(src))  # no links anywhere in the export (manifest, model/, base/)
     try:
         manifest = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise IntegrityError(f"{path} is not valid JSON ({e}).", fix="Copy the export again from its source.") from e
-    if manifest.get("format_version") != registry.FORMAT_VERSION or "export" not in manifest:
-        raise InputError(f"{path}: not an inhouse export (format {manifest.get('format_version')!r}, "
+    if (not isinstance(manifest, dict) or manifest.get("format_version") != registry.FORMAT_VERSION
+            or not isinstance(manifest.get("export"), dict)):
+        found = manifest.get("format_version") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InputError(f"{path}: not an inhouse export (format {found!r}, "
                          f"expected {registry.FORMAT_VERSION} with an 'export' section).",
                          fix="Export the model with `inhouse models export` on the source machine.")
-    _check_files(src / MODEL_DIR, manifest["files"])
-    if registry.content_hash(manifest["files"], manifest) != manifest["sha256"]:
+    rule = registry.manifest_rule(manifest, str(path))
+    files = check_listing(manifest.get("files"), str(path))
+    if not files:
+        raise _fail(path, "lists no model files.")
+    check_sha256(manifest.get("sha256"), f"{path}: sha256")
+    if not isinstance(manifest.get("name"), str):
+        raise _fail(path, f"the model name {manifest.get('name')!r} is not a text.")
+    _check_files(src / MODEL_DIR, files)
+    if registry.content_hash(files, manifest, rule) != manifest["sha256"]:
         raise IntegrityError(f"{path}: the manifest does not hash to its sha256 {manifest['sha256'][:16]} "
-                             "(labels, method or file list edited).", fix="Copy the export again from its source.")
+                             "(labels, method, threshold or another field, or the file list, edited).",
+                             fix="Copy the export again from its source.")
+    base = manifest.get("base")
+    if base is not None and not (isinstance(base, dict) and (manifest.get("format") == "onnx" or base.get("sha256"))):
+        raise _fail(path, f"'base' is {base!r}, expected {{name, sha256, kind}}.")
+    if isinstance(base, dict) and base.get("sha256") is not None:
+        check_sha256(base["sha256"], f"{path}: base.sha256")
+    bundled = manifest["export"].get("base")
+    if bundled is not None:
+        _check_bundle(src, path, bundled, base)
+    check_model_code(src / MODEL_DIR, trust_code=trust_code)
+    if (src / BASE_DIR).is_dir():
+        check_model_code(src / BASE_DIR, trust_code=trust_code)
     return manifest
 
 
+def _check_bundle(src: Path, path: Path, bundled, base) -> None:
+    """The bundled base encoder: well-formed, every file as listed, and hashing to the base the version needs."""
+    if not isinstance(bundled, dict):
+        raise _fail(path, f"export.base is {type(bundled).__name__}, expected the bundled base's description.")
+    where = f"{path}: export.base"
+    check_sha256(bundled.get("sha256"), f"{where}.sha256")
+    name = bundled.get("name")
+    if not isinstance(name, str) or not name or name != name.strip() or any(c in name for c in "@/\\") \
+            or any(ord(c) < 32 for c in name) or name.startswith("."):
+        raise _fail(where, f"the name {name!r} is not a valid model name.")
+    if bundled.get("kind") not in KINDS:
+        raise _fail(where, f"kind {bundled.get('kind')!r} is unknown; kinds are {list(KINDS)}.")
+    if bundled.get("layout") not in ("file", "folder"):
+        raise _fail(where, f"layout {bundled.get('layout')!r}, expected 'file' or 'folder'.")
+    files = check_listing(bundled.get("files"), where)
+    if not files or (bundled["layout"] == "file" and len(files) != 1):
+        raise _fail(where, f"lists {len(files)} files, expected {'one' if bundled['layout'] == 'file' else 'at least one'}.")
+    odd = [rel for rel in files if not is_model_file(rel)]
+    if odd:
+        raise _fail(where, f"lists files that are not model files (code or system files): {odd[:5]}.")
+    digest = next(iter(files.values()))["sha256"] if bundled["layout"] == "file" else \
+        listing_hash({rel: meta["sha256"] for rel, meta in files.items()})
+    if digest != bundled["sha256"]:
+        raise _fail(where, f"its files hash to {digest[:16]}, but it says {bundled['sha256'][:16]}.")
+    if isinstance(base, dict) and base.get("sha256") and base["sha256"] != bundled["sha256"]:
+        raise _fail(where, f"the bundled base is {bundled['sha256'][:16]}, but the model needs {base['sha256'][:16]}.")
+    if (src / BASE_DIR).exists():
+        _check_files(src / BASE_DIR, files)
+
+
 def _check_files(folder: Path, files: dict) -> None:
+    present = set(walk_files(folder, str(folder)))  # regular files inside the folder; a link is refused
     for rel, meta in files.items():
         p = folder / rel
-        if not p.is_file():
+        if rel not in present:
             raise IntegrityError(f"{p} is missing from the export.", fix="Copy the whole export folder again.")
         if p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
             raise IntegrityError(f"{p} does not match its sha256 in the manifest (tampered, truncated or damaged in transit).",
                                  fix="Copy the export folder again from its source.")
-    extra = sorted(set(registry.file_listing_names(folder)) - set(files)) if folder.is_dir() else []
+    extra = sorted(present - set(files))
     if extra:
         raise IntegrityError(f"{folder} holds files the manifest does not list: {extra[:5]}.",
                              fix="Remove them, or copy the export folder again.")
 
 
-def import_version(ws: Workspace, src: str | Path, *, name: str | None = None) -> dict:
+def import_version(ws: Workspace, src: str | Path, *, name: str | None = None, trust_code: bool = False) -> dict:
     """Register an exported folder as the next version of ``name`` (default: its exported name).
 
-    Importing the same bytes again returns the existing version.
+    Importing the same bytes again returns the existing version. Everything is
+    checked first (:func:`read_export`); then the bundled base (if needed) and
+    the version are registered, and if that fails both are undone.
 
     >>> import_version(ws, "/media/usb/intents-3")["base_note"]
     'base minilm-l6 found by hash'
     """
     t0 = time.time()
     src = Path(src).expanduser().resolve()
-    manifest = read_export(src)
+    manifest = read_export(src, trust_code=trust_code)
     target = name or manifest["name"]
     registry.check_name(target)
-    for v in registry.versions(ws, target):
-        if v.sha256 == manifest["sha256"]:
-            return _import_result(v, src, f"already imported as {v.ref}; nothing added", existed=True)
     fields = {k: val for k, val in manifest.items() if k not in registry.RESERVED_FIELDS and k != "export"}
     base_note = "no base model needed"
+    plan = None
     needs_base = manifest.get("format") != "onnx" and isinstance(manifest.get("base"), dict)
     if needs_base:
-        fields["base"], base_note = _ensure_base(ws, src, manifest)
+        fields["base"], base_note, plan = _plan_base(ws, src, manifest)
     ex = manifest["export"]
-    fields["origin"] = {"ref": ex["source"]["ref"], "sha256": ex["source"]["sha256"], "exported_at": ex["exported_at"],
-                        "exported_by": ex["exported_by"], "created_at": manifest.get("created_at"),
+    source = ex.get("source") if isinstance(ex.get("source"), dict) else {}
+    fields["origin"] = {"ref": source.get("ref"), "sha256": source.get("sha256"), "exported_at": ex.get("exported_at"),
+                        "exported_by": ex.get("exported_by"), "created_at": manifest.get("created_at"),
                         "created_by": manifest.get("created_by"), "libraries": manifest.get("libraries"),
                         "platform": manifest.get("platform"), "evaluations": ex.get("evaluations", []),
                         "imported_from": str(src)}
+    files = manifest["files"]
+    rule = registry.manifest_rule(manifest, str(src))
+    expected = manifest["sha256"] if rule == registry.HASH_RULE else registry.content_hash(files, fields)
+    if rule != registry.HASH_RULE:
+        fields["origin"]["hash_rule"], fields["origin"]["exported_sha256"] = rule, manifest["sha256"]
+    for v in registry.versions(ws, target):
+        if v.sha256 == expected:
+            return _import_result(v, src, f"already imported as {v.ref}; nothing added", existed=True)
 
     def build(folder: Path) -> dict:
-        for rel, meta in manifest["files"].items():
+        for rel, meta in files.items():
             _copy_checked(src / MODEL_DIR / rel, folder / rel, meta["sha256"])
         return fields
 
-    v = registry.save_version(ws, target, build)
-    if v.sha256 != manifest["sha256"]:  # pragma: no cover - the hash covers the same files and fields
-        raise IntegrityError(f"{src}: imported as {v.ref} with sha256 {v.sha256[:16]}, expected {manifest['sha256'][:16]}.")
+    added = None
+    try:
+        if plan is not None:
+            added = _register_base(ws, src, manifest, plan, trust_code)
+        v = registry.save_version(ws, target, build, expect_sha256=expected)
+    except BaseException:
+        if added is not None:
+            _undo_base(ws, *added)
+        raise
     with ws.tx():
-        ws.audit("models.import", v.ref, source=str(src), sha256=v.sha256, origin=ex["source"]["ref"])
+        ws.audit("models.import", v.ref, source=str(src), sha256=v.sha256, origin=source.get("ref"),
+                 trust_code=bool(trust_code))
+    if rule != registry.HASH_RULE:
+        base_note += f"; exported under hash rule {rule}, registered under rule {registry.HASH_RULE} as {v.sha256[:16]}"
     result = _import_result(v, src, base_note)
-    ws.record_run("models.import", {"source": str(src), "name": target}, result, model=v.ref, model_sha256=v.sha256,
-                  started_at=t0)
+    ws.record_run("models.import", {"source": str(src), "name": target, "trust_code": bool(trust_code)}, result,
+                  model=v.ref, model_sha256=v.sha256, started_at=t0)
     return result
 
 
@@ -264,32 +351,60 @@ def _import_result(v: registry.Version, src: Path, note: str, existed: bool = Fa
             "format": v.manifest.get("format", "safetensors"), "base_note": note, "existed": existed}
 
 
-def _ensure_base(ws: Workspace, src: Path, manifest: dict) -> tuple[dict, str]:
-    """The base encoder in this workspace (by sha256), registering the bundled copy if needed."""
+def _plan_base(ws: Workspace, src: Path, manifest: dict) -> tuple[dict, str, dict | None]:
+    """The base encoder in this workspace (by sha256), or the plan to register the bundled copy; writes nothing."""
     base = dict(manifest["base"])
     found = _find_base(ws, base["sha256"])
     if found is not None:
-        return {**base, "name": found.name}, f"base {found.name} found by hash"
+        return {**base, "name": found.name}, f"base {found.name} found by hash", None
     bundled = manifest["export"].get("base")
     if not bundled or not (src / BASE_DIR).is_dir():
         raise NotFound(f"{src}: base model {base.get('name')!r} (sha256 {base['sha256'][:16]}) is not in this workspace, "
                        "and the export does not include it.",
                        fix="Register the same files with `inhouse models add NAME PATH`, or export again without --no-base.")
-    _check_files(src / BASE_DIR, bundled["files"])
-    dest = ws.dir("models", "bases") / bundled["sha256"][:32]
-    if not dest.exists():
-        with atomic_dir(dest) as tmp:
-            for rel, meta in bundled["files"].items():
-                _copy_checked(src / BASE_DIR / rel, tmp / rel, meta["sha256"])
-    path = dest / next(iter(bundled["files"])) if bundled.get("layout") == "file" else dest
     taken = {m.name: m.sha256 for m in list_models(ws)}
     label = bundled["name"]
     if label in CATALOG or (label in taken and taken[label] != bundled["sha256"]):
         label = f"{label}-{bundled['sha256'][:8]}"
-    m = add_model(ws, label, path, kind=bundled["kind"], license=bundled.get("license"),
-                  description=f"base of {manifest['name']}, imported from {src}")
-    if m.sha256 != base["sha256"]:
-        raise IntegrityError(f"{src}/{BASE_DIR}: registered as {label!r} with sha256 {m.sha256[:16]}, "
-                             f"expected {base['sha256'][:16]}.", fix="Copy the export folder again from its source.")
-    return {**base, "name": label}, f"base registered from the export as {label}"
+    return {**base, "name": label}, f"base registered from the export as {label}", {"label": label, "bundled": bundled}
 
+
+def _register_base(ws: Workspace, src: Path, manifest: dict, plan: dict, trust_code: bool) -> tuple[str, Path | None]:
+    """Copy the (already checked) bundled base into the workspace and register it; returns what to undo."""
+    bundled, label = plan["bundled"], plan["label"]
+    dest = ws.dir("models", "bases") / bundled["sha256"][:32]
+    created = None
+    if dest.exists():
+        try:
+            _check_files(dest, bundled["files"])
+        except IntegrityError:  # a damaged or foreign copy: replace it
+            shutil.rmtree(dest, ignore_errors=True)
+    if not dest.exists():
+        with atomic_dir(dest) as tmp:
+            for rel, meta in bundled["files"].items():
+                _copy_checked(src / BASE_DIR / rel, tmp / rel, meta["sha256"])
+        created = dest
+    path = dest / next(iter(bundled["files"])) if bundled.get("layout") == "file" else dest
+    try:
+        m = add_model(ws, label, path, kind=bundled["kind"], license=bundled.get("license") if isinstance(
+            bundled.get("license"), str) else None, description=f"base of {manifest['name']}, imported from {src}",
+            trust_code=trust_code)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    if m.sha256 != manifest["base"]["sha256"]:
+        _undo_base(ws, label, created)
+        raise IntegrityError(f"{src}/{BASE_DIR}: registered as {label!r} with sha256 {m.sha256[:16]}, "
+                             f"expected {manifest['base']['sha256'][:16]}; nothing was registered.",
+                             fix="Copy the export folder again from its source.")
+    return label, created
+
+
+def _undo_base(ws: Workspace, label: str, created: Path | None) -> None:
+    try:
+        remove_model(ws, label)
+    except NotFound:
+        pass
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)

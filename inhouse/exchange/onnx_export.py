@@ -17,6 +17,7 @@ checked against the original on sample texts before it is accepted.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from pathlib import Path
@@ -42,7 +43,13 @@ def _graph_module(clf):
         raise UsageError(f"{clf.version.ref}: its base {clf.base!r} is not a transformer, so it has no ONNX graph.",
                          fix="Export it with --format folder instead.")
     if type(backbone.transformer).__name__.startswith("Peft"):
-        backbone.transformer = backbone.transformer.merge_and_unload()  # LoRA folded into plain weights
+        # LoRA folded into plain weights, on a copy: the classifier (and its backbone) is cached and
+        # shared (inhouse.classifiers.load), so merging in place would change every later prediction
+        from ..classifiers.backbone import Backbone
+
+        merged = copy.deepcopy(backbone.transformer).merge_and_unload()
+        backbone = Backbone(merged, backbone.tokenizer, pooling=backbone.pooling, normalize=backbone.normalize,
+                            max_length=backbone.max_length).eval()
     base = get_model(clf.ws, clf.base)
     frozen_embedding_model = clf.method == "head" and base.kind in EMBEDDING_KINDS
 

@@ -28,6 +28,7 @@ from typing import Callable
 from ..errors import InputError, NotFound, UsageError
 from ..workspace.files import json_dumps, sha256_bytes, sha256_file
 from ..workspace.store import Workspace
+from .safety import check_model_code
 
 KINDS = ("sentence-transformers", "hf", "static", "onnx", "gguf")
 EMBEDDING_KINDS = ("sentence-transformers", "hf", "static", "onnx")
@@ -110,13 +111,24 @@ DEFAULT_GENERATOR = "smollm2-135m"
 
 # ---------------------------------------------------------------- hashing ----
 
+def is_model_file(rel: str) -> bool:
+    """Whether a file (relative path inside a model folder) is part of the model's hash."""
+    parts = rel.split("/")
+    return parts[-1] not in SKIP_FILES and "__pycache__" not in parts and not rel.endswith((".py", ".pyc"))
+
+
 def model_files(path: Path) -> list[Path]:
     """The files that make up a model, in a stable order."""
     if path.is_file():
         return [path]
-    files = [p for p in path.rglob("*") if p.is_file() and p.name not in SKIP_FILES
-             and "__pycache__" not in p.parts and p.suffix not in (".py", ".pyc")]
+    files = [p for p in path.rglob("*") if p.is_file() and is_model_file(p.relative_to(path).as_posix())]
     return sorted(files, key=lambda p: p.relative_to(path).as_posix())
+
+
+def listing_hash(file_hashes: dict[str, str]) -> str:
+    """A model folder's sha256 from {relative path: file sha256} (what :func:`hash_model` computes)."""
+    listing = sorted(file_hashes.items())
+    return sha256_bytes(json_dumps([list(x) for x in listing]).encode())
 
 
 def _cached_file_hash(ws: Workspace, path: Path) -> str:
@@ -137,8 +149,8 @@ def hash_model(ws: Workspace, path: Path) -> tuple[str, int]:
         raise InputError(f"{path}: no model files found.", fix="Point to a model folder or a .onnx/.gguf file.")
     if path.is_file():
         return _cached_file_hash(ws, path), path.stat().st_size
-    listing = [(f.relative_to(path).as_posix(), _cached_file_hash(ws, f)) for f in files]
-    return sha256_bytes(json_dumps(listing).encode()), sum(f.stat().st_size for f in files)
+    listing = {f.relative_to(path).as_posix(): _cached_file_hash(ws, f) for f in files}
+    return listing_hash(listing), sum(f.stat().st_size for f in files)
 
 
 # --------------------------------------------------------------- registry ----
@@ -167,26 +179,34 @@ def detect_kind(path: Path) -> str:
 
 
 def add_model(ws: Workspace, name: str, path: str | os.PathLike, *, kind: str | None = None,
-              license: str | None = None, description: str = "") -> BaseModel:
+              license: str | None = None, description: str = "", trust_code: bool = False) -> BaseModel:
     """Register a local model under ``name``.
+
+    A folder whose ``modules.json`` names classes other than sentence-transformers'
+    own, or whose configuration sets ``auto_map``, is refused unless
+    ``trust_code`` (see :mod:`inhouse.models.safety`); the choice is stored
+    with the model and honoured each time it is loaded.
 
     >>> add_model(ws, "my-encoder", "/models/e5-small").kind
     'hf'
     """
     if name in CATALOG:
         raise UsageError(f"{name!r} is a built-in catalog model.", fix="Choose another name.")
-    if "@" in name or "/" in name or not name.strip():
-        raise UsageError(f"model name {name!r} may not contain '@' or '/'.", fix="Use letters, digits, '-', '_' or '.'.")
+    if ("@" in name or "/" in name or "\\" in name or not name.strip() or name != name.strip()
+            or any(ord(c) < 32 for c in name) or name.startswith(".")):
+        raise UsageError(f"model name {name!r} is not valid.", fix="Use letters, digits, '-', '_' or '.', without '@' or '/'.")
     p = Path(path).expanduser().resolve()
     kind = kind or detect_kind(p)
     if kind not in KINDS:
         raise UsageError(f"kind {kind!r} is unknown; kinds are {list(KINDS)}.")
+    check_model_code(p, name, trust_code=trust_code)
     digest, size = hash_model(ws, p)
+    meta = {"description": description, **({"trust_code": True} if trust_code else {})}
     with ws.tx() as db:
         db.execute("INSERT OR REPLACE INTO base_models VALUES (?, ?, ?, ?, ?, ?, 'user', ?, ?)",
-                   (name, kind, str(p), digest, size, license, time.time(), json_dumps({"description": description})))
-        ws.audit("models.add", name, path=str(p), kind=kind, sha256=digest)
-    return BaseModel(name, kind, str(p), digest, size, license, "user", description)
+                   (name, kind, str(p), digest, size, license, time.time(), json_dumps(meta)))
+        ws.audit("models.add", name, path=str(p), kind=kind, sha256=digest, trust_code=bool(trust_code))
+    return BaseModel(name, kind, str(p), digest, size, license, "user", description, meta)
 
 
 def _catalog_model(ws: Workspace, entry: CatalogEntry) -> BaseModel | None:
@@ -194,6 +214,8 @@ def _catalog_model(ws: Workspace, entry: CatalogEntry) -> BaseModel | None:
     if path is None or not path.exists():
         return None
     digest, size = hash_model(ws, path)
+    if entry.kind == "sentence-transformers":
+        check_model_code(path, entry.name)
     return BaseModel(entry.name, entry.kind, str(path), digest, size, entry.license, "catalog", entry.description,
                      {"package": entry.package})
 
@@ -226,6 +248,8 @@ def get_model(ws: Workspace, name: str) -> BaseModel:
         raise NotFound(f"model {name!r}: its files at {r['path']} are gone.",
                        fix=f"Put them back or register it again with: inhouse models add {name} PATH")
     meta = json.loads(r["meta"])
+    # the files may have changed since they were registered: check again before anything loads them
+    check_model_code(r["path"], name, trust_code=bool(meta.get("trust_code")))
     return BaseModel(r["name"], r["kind"], r["path"], r["sha256"], r["size"], r["license"], r["source"],
                      meta.get("description", ""), meta)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -10,29 +13,66 @@ from pathlib import Path
 import numpy as np
 
 from ..workspace.documents import read_documents
-from ..workspace.files import atomic_path, text_hash
+from ..workspace.files import atomic_path, atomic_write_text, sha256_file, text_hash
 from ..workspace.store import Workspace
 from .catalog import DEFAULT_ENCODER
 from .encoders import Encoder, load_encoder
 
+log = logging.getLogger("inhouse.cache")
+
 # ------------------------------------------------------------------ cache ----
+
+SEAL_SUFFIX = ".seal.json"
+_sealed_ok: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 found intact in this process
+_sealed_lock = threading.Lock()
+_warned: set[str] = set()
+
 
 class EmbeddingCache:
     """Vectors on disk under ``embeddings/<model sha256[:16]>/``, keyed by text hash.
 
     Each write adds one Parquet part (text_hash, vector); parts are immutable,
-    so readers in other processes never see half a file.
+    so readers in other processes never see half a file. Beside each part a
+    seal ``part-....parquet.seal.json`` records its sha256, size and row count,
+    written before the part is renamed into place. A reader uses only parts
+    whose bytes match their seal: a part without a seal (written before seals,
+    or by a crashed writer), or one edited or damaged since, is skipped, logged
+    and listed in :attr:`skipped`, and its vectors are computed again. Each
+    part is hashed once per process per (path, size, mtime).
+
+    The seal detects damage and edits of the data; someone who can rewrite
+    both a part and its seal can still poison the cache, so the workspace
+    folder must be writable only by the people who run inhouse.
     """
 
     def __init__(self, ws: Workspace, model_sha256: str):
         self.dir = ws.dir("embeddings", model_sha256[:16])
 
+    @property
+    def skipped(self) -> list[Path]:
+        """Parts this cache refused to read (no seal, or bytes that do not match it)."""
+        return self.__dict__.setdefault("_skipped", [])  # subclasses may set only ``dir`` in __init__
+
     def parts(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.parquet"))
 
+    def trusted_parts(self) -> list[Path]:
+        """The parts whose bytes match their seal; the others are skipped (see the class docstring)."""
+        out = []
+        for p in self.parts():
+            problem = _seal_problem(p)
+            if problem is None:
+                out.append(p)
+                continue
+            self.skipped.append(p)
+            if str(p) not in _warned:
+                _warned.add(str(p))
+                log.warning("ignoring cache part %s: %s; its entries will be computed again", p, problem)
+        return out
+
     def get(self, hashes: list[str]) -> dict[str, np.ndarray]:
-        """The cached vectors among ``hashes``."""
-        parts = self.parts()
+        """The cached vectors among ``hashes`` (from intact parts only)."""
+        parts = self.trusted_parts() if hashes else []
         if not parts or not hashes:
             return {}
         import duckdb
@@ -63,8 +103,41 @@ class EmbeddingCache:
         vec = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), dim)
         table = pa.table({"text_hash": pa.array(hashes, pa.string()), "vector": vec})
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        with atomic_path(self.dir / name) as tmp:
+        final = self.dir / name
+        with atomic_path(final) as tmp:
             pq.write_table(table, tmp)
+            seal = {"sha256": sha256_file(tmp), "size": tmp.stat().st_size, "rows": len(hashes), "dim": int(dim)}
+            atomic_write_text(_seal_path(final), json.dumps(seal, sort_keys=True))  # the seal first, then the part
+
+
+def _seal_path(part: Path) -> Path:
+    return part.with_name(part.name + SEAL_SUFFIX)
+
+
+def _seal_problem(part: Path) -> str | None:
+    """None if ``part`` matches its seal, else what is wrong with it."""
+    if part.is_symlink() or not part.is_file():
+        return "not a regular file"
+    seal_path = _seal_path(part)
+    if not seal_path.is_file() or seal_path.is_symlink():
+        return "it has no seal (written before seals, or by an interrupted writer)"
+    try:
+        seal = json.loads(seal_path.read_text())
+        expected, size = str(seal["sha256"]), int(seal["size"])
+    except (ValueError, KeyError, TypeError, OSError, UnicodeDecodeError):
+        return "its seal is unreadable"
+    st = part.stat()
+    if st.st_size != size:
+        return f"it is {st.st_size} bytes, its seal says {size} (edited or damaged)"
+    key = (str(part), st.st_size, st.st_mtime_ns)
+    with _sealed_lock:
+        if _sealed_ok.get(key) == expected:
+            return None
+    if sha256_file(part) != expected:
+        return "its sha256 does not match its seal (edited or damaged)"
+    with _sealed_lock:
+        _sealed_ok[key] = expected
+    return None
 
 
 def embed_texts(ws: Workspace, encoder: Encoder, texts: list[str], hashes: list[str] | None = None,
@@ -85,6 +158,8 @@ def embed_texts(ws: Workspace, encoder: Encoder, texts: list[str], hashes: list[
         found.update(zip(keys, vecs))
     if stats is not None:
         stats.update(computed=len(todo), reused=len(set(hashes)) - len(todo))
+        if cache.skipped:  # parts refused as unsealed or tampered (see EmbeddingCache)
+            stats["skipped_parts"] = len(cache.skipped)
     if not hashes:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([found[h] for h in hashes])

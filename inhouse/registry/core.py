@@ -2,9 +2,34 @@
 
 Every training of a named model adds a version ``M@1``, ``M@2``, ... Its files
 live in a content-addressed folder ``models/objects/<sha256>/`` with a
-``manifest.json`` that lists every file's sha256. The version's hash covers
-that file list plus what gives the numbers their meaning (labels, method,
-format, base model hash), so two versions with the same hash predict the same.
+``manifest.json`` that lists every file's sha256.
+
+The version hash (``hash_rule`` 2, recorded in every manifest) is the sha256 of
+``{"hash_rule": 2, "files": {path: sha256}, "fields": F}`` where ``F`` is the
+WHOLE manifest minus the purely descriptive fields in
+:data:`DESCRIPTIVE_FIELDS` (who and when: ``created_at``, ``created_by``,
+``libraries``, ``platform``, ``inhouse_version``, ``train_seconds``; identity:
+``name``, ``version``, ``format_version``, ``hash_rule``, ``files``,
+``sha256``; provenance: ``origin``, ``evaluations``, ``export``) and minus
+``base.name`` (a local label: an import may register the same base under
+another name; ``base.sha256`` and ``base.kind`` are hashed). So labels,
+method, format, kind, multi_label, threshold, encoder (pooling, normalize,
+max_length, frozen), onnx (max_length, activation, ...), base and any field a
+later loader reads are covered by default: two versions with the same hash
+predict the same, and editing any of those fields is refused on load. A new
+field is hashed unless it is added to :data:`DESCRIPTIVE_FIELDS` on purpose.
+
+Versions saved before rule 2 have no ``hash_rule`` in their manifest and are
+verified by rule 1 (files, labels, method, format and base sha256 only), so
+existing workspaces keep working; their other fields (threshold, encoder, ...)
+were never hashed and stay as trustworthy as the folder they live in. Importing
+a rule-1 export registers it under a new rule-2 hash.
+
+Loading reads the manifest from the verified ``manifest.json`` in the version
+folder, never from the copy in the database (which is only for listings and
+must hash to the same value; :func:`verify` reports it if it does not). Every
+path a manifest names must be a plain relative path inside the folder (see
+:mod:`inhouse.registry.paths`), and a version folder may not contain links.
 
 Saving is atomic: ``build`` writes into ``tmp/build-<pid>-*``, the folder is
 renamed into ``models/objects`` and the version row inserted under one write
@@ -47,16 +72,23 @@ from ..workspace.files import (
     sha256_file,
 )
 from ..workspace.store import Workspace, current_user
+from .paths import check_listing, check_relpath, walk_files
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "DEFAULT_ALIAS", "LATEST", "HASHED_FIELDS", "RESERVED_FIELDS", "Version", "library_versions", "file_listing", "content_hash", "clean_stale_builds", "gc", "save_version", "versions", "names", "aliases", "aliases_of", "resolve", "verify", "file_listing_names", "load", "set_alias", "remove_alias", "remove_version", "record_evaluation", "KEY_METRICS", "evaluations", "key_metrics", "describe", "catalog", "history", "check_name"]
+__all__ = ["FORMAT_VERSION", "HASH_RULE", "HASH_RULES", "MANIFEST", "DEFAULT_ALIAS", "LATEST", "HASHED_FIELDS", "RESERVED_FIELDS",
+           "DESCRIPTIVE_FIELDS", "hashed_fields", "manifest_rule", "Version", "library_versions", "file_listing", "content_hash", "clean_stale_builds", "gc", "save_version", "versions", "names", "aliases", "aliases_of", "resolve", "verify", "file_listing_names", "load", "set_alias", "remove_alias", "remove_version", "record_evaluation", "KEY_METRICS", "evaluations", "key_metrics", "describe", "catalog", "history", "check_name"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DEFAULT_ALIAS = "production"
 LATEST = "latest"  # a virtual alias: always the newest version
-HASHED_FIELDS = ("labels", "method", "format")  # manifest fields the version hash covers
-RESERVED_FIELDS = {"format_version", "name", "version", "files", "sha256", "created_at", "created_by",
+HASH_RULE = 2  # how save_version hashes now (see the module docstring)
+HASH_RULES = (1, 2)  # the rules verify still accepts
+HASHED_FIELDS = ("labels", "method", "format")  # rule 1 only: the fields (plus base sha256) the old hash covered
+RESERVED_FIELDS = {"format_version", "hash_rule", "name", "version", "files", "sha256", "created_at", "created_by",
                    "libraries", "platform", "inhouse_version"}
+# rule 2 hashes every manifest field except these (and base.name): they describe, they never decide a prediction
+DESCRIPTIVE_FIELDS = frozenset(RESERVED_FIELDS | {"origin", "evaluations", "export", "train_seconds"})
+DESCRIPTIVE_BASE_FIELDS = frozenset({"name"})
 STALE_BUILD_SECONDS = 24 * 3600
 
 
@@ -115,23 +147,50 @@ def file_listing(folder: Path, *, fsync: bool = False) -> dict[str, dict]:
     return out
 
 
-def content_hash(files: dict[str, dict], fields: dict | None = None) -> str:
-    """The version hash: every file's sha256 plus the fields that give them meaning.
+def hashed_fields(fields: dict) -> dict:
+    """The part of a manifest rule 2 hashes: everything but :data:`DESCRIPTIVE_FIELDS` and ``base.name``."""
+    out = {k: v for k, v in fields.items() if k not in DESCRIPTIVE_FIELDS}
+    if isinstance(out.get("base"), dict):
+        out["base"] = {k: v for k, v in out["base"].items() if k not in DESCRIPTIVE_BASE_FIELDS}
+    return out
 
-    >>> content_hash({"head.safetensors": {"sha256": "ab", "size": 2}}, {"labels": ["x"]})[:8]
+
+def content_hash(files: dict[str, dict], fields: dict | None = None, rule: int = HASH_RULE) -> str:
+    """The version hash: every file's sha256 plus every manifest field that decides a prediction.
+
+    ``rule`` 1 is the old hash (files, labels, method, format, base sha256), kept to
+    verify versions saved before rule 2.
+
+    >>> content_hash({"head.safetensors": {"sha256": "ab", "size": 2}}, {"labels": ["x"], "threshold": 0.5})[:8]
     '...'
     """
     fields = fields or {}
-    base = fields.get("base")
-    payload = {"files": {k: v["sha256"] for k, v in files.items()},
-               **{k: fields.get(k) for k in HASHED_FIELDS},
-               "base": base.get("sha256") if isinstance(base, dict) else base}
+    file_hashes = {k: v["sha256"] for k, v in files.items()}
+    if rule == 1:
+        base = fields.get("base")
+        payload = {"files": file_hashes, **{k: fields.get(k) for k in HASHED_FIELDS},
+                   "base": base.get("sha256") if isinstance(base, dict) else base}
+    elif rule == 2:
+        payload = {"hash_rule": 2, "files": file_hashes, "fields": hashed_fields(fields)}
+    else:
+        raise IntegrityError(f"hash rule {rule!r} is unknown; this inhouse knows rules {list(HASH_RULES)}.",
+                             fix="Use the inhouse version that wrote the model, or re-export it.")
     return sha256_bytes(json_dumps(payload).encode())
 
 
+def manifest_rule(manifest: dict, where: str) -> int:
+    """The hash rule a manifest was written under (1 when it predates ``hash_rule``)."""
+    rule = manifest.get("hash_rule", 1)
+    if rule not in HASH_RULES or isinstance(rule, bool):
+        raise IntegrityError(f"{where}: hash rule {rule!r} is unknown; this inhouse knows rules {list(HASH_RULES)}.",
+                             fix="Use the inhouse version that wrote it, or re-export it.")
+    return rule
+
+
 def check_name(name: str) -> None:
-    if not name or "@" in name or "/" in name or name.strip() != name or name.startswith("."):
-        raise UsageError(f"model name {name!r} is not valid.", fix="Use letters, digits, '-', '_' or '.', without '@' or '/'.")
+    if (not isinstance(name, str) or not name or "@" in name or "/" in name or "\\" in name or name.strip() != name
+            or name.startswith(".") or any(ord(c) < 32 or c == "\x7f" for c in name) or len(name) > 200):
+        raise UsageError(f"model name {name!r} is not valid.", fix="Use letters, digits, '-', '_' or '.', without '@', '/' or '\\'.")
 
 
 def _check_fields(name: str, fields: dict) -> dict:
@@ -194,14 +253,15 @@ def _fsync_dir(p: Path) -> None:
         os.close(fd)
 
 
-def save_version(ws: Workspace, name: str, build: Callable[[Path], dict]) -> Version:
+def save_version(ws: Workspace, name: str, build: Callable[[Path], dict], *, expect_sha256: str | None = None) -> Version:
     """Create the next version of ``name``, all or nothing.
 
     ``build(folder)`` writes the model's files into an empty temporary folder
     and returns its manifest fields (method, base, labels, dataset, rows_sha256,
     hyperparameters, seed, metrics, ...). The registry adds the file hashes,
     library versions, time and user, moves the folder into place and records
-    the version under one write lock.
+    the version under one write lock. With ``expect_sha256`` (an import) a
+    different hash is refused before anything is registered.
 
     >>> def build(folder):
     ...     save_file({"W": W, "b": b}, folder / "head.safetensors")
@@ -218,7 +278,11 @@ def save_version(ws: Workspace, name: str, build: Callable[[Path], dict]) -> Ver
         if not files:
             raise UsageError(f"model {name!r}: the build wrote no files.", fix="build(folder) must write the weights into folder.")
         digest = content_hash(files, fields)
-        manifest = {"format_version": FORMAT_VERSION, "name": name, **fields, "files": files, "sha256": digest,
+        if expect_sha256 is not None and digest != expect_sha256:
+            raise IntegrityError(f"model {name!r}: the files written hash to {digest[:16]}, expected {expect_sha256[:16]}; "
+                                 "nothing was registered.", fix="Copy the export folder again from its source.")
+        manifest = {"format_version": FORMAT_VERSION, "hash_rule": HASH_RULE, "name": name, **fields, "files": files,
+                    "sha256": digest,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "created_by": current_user(),
                     "libraries": library_versions(), "platform": platform.platform(), "inhouse_version": __version__}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
@@ -342,24 +406,35 @@ def resolve(ws: Workspace, ref: str) -> Version:
 def verify(version: Version) -> Version:
     """Check every file of a version against its manifest; raise naming the bad file.
 
+    Returns the version with ``manifest`` read from the verified ``manifest.json``
+    (plus the version's name and number), which is what loaders must use; the
+    manifest the caller passed (the database's copy) must hash to the same value.
+
     >>> verify(resolve(ws, "intents@2")).ref
     'intents@2'
     """
     manifest_path = version.path / MANIFEST
-    if not manifest_path.exists():
+    where = f"{version.ref}: {manifest_path}"
+    if manifest_path.is_symlink() or version.path.is_symlink():
+        raise IntegrityError(f"{where} is a link; a version folder may not contain links.", fix="Re-import or retrain the model.")
+    if not manifest_path.is_file():
         raise IntegrityError(f"{version.ref}: {manifest_path} is missing.", fix="Re-import or retrain the model.")
     try:
         manifest = json.loads(manifest_path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise IntegrityError(f"{version.ref}: {manifest_path} is not valid JSON ({e}).",
                              fix="Re-import or retrain the model.") from e
+    if not isinstance(manifest, dict):
+        raise IntegrityError(f"{where} holds {type(manifest).__name__}, expected a JSON object.", fix="Re-import or retrain the model.")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IntegrityError(f"{version.ref}: manifest format {manifest.get('format_version')!r}, expected {FORMAT_VERSION}.",
                              fix="Use the inhouse version that wrote it, or re-export it.")
-    files = manifest.get("files") or {}
+    rule = manifest_rule(manifest, where)
+    files = check_listing(manifest.get("files") or {}, where)  # every named path is a plain relative one
+    present = set(walk_files(version.path, version.ref)) - {MANIFEST}  # refuses links anywhere in the folder
     for rel, meta in files.items():
         p = version.path / rel
-        if not p.is_file():
+        if rel not in present:  # a safe name that is not a regular file inside the folder
             raise IntegrityError(f"{version.ref}: file {p} is missing.", fix="Re-import or retrain the model.")
         if p.stat().st_size != meta["size"]:
             raise IntegrityError(f"{version.ref}: file {p} is {p.stat().st_size} bytes, the manifest says {meta['size']} (truncated or altered).",
@@ -367,14 +442,32 @@ def verify(version: Version) -> Version:
         if sha256_file(p) != meta["sha256"]:
             raise IntegrityError(f"{version.ref}: file {p} does not match its sha256 in the manifest (tampered or damaged).",
                                  fix="Restore the file, or re-import the exported model.")
-    extra = sorted(set(file_listing_names(version.path)) - set(files))
+    extra = sorted(present - set(files))
     if extra:
         raise IntegrityError(f"{version.ref}: {version.path} holds files the manifest does not list: {extra[:5]}.",
                              fix="Remove them; a version's files never change after saving.")
-    if content_hash(files, manifest) != version.sha256:
-        raise IntegrityError(f"{version.ref}: {manifest_path} does not hash to {version.sha256[:16]} (labels, method or files edited).",
+    if content_hash(files, manifest, rule) != version.sha256:
+        raise IntegrityError(f"{version.ref}: {manifest_path} does not hash to {version.sha256[:16]} "
+                             "(labels, method or files edited, or another field that decides predictions).",
                              fix="Restore the manifest, or re-import the exported model.")
-    return version
+    _check_copy(version, where)
+    return Version(version.name, version.version, version.sha256, version.path,
+                   {**manifest, "name": version.name, "version": version.version})
+
+
+def _check_copy(version: Version, where: str) -> None:
+    """The database's copy of the manifest (listings show it) must hash like the verified file."""
+    copy = version.manifest
+    try:
+        ok = (isinstance(copy, dict) and isinstance(copy.get("files"), dict)
+              and content_hash(copy["files"], copy, manifest_rule(copy, where)) == version.sha256)
+    except (IntegrityError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise IntegrityError(f"{version.ref}: the workspace database's copy of the manifest does not hash to "
+                             f"{version.sha256[:16]}: it was edited (labels, threshold or another field), so listings "
+                             "would show something other than the model that runs.",
+                             fix=f"Restore the database from a backup, or re-import the model; the verified file is {where}.")
 
 
 def file_listing_names(folder: Path) -> list[str]:
@@ -516,7 +609,7 @@ def describe(ws: Workspace, ref: str) -> dict:
     """
     v = resolve(ws, ref)
     try:
-        verify(v)
+        v = verify(v)  # show the verified manifest, not the database's copy
         integrity = "ok"
     except IntegrityError as e:
         integrity = e.message
