@@ -8,7 +8,8 @@ expected, what was found, and how to fix it::
     InhouseError              (base; not raised directly)          error               1
     ├── UsageError            bad arguments or options             usage               2
     ├── InputError            a user's file, row, column or value  input               3
-    │   └── ColumnNotFound                                         input               3
+    │   ├── ColumnNotFound                                         input               3
+    │   └── UntrustedCode     a model folder names code to run     input               3
     ├── NotFound              a dataset, model, version or alias   not_found           4
     ├── IntegrityError        a hash that does not match           integrity           5
     ├── NetworkBlocked        an outbound connection was refused   network             6
@@ -67,6 +68,10 @@ class ColumnNotFound(InputError):
             f"{source}: column {column!r} not found; columns are {self.columns}.",
             fix=f"Use {flag} with one of them.",
         )
+
+
+class UntrustedCode(InputError):
+    """A model folder asks a library to run code that is not the library's own (use --trust-code)."""
 
 
 class NotFound(InhouseError):

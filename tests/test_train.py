@@ -22,7 +22,7 @@ LABELS = ["topping_up_by_card", "get_physical_card", "order_physical_card", "top
 TINY = ["--max-steps", "3", "--epochs", "1", "--batch-size", "16", "--max-seq-length", "32"]
 
 
-def _slice(shared: "Path", n_train: int = 8, n_test: int = 10) -> pd.DataFrame:
+def _slice(shared, n_train: int = 8, n_test: int = 10) -> pd.DataFrame:
     df = pd.read_csv(shared / "banking77" / "banking77.csv")
     df = df[df["label"].isin(LABELS)]
     train = df[df["split"] == "train"].groupby("label").head(n_train)

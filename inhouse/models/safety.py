@@ -22,7 +22,7 @@ import json
 import re
 from pathlib import Path
 
-from ..errors import InputError, IntegrityError
+from ..errors import IntegrityError, UntrustedCode
 from ..registry.paths import check_relpath
 
 # packages whose classes sentence-transformers may instantiate from modules.json
@@ -40,10 +40,6 @@ CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
 CODE_KEYS = ("auto_map", "custom_pipelines")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_CONFIG_BYTES = 16 << 20
-
-
-class UntrustedCode(InputError):
-    """A model folder asks a library to run code that is not the library's own."""
 
 
 def allowed_module_class(ref) -> bool:

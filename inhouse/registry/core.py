@@ -72,7 +72,7 @@ from ..workspace.files import (
     sha256_file,
 )
 from ..workspace.store import Workspace, current_user
-from .paths import check_listing, check_relpath, walk_files
+from .paths import check_listing, walk_files
 
 __all__ = ["FORMAT_VERSION", "HASH_RULE", "HASH_RULES", "MANIFEST", "DEFAULT_ALIAS", "LATEST", "HASHED_FIELDS", "RESERVED_FIELDS",
            "DESCRIPTIVE_FIELDS", "hashed_fields", "manifest_rule", "Version", "library_versions", "file_listing", "content_hash", "clean_stale_builds", "gc", "save_version", "versions", "names", "aliases", "aliases_of", "resolve", "verify", "file_listing_names", "load", "set_alias", "remove_alias", "remove_version", "record_evaluation", "KEY_METRICS", "evaluations", "key_metrics", "describe", "catalog", "history", "check_name"]
