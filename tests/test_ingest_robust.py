@@ -1,0 +1,107 @@
+"""Ingest robustness: stray quotes, encodings, --replace, delimiters, heavy quarantine,
+late JSONL keys, duplicate ids, stale ingests, racing processes, quotes in paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from inhouse.workspace.store import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def docs(ws, name) -> list[dict]:
+    parts = ws.dataset_parts(name)
+    if not parts:
+        return []
+    return sorted(pa.concat_tables([pq.read_table(p) for p in parts]).to_pylist(), key=lambda r: r["doc_id"])
+
+
+def quarantine(res) -> list[dict]:
+    return [json.loads(line) for line in Path(res.quarantine_file).read_text("utf-8").splitlines()]
+
+
+# ------------------------------------------------------ racing processes ----
+
+RACE_WORKER = r"""
+import sys, time
+from pathlib import Path
+from inhouse.data.ingest import ingest
+from inhouse.workspace.store import Workspace
+base, me, trials, data = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+(base / f"ready-{me}").touch()
+for t in range(trials):
+    go = base / f"go-{t}"
+    while not go.exists():  # spin, so that all workers start the same instant
+        pass
+    ws = Workspace.open(base / f"ws-{t}")
+    ingest(ws, data, f"d{me}")
+    ws.close()
+"""
+
+
+def test_processes_racing_on_a_fresh_workspace_never_see_database_is_locked(tmp_path):
+    workers, trials = 4, 10
+    data = tmp_path / "d.csv"
+    data.write_text("text\n" + "".join(f"row {i}\n" for i in range(20)), "utf-8")
+    procs = [subprocess.Popen([sys.executable, "-c", RACE_WORKER, str(tmp_path), str(i), str(trials), str(data)],
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stderr=subprocess.PIPE, text=True) for i in range(workers)]
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready-{i}").exists() for i in range(workers)):
+            assert all(p.poll() is None for p in procs), [p.stderr.read() for p in procs if p.poll() is not None]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for t in range(trials):
+            (tmp_path / f"go-{t}").touch()
+            time.sleep(0.3)
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0] * workers, "\n".join(e[-2000:] for e in errors)
+    for t in range(trials):
+        ws = Workspace.open(tmp_path / f"ws-{t}")
+        assert ws.dataset_names() == [f"d{i}" for i in range(workers)]
+        ws.close()
+
+
+OPEN_AND_INGEST = """
+import sys
+from inhouse.data.ingest import ingest
+from inhouse.workspace.store import Workspace
+print(ingest(Workspace.open(sys.argv[1]), sys.argv[2], "d").stored)
+"""
+
+
+def test_opening_a_workspace_another_process_is_still_creating_waits_instead_of_failing(tmp_path):
+    import sqlite3
+
+    home = tmp_path / "fresh"
+    home.mkdir()
+    data = tmp_path / "d.csv"
+    data.write_text("text\nhello\n", "utf-8")
+    # another process is half-way through creating the database: it holds the write lock, not yet in WAL mode
+    other = sqlite3.connect(home / "inhouse.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS scratch (x)")
+    proc = subprocess.Popen([sys.executable, "-c", OPEN_AND_INGEST, str(home), str(data)], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    other.execute("COMMIT")
+    other.close()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert out.strip() == "1"
