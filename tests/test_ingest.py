@@ -52,7 +52,6 @@ def test_banking77_through_the_cli_then_again_adds_nothing(ws, shared_data, run_
     out = r.json
     assert (out["read"], out["stored"], out["quarantined"], out["duplicates"]) == (13083, 13083, 0, 0)
     assert out["dataset"] == "banking77" and out["quarantine_file"] is None and out["redacted"] == {}
-    assert out["seconds"] < 5
 
     shown = run_cli("datasets", "show", "banking77", "--json").json
     assert shown["rows"] == 13083 and len(shown["labels"]) == 77

@@ -105,3 +105,17 @@ def test_opening_a_workspace_another_process_is_still_creating_waits_instead_of_
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert out.strip() == "1"
+
+
+# ------------------------------------------------------ quotes in paths ----
+
+def test_a_workspace_whose_path_has_a_single_quote_ingests_and_describes(tmp_path, run_cli):
+    home = tmp_path / "o'brien's data"
+    data = tmp_path / "it's.csv"
+    data.write_text("text,label\nsame,a\nsame,b\nother,a\n", "utf-8")
+    r = run_cli("--home", home, "ingest", data, "--dataset", "d", "--label-col", "label", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert (r.json["stored"], r.json["duplicates"]) == (3, 1)
+    shown = run_cli("--home", home, "datasets", "show", "d", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json["rows"] == 3 and shown.json["labels"] == {"a": 2, "b": 1}

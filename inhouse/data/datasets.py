@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import Conflict
 from ..workspace.store import Workspace
+from . import duck
 from .ingest import reap_stale_ingests
 
 
@@ -95,14 +96,11 @@ def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, A
                               (ds_id,)).fetchall()
     if not parts:
         return empty
-    import duckdb
     import pandas as pd
 
-    con = duckdb.connect()
+    con = duck.connect(ws)
     try:
-        con.execute(f"SET temp_directory = '{ws.dir('tmp')}'")
-        files = [str(p) for p in parts]
-        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        listing = duck.sql_list([str(p) for p in parts])  # a view cannot take parameters
         con.execute(f"CREATE TEMP VIEW docs AS SELECT doc_id, labels, split, time, text_hash FROM read_parquet({listing})")
         last = dict((d, l) for d, l in overrides)
         user = pd.DataFrame({"doc_id": list(last), "label": list(last.values())}, columns=["doc_id", "label"])

@@ -38,6 +38,7 @@ from ..errors import ColumnNotFound, InputError, UsageError
 from ..workspace.documents import doc_schema
 from ..workspace.files import atomic_path, json_dumps, pid_alive, text_hash
 from ..workspace.store import Workspace, current_user
+from . import duck
 from .pii import Redactor
 from .readers import Reader, Row, check_encoding, open_reader
 
@@ -548,12 +549,8 @@ def _count_duplicates(ws: Workspace, old: list[Path], new: list[Path]) -> int:
     """Rows of ``new`` whose text is in ``old`` or earlier in ``new`` (DuckDB, spills to disk)."""
     if not new:
         return 0
-    import duckdb
-
-    con = duckdb.connect()
+    con = duck.connect(ws)
     try:
-        con.execute(f"SET temp_directory = '{ws.dir('tmp')}'")
-        con.execute("SET memory_limit = '1GB'")
         n_new = con.execute("SELECT COUNT(*) FROM read_parquet(?)", [[str(p) for p in new]]).fetchone()[0]
         q = "SELECT COUNT(*) FROM (SELECT DISTINCT text_hash FROM read_parquet(?)) n"
         params: list = [[str(p) for p in new]]
