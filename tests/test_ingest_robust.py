@@ -119,3 +119,53 @@ def test_a_workspace_whose_path_has_a_single_quote_ingests_and_describes(tmp_pat
     shown = run_cli("--home", home, "datasets", "show", "d", "--json")
     assert shown.exit_code == 0, shown.stderr
     assert shown.json["rows"] == 3 and shown.json["labels"] == {"a": 2, "b": 1}
+
+
+# ------------------------------------------------------ stale ingests ----
+
+def _mark_running(ws, dataset: str, **stats) -> int:
+    """An ingest row left 'running' (what a killed process leaves behind)."""
+    ds_id = ws.dataset(dataset).id
+    with ws.tx() as c:
+        cur = c.execute("INSERT INTO ingests (dataset_id, source_path, source_sha256, source_size, options, started_at,"
+                        " status, stats) VALUES (?, 'x.csv', 'abc', 1, '{}', ?, 'running', ?)",
+                        (ds_id, time.time(), json.dumps(stats)))
+    return cur.lastrowid
+
+
+def test_an_ingest_left_running_by_another_host_blocks_rm_until_force(ws, tmp_path, run_cli):
+    from inhouse.data.ingest import ingest
+
+    path = tmp_path / "t.csv"
+    path.write_text("text\nhello\n", "utf-8")
+    ingest(ws, path, "d")
+    stale = _mark_running(ws, "d", pid=4242, host="some-other-host")
+    r = run_cli("datasets", "rm", "d", "--yes")
+    assert r.exit_code == 8
+    assert "some-other-host" in r.stderr and "inhouse datasets rm d --force" in r.stderr
+    r = run_cli("datasets", "rm", "d", "--yes", "--force", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json == {"name": "d", "rows": 1, "ingests": 2}
+    assert ws.dataset_names() == [] and stale
+
+
+def test_a_reused_pid_on_this_host_does_not_keep_a_dead_ingest_alive(ws, tmp_path, run_cli):
+    import socket
+
+    from inhouse.data.datasets import remove_dataset
+    from inhouse.data.ingest import ingest, process_start_ticks
+    from inhouse.errors import Conflict
+
+    path = tmp_path / "t.csv"
+    path.write_text("text\nhello\n", "utf-8")
+    ingest(ws, path, "d")
+    me, host = os.getpid(), socket.gethostname()
+    # our own pid, alive, recorded with a start time that is not ours: the pid was reused
+    _mark_running(ws, "d", pid=me, pid_started=(process_start_ticks(me) or 0) + 1, host=host)
+    # a process that really still runs here blocks, even with force
+    live = _mark_running(ws, "d", pid=me, pid_started=process_start_ticks(me), host=host)
+    with pytest.raises(Conflict, match=f"kill {me}"):
+        remove_dataset(ws, "d", force=True)
+    assert [r[0] for r in ws.db.execute("SELECT status FROM ingests ORDER BY id")] == ["done", "failed", "running"]
+    ws.db.execute("UPDATE ingests SET status = 'failed' WHERE id = ?", (live,))
+    assert run_cli("datasets", "rm", "d", "--yes").exit_code == 0

@@ -154,22 +154,28 @@ def show_cmd(ctx, name: str, top: int, as_json: bool) -> None:
 @datasets_group.command("rm")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True,
+              help="Also give up ingests marked running on another host (their process cannot be checked from here).")
 @json_option
 @pass_ctx
-def rm_cmd(ctx, name: str, yes: bool, as_json: bool) -> None:
+def rm_cmd(ctx, name: str, yes: bool, force: bool, as_json: bool) -> None:
     """Delete a dataset: its documents, ingest records, labels and quarantine files.
+
+    A killed ingest on this host is cleaned up by itself; one left "running" by
+    another host needs --force (an ingest still running here must be stopped).
 
     \b
     Example:
       $ inhouse datasets rm scratch --yes
       removed dataset 'scratch' (120 documents, 1 ingest)
+      $ inhouse datasets rm scratch --yes --force
     """
     info = ctx.ws.dataset(name)  # NotFound before asking
     if not yes:
         if as_json:
             raise UsageError(f"removing dataset {info.name!r} needs confirmation.", fix="Add --yes.")
         click.confirm(f"Remove dataset {info.name!r} and all its documents?", abort=True)
-    out = datasets_api.remove_dataset(ctx.ws, name)
+    out = datasets_api.remove_dataset(ctx.ws, name, force=force)
     if as_json:
         emit_json(out)
         return

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import Conflict
 from ..workspace.store import Workspace
 from . import duck
-from .ingest import reap_stale_ingests
+from .ingest import reap_stale_ingests, running_ingests
 
 
 def list_datasets(ws: Workspace) -> list[dict[str, Any]]:
@@ -59,8 +59,14 @@ def describe_dataset(ws: Workspace, name: str) -> dict[str, Any]:
     return out
 
 
-def remove_dataset(ws: Workspace, name: str) -> dict[str, Any]:
+def remove_dataset(ws: Workspace, name: str, *, force: bool = False) -> dict[str, Any]:
     """Delete a dataset: its documents, ingests, labels and quarantine files.
+
+    An ingest still marked running blocks removal, unless it is stale: one
+    started on this host whose process has ended is given up automatically;
+    one started on another host cannot be checked from here, so ``force=True``
+    (``inhouse datasets rm NAME --force``) gives it up. An ingest whose process
+    still runs on this host always blocks: stop it first.
 
     >>> remove_dataset(ws, "scratch")
     {'name': 'scratch', 'rows': 120, 'ingests': 1}
@@ -69,11 +75,18 @@ def remove_dataset(ws: Workspace, name: str) -> dict[str, Any]:
     import sqlite3
 
     info = ws.dataset(name)
-    reap_stale_ingests(ws, name)
-    running = ws.db.execute("SELECT id FROM ingests WHERE dataset_id = ? AND status = 'running'", (info.id,)).fetchall()
+    reap_stale_ingests(ws, name, force=force)
+    running = running_ingests(ws, name)
     if running:
-        raise Conflict(f"dataset {name!r} has an ingest still running (#{running[0][0]}).",
-                       fix="Wait for it to finish, then remove the dataset.")
+        first = running[0]
+        where = f"pid {first['pid']} on host {first['host']!r}, started {_iso(first['started_at'])}"
+        if first["this_host"]:
+            raise Conflict(f"dataset {name!r} has an ingest still running (#{first['id']}, {where}).",
+                           fix=f"Wait for it to finish, or stop it (kill {first['pid']}), then remove the dataset.")
+        raise Conflict(f"dataset {name!r} has an ingest marked running on another host (#{first['id']}, {where}); "
+                       "its process cannot be checked from here.",
+                       fix=f"If that process is gone (killed, or its machine restarted), remove the dataset anyway "
+                           f"with: inhouse datasets rm {name} --force")
     rows = ws.db.execute("SELECT COALESCE(SUM(rows), 0) FROM parts WHERE dataset_id = ?", (info.id,)).fetchone()[0]
     n_ingests = ws.db.execute("SELECT COUNT(*) FROM ingests WHERE dataset_id = ?", (info.id,)).fetchone()[0]
     try:

@@ -185,18 +185,67 @@ def file_sha256(ws: Workspace, path: Path) -> str:
     return digest
 
 
-def reap_stale_ingests(ws: Workspace, dataset: str) -> list[int]:
-    """Mark 'running' ingests whose process is gone as failed and delete their files."""
+def reap_stale_ingests(ws: Workspace, dataset: str, *, force: bool = False) -> list[int]:
+    """Mark 'running' ingests whose process is gone as failed and delete their files.
+
+    An ingest started on this host is stale when its process no longer runs
+    (checked by PID and, on Linux, the process start time, so a reused PID does
+    not keep it alive). One started on another host cannot be checked from
+    here; ``force=True`` gives those up too (never one whose process still runs
+    on this host). Returns the ids of the reaped ingests.
+    """
     info = ws.dataset(dataset)
     host = socket.gethostname()
     reaped = []
     for r in ws.db.execute("SELECT id, stats FROM ingests WHERE dataset_id = ? AND status = 'running'",
                            (info.id,)).fetchall():
         stats = json.loads(r["stats"] or "{}")
-        if stats.get("host") == host and not pid_alive(stats.get("pid")):
-            _abandon(ws, dataset, r["id"], "the process running it ended before it finished")
-            reaped.append(r["id"])
+        if stats.get("host") == host:
+            if ingest_process_alive(stats):
+                continue
+            reason = "the process running it ended before it finished"
+        elif force:
+            reason = (f"given up with --force on {host}: it was started on host {stats.get('host')!r} "
+                      f"(pid {stats.get('pid')}), which cannot be checked from here")
+        else:
+            continue
+        _abandon(ws, dataset, r["id"], reason)
+        reaped.append(r["id"])
     return reaped
+
+
+def running_ingests(ws: Workspace, dataset: str) -> list[dict]:
+    """The ingests of ``dataset`` still marked running: id, host, pid, started_at, and whether on this host."""
+    info = ws.dataset(dataset)
+    host = socket.gethostname()
+    out = []
+    for r in ws.db.execute("SELECT id, stats, started_at FROM ingests WHERE dataset_id = ? AND status = 'running'"
+                           " ORDER BY id", (info.id,)):
+        stats = json.loads(r["stats"] or "{}")
+        out.append({"id": r["id"], "host": stats.get("host"), "pid": stats.get("pid"),
+                    "started_at": r["started_at"], "this_host": stats.get("host") == host})
+    return out
+
+
+def ingest_process_alive(stats: dict) -> bool:
+    """Whether the process recorded in an ingest's stats (same host) still runs and is the same process."""
+    if not pid_alive(stats.get("pid")):
+        return False
+    recorded = stats.get("pid_started")
+    if recorded is None:
+        return True
+    now = process_start_ticks(stats["pid"])
+    return now is None or now == recorded
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, Linux /proc); None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2:].split()[19])  # field 22 of proc(5), after "pid (comm)"
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # ------------------------------------------------------------ the run ----
@@ -514,7 +563,8 @@ def _start_ingest(ws: Workspace, ds_id: int, path: Path, sha: str, opts: IngestO
             "INSERT INTO ingests (dataset_id, source_path, source_sha256, source_size, options, started_at, status,"
             " stats, user) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             (ds_id, str(path), sha, path.stat().st_size, json_dumps(asdict(opts)), time.time(),
-             json_dumps({"pid": os.getpid(), "host": socket.gethostname()}), current_user()))
+             json_dumps({"pid": os.getpid(), "pid_started": process_start_ticks(os.getpid()),
+                         "host": socket.gethostname()}), current_user()))
         return int(cur.lastrowid)
 
 
