@@ -402,7 +402,9 @@ def test_init_show_and_rm_commands(ws, tmp_path, run_cli):
     path = tmp_path / "t.csv"
     path.write_text("text,label,when\nhello,a,2024-01-01\n,a,2024-01-02\n", "utf-8")
     out = run_cli("ingest", path, "-d", "t", "--label-col", "label", "--time-col", "when")
-    assert out.exit_code == 0 and "quarantined 1" in out.stdout and "empty text 1" in out.stdout
+    # 1 of 2 rows quarantined is over the default --max-quarantine-share 0.1: stored, but exit 3
+    assert out.exit_code == 3 and "quarantined 1" in out.stdout and "empty text 1" in out.stdout
+    assert "1 good rows ARE stored" in out.stderr and "inhouse datasets rm t" in out.stderr
     show = run_cli("datasets", "show", "t")
     assert show.exit_code == 0 and "labels (1): a 1" in show.stdout and "quarantine:" in show.stdout
     assert run_cli("datasets", "show", "nope").exit_code == 4
