@@ -336,13 +336,9 @@ def test_replace_reingests_the_same_file_with_other_options_and_carries_labels(w
     # the text changes (masked): the people's labels cannot follow and are reported as dropped
     again = ingest(ws, path, "d", label_col="label", replace=True, text_col="label")
     assert (again.user_labels_on_removed, again.user_labels_carried, again.user_labels_dropped) == (2, 0, 2)
-    assert describe_rows(ws, "d") == 3
-
-
-def describe_rows(ws, name) -> int:
-    from inhouse.data.datasets import describe_dataset
-
-    return describe_dataset(ws, name)["rows"]
+    shown = run_cli("datasets", "show", "d", "--json").json
+    assert shown["rows"] == 3 and shown["user_labels"] == 0
+    assert [i["status"] for i in shown["ingests"]] == ["replaced", "replaced", "done"]
 
 
 def test_a_replace_that_fails_leaves_the_old_documents(ws, tmp_path, monkeypatch):
@@ -496,3 +492,22 @@ def test_keep_first_and_keep_last(ws, tmp_path):
     assert labels["3"] == "old-three" and not isinstance(labels["2"], str)
     assert sorted(p.name for p in (ws.home / "datasets" / "d").glob("*.parquet")) == \
         sorted(p.name for p in ws.dataset_parts("d"))
+
+
+def test_files_left_by_a_crash_right_after_a_replace_commit_are_removed_later(ws, tmp_path, monkeypatch):
+    from inhouse.data import ingest as ingest_mod
+
+    path = tmp_path / "t.csv"
+    path.write_text("text\na\nb\n", "utf-8")
+    ingest_mod.ingest(ws, path, "d")
+    old_files = ws.dataset_parts("d")
+    monkeypatch.setattr(ingest_mod._IngestRun, "delete_replaced_files", lambda self: None)  # "dies" after commit
+    ingest_mod.ingest(ws, path, "d", replace=True)
+    assert all(p.exists() for p in old_files) and len(docs(ws, "d")) == 2
+    other = tmp_path / "u.csv"
+    other.write_text("text\nc\n", "utf-8")
+    ingest_mod.ingest(ws, other, "d")
+    assert not any(p.exists() for p in old_files)
+    assert sorted(p.name for p in (ws.home / "datasets" / "d").glob("*.parquet")) == \
+        sorted(p.name for p in ws.dataset_parts("d"))
+    assert [d["text"] for d in docs(ws, "d")] == ["a", "b", "c"]

@@ -65,17 +65,19 @@ class LineFeed:
         return self
 
     def __next__(self) -> str:
-        if self.taken and (len(self.taken) >= self.max_lines or self.chars >= self.max_chars):
+        taken = self.taken
+        if taken and (len(taken) >= self.max_lines or self.chars >= self.max_chars):
             raise SpanTooLong
         if self.back:
             line = self.back.popleft()
+            text, problem = line.text, line.problem
         else:
             text, problem = next(self._lines)  # StopIteration ends the csv input
             self.number += 1
-            line = Line(self.number, text, problem)
-        self.taken.append(line)
-        self.chars += len(line.text)
-        return "\n" if line.problem and line.problem[0] == "line too long" else line.text
+            line = tuple.__new__(Line, (self.number, text, problem))  # Line(...) without its slower __new__
+        taken.append(line)
+        self.chars += len(text)
+        return "\n" if problem is not None and problem[0] == "line too long" else text
 
 
 def parse_delimiter(value: str | None) -> str | None:

@@ -127,13 +127,15 @@ def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, A
                              " GROUP BY label ORDER BY n DESC, label").fetchall()
         unlabelled = con.execute("SELECT COUNT(*) FROM eff WHERE len(labels) = 0").fetchone()[0]
         splits = con.execute("SELECT split, COUNT(*) AS n FROM docs GROUP BY split ORDER BY n DESC, split").fetchall()
+        # labels on documents that a --replace or keep-last removed (and could not carry) no longer count
+        n_user = con.execute("SELECT COUNT(*) FROM docs d JOIN user_labels u USING (doc_id)").fetchall()[0][0]
     finally:
         con.close()
     return {"rows": rows, "labels": dict(labels), "unlabelled": unlabelled,
             "splits": {s: n for s, n in splits if s is not None},
             "no_split": sum(n for s, n in splits if s is None),
             "time_range": {"min": _us_iso(tmin), "max": _us_iso(tmax)} if tmin is not None else None,
-            "distinct_texts": distinct, "user_labels": len(last)}
+            "distinct_texts": distinct, "user_labels": n_user}
 
 
 def _us_iso(us: int) -> str:
