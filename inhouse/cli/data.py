@@ -6,7 +6,7 @@ import click
 
 from ..data import datasets as datasets_api
 from ..data import ingest as ingest_api
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from . import cli, emit_json, json_option, pass_ctx
 
 
@@ -40,35 +40,78 @@ def init_cmd(ctx, as_json: bool) -> None:
 @click.option("--redact-pii", is_flag=True, help="Mask e-mails, phones, card numbers and IBANs before storing.")
 @click.option("--max-chars", type=int, default=100_000, show_default=True,
               help="Longer texts go to the quarantine.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the file (ASCII-compatible).")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Text encoding of the file, e.g. cp1252, latin-1, utf-16.")
+@click.option("--delimiter", help="Field separator of a .csv/.tsv file (default ',' / tab), e.g. ';' or '\\t'.")
+@click.option("--max-record-lines", type=int, default=ingest_api.MAX_RECORD_LINES, show_default=True,
+              help="Lines one quoted CSV field may span before its opening quote is taken as stray.")
+@click.option("--on-duplicate-id", type=click.Choice(["quarantine", "keep-first", "keep-last"]),
+              default="quarantine", show_default=True,
+              help="With --id-col: what to do with a row whose id was already used (in the file or the dataset).")
+@click.option("--max-quarantine-share", type=float, default=0.10, show_default=True,
+              help="Exit with code 3 when more than this share of rows is quarantined (1.0: never).")
+@click.option("--replace", is_flag=True,
+              help="Read a file already in the dataset again and swap its previous ingest's documents for the new ones.")
 @click.option("--chunk-rows", type=int, default=100_000, show_default=True, help="Rows per Parquet part.")
 @json_option
 @pass_ctx
 def ingest_cmd(ctx, path: str, dataset: str, text_col: str, label_col: str | None, time_col: str | None,
                id_col: str | None, split_col: str | None, label_sep: str | None, redact_pii: bool,
-               max_chars: int, encoding: str, chunk_rows: int, as_json: bool) -> None:
+               max_chars: int, encoding: str, delimiter: str | None, max_record_lines: int, on_duplicate_id: str,
+               max_quarantine_share: float, replace: bool, chunk_rows: int, as_json: bool) -> None:
     """Add the rows of a CSV, TSV, JSONL, Parquet or text file to a dataset.
 
     Other columns are kept as metadata. Bad rows go to a quarantine file with
-    their row number and reason; ingesting the same file again adds nothing.
+    their row number and reason; ingesting the same file again adds nothing
+    (add --replace to read it again with other options). When more than
+    --max-quarantine-share of the rows were quarantined, the good rows are
+    still stored, and the command prints the summary, says how to undo it and
+    exits with code 3 (with --json: the result plus an "error" field).
 
     \b
     Example:
       $ inhouse ingest banking77.csv --dataset banking77 --label-col label --split-col split
       banking77.csv -> 'banking77' (ingest #1): read 13,083, stored 13,083, duplicates 0, quarantined 0 [0.7s]
+      $ inhouse ingest export.csv -d tickets --delimiter ';' --id-col ticket_id --on-duplicate-id keep-last
+      $ inhouse ingest banking77.csv -d banking77 --label-col label --replace
     """
     res = ingest_api.ingest(ctx.ws, path, dataset, text_col=text_col, label_col=label_col, time_col=time_col,
                             id_col=id_col, split_col=split_col, redact_pii=redact_pii, max_chars=max_chars,
-                            label_sep=label_sep, chunk_rows=chunk_rows, encoding=encoding)
+                            label_sep=label_sep, chunk_rows=chunk_rows, encoding=encoding, delimiter=delimiter,
+                            max_record_lines=max_record_lines, on_duplicate_id=on_duplicate_id,
+                            max_quarantine_share=max_quarantine_share, replace=replace)
     if as_json:
         emit_json(res.to_dict())
-        return
-    name = click.format_filename(path)
+    else:
+        _print_ingest(res, click.format_filename(path))
+    if res.error:
+        if not as_json:
+            click.echo(f"error: {res.error}", err=True)
+        raise SystemExit(InputError.exit_code)
+
+
+def _print_ingest(res, name: str) -> None:
     if res.skipped:
         click.echo(res.note)
         return
     click.echo(f"{name} -> {res.dataset!r} (ingest #{res.ingest_id}): read {res.read:,}, stored {res.stored:,}, "
                f"duplicates {res.duplicates:,}, quarantined {res.quarantined:,} [{res.seconds:.1f}s]")
+    if res.replaced_ingest is not None:
+        click.echo(f"replaced ingest #{res.replaced_ingest} ({res.replaced_documents:,} documents)")
+    if res.user_labels_on_removed:
+        click.echo(f"labels set by people on removed documents: {res.user_labels_on_removed:,}; carried to the same "
+                   f"row/id with the same text: {res.user_labels_carried:,}; dropped: {res.user_labels_dropped:,}")
+    if res.duplicate_ids:
+        examples = ", ".join(f"{e['id']!r} (row {e['row']}, before at row {e['previous_row']}"
+                             + (f" of ingest #{e['previous_ingest']}" if e["previous_ingest"] else "") + ")"
+                             for e in res.duplicate_id_examples[:3])
+        done = {"quarantine": "quarantined", "keep-first": "left out (kept the first)",
+                "keep-last": "kept (earlier rows with the id removed)"}[res.on_duplicate_id]
+        click.echo(f"duplicate ids: {res.duplicate_ids:,} rows reuse an id ({res.duplicate_ids_same_text:,} with the "
+                   f"same text), {done}; e.g. {examples}")
+        if res.superseded or res.removed_earlier:
+            click.echo(f"superseded rows of this file: {res.superseded:,}; documents of earlier ingests removed: "
+                       f"{res.removed_earlier:,}")
     if res.blank_lines:
         click.echo(f"skipped {res.blank_lines:,} blank lines")
     if res.redacted:
@@ -76,6 +119,8 @@ def ingest_cmd(ctx, path: str, dataset: str, text_col: str, label_col: str | Non
     if res.quarantined:
         reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(res.quarantine_reasons.items(), key=lambda x: -x[1]))
         click.echo(f"quarantined rows ({reasons}) are in {res.quarantine_file}")
+    for w in res.warnings:
+        click.echo(f"warning: {w}")
 
 
 @cli.group("datasets")
@@ -154,22 +199,28 @@ def show_cmd(ctx, name: str, top: int, as_json: bool) -> None:
 @datasets_group.command("rm")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True,
+              help="Also give up ingests marked running on another host (their process cannot be checked from here).")
 @json_option
 @pass_ctx
-def rm_cmd(ctx, name: str, yes: bool, as_json: bool) -> None:
+def rm_cmd(ctx, name: str, yes: bool, force: bool, as_json: bool) -> None:
     """Delete a dataset: its documents, ingest records, labels and quarantine files.
+
+    A killed ingest on this host is cleaned up by itself; one left "running" by
+    another host needs --force (an ingest still running here must be stopped).
 
     \b
     Example:
       $ inhouse datasets rm scratch --yes
       removed dataset 'scratch' (120 documents, 1 ingest)
+      $ inhouse datasets rm scratch --yes --force
     """
     info = ctx.ws.dataset(name)  # NotFound before asking
     if not yes:
         if as_json:
             raise UsageError(f"removing dataset {info.name!r} needs confirmation.", fix="Add --yes.")
         click.confirm(f"Remove dataset {info.name!r} and all its documents?", abort=True)
-    out = datasets_api.remove_dataset(ctx.ws, name)
+    out = datasets_api.remove_dataset(ctx.ws, name, force=force)
     if as_json:
         emit_json(out)
         return

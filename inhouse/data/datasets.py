@@ -9,7 +9,8 @@ from typing import Any
 
 from ..errors import Conflict
 from ..workspace.store import Workspace
-from .ingest import reap_stale_ingests
+from . import duck
+from .ingest import reap_stale_ingests, running_ingests
 
 
 def list_datasets(ws: Workspace) -> list[dict[str, Any]]:
@@ -58,8 +59,14 @@ def describe_dataset(ws: Workspace, name: str) -> dict[str, Any]:
     return out
 
 
-def remove_dataset(ws: Workspace, name: str) -> dict[str, Any]:
+def remove_dataset(ws: Workspace, name: str, *, force: bool = False) -> dict[str, Any]:
     """Delete a dataset: its documents, ingests, labels and quarantine files.
+
+    An ingest still marked running blocks removal, unless it is stale: one
+    started on this host whose process has ended is given up automatically;
+    one started on another host cannot be checked from here, so ``force=True``
+    (``inhouse datasets rm NAME --force``) gives it up. An ingest whose process
+    still runs on this host always blocks: stop it first.
 
     >>> remove_dataset(ws, "scratch")
     {'name': 'scratch', 'rows': 120, 'ingests': 1}
@@ -68,11 +75,18 @@ def remove_dataset(ws: Workspace, name: str) -> dict[str, Any]:
     import sqlite3
 
     info = ws.dataset(name)
-    reap_stale_ingests(ws, name)
-    running = ws.db.execute("SELECT id FROM ingests WHERE dataset_id = ? AND status = 'running'", (info.id,)).fetchall()
+    reap_stale_ingests(ws, name, force=force)
+    running = running_ingests(ws, name)
     if running:
-        raise Conflict(f"dataset {name!r} has an ingest still running (#{running[0][0]}).",
-                       fix="Wait for it to finish, then remove the dataset.")
+        first = running[0]
+        where = f"pid {first['pid']} on host {first['host']!r}, started {_iso(first['started_at'])}"
+        if first["this_host"]:
+            raise Conflict(f"dataset {name!r} has an ingest still running (#{first['id']}, {where}).",
+                           fix=f"Wait for it to finish, or stop it (kill {first['pid']}), then remove the dataset.")
+        raise Conflict(f"dataset {name!r} has an ingest marked running on another host (#{first['id']}, {where}); "
+                       "its process cannot be checked from here.",
+                       fix=f"If that process is gone (killed, or its machine restarted), remove the dataset anyway "
+                           f"with: inhouse datasets rm {name} --force")
     rows = ws.db.execute("SELECT COALESCE(SUM(rows), 0) FROM parts WHERE dataset_id = ?", (info.id,)).fetchone()[0]
     n_ingests = ws.db.execute("SELECT COUNT(*) FROM ingests WHERE dataset_id = ?", (info.id,)).fetchone()[0]
     try:
@@ -95,14 +109,11 @@ def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, A
                               (ds_id,)).fetchall()
     if not parts:
         return empty
-    import duckdb
     import pandas as pd
 
-    con = duckdb.connect()
+    con = duck.connect(ws)
     try:
-        con.execute(f"SET temp_directory = '{ws.dir('tmp')}'")
-        files = [str(p) for p in parts]
-        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        listing = duck.sql_list([str(p) for p in parts])  # a view cannot take parameters
         con.execute(f"CREATE TEMP VIEW docs AS SELECT doc_id, labels, split, time, text_hash FROM read_parquet({listing})")
         last = dict((d, l) for d, l in overrides)
         user = pd.DataFrame({"doc_id": list(last), "label": list(last.values())}, columns=["doc_id", "label"])
@@ -116,13 +127,15 @@ def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, A
                              " GROUP BY label ORDER BY n DESC, label").fetchall()
         unlabelled = con.execute("SELECT COUNT(*) FROM eff WHERE len(labels) = 0").fetchone()[0]
         splits = con.execute("SELECT split, COUNT(*) AS n FROM docs GROUP BY split ORDER BY n DESC, split").fetchall()
+        # labels on documents that a --replace or keep-last removed (and could not carry) no longer count
+        n_user = con.execute("SELECT COUNT(*) FROM docs d JOIN user_labels u USING (doc_id)").fetchall()[0][0]
     finally:
         con.close()
     return {"rows": rows, "labels": dict(labels), "unlabelled": unlabelled,
             "splits": {s: n for s, n in splits if s is not None},
             "no_split": sum(n for s, n in splits if s is None),
             "time_range": {"min": _us_iso(tmin), "max": _us_iso(tmax)} if tmin is not None else None,
-            "distinct_texts": distinct, "user_labels": len(last)}
+            "distinct_texts": distinct, "user_labels": n_user}
 
 
 def _us_iso(us: int) -> str:

@@ -1,49 +1,66 @@
 """Turn a user's file into the documents of a dataset.
 
-Reads CSV, TSV, JSONL, Parquet or plain text (see :mod:`inhouse.readers`) in
-chunks, so memory stays bounded whatever the file size, and writes one Parquet
-part per chunk under ``datasets/<name>/`` with the columns of
-:data:`inhouse.store.DOC_COLUMNS`. Every row becomes a document or a line in
-the quarantine file ``quarantine/<name>/ingest-<id>.jsonl`` with its row
-number, the reason and the raw content; nothing is dropped silently.
+Reads CSV, TSV, JSONL, Parquet or plain text (see :mod:`inhouse.data.readers`)
+in chunks, so memory stays bounded whatever the file size, and writes one
+Parquet part per chunk under ``datasets/<name>/`` with the columns of
+:data:`inhouse.workspace.documents.DOC_COLUMNS`. Every row becomes a document,
+or a line in the quarantine file ``quarantine/<name>/ingest-<id>.jsonl`` with
+its row number, the reason and the raw content; nothing is dropped silently.
 
     >>> res = ingest(ws, "banking77.csv", "banking77", label_col="label", split_col="split")
     >>> res.stored, res.quarantined, res.duplicates
     (13083, 0, 0)
     >>> ingest(ws, "banking77.csv", "banking77").skipped   # same bytes: nothing added
     True
+    >>> ingest(ws, "banking77.csv", "banking77", label_col="label", replace=True).replaced_ingest
+    1
 
 Crash safety: an ingest is a row in ``ingests`` with status ``running``; its
 parts are registered in the ``parts`` table (which readers read) only in the
 transaction that marks it ``done``. A killed ingest leaves unregistered files
 that the next ingest into the dataset deletes, and can simply be run again.
+``replace=True`` swaps the previous ingest of the same bytes for the new one in
+that same transaction (the old one is marked ``replaced``; its files are deleted
+after the commit, or by the next ingest if the process dies first).
+
+Heavy quarantine: when more than ``max_quarantine_share`` of the rows read
+(default 10%) went to the quarantine, the good rows are still stored and
+committed (a partial dataset you can inspect beats redoing a long read), and
+the result carries ``error`` saying so and how to undo it
+(``inhouse datasets rm NAME``, or ``--replace`` with better options); the CLI
+prints the summary and exits with code 3. ``max_quarantine_share=1.0`` never
+flags an ingest.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import socket
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from .. import progress
-from ..errors import ColumnNotFound, InputError, UsageError
+from ..errors import ColumnNotFound, Conflict, InputError, UsageError
 from ..workspace.documents import doc_schema
 from ..workspace.files import atomic_path, json_dumps, pid_alive, text_hash
 from ..workspace.store import Workspace, current_user
+from . import duck
+from .csvspans import MAX_RECORD_LINES, DelimiterMismatch, delimiter_flag, parse_delimiter
 from .pii import Redactor
-from .readers import Reader, Row, check_encoding, open_reader
+from .readers import Reader, Row, check_encoding, detect_format, open_reader
+from .revise import POLICIES, DuplicateIds, carry_labels, count_repeated_texts, rewrite_part
+from .values import BadRow, Converter, parse_time
+
+__all__ = ["MAX_RECORD_LINES", "IngestOptions", "IngestResult", "ingest", "parse_time", "reap_stale_ingests", "running_ingests",
+           "check_dataset_name", "file_sha256"]
 
 MAX_CHUNK_CHARS = 64 << 20  # a part is also cut when its texts reach this many characters
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_META_JSON = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 @dataclass
@@ -60,6 +77,10 @@ class IngestOptions:
     label_sep: str | None = None
     chunk_rows: int = 100_000
     encoding: str = "utf-8"
+    delimiter: str | None = None
+    max_record_lines: int = MAX_RECORD_LINES
+    on_duplicate_id: str = "quarantine"
+    max_quarantine_share: float = 0.10
 
     def validate(self) -> "IngestOptions":
         if not self.text_col:
@@ -70,6 +91,14 @@ class IngestOptions:
             raise UsageError(f"--chunk-rows must be at least 1, got {self.chunk_rows}.")
         if self.label_sep == "":
             raise UsageError("--label-sep must not be empty.", fix="Use e.g. --label-sep '|'.")
+        if self.max_record_lines < 1:
+            raise UsageError(f"--max-record-lines must be at least 1, got {self.max_record_lines}.")
+        if self.on_duplicate_id not in POLICIES:
+            raise UsageError(f"--on-duplicate-id must be one of {list(POLICIES)}, got {self.on_duplicate_id!r}.")
+        if not 0.0 <= self.max_quarantine_share <= 1.0:
+            raise UsageError(f"--max-quarantine-share must be between 0 and 1, got {self.max_quarantine_share}.",
+                             fix="Use e.g. 0.1 for 10%, or 1.0 to never fail on quarantined rows.")
+        self.delimiter = parse_delimiter(self.delimiter)
         self.encoding = check_encoding(self.encoding)
         return self
 
@@ -81,7 +110,18 @@ class IngestOptions:
 
 @dataclass
 class IngestResult:
-    """What one ingest did. ``stored + quarantined == read``."""
+    """What one ingest did. ``stored + quarantined + superseded == read``.
+
+    ``superseded``: rows not stored because another row with the same id won
+    (``--on-duplicate-id keep-first|keep-last``). ``duplicate_ids`` counts rows
+    whose id was already used (earlier in the file or in an earlier ingest),
+    ``duplicate_ids_same_text`` those that repeat the text too (exact re-sends).
+    ``removed_earlier``: documents of earlier ingests removed by keep-last.
+    ``replaced_ingest`` / ``replaced_documents``: what ``replace=True`` swapped
+    out; ``user_labels_*``: labels people set on removed documents, how many
+    were carried to the new document with the same id/row and text, and how
+    many were dropped. ``error``: set when the quarantine is over the limit.
+    """
 
     dataset: str
     ingest_id: int
@@ -102,13 +142,22 @@ class IngestResult:
     skipped: bool = False
     note: str = ""
     seconds: float = 0.0
+    superseded: int = 0
+    duplicate_ids: int = 0
+    duplicate_ids_same_text: int = 0
+    duplicate_id_examples: list[dict] = field(default_factory=list)
+    on_duplicate_id: str | None = None
+    removed_earlier: int = 0
+    replaced_ingest: int | None = None
+    replaced_documents: int = 0
+    user_labels_on_removed: int = 0
+    user_labels_carried: int = 0
+    user_labels_dropped: int = 0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class _BadRow(Exception):
-    """A row that goes to the quarantine: ``args == (reason, detail)``."""
 
 
 # ---------------------------------------------------------------- public ----
@@ -116,8 +165,22 @@ class _BadRow(Exception):
 def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: str = "text",
            label_col: str | None = None, time_col: str | None = None, id_col: str | None = None,
            split_col: str | None = None, redact_pii: bool = False, max_chars: int = 100_000,
-           label_sep: str | None = None, chunk_rows: int = 100_000, encoding: str = "utf-8") -> IngestResult:
+           label_sep: str | None = None, chunk_rows: int = 100_000, encoding: str = "utf-8",
+           delimiter: str | None = None, max_record_lines: int = MAX_RECORD_LINES,
+           on_duplicate_id: str = "quarantine", max_quarantine_share: float = 0.10,
+           replace: bool = False) -> IngestResult:
     """Add the rows of ``path`` to ``dataset`` (created if new) and report what happened.
+
+    The same bytes are ingested once per dataset; ``replace=True`` reads them
+    again (with other options) and swaps the previous ingest's documents for
+    the new ones in one transaction. ``delimiter`` overrides ``,`` (CSV) or tab
+    (TSV); ``max_record_lines`` is how many lines one quoted CSV field may span
+    before its quote is taken as stray. With ``id_col``, ``on_duplicate_id``
+    says what happens to a row whose id was already used: ``quarantine`` (the
+    default: the later row goes to the quarantine), ``keep-first`` (it is
+    left out) or ``keep-last`` (it replaces the earlier rows and documents).
+    When more than ``max_quarantine_share`` of the rows were quarantined, the
+    good rows are stored and ``result.error`` says so (see the module docstring).
 
     >>> ingest(ws, "tickets.jsonl", "tickets", label_col="intent", time_col="created").to_dict()
     {'dataset': 'tickets', 'ingest_id': 1, 'read': 1200, 'stored': 1198, 'quarantined': 2, ...}
@@ -125,34 +188,45 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
     started = time.monotonic()
     opts = IngestOptions(text_col=text_col, label_col=label_col, time_col=time_col, id_col=id_col,
                          split_col=split_col, redact_pii=redact_pii, max_chars=max_chars, label_sep=label_sep,
-                         chunk_rows=chunk_rows, encoding=encoding).validate()
+                         chunk_rows=chunk_rows, encoding=encoding, delimiter=delimiter,
+                         max_record_lines=max_record_lines, on_duplicate_id=on_duplicate_id,
+                         max_quarantine_share=max_quarantine_share).validate()
     check_dataset_name(dataset)
     path = _check_file(Path(path))
+    fmt, _ = detect_format(path)
+    if opts.delimiter is not None and fmt not in ("csv", "tsv"):
+        raise UsageError(f"--delimiter applies to .csv and .tsv files; {path.name} is {fmt}.",
+                         fix="Leave out --delimiter.")
     line_limit = max(8 << 20, opts.max_chars * 4 + (1 << 20))
-    reader = open_reader(path, encoding=opts.encoding, line_limit=line_limit,
-                         batch_rows=min(opts.chunk_rows, 10_000))
+    reader = open_reader(path, encoding=opts.encoding, line_limit=line_limit, batch_rows=min(opts.chunk_rows, 10_000),
+                         delimiter=opts.delimiter, max_record_lines=opts.max_record_lines)
     try:
-        _check_columns(reader, path, opts)
+        deferred = _check_columns(reader, path, opts)
         sha = file_sha256(ws, path)
         ds_id = _ensure_dataset(ws, dataset)
         reap_stale_ingests(ws, dataset)
         done = ws.db.execute("SELECT id FROM ingests WHERE dataset_id = ? AND source_sha256 = ? AND status = 'done'",
                              (ds_id, sha)).fetchone()
-        if done:
+        if done and not replace:
             return IngestResult(dataset, done[0], str(path), sha, reader_format(path), skipped=True,
                                 seconds=round(time.monotonic() - started, 3),
                                 note=f"{path.name} (same sha256) is already in {dataset!r} as ingest "
                                      f"#{done[0]}; nothing was added. To read it again with other options, "
-                                     f"remove the dataset first: inhouse datasets rm {dataset}")
+                                     f"add --replace: its documents are swapped for the new ones in one step "
+                                     f"(inhouse ingest {path.name} --dataset {dataset} --replace ...).")
         ingest_id = _start_ingest(ws, ds_id, path, sha, opts)
-        run = _IngestRun(ws, dataset, ds_id, ingest_id, opts, started)
+        run = _IngestRun(ws, dataset, ds_id, ingest_id, opts, started, replacing=done[0] if done else None)
         try:
-            res = run.execute(reader, path, sha)
+            res = run.execute(reader, path, sha, deferred)
         except BaseException as e:
             _abandon(ws, dataset, ingest_id, f"{type(e).__name__}: {e}")
             raise
     finally:
         reader.close()
+    run.delete_replaced_files()
+    if replace and not done:
+        res.warnings.append(f"--replace: {path.name} was not in {dataset!r} yet, so nothing was replaced.")
+    _check_quarantine_share(res, opts, path)
     res.seconds = round(time.monotonic() - started, 3)
     return res
 
@@ -184,18 +258,95 @@ def file_sha256(ws: Workspace, path: Path) -> str:
     return digest
 
 
-def reap_stale_ingests(ws: Workspace, dataset: str) -> list[int]:
-    """Mark 'running' ingests whose process is gone as failed and delete their files."""
+def reap_stale_ingests(ws: Workspace, dataset: str, *, force: bool = False) -> list[int]:
+    """Mark 'running' ingests whose process is gone as failed and delete their files.
+
+    An ingest started on this host is stale when its process no longer runs
+    (checked by PID and, on Linux, the process start time, so a reused PID does
+    not keep it alive). One started on another host cannot be checked from
+    here; ``force=True`` gives those up too (never one whose process still runs
+    on this host). Returns the ids of the reaped ingests.
+    """
     info = ws.dataset(dataset)
     host = socket.gethostname()
     reaped = []
     for r in ws.db.execute("SELECT id, stats FROM ingests WHERE dataset_id = ? AND status = 'running'",
                            (info.id,)).fetchall():
         stats = json.loads(r["stats"] or "{}")
-        if stats.get("host") == host and not pid_alive(stats.get("pid")):
-            _abandon(ws, dataset, r["id"], "the process running it ended before it finished")
-            reaped.append(r["id"])
+        if stats.get("host") == host:
+            if ingest_process_alive(stats):
+                continue
+            reason = "the process running it ended before it finished"
+        elif force:
+            reason = (f"given up with --force on {host}: it was started on host {stats.get('host')!r} "
+                      f"(pid {stats.get('pid')}), which cannot be checked from here")
+        else:
+            continue
+        _abandon(ws, dataset, r["id"], reason)
+        reaped.append(r["id"])
+    collect_garbage(ws, dataset)
     return reaped
+
+
+def collect_garbage(ws: Workspace, dataset: str) -> list[Path]:
+    """Delete part files no ingest will ever register: those of replaced or failed ingests.
+
+    Files are listed first and the database read after, so a part that an
+    ingest registers in between is seen as registered; files of ingests still
+    running are left alone.
+    """
+    folder = ws.home / "datasets" / dataset
+    files = sorted(folder.glob("ingest-*-part-*.parquet")) if folder.is_dir() else []
+    if not files:
+        return []
+    info = ws.dataset(dataset)
+    registered = {r[0] for r in ws.db.execute("SELECT path FROM parts WHERE dataset_id = ?", (info.id,))}
+    running = {r[0] for r in ws.db.execute("SELECT id FROM ingests WHERE dataset_id = ? AND status = 'running'",
+                                           (info.id,))}
+    gone = []
+    for f in files:
+        try:
+            owner = int(f.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if owner not in running and f"datasets/{dataset}/{f.name}" not in registered:
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
+
+
+def running_ingests(ws: Workspace, dataset: str) -> list[dict]:
+    """The ingests of ``dataset`` still marked running: id, host, pid, started_at, and whether on this host."""
+    info = ws.dataset(dataset)
+    host = socket.gethostname()
+    out = []
+    for r in ws.db.execute("SELECT id, stats, started_at FROM ingests WHERE dataset_id = ? AND status = 'running'"
+                           " ORDER BY id", (info.id,)):
+        stats = json.loads(r["stats"] or "{}")
+        out.append({"id": r["id"], "host": stats.get("host"), "pid": stats.get("pid"),
+                    "started_at": r["started_at"], "this_host": stats.get("host") == host})
+    return out
+
+
+def ingest_process_alive(stats: dict) -> bool:
+    """Whether the process recorded in an ingest's stats (same host) still runs and is the same process."""
+    if not pid_alive(stats.get("pid")):
+        return False
+    recorded = stats.get("pid_started")
+    if recorded is None:
+        return True
+    now = process_start_ticks(stats["pid"])
+    return now is None or now == recorded
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, Linux /proc); None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2:].split()[19])  # field 22 of proc(5), after "pid (comm)"
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # ------------------------------------------------------------ the run ----
@@ -204,21 +355,23 @@ class _IngestRun:
     """One ingest from start to commit: rows -> documents, parts and quarantine."""
 
     def __init__(self, ws: Workspace, dataset: str, ds_id: int, ingest_id: int, opts: IngestOptions,
-                 started: float | None = None):
+                 started: float | None = None, replacing: int | None = None):
         self.ws, self.dataset, self.ds_id, self.ingest_id, self.opts = ws, dataset, ds_id, ingest_id, opts
         self.started = time.monotonic() if started is None else started
+        self.replacing = replacing
         self.redactor = Redactor() if opts.redact_pii else None
         self.parts: list[tuple[str, int, int]] = []  # (relative path, rows, first doc_id)
         self.quarantine = _Quarantine(ws.home / "quarantine" / dataset, ingest_id, self.redactor)
+        self.rewrites: list[tuple[int, str, str | None, int, int | None]] = []  # keep-last: earlier parts changed
+        self.delete_after_commit: list[Path] = []
         self._clear()
 
     def _clear(self) -> None:
         self.buf: list[tuple] = []  # (text, labels, time, split, source_id, meta, source_row)
         self.buf_chars = 0
 
-    def execute(self, reader: Reader, path: Path, sha: str) -> IngestResult:
-        opts = self.opts
-        convert = _Converter(opts, reader.columns, self.redactor)
+    def execute(self, reader: Reader, path: Path, sha: str, deferred: list[tuple[str, str]] = ()) -> IngestResult:
+        convert = Converter(self.opts, self.redactor)
         read = 0
         with progress.task(f"ingesting {path.name}", total=reader.total, unit=reader.unit) as t:
             for row in reader.rows():
@@ -227,7 +380,7 @@ class _IngestRun:
                 if problem is None:
                     try:
                         self._add(row.row, convert(row.values))
-                    except _BadRow as e:
+                    except BadRow as e:
                         problem = e.args
                 if problem is not None:
                     self.quarantine.add(row, problem)
@@ -238,22 +391,75 @@ class _IngestRun:
         if read == 0:
             raise InputError(f"{path.name}: no rows to ingest (only a header or blank lines).",
                              fix="Check that the export finished, then ingest it again.")
-        stored = sum(n for _, n, _ in self.parts)
+        for col, flag in deferred:  # JSONL keys not among the first lines' must appear somewhere
+            if col not in reader.columns:
+                raise ColumnNotFound(path.name, col, reader.columns, flag)
         res = IngestResult(self.dataset, self.ingest_id, str(path), sha, reader_format(path), read=read,
-                           stored=stored, quarantined=self.quarantine.count,
-                           quarantine_reasons=dict(self.quarantine.reasons),
-                           redacted=dict(self.redactor.counts) if self.redactor else {},
-                           blank_lines=reader.blank, parts=len(self.parts))
-        if self.parts:
-            res.first_doc_id = min(first for _, _, first in self.parts)
-            res.end_doc_id = max(first + n for _, n, first in self.parts)
-        res.duplicates = _count_duplicates(self.ws, self.ws.dataset_parts(self.dataset),
-                                           [self.ws.home / p for p, _, _ in self.parts])
-        qfile = self.quarantine.finish()
-        res.quarantine_file = str(qfile) if qfile else None
-        res.seconds = round(time.monotonic() - self.started, 3)
-        self._commit(res, reader, qfile)
+                           blank_lines=reader.blank, replaced_ingest=self.replacing)
+        hint = getattr(reader, "delimiter_hint", None)
+        if hint:
+            res.warnings.append(f"the header reads as one column {reader.columns[0]!r}, which holds "
+                                f"{'tabs' if hint == chr(9) else repr(hint) + 's'}; if that is the separator, "
+                                f"ingest again with {delimiter_flag(hint)} --replace")
+        con = duck.connect(self.ws)
+        try:
+            old = [self.ws.home / r[0] for r in self.ws.db.execute(
+                "SELECT path FROM parts WHERE dataset_id = ? AND ingest_id IS NOT ? ORDER BY first_doc_id",
+                (self.ds_id, self.replacing))]
+            if self.opts.id_col and self.parts:
+                self._duplicate_ids(con, res, old)
+            new = [self.ws.home / p for p, _, _ in self.parts]
+            res.duplicates = count_repeated_texts(con, old, new)
+            res.stored = sum(n for _, n, _ in self.parts)
+            res.quarantined = self.quarantine.count
+            res.quarantine_reasons = dict(self.quarantine.reasons)
+            res.redacted = dict(self.redactor.counts) if self.redactor else {}
+            res.parts = len(self.parts)
+            if self.parts:
+                res.first_doc_id = min(first for _, _, first in self.parts)
+                res.end_doc_id = max(first + n for _, n, first in self.parts)
+            qfile = self.quarantine.finish()
+            res.quarantine_file = str(qfile) if qfile else None
+            res.seconds = round(time.monotonic() - self.started, 3)
+            self._commit(res, reader, qfile, con)
+        finally:
+            con.close()
         return res
+
+    def _duplicate_ids(self, con, res: IngestResult, old: list[Path]) -> None:
+        """Find rows reusing an id and apply --on-duplicate-id (before anything is committed)."""
+        policy = self.opts.on_duplicate_id
+        dup = DuplicateIds.find(con, [self.ws.home / p for p, _, _ in self.parts], old, policy)
+        res.duplicate_ids, res.duplicate_ids_same_text = dup.count, dup.same_text
+        res.duplicate_id_examples, res.on_duplicate_id = dup.examples, policy
+        if not dup.drop_new and not dup.drop_old:
+            return
+        if policy == "quarantine":
+            for rec in dup.quarantined_rows(con, [self.ws.home / p for p, _, _ in self.parts]):
+                self.quarantine.add_record(rec)
+        else:
+            res.superseded = dup.drop_new
+        kept = []
+        for rel, n, first in self.parts:  # not registered yet: rewritten in place
+            drop = dup.drop_ids(con, self.ws.home / rel)
+            if not drop:
+                kept.append((rel, n, first))
+                continue
+            rows, new_first = rewrite_part(self.ws.home / rel, self.ws.home / rel, drop)
+            if rows:
+                kept.append((rel, rows, new_first))
+            else:
+                (self.ws.home / rel).unlink(missing_ok=True)
+        self.parts = kept
+        if policy == "keep-last":
+            registered = {str(self.ws.home / r[1]): r for r in self.ws.db.execute(
+                "SELECT id, path FROM parts WHERE dataset_id = ?", (self.ds_id,))}
+            for i, file in enumerate(dup.old_files(con)):
+                part_id, rel_old = registered[file]
+                rel = f"datasets/{self.dataset}/{_part_prefix(self.ingest_id)}k{i:05d}.parquet"
+                rows, new_first = rewrite_part(Path(file), self.ws.home / rel, dup.drop_ids(con, Path(file)))
+                self.rewrites.append((part_id, rel_old, rel if rows else None, rows, new_first))
+            res.removed_earlier = dup.drop_old
 
     def _add(self, source_row: int, doc: tuple) -> None:
         self.buf.append((*doc, source_row))
@@ -290,13 +496,54 @@ class _IngestRun:
         self.parts.append((rel, n, first))
         self._clear()
 
-    def _commit(self, res: IngestResult, reader: Reader, qfile: Path | None) -> None:
+    def _commit(self, res: IngestResult, reader: Reader, qfile: Path | None, con) -> None:
         import sqlite3
 
         ws, now = self.ws, time.time()
-        stats = {k: v for k, v in res.to_dict().items() if k not in ("dataset", "ingest_id", "source", "sha256")}
+        new = [ws.home / p for p, _, _ in self.parts]
         try:
             with ws.tx() as c:
+                removed_sql, removed_params = [], []
+                if self.replacing is not None:
+                    old = c.execute("SELECT quarantine_path FROM ingests WHERE id = ? AND status = 'done'",
+                                    (self.replacing,)).fetchone()
+                    if old is None:
+                        raise Conflict(f"ingest #{self.replacing}, which this one replaces, was replaced or removed "
+                                       "while this one ran.", fix="Look with: inhouse datasets show " + self.dataset)
+                    c.execute("UPDATE ingests SET status = 'replaced', quarantine_path = NULL, stats = "
+                              "json_set(stats, '$.replaced_by', ?) WHERE id = ?", (self.ingest_id, self.replacing))
+                    if old[0]:
+                        self.delete_after_commit.append(Path(old[0]))
+                    gone = c.execute("SELECT path, rows FROM parts WHERE ingest_id = ?", (self.replacing,)).fetchall()
+                    c.execute("DELETE FROM parts WHERE ingest_id = ?", (self.replacing,))
+                    self.delete_after_commit += [ws.home / r[0] for r in gone]
+                    res.replaced_documents = sum(r[1] for r in gone)
+                    if gone:
+                        removed_sql.append("SELECT doc_id, source_id, source_row, text_hash FROM read_parquet(?)")
+                        removed_params.append([str(ws.home / r[0]) for r in gone])
+                for part_id, rel_old, rel_new, rows, first in self.rewrites:
+                    if rel_new is None:
+                        cur = c.execute("DELETE FROM parts WHERE id = ? AND path = ?", (part_id, rel_old))
+                    else:
+                        cur = c.execute("UPDATE parts SET path = ?, rows = ?, first_doc_id = ? WHERE id = ? AND path = ?",
+                                        (rel_new, rows, first, part_id, rel_old))
+                    if cur.rowcount != 1:
+                        raise Conflict(f"another ingest changed {rel_old} while this one ran.",
+                                       fix="Run the ingest again.")
+                    self.delete_after_commit.append(ws.home / rel_old)
+                if self.rewrites:
+                    removed_sql.append("SELECT doc_id, source_id, source_row, text_hash FROM read_parquet(?)"
+                                       " WHERE doc_id IN (SELECT doc_id FROM dup_drop WHERE NOT is_new)")
+                    removed_params.append([str(ws.home / r[1]) for r in self.rewrites])
+                if removed_sql:
+                    labels = [(r[0], bool(r[1])) for r in c.execute(
+                        "SELECT doc_id, undone_at IS NULL FROM labels WHERE dataset_id = ?", (self.ds_id,))]
+                    carry = carry_labels(con, labels, " UNION ALL ".join(removed_sql), removed_params, new)
+                    c.executemany("UPDATE labels SET doc_id = ? WHERE dataset_id = ? AND doc_id = ?",
+                                  [(n, self.ds_id, o) for o, n in carry.moves])
+                    res.user_labels_on_removed, res.user_labels_carried = carry.referring, carry.carried
+                    res.user_labels_dropped = carry.dropped
+                stats = {k: v for k, v in res.to_dict().items() if k not in ("dataset", "ingest_id", "source", "sha256")}
                 for rel, n, first in self.parts:
                     c.execute("INSERT INTO parts (dataset_id, ingest_id, path, rows, first_doc_id) VALUES (?, ?, ?, ?, ?)",
                               (self.ds_id, self.ingest_id, rel, n, first))
@@ -306,41 +553,23 @@ class _IngestRun:
                            res.end_doc_id, self.ingest_id))
                 columns = _merge_columns(ws, self.ds_id, self.opts, reader.columns)
                 c.execute("UPDATE datasets SET columns = ? WHERE id = ?", (json_dumps(columns), self.ds_id))
-                ws.audit("ingest", self.dataset, ingest_id=self.ingest_id, file=res.source,
-                         stored=res.stored, quarantined=res.quarantined)
+                ws.audit("ingest", self.dataset, ingest_id=self.ingest_id, file=res.source, stored=res.stored,
+                         quarantined=res.quarantined, replaced=self.replacing, removed_earlier=res.removed_earlier,
+                         user_labels_dropped=res.user_labels_dropped)
         except sqlite3.IntegrityError:
             # another process finished ingesting the same bytes first (unique index ingests_once)
+            self.delete_after_commit = []
             other = ws.db.execute("SELECT id FROM ingests WHERE dataset_id = ? AND source_sha256 = ? AND status = 'done'",
                                   (self.ds_id, res.sha256)).fetchone()
             _abandon(ws, self.dataset, self.ingest_id, "the same file was ingested concurrently", status="skipped")
             res.skipped, res.stored, res.quarantine_file = True, 0, None
             res.note = f"the same file was ingested at the same time as ingest #{other[0] if other else '?'}; nothing was added."
 
-
-class _Converter:
-    """Turns a row's values into document fields, or raises _BadRow(reason, detail)."""
-
-    def __init__(self, opts: IngestOptions, columns: list[str], redactor: Redactor | None):
-        self.opts, self.redactor = opts, redactor
-        self.mapped = {c for c in (opts.text_col, opts.label_col, opts.time_col, opts.id_col, opts.split_col) if c}
-
-    def __call__(self, values: dict[str, Any]) -> tuple:
-        o = self.opts
-        text = _text(values.get(o.text_col), o)
-        labels = _labels(values.get(o.label_col), o.label_sep) if o.label_col else []
-        t = None
-        if o.time_col:
-            try:
-                t = parse_time(values.get(o.time_col))
-            except ValueError as e:
-                raise _BadRow("bad timestamp", f"column {o.time_col!r}: {e}") from None
-        split = _opt_str(values.get(o.split_col)) if o.split_col else None
-        source_id = _opt_str(values.get(o.id_col)) if o.id_col else None
-        meta = {k: v for k, v in values.items() if k not in self.mapped}
-        if self.redactor:
-            text = self.redactor(text)
-            meta = self.redactor.value(meta)
-        return text, labels, t, split, source_id, _META_JSON(meta) if meta else "{}"
+    def delete_replaced_files(self) -> None:
+        """After the commit: the files of replaced or rewritten parts (a crash here leaves garbage the next ingest removes)."""
+        for p in self.delete_after_commit:
+            p.unlink(missing_ok=True)
+        self.delete_after_commit = []
 
 
 class _Quarantine:
@@ -367,6 +596,15 @@ class _Quarantine:
         self.count += 1
         self.reasons[problem[0]] += 1
 
+    def add_record(self, rec: dict) -> None:
+        """A ready record (row, line, reason, detail, raw) whose raw is already redacted."""
+        if self._f is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.tmp, "w", encoding="utf-8")
+        self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        self.count += 1
+        self.reasons[rec["reason"]] += 1
+
     def finish(self) -> Path | None:
         if self._f is None:
             return None
@@ -377,105 +615,27 @@ class _Quarantine:
         return self.final
 
 
-# ---------------------------------------------------------- values ----
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_US = timedelta(microseconds=1)
-_NUMERIC = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
-_MIN_S, _MAX_S = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31
-
-
-def parse_time(value: Any) -> int | None:
-    """Microseconds since 1970 (UTC) from ISO 8601, a date, or epoch seconds; None when empty.
-
-    Naive times are taken as UTC; an 8-digit number is a basic ISO date (20240105).
-
-    >>> parse_time("2024-01-05T10:00:00+02:00"), parse_time("1704448800"), parse_time("")
-    (1704441600000000, 1704448800000000, None)
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        s = value.strip()
-        if not s:
-            return None
-        if _NUMERIC.match(s) and not (len(s) == 8 and s.isdigit()):
-            return _epoch_us(float(s))
-        try:
-            return _datetime_us(datetime.fromisoformat(s))
-        except ValueError:
-            raise ValueError(f"{value!r} is neither ISO 8601 (2024-01-05, 2024-01-05T10:00:00+02:00) "
-                             "nor epoch seconds") from None
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, (int, float)):
-        return _epoch_us(value)
-    if isinstance(value, datetime):
-        return _datetime_us(value)
-    if isinstance(value, date):
-        return _datetime_us(datetime(value.year, value.month, value.day))
-    raise ValueError(f"a {type(value).__name__} is not a time")
-
-
-def _epoch_us(seconds: float) -> int:
-    if isinstance(seconds, float) and not math.isfinite(seconds) or not _MIN_S <= seconds <= _MAX_S:
-        hint = " (milliseconds? divide by 1000)" if isinstance(seconds, (int, float)) and abs(seconds) > _MAX_S else ""
-        raise ValueError(f"{seconds!r} is out of range for epoch seconds{hint}")
-    return int(seconds) * 1_000_000 if float(seconds).is_integer() else round(seconds * 1_000_000)
-
-
-def _datetime_us(d: datetime) -> int:
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
-    return (d - _EPOCH) // _US
-
-
-def _text(v: Any, o: IngestOptions) -> str:
-    if v is None:
-        raise _BadRow("missing text", f"no value in column {o.text_col!r}")
-    if isinstance(v, bytes):
-        try:
-            v = v.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _BadRow("undecodable bytes", f"column {o.text_col!r} is not valid utf-8 at byte {e.start}") from None
-    if not isinstance(v, str):
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = str(v)
-        else:
-            raise _BadRow("text not a string", f"column {o.text_col!r} holds a {type(v).__name__}")
-    if not v.strip():
-        raise _BadRow("empty text", f"column {o.text_col!r} is empty")
-    if len(v) > o.max_chars:
-        raise _BadRow("text too long", f"{len(v):,} characters, over --max-chars {o.max_chars:,}")
-    return v
-
-
-def _labels(v: Any, sep: str | None) -> list[str]:
-    if v is None:
-        return []
-    if isinstance(v, str):
-        items = v.split(sep) if sep else [v]
-    elif isinstance(v, (list, tuple)):
-        items = ["" if x is None else str(x) for x in v]
-    elif isinstance(v, (int, float, bool)):
-        items = [str(v)]
-    else:
-        raise _BadRow("bad label", f"a {type(v).__name__} is not a label or a list of labels")
-    return list(dict.fromkeys(s for x in items if (s := x.strip())))
-
-
-def _opt_str(v: Any) -> str | None:
-    if v is None:
-        return None
-    s = v.strip() if isinstance(v, str) else str(v)
-    return s or None
+def _check_quarantine_share(res: IngestResult, opts: IngestOptions, path: Path) -> None:
+    """Set ``res.error`` when more than ``max_quarantine_share`` of the rows read were quarantined."""
+    if res.skipped or not res.read or res.quarantined / res.read <= opts.max_quarantine_share:
+        return
+    share = res.quarantined / res.read
+    top = ", ".join(f"{r} {n:,}" for r, n in sorted(res.quarantine_reasons.items(), key=lambda x: -x[1])[:3])
+    hint = ""
+    if res.quarantine_reasons.get("undecodable bytes", 0) * 2 > res.quarantined:
+        hint = " Most were not valid text in the encoding used: check --encoding (see a row's detail for a guess)."
+    elif res.quarantine_reasons.get("wrong field count", 0) * 2 > res.quarantined:
+        hint = " Most had the wrong number of fields: check --delimiter."
+    res.error = (f"{path.name}: {res.quarantined:,} of {res.read:,} rows ({share:.1%}) were quarantined ({top}), "
+                 f"over --max-quarantine-share {opts.max_quarantine_share:g}. The {res.stored:,} good rows ARE stored "
+                 f"in {res.dataset!r} as ingest #{res.ingest_id}; the quarantined rows are in {res.quarantine_file}."
+                 f"{hint} To undo: inhouse datasets rm {res.dataset} (or fix the options and run the ingest again "
+                 f"with --replace); to accept this share next time: --max-quarantine-share 1.0")
 
 
 # ---------------------------------------------------------- helpers ----
 
 def reader_format(path: Path) -> str:
-    from .readers import detect_format
-
     fmt, compressed = detect_format(path)
     return fmt + (".gz" if compressed else "")
 
@@ -492,13 +652,27 @@ def _check_file(path: Path) -> Path:
     return path.resolve()
 
 
-def _check_columns(reader: Reader, path: Path, opts: IngestOptions) -> None:
+def _check_columns(reader: Reader, path: Path, opts: IngestOptions) -> list[tuple[str, str]]:
+    """Fail at once on a column the file does not have; return JSONL columns to look for in the rest of the file.
+
+    A JSONL key may first appear after the lines the reader sampled: a mapped
+    column other than the text missing from the sample is looked for while
+    reading, and the ingest fails (nothing stored) if no line has it.
+    """
     if getattr(reader, "sampled_objects", None) == 0:
-        return  # JSONL whose first lines are all unreadable: every row will be quarantined with its reason
+        return []  # JSONL whose first lines are all unreadable: every row will be quarantined with its reason
+    deferred = []
     for attr, flag in opts.flags().items():
         col = getattr(opts, attr)
-        if col is not None and col not in reader.columns:
+        if col is None or col in reader.columns:
+            continue
+        if getattr(reader, "sample_complete", True) is False and attr != "text_col":
+            deferred.append((col, flag))
+        elif reader.delimiter_hint:
+            raise DelimiterMismatch(path.name, col, reader.columns, flag, reader.delimiter, reader.delimiter_hint)
+        else:
             raise ColumnNotFound(path.name, col, reader.columns, flag)
+    return deferred
 
 
 def _ensure_dataset(ws: Workspace, name: str) -> int:
@@ -513,7 +687,8 @@ def _start_ingest(ws: Workspace, ds_id: int, path: Path, sha: str, opts: IngestO
             "INSERT INTO ingests (dataset_id, source_path, source_sha256, source_size, options, started_at, status,"
             " stats, user) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             (ds_id, str(path), sha, path.stat().st_size, json_dumps(asdict(opts)), time.time(),
-             json_dumps({"pid": os.getpid(), "host": socket.gethostname()}), current_user()))
+             json_dumps({"pid": os.getpid(), "pid_started": process_start_ticks(os.getpid()),
+                         "host": socket.gethostname()}), current_user()))
         return int(cur.lastrowid)
 
 
@@ -542,28 +717,6 @@ def _abandon(ws: Workspace, dataset: str, ingest_id: int, error: str, status: st
                       (status, time.time(), json_dumps({"error": error}), ingest_id))
     except Exception:  # pragma: no cover - best effort while another error is on its way up
         pass
-
-
-def _count_duplicates(ws: Workspace, old: list[Path], new: list[Path]) -> int:
-    """Rows of ``new`` whose text is in ``old`` or earlier in ``new`` (DuckDB, spills to disk)."""
-    if not new:
-        return 0
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.execute(f"SET temp_directory = '{ws.dir('tmp')}'")
-        con.execute("SET memory_limit = '1GB'")
-        n_new = con.execute("SELECT COUNT(*) FROM read_parquet(?)", [[str(p) for p in new]]).fetchone()[0]
-        q = "SELECT COUNT(*) FROM (SELECT DISTINCT text_hash FROM read_parquet(?)) n"
-        params: list = [[str(p) for p in new]]
-        if old:
-            q += " WHERE NOT EXISTS (SELECT 1 FROM read_parquet(?) o WHERE o.text_hash = n.text_hash)"
-            params.append([str(p) for p in old])
-        fresh = con.execute(q, params).fetchone()[0]
-    finally:
-        con.close()
-    return int(n_new - fresh)
 
 
 def _merge_columns(ws: Workspace, ds_id: int, opts: IngestOptions, columns: list[str]) -> dict:

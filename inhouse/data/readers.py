@@ -21,28 +21,21 @@ the physical line where the row starts.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import gzip
 import itertools
 import json
-import zlib
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 from ..errors import InputError
+from .csvspans import MAX_RECORD_LINES, CsvReader
+from .textlines import LineReader, Reader, Row, check_encoding
+
+__all__ = ["CsvReader", "JsonlReader", "LineReader", "ParquetReader", "Reader", "Row", "TextReader",
+           "check_encoding", "detect_format", "open_reader"]
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".txt": "txt"}
 SUPPORTED = ".csv, .tsv, .jsonl, .ndjson, .parquet, .txt (the text formats also as .gz)"
 JSONL_SAMPLE = 1000  # lines read to learn a JSONL file's keys
-
-
-class Row(NamedTuple):
-    row: int
-    line: int | None
-    values: dict[str, Any] | None
-    raw: str | None  # the source text of the row, for the quarantine (None: use values)
-    problem: tuple[str, str] | None  # (reason, detail) when the row could not be read
 
 
 def detect_format(path: Path) -> tuple[str, bool]:
@@ -67,175 +60,46 @@ def detect_format(path: Path) -> tuple[str, bool]:
     return fmt, compressed
 
 
-def open_reader(path: Path, *, encoding: str = "utf-8", line_limit: int = 8 << 20,
-                batch_rows: int = 10_000) -> "Reader":
-    """The reader for ``path``, chosen by its extension, with its columns read."""
+def open_reader(path: Path, *, encoding: str = "utf-8", line_limit: int = 8 << 20, batch_rows: int = 10_000,
+                delimiter: str | None = None, max_record_lines: int = MAX_RECORD_LINES) -> Reader:
+    """The reader for ``path``, chosen by its extension, with its columns read.
+
+    ``delimiter`` and ``max_record_lines`` apply to CSV/TSV (see :mod:`inhouse.data.csvspans`).
+    """
     fmt, compressed = detect_format(path)
     if fmt == "parquet":
         return ParquetReader(path, batch_rows)
-    cls = {"csv": CsvReader, "tsv": CsvReader, "jsonl": JsonlReader, "txt": TextReader}[fmt]
+    if fmt in ("csv", "tsv"):
+        return CsvReader(path, fmt, compressed, encoding, line_limit, delimiter=delimiter,
+                         max_record_lines=max_record_lines)
+    cls = {"jsonl": JsonlReader, "txt": TextReader}[fmt]
     return cls(path, fmt, compressed, encoding, line_limit)
 
 
-class Reader:
-    """Base: ``columns``, ``rows()``, ``position()`` (progress) and ``close()``."""
+class JsonlReader(LineReader):
+    """One JSON object per line.
 
-    columns: list[str]
-    unit = "B"
-    blank = 0
-
-    def rows(self) -> Iterator[Row]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def position(self) -> int:
-        return 0
-
-    @property
-    def total(self) -> int | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-class _LineReader(Reader):
-    """Reads a (possibly gzipped) text file line by line, in bytes, decoding each line."""
-
-    def __init__(self, path: Path, fmt: str, compressed: bool, encoding: str, line_limit: int):
-        self.path, self.fmt, self.encoding, self.line_limit = path, fmt, encoding, line_limit
-        self._size = path.stat().st_size
-        self._raw = open(path, "rb")
-        self._fh = gzip.GzipFile(fileobj=self._raw, mode="rb") if compressed else self._raw
-        self._first = True
-
-    @property
-    def total(self) -> int:
-        return self._size
-
-    def position(self) -> int:
-        return self._raw.tell()
-
-    def close(self) -> None:
-        self._fh.close()
-        self._raw.close()
-
-    def _readline(self) -> bytes:
-        try:
-            return self._fh.readline(self.line_limit)
-        except (OSError, EOFError, zlib.error) as e:
-            raise InputError(f"{self.path.name}: the compressed data is damaged ({e}).",
-                             fix="Compress the file again, or ingest it uncompressed.") from None
-
-    def lines(self) -> Iterator[tuple[str, tuple[str, str] | None]]:
-        """Yield ``(text, problem)`` for each physical line, line ending included."""
-        enc, limit = self.encoding, self.line_limit
-        while True:
-            b = self._readline()
-            if not b:
-                return
-            problem = None
-            if len(b) >= limit and not b.endswith(b"\n"):
-                size = len(b)
-                while (more := self._readline()) and not more.endswith(b"\n"):
-                    size += len(more)
-                size += len(more)
-                problem = ("line too long", f"the line has {size:,} bytes, over the {limit:,}-byte limit")
-                text = b[:2000].decode(enc, "backslashreplace") + "..."
-            else:
-                try:
-                    text = b.decode(enc)
-                except UnicodeDecodeError as e:
-                    text = b.decode(enc, "backslashreplace")
-                    problem = ("undecodable bytes", f"bytes that are not valid {enc} at byte {e.start} of the line")
-            if self._first:
-                self._first = False
-                if text.startswith("\ufeff"):
-                    text = text[1:]
-            yield text, problem
-
-
-class CsvReader(_LineReader):
-    """CSV or TSV with a header line; quoted fields may span lines."""
+    The columns are the keys seen so far: those of the first 1,000 lines when
+    the reader opens (``sample_complete`` says whether that was the whole
+    file), growing as later lines bring new keys, so a key that first appears
+    at line 5,000 is kept like any other.
+    """
 
     def __init__(self, *args: Any):
         super().__init__(*args)
-        self._buf: list[str] = []
-        self._problem: tuple[str, str] | None = None
-        self._line = 0
-        field_limit = max(self.line_limit, 1 << 17)
-        if csv.field_size_limit() < field_limit:
-            csv.field_size_limit(field_limit)
-        delimiter = "\t" if self.fmt == "tsv" else ","
-        self._reader = csv.reader(self._feed(), delimiter=delimiter, strict=True)
-        try:
-            header = next(self._reader)
-        except StopIteration:
-            raise InputError(f"{self.path.name}: the file has no header line (it is empty).",
-                             fix="Check that the export finished, then ingest it again.") from None
-        except csv.Error as e:
-            raise InputError(f"{self.path.name}: the header line is malformed ({e}).",
-                             fix="The first line must name the columns, e.g. text,label") from None
-        if self._problem:
-            raise InputError(f"{self.path.name}: the header line has {self._problem[1]}.",
-                             fix="Save the file as UTF-8, or pass --encoding (e.g. --encoding cp1252).")
-        dupes = sorted({c for c in header if header.count(c) > 1})
-        if dupes:
-            raise InputError(f"{self.path.name}: the header names {dupes} more than once; columns are {header}.",
-                             fix="Give every column a distinct name.")
-        self.columns = header
-        self._buf.clear()
-
-    def _feed(self) -> Iterator[str]:
-        for text, problem in self.lines():
-            self._line += 1
-            self._buf.append(text)
-            if problem and self._problem is None:
-                self._problem = problem
-            yield "\n" if problem and problem[0] == "line too long" else text
-
-    def rows(self) -> Iterator[Row]:
-        n, header, buf = len(self.columns), self.columns, self._buf
-        row = 0
-        while True:
-            try:
-                rec = next(self._reader)
-                error = None
-            except StopIteration:
-                return
-            except csv.Error as e:
-                rec, error = None, ("malformed row", f"{e} (an unbalanced quote?)")
-            raw = "".join(buf)
-            line = self._line - len(buf) + 1
-            buf.clear()
-            problem, self._problem = self._problem, None
-            if error is None and problem is None and not raw.strip():
-                self.blank += 1
-                continue
-            row += 1
-            problem = problem or error
-            if problem is None and len(rec) != n:
-                problem = ("wrong field count", f"expected {n} fields {header}, found {len(rec)}")
-            if problem:
-                yield Row(row, line, None, raw, problem)
-            else:
-                yield Row(row, line, dict(zip(header, rec)), raw, None)
-
-
-class JsonlReader(_LineReader):
-    """One JSON object per line; the columns are the keys of the first lines."""
-
-    def __init__(self, *args: Any):
-        super().__init__(*args)
+        self._seen: dict[str, Any] = {}
         self._rows = self._parse()
         self._sample = list(itertools.islice(self._rows, JSONL_SAMPLE))
-        keys: dict[str, None] = {}
-        for r in self._sample:
-            if r.values:
-                keys.update(dict.fromkeys(r.values))
-        self.columns = list(keys)
+        self.sample_complete = len(self._sample) < JSONL_SAMPLE
+        self.sample_columns = list(self._seen)
         self.sampled_objects = sum(r.values is not None for r in self._sample)
 
+    @property
+    def columns(self) -> list[str]:
+        return list(self._seen)
+
     def _parse(self) -> Iterator[Row]:
+        seen = self._seen
         for line, (text, problem) in enumerate(self.lines(), start=1):
             if problem:
                 yield Row(line, line, None, text, problem)
@@ -252,6 +116,8 @@ class JsonlReader(_LineReader):
                 kind = type(obj).__name__
                 yield Row(line, line, None, text, ("malformed row", f"expected a JSON object, found a {kind}"))
                 continue
+            if len(obj) > len(seen) or not seen.keys() >= obj.keys():
+                seen.update(dict.fromkeys(obj))
             yield Row(line, line, obj, text, None)
 
     def rows(self) -> Iterator[Row]:
@@ -260,7 +126,7 @@ class JsonlReader(_LineReader):
         yield from self._rows
 
 
-class TextReader(_LineReader):
+class TextReader(LineReader):
     """Plain text: every non-blank line is one document, in the column ``text``."""
 
     columns = ["text"]
@@ -325,17 +191,3 @@ def _one_record(batch, i: int) -> dict | Exception:
         return batch.slice(i, 1).to_pylist()[0]
     except Exception as e:
         return e
-
-
-def check_encoding(encoding: str) -> str:
-    """The codec's canonical name, if it can be read line by line (ASCII-compatible)."""
-    try:
-        info = codecs.lookup(encoding)
-    except LookupError:
-        raise InputError(f"unknown encoding {encoding!r}.", fix="Use e.g. utf-8, cp1252 or latin-1.") from None
-    if info.name == "utf-8-sig":
-        return "utf-8"  # a leading byte-order mark is dropped anyway
-    if "\n,\t\"{}".encode(info.name) != b"\n,\t\"{}":
-        raise InputError(f"encoding {encoding!r} is not ASCII-compatible, so lines cannot be split safely.",
-                         fix=f"Convert the file first: iconv -f {encoding} -t utf-8 FILE > FILE.utf8.csv")
-    return info.name

@@ -19,6 +19,7 @@ import contextlib
 import getpass
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -60,10 +61,15 @@ class Workspace:
     """A workspace folder: SQLite metadata plus Parquet bulk data.
 
     Safe for several processes at once: SQLite runs in WAL mode with a busy
-    timeout, writers take ``BEGIN IMMEDIATE``, and files are renamed into place.
+    timeout, writers take ``BEGIN IMMEDIATE`` (retried with backoff when SQLite
+    answers "database is locked" without waiting), files are renamed into place,
+    and creating or migrating the database happens under a file lock
+    (``.init.lock``), so processes racing on a fresh folder take turns.
     """
 
     DB_NAME = "inhouse.db"
+    LOCK_NAME = ".init.lock"
+    BUSY_RETRIES = 8  # attempts after the first, backing off 0.05 s .. ~3 s
 
     def __init__(self, home: str | os.PathLike):
         self.home = Path(home).expanduser().resolve()
@@ -90,8 +96,29 @@ class Workspace:
         self.home.mkdir(parents=True, exist_ok=True)
         for sub in ("datasets", "embeddings", "models", "quarantine", "runs", "tmp"):
             (self.home / sub).mkdir(exist_ok=True)
-        self.migrate()
+        with self.init_lock():
+            self.migrate()
         return self
+
+    @contextlib.contextmanager
+    def init_lock(self) -> Iterator[None]:
+        """Hold ``home/.init.lock`` (an exclusive ``flock``) while the database is created or migrated.
+
+        Switching a new database to WAL and creating its tables need exclusive
+        access that SQLite's busy timeout does not always wait for; with the
+        lock, processes opening a fresh workspace at once simply take turns.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: rely on the retries alone
+            yield
+            return
+        fd = os.open(self.home / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     # -- database
     @property
@@ -100,18 +127,35 @@ class Workspace:
         if conn is None:
             conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=60000")
+            # a fresh file's switch to WAL can answer "locked" at once, whatever the busy timeout
+            self._retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
 
+    def _retry_busy(self, action):
+        """Run ``action``; when SQLite says the database is locked/busy, retry with jittered backoff."""
+        for attempt in range(self.BUSY_RETRIES + 1):
+            try:
+                return action()
+            except sqlite3.OperationalError as e:
+                msg = str(e).lower()
+                if attempt == self.BUSY_RETRIES or not ("locked" in msg or "busy" in msg):
+                    raise
+                time.sleep(min(3.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that other processes wait for, not trample."""
+        """A write transaction that other processes wait for, not trample.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front (waiting up to the busy
+        timeout); the rare "database is locked" SQLite returns without waiting is
+        retried a bounded number of times before it is raised.
+        """
         conn = self.db
-        conn.execute("BEGIN IMMEDIATE")
+        self._retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             yield conn
         except BaseException:
