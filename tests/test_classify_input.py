@@ -69,7 +69,8 @@ def test_every_row_comes_back_in_order_numbered_like_ingest(model_home, run_cli,
     assert all(x["error"] is None and 0 < x["score"] <= 1 for x in (rows[0], rows[1], rows[5]))
 
     # ingest numbers the same file the same way: its stored rows, classified as a dataset, match
-    r = run_cli("--home", model_home, "ingest", src, "--dataset", "mix", "--id-col", "id", "--json")
+    r = run_cli("--home", model_home, "ingest", src, "--dataset", "mix", "--id-col", "id", "--json",
+                "--max-quarantine-share", "1")  # half the rows are bad on purpose
     assert r.exit_code == 0 and r.json["stored"] == 3 and r.json["quarantined"] == 3, r.stderr
     r = run_cli("--home", model_home, "classify", "h", "--dataset", "mix", "--output", tmp_path / "d.jsonl")
     assert r.exit_code == 0, r.stderr
