@@ -1,7 +1,7 @@
 """The linear head of a classifier version: softmax (one label) or sigmoid (several) over embeddings.
 
     >>> h = Head(np.eye(2, dtype=np.float32), np.zeros(2, np.float32))
-    >>> h.proba(np.array([[3.0, 0.0]])).round(3).tolist()
+    >>> np.round(h.proba(np.array([[3.0, 0.0]])).astype(float), 3).tolist()
     [[0.953, 0.047]]
 """
 

@@ -58,7 +58,7 @@ def topic_keywords(texts: list[str], labels: np.ndarray, n_topics: int, *, top: 
     ``card arrive``), which keeps the list diverse.
 
     >>> topic_keywords(["card lost", "lost my card", "refund please", "want a refund"], np.array([0, 0, 1, 1]), 2, top=2)
-    [['lost', 'card'], ['refund', 'want']]
+    [['card', 'lost'], ['refund', 'want']]
     """
     import scipy.sparse as sp
     from sklearn.feature_extraction.text import CountVectorizer
