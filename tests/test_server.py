@@ -259,3 +259,122 @@ def _wait_job(c, job_id: int, timeout: float = 240) -> dict:
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_openai_client_against_the_live_server(served):
+    import base64
+
+    import numpy as np
+    from openai import OpenAI
+
+    server, tokens, _ = served
+    client = OpenAI(base_url=server.url + "/v1", api_key=tokens["viewer"], max_retries=0, timeout=120)
+    ids = {m.id for m in client.models.list().data}
+    assert {"intents@1", "intents@production", "minilm-l6", "smollm2-135m"} <= ids
+    one = client.embeddings.create(model="minilm-l6", input="where is my card")  # the client asks for base64
+    many = client.embeddings.create(model="minilm-l6", input=["where is my card", "exchange rate"],
+                                    encoding_format="float")
+    assert len(one.data[0].embedding) == 384 and len(many.data) == 2
+    assert np.allclose(one.data[0].embedding, many.data[0].embedding, atol=1e-5)
+    assert abs(np.linalg.norm(many.data[1].embedding) - 1) < 1e-3
+    chat = client.chat.completions.create(model="smollm2-135m", max_tokens=12, temperature=0,
+                                          messages=[{"role": "user", "content": "Say hello."}])
+    assert chat.choices[0].message.content.strip() and chat.model == "smollm2-135m"
+    assert chat.usage.completion_tokens <= 12
+    pieces = list(client.chat.completions.create(model="smollm2-135m", max_tokens=8, stream=True, stop=["\n\n"],
+                                                 messages=[{"role": "user", "content": "Count to three."}]))
+    assert len(pieces) >= 2 and "".join(p.choices[0].delta.content or "" for p in pieces).strip()
+    cls = client.post("/classifications", cast_to=object,
+                      body={"model": "intents@production", "input": ["my card was stolen"]})
+    assert cls["model"] == "intents@1" and cls["data"][0]["label"] == "lost_or_stolen_card" and len(cls["sha256"]) == 64
+    import openai
+
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-encoder", input="x")
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).models.list()
+    raw = base64.b64decode(server.client(tokens["viewer"]).post(
+        "/v1/embeddings", json={"model": "minilm-l6", "input": "x", "encoding_format": "base64"}).json()["data"][0]["embedding"])
+    assert len(raw) == 384 * 4
+
+
+def test_jobs_stream_progress_events_and_can_be_cancelled(served):
+    server, tokens, _ = served
+    with server.client(tokens["editor"]) as c:
+        job = c.post("/datasets/b5/embeddings", json={"model": "wordllama"}).json()
+        events = []
+        with c.stream("GET", f"/jobs/{job['job_id']}/events") as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line[7:])
+        assert events[-1] == "end" and "progress" in events
+        done = c.get(f"/jobs/{job['job_id']}").json()
+        assert done["status"] == "done" and done["result"]["documents"] == 100
+        assert any(t["desc"].startswith("embedding") for t in done["progress"]["tasks"])
+        first = c.post("/training", json={"dataset": "b5", "name": "slow", "method": "full", "max_steps": 500,
+                                          "batch_size": 8}).json()
+        queued = c.post("/training", json={"dataset": "b5", "name": "never", "method": "head"}).json()
+        assert c.post(f"/jobs/{queued['job_id']}/cancel").json()["status"] == "cancelled"
+        _wait_running(c, first["job_id"])
+        c.post(f"/jobs/{first['job_id']}/cancel")
+        assert _wait_job(c, first["job_id"], 60)["status"] == "cancelled"
+        assert c.post(f"/jobs/{first['job_id']}/cancel").status_code == 409
+        assert c.get("/models", params={"name": "never"}).json()["models"] == []
+        runs = c.get("/runs").json()
+        assert any(t["kind"] == "embed" for t in runs["totals"]) and runs["job_costs"]
+
+
+def _wait_running(c, job_id: int, timeout: float = 120) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.get(f"/jobs/{job_id}").json()
+        if job["status"] == "running" and job["progress"].get("tasks"):
+            return job
+        assert job["status"] in ("queued", "running"), job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never ran")
+
+
+def test_tokens_cli_revoke_and_audit(served, run_cli):
+    server, tokens, home = served
+    temp = create_token(home, "temp-bot", "viewer")
+    with server.client(temp) as c:
+        assert c.get("/datasets").status_code == 200
+    r = run_cli("--home", home, "tokens", "list", "--json")
+    listed = {t["name"]: t for t in r.json["tokens"]}
+    assert listed["temp-bot"]["role"] == "viewer" and "token" not in listed["temp-bot"]
+    assert temp not in (home / "inhouse.db").read_bytes().decode("latin-1")  # only the hash is stored
+    assert run_cli("--home", home, "tokens", "revoke", "temp-bot").exit_code == 0
+    import time
+
+    time.sleep(2.2)  # the server caches a verified token for 2 s
+    with server.client(temp) as c:
+        assert c.get("/datasets").status_code == 401
+    assert run_cli("--home", home, "tokens", "create", "admin-user", "--role", "admin").exit_code == 8  # exists
+    with server.client(tokens["admin"]) as admin, server.client(tokens["editor"]) as editor:
+        made = admin.post("/tokens", json={"name": "api-made", "role": "editor"}).json()
+        assert made["token"].startswith("ih_")
+        assert editor.post("/tokens", json={"name": "x", "role": "admin"}).status_code == 403
+        assert editor.get("/audit").status_code == 403
+        events = admin.get("/audit", params={"action": "token."}).json()["events"]
+        assert {("token.create", "api-made", "admin-user"), ("token.revoke", "temp-bot")} <= \
+            {(e["action"], e["target"], e["user"]) for e in events} | {(e["action"], e["target"]) for e in events}
+    out = run_cli("--home", home, "audit", "--action", "token.", "--json").json["events"]
+    assert any(e["target"] == "api-made" and e["user"] == "admin-user" for e in out)
+
+
+def test_binding_beyond_loopback_without_a_token_refuses_to_start(tmp_path, run_cli):
+    r = run_cli("--home", tmp_path / "empty", "serve", "--host", "0.0.0.0", "--port", "1")
+    assert r.exit_code == 2 and "inhouse tokens create" in r.stderr
+
+
+def test_docs_are_served_offline(served):
+    server, _, _ = served
+    with server.client() as c:
+        html = c.get("/docs").text
+        assert "/docs-static/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
+        assert c.get("/docs-static/swagger-ui-bundle.js").status_code == 200
+        assert c.get("/openapi.json").json()["info"]["title"] == "inhouse"

@@ -16,6 +16,23 @@ from .common import Body, JobAccepted, accepted, ws_of
 from .errors import from_exception
 
 router = APIRouter()
+
+
+class DuplexStreamingResponse(StreamingResponse):
+    """Streams the answer while the request body is still being read.
+
+    Starlette's own response listens for a disconnect by reading the request,
+    which would swallow the body this route reads line by line; here a gone
+    client shows up as a failed send instead.
+    """
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.stream_response(send)
+        except OSError:
+            from starlette.requests import ClientDisconnect
+
+            raise ClientDisconnect() from None
 Text = Field(..., max_length=1_000_000, description="Longer than the model reads: truncated, and the answer says so.")
 
 
@@ -129,7 +146,7 @@ async def classify_stream(request: Request, model: str = Query(..., max_length=3
                               "status": status}) + "\n"
 
     head = s.describe()
-    return StreamingResponse(out(), media_type="application/x-ndjson",
+    return DuplexStreamingResponse(out(), media_type="application/x-ndjson",
                              headers={"X-Inhouse-Model": head["model"], "X-Inhouse-Sha256": head["sha256"],
                                       "X-Inhouse-Runtime": head["runtime"]})
 
