@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Path, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from ..workspace.store import Workspace
 from . import jobs
 
 PAGE_MAX = 1000
+BIG = 2**62  # SQLite integers are 64-bit: larger numbers are an input error, not an overflow
+Id = Annotated[int, Path(ge=1, le=BIG, description="A positive id.")]
 
 
 class Body(BaseModel):

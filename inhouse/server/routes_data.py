@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import Field, model_validator
@@ -15,10 +14,9 @@ from pydantic import Field, model_validator
 from ..data import datasets as datasets_api
 from ..data import ingest as ingest_api
 from ..data import labels as labels_api
-from ..errors import InputError, NotFound, UsageError
-from ..workspace.files import text_hash
+from ..errors import InputError, UsageError
 from .auth import role
-from .common import Body, JobAccepted, accepted, clean, page, ws_of
+from .common import BIG, Body, Id, JobAccepted, accepted, clean, page, ws_of
 
 router = APIRouter()
 UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".txt", ".csv.gz", ".tsv.gz", ".jsonl.gz",
@@ -215,7 +213,7 @@ def topic_runs(request: Request, name: str) -> dict:
 
 @router.get("/datasets/{name}/topics/{run_id}", tags=["topics"], summary="One discovery run with its topics",
             **role("viewer"))
-def topic_run(request: Request, name: str, run_id: int) -> dict:
+def topic_run(request: Request, name: str, run_id: Id) -> dict:
     from ..topics.runs import load_discovery
 
     return load_discovery(ws_of(request), name, run_id).to_dict()
@@ -233,9 +231,10 @@ def start_discovery(request: Request, name: str, body: DiscoverRequest) -> JobAc
 
 class LabelRequest(Body):
     label: str = Field(..., min_length=1, max_length=200)
-    topic: int | None = Field(None, ge=-1, description="Label every document of this topic ...")
-    run: int | None = Field(None, ge=1, description="... of this discovery run (default: the latest).")
-    doc_ids: list[int] | None = Field(None, min_length=1, max_length=100_000, description="... or these documents.")
+    topic: int | None = Field(None, ge=-1, le=BIG, description="Label every document of this topic ...")
+    run: int | None = Field(None, ge=1, le=BIG, description="... of this discovery run (default: the latest).")
+    doc_ids: list[Annotated[int, Field(ge=0, le=BIG)]] | None = Field(None, min_length=1, max_length=100_000,
+                                                                      description="... or these documents.")
 
     @model_validator(mode="after")
     def one_target(self):
@@ -272,7 +271,7 @@ def undo(request: Request, batch: str) -> dict:
 def trends(request: Request, name: str, by: str = Query("label", max_length=200),
            every: Literal["day", "week", "month"] = "week", within: str | None = Query(None, max_length=200),
            recent: int | None = Query(None, ge=1, le=10_000), alpha: float = Query(0.05, gt=0, lt=1),
-           min_ratio: float = Query(1.25, ge=1, le=1000), run: int | None = Query(None, ge=1),
+           min_ratio: float = Query(1.25, ge=1, le=1000), run: int | None = Query(None, ge=1, le=BIG),
            split: str | None = None) -> dict:
     from ..analysis.trends import trends as trends_api
 
@@ -281,7 +280,7 @@ def trends(request: Request, name: str, by: str = Query("label", max_length=200)
 
 
 @router.get("/datasets/{name}/summaries", tags=["analysis"], summary="Stored category summaries", **role("viewer"))
-def summaries(request: Request, name: str, run: int | None = Query(None, ge=1, description="A summarize run id.")) -> dict:
+def summaries(request: Request, name: str, run: int | None = Query(None, ge=1, le=BIG, description="A summarize run id.")) -> dict:
     ws = ws_of(request)
     info = ws.dataset(name)
     if run is None:
@@ -301,7 +300,7 @@ class SummarizeRequest(Body):
     llm: str | None = Field(None, description="A local generative model, e.g. smollm2-135m (else extractive).")
     n_docs: int = Field(5, ge=1, le=50)
     categories: list[str] | None = Field(None, max_length=1000)
-    run: int | None = Field(None, ge=1)
+    run: int | None = Field(None, ge=1, le=BIG)
     split: str | None = None
 
 

@@ -16,7 +16,7 @@ from ..errors import NotFound
 from . import jobs, tokens
 from .auditlog import audit_rows
 from .auth import principal_of, role
-from .common import Body, page, ws_of
+from .common import Body, Id, page, ws_of
 
 router = APIRouter()
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -36,19 +36,19 @@ def list_jobs(request: Request, status: Status | None = None, kind: Literal[jobs
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], summary="A job: status, progress, result or error", **role("viewer"))
-def get_job(request: Request, job_id: int) -> dict:
+def get_job(request: Request, job_id: Id) -> dict:
     return jobs.get(ws_of(request), job_id)
 
 
 @router.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job", **role("editor"))
-def cancel_job(request: Request, job_id: int) -> dict:
+def cancel_job(request: Request, job_id: Id) -> dict:
     return jobs.cancel(ws_of(request), job_id)
 
 
 @router.get("/jobs/{job_id}/events", tags=["jobs"], summary="Progress as server-sent events until the job ends",
             response_class=StreamingResponse, **role("viewer"),
             responses={200: {"content": {"text/event-stream": {}}, "description": "event: progress | end"}})
-async def job_events(request: Request, job_id: int, poll: float = Query(0.25, ge=0.05, le=10)):
+async def job_events(request: Request, job_id: Id, poll: float = Query(0.25, ge=0.05, le=10)):
     ws = ws_of(request)
     first = await run_in_threadpool(jobs.get, ws, job_id)  # 404 before the stream starts
 
@@ -79,7 +79,7 @@ async def job_events(request: Request, job_id: int, poll: float = Query(0.25, ge
 
 @router.get("/jobs/{job_id}/output", tags=["jobs"], summary="The file a classify job wrote", **role("viewer"),
             response_class=FileResponse, responses={200: {"content": {"application/octet-stream": {}}}})
-def job_output(request: Request, job_id: int):
+def job_output(request: Request, job_id: Id):
     ws = ws_of(request)
     job = jobs.get(ws, job_id)
     out = (job.get("result") or {}).get("output")
@@ -124,7 +124,7 @@ def list_runs(request: Request, kind: str | None = Query(None, max_length=50),
 
 
 @router.get("/runs/{run_id}", tags=["runs"], summary="One run", **role("viewer"))
-def get_run(request: Request, run_id: int) -> dict:
+def get_run(request: Request, run_id: Id) -> dict:
     r = ws_of(request).db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if r is None:
         raise NotFound(f"run {run_id} not found.", fix="See the runs with: GET /runs")

@@ -66,8 +66,8 @@ def version_evaluations(request: Request, ref: str) -> dict:
 # ---------------------------------------------------------------- aliases ----
 
 class AliasMove(Body):
-    version: int = Field(..., ge=1, description="The version number the alias should point to.")
-    expected_current: int | None = Field(..., description="The version the alias points to now as you saw it "
+    version: int = Field(..., ge=1, le=2**62, description="The version number the alias should point to.")
+    expected_current: int | None = Field(..., ge=1, le=2**62, description="The version the alias points to now as you saw it "
                                          "(null: not set yet). The move happens only if that is still so; else 409.")
 
 
@@ -90,7 +90,7 @@ def move_alias(request: Request, name: str, alias: str, body: AliasMove) -> dict
 @router.delete("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Remove an alias (compare-and-set)",
                **role("editor"))
 def remove_alias(request: Request, name: str, alias: str,
-                 expected_current: int = Query(..., ge=1, description="The version it points to now.")) -> dict:
+                 expected_current: int = Query(..., ge=1, le=2**62, description="The version it points to now.")) -> dict:
     ws = ws_of(request)
     now = registry.aliases(ws, name).get(alias)
     if now is None:
