@@ -378,3 +378,20 @@ def test_docs_are_served_offline(served):
         assert "/docs-static/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
         assert c.get("/docs-static/swagger-ui-bundle.js").status_code == 200
         assert c.get("/openapi.json").json()["info"]["title"] == "inhouse"
+
+
+@pytest.mark.slow
+def test_a_version_with_an_onnx_export_is_served_through_onnx(served, run_cli):
+    server, tokens, home = served
+    texts = ["my card was stolen", "what exchange rate do you use", "my pin is blocked", "top up failed again"]
+    with server.client(tokens["viewer"]) as c:
+        before = c.post("/classify/batch", json={"model": "intents@1", "texts": texts}).json()
+        assert before["runtime"] == "torch"
+        r = run_cli("--home", home, "models", "export", "intents@1", "--out", home / "onnx-export", "--format", "onnx",
+                    "--check-size", "40")
+        assert r.exit_code == 0, r.stderr
+        assert run_cli("--home", home, "models", "import", home / "onnx-export", "--name", "intents-onnx").exit_code == 0
+        after = c.post("/classify/batch", json={"model": "intents@1", "texts": texts}).json()
+        assert after["runtime"] == "onnx" and after["served_by"] == "intents-onnx@1"
+        assert after["model"] == "intents@1" and after["sha256"] == before["sha256"]  # still names what was asked
+        assert [x["label"] for x in after["results"]] == [x["label"] for x in before["results"]]

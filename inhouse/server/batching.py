@@ -36,6 +36,21 @@ from ..models.encoders import load_encoder
 from ..workspace.store import Workspace
 
 MAX_TEXT_CHARS = 100_000  # longer texts are cut before tokenizing (the model reads far less anyway)
+BUCKET = 16  # texts per model call inside a batch, grouped by length so little is padding
+
+
+def by_length(fn: Callable[[list[str]], np.ndarray], texts: list[str], bucket: int = BUCKET) -> np.ndarray:
+    """``fn`` over ``texts`` in buckets of similar length (padding to the longest text of a whole batch
+    would spend most of the work on padding), rows back in input order."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = None
+    for i in range(0, len(texts), bucket):
+        idx = order[i:i + bucket]
+        rows = np.asarray(fn([texts[j] for j in idx]))
+        if out is None:
+            out = np.zeros((len(texts), rows.shape[1]), dtype=np.float32)
+        out[idx] = rows
+    return out
 
 
 class MicroBatcher:
@@ -259,7 +274,7 @@ class OnlineModels:
             proba, over = _proba_fn(self.ws, clf), _limit_fn(self.ws, clf)
 
             def run(texts: list[str]) -> list[tuple[np.ndarray, bool]]:
-                probs = proba(texts)
+                probs = by_length(proba, texts)
                 flags = over(texts) if over else [False] * len(texts)
                 return list(zip(probs, flags))
 
@@ -282,7 +297,7 @@ class OnlineModels:
             over = token_limit(st.tokenizer, st.max_seq_length) if st is not None else None
 
             def run(texts: list[str]):
-                vecs = enc.encode(texts)
+                vecs = by_length(enc.encode, texts)
                 flags = over(texts) if over else [False] * len(texts)
                 return list(zip(vecs, flags))
 
