@@ -125,6 +125,7 @@ def test_upload_ingests_with_column_mapping_and_reports_the_quarantine(served, t
         assert q["total"] == 1 and q["rows"][0]["reason"]
 
 
+@pytest.mark.slow
 def test_documents_search_filter_and_paginate(served):
     server, tokens, _ = served
     with server.client(tokens["viewer"]) as c:
@@ -217,6 +218,7 @@ def test_bad_input_gets_a_4xx_with_one_error_shape(served):
         assert "text" in cases[1].json()["message"] and "model" in cases[3].json()["message"]
 
 
+@pytest.mark.slow
 def test_two_alias_moves_with_the_same_expected_current_one_wins_one_gets_409(served):
     server, tokens, _ = served
     with server.client(tokens["editor"]) as c:
@@ -261,6 +263,7 @@ def _wait_job(c, job_id: int, timeout: float = 240) -> dict:
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
+@pytest.mark.slow
 def test_openai_client_against_the_live_server(served):
     import base64
 
@@ -293,11 +296,17 @@ def test_openai_client_against_the_live_server(served):
         client.embeddings.create(model="no-such-encoder", input="x")
     with pytest.raises(openai.AuthenticationError):
         OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).models.list()
+    long = server.client(tokens["viewer"]).post("/v1/chat/completions", json={
+        "model": "smollm2-135m", "max_tokens": 1900, "stop": [" ", "\n", "."],  # leaves ~100 prompt tokens
+        "messages": [{"role": "user", "content": "card lost " * 3000}]})
+    assert long.status_code == 200 and long.headers["x-inhouse-truncated"] == "true"
+    assert long.json()["inhouse"]["truncated"] is True
     raw = base64.b64decode(server.client(tokens["viewer"]).post(
         "/v1/embeddings", json={"model": "minilm-l6", "input": "x", "encoding_format": "base64"}).json()["data"][0]["embedding"])
     assert len(raw) == 384 * 4
 
 
+@pytest.mark.slow
 def test_jobs_stream_progress_events_and_can_be_cancelled(served):
     server, tokens, _ = served
     with server.client(tokens["editor"]) as c:

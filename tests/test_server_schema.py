@@ -35,6 +35,7 @@ def live(tmp_path_factory, shared_data):
         server.stop()
 
 
+@pytest.mark.slow
 def test_api_never_answers_with_a_server_error(live):
     """Each operation in turn (schemathesis' pytest plugin does not run on pytest 9, so its engine is driven here)."""
     from hypothesis import given
