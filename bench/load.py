@@ -121,6 +121,9 @@ def run_server(home: Path, window_ms: float, texts, token, clients, duration) ->
             out[name] = asyncio.run(drive(server.url, token, path, payload, texts, clients, duration))
             out[name]["load_avg_before"] = round(load0, 2)
             out[name]["load_avg_after"] = round(os.getloadavg()[0], 2)
+            import httpx
+
+            out[name]["server_stats"] = httpx.get(server.url + "/stats", headers={"Authorization": f"Bearer {token}"}).json()
             print(f"window {window_ms} ms, {name}: {out[name]}", flush=True)
     finally:
         server.stop()
@@ -170,6 +173,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds per run")
     ap.add_argument("--window-ms", type=float, default=5.0)
     ap.add_argument("--no-md", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--only", choices=["batched", "serial"], help="run one server only (implies --no-md)")
     args = ap.parse_args()
     from serverkit import create_token
 
@@ -181,8 +185,12 @@ def main() -> None:
         res = {"clients": args.clients, "duration": args.duration, "window_ms": args.window_ms,
                "machine": machine(), "date": time.strftime("%Y-%m-%d"), "load_before": load_before,
                "command": "python bench/load.py " + " ".join(sys.argv[1:])}
-        res["batched"] = run_server(home, args.window_ms, texts, token, args.clients, args.duration)
-        res["serial"] = run_server(home, 0, texts, token, args.clients, args.duration)
+        if args.only != "serial":
+            res["batched"] = run_server(home, args.window_ms, texts, token, args.clients, args.duration)
+        if args.only != "batched":
+            res["serial"] = run_server(home, 0, texts, token, args.clients, args.duration)
+        if args.only:
+            return
     finally:
         shutil.rmtree(home, ignore_errors=True)
     (ROOT / "bench" / "results").mkdir(exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -26,12 +27,14 @@ from . import cli, pass_ctx
               help="Dataset uploads and NDJSON streams.")
 @click.option("--max-batch", default=256, show_default=True, type=click.IntRange(1, 100_000),
               help="Texts per /classify/batch or /v1 request.")
+@click.option("--model-threads", default=1, show_default=True, type=click.IntRange(0, 1024),
+              help="torch threads for online models (0: one per core); the event loop needs a core too.")
 @click.option("--no-onnx", is_flag=True, help="Serve versions with PyTorch even when an ONNX export is registered.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @pass_ctx
-def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_mb, max_upload_mb, max_batch, no_onnx,
-              log_level) -> None:
+def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_mb, max_upload_mb, max_batch, model_threads,
+              no_onnx, log_level) -> None:
     """Serve the workspace over HTTP: REST API, /v1 (OpenAI-compatible), jobs, docs at /docs.
 
     Every route but GET /health needs 'Authorization: Bearer TOKEN'.
@@ -56,8 +59,12 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
                          fix="Create one first: inhouse tokens create NAME --role admin")
     settings = Settings(home=str(ws.home), max_body_bytes=max_body_mb << 20, max_upload_bytes=max_upload_mb << 20,
                         max_batch_texts=max_batch, batch_window_ms=batch_window_ms, job_workers=job_workers,
-                        prefer_onnx=not no_onnx)
+                        prefer_onnx=not no_onnx, model_threads=model_threads or None)
     from ..version import __version__
+
+    # the model thread drops the GIL around every tensor op and must get it back quickly while the event loop
+    # is busy with other clients; at the default 5 ms a 100-op forward pass can wait whole seconds for it
+    sys.setswitchinterval(0.0005)
 
     click.echo(f"inhouse {__version__} serving {ws.home} on http://{host}:{port} (docs: /docs)", err=True)
     if not any_token(ws):
@@ -65,6 +72,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
     if workers > 1:
         os.environ[SETTINGS_ENV] = settings.to_env()
         uvicorn.run("inhouse.server.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, timeout_graceful_shutdown=10)
+                    log_level=log_level, timeout_graceful_shutdown=10, timeout_keep_alive=30)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10,
+                    timeout_keep_alive=30)

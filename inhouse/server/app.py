@@ -47,6 +47,7 @@ class Settings:
     job_workers: int = 1  # worker processes running jobs at once
     worker_threads: int | None = None  # torch threads per worker process
     prefer_onnx: bool = True
+    model_threads: int | None = 1  # torch threads for online models (None: torch's default, one per core)
     jobs: bool = True  # run the dispatcher in this process
 
     def to_env(self) -> str:
@@ -64,7 +65,7 @@ class ServerContext:
         self.settings = settings
         self.ws = Workspace.open(settings.home)
         self.models = OnlineModels(self.ws, window=settings.batch_window_ms / 1000, max_batch=settings.max_model_batch,
-                                   prefer_onnx=settings.prefer_onnx)
+                                   prefer_onnx=settings.prefer_onnx, model_threads=settings.model_threads)
         self.dispatcher = Dispatcher(self.ws.home, settings.job_workers, worker_threads=settings.worker_threads) \
             if settings.jobs else None
 
@@ -126,5 +127,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in modules:
         app.include_router(module.router)
     table = RouteTable([m.router for m in modules], public=PUBLIC)
-    app.add_middleware(AuthMiddleware, table=table, ws=ctx.ws, max_body=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, table=table, ws=ctx.ws, max_body=settings.max_body_bytes,
+                       max_upload=settings.max_upload_bytes)
     return app

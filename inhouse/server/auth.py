@@ -34,11 +34,11 @@ class Principal:
         return tokens.RANK[self.role] >= tokens.RANK[role]
 
 
-def role(name: str, *, max_body: int | None = None) -> dict:
-    """``openapi_extra`` for a route that needs at least role ``name`` (and may take a larger body)."""
-    extra = {ROLE_KEY: name}
-    if max_body:
-        extra[BODY_KEY] = max_body
+def role(name: str, *, upload: bool = False) -> dict:
+    """``openapi_extra`` for a route that needs at least role ``name`` (``upload``: takes the upload-size body)."""
+    extra: dict = {ROLE_KEY: name}
+    if upload:
+        extra[BODY_KEY] = "upload"
     return {"openapi_extra": extra}
 
 
@@ -94,8 +94,8 @@ class TokenCache:
 class AuthMiddleware:
     """Bearer auth, role checks and body-size limits, before routing reads anything."""
 
-    def __init__(self, app: ASGIApp, *, table: RouteTable, ws: Workspace, max_body: int):
-        self.app, self.table, self.max_body = app, table, max_body
+    def __init__(self, app: ASGIApp, *, table: RouteTable, ws: Workspace, max_body: int, max_upload: int):
+        self.app, self.table, self.max_body, self.max_upload = app, table, max_body, max_upload
         self.cache = TokenCache(ws)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,7 +121,7 @@ class AuthMiddleware:
                 return await respond(403, "forbidden", f"token {principal.name!r} has role {principal.role!r}; "
                                      f"{scope['method']} {scope['path']} needs {need!r} or above.",
                                      "Ask an admin for a token with that role.")(scope, receive, send)
-        limit = int((extra or {}).get(BODY_KEY) or self.max_body)
+        limit = self.max_upload if (extra or {}).get(BODY_KEY) == "upload" else self.max_body
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None:
             try:

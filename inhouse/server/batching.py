@@ -245,12 +245,31 @@ def _limit_fn(ws: Workspace, clf) -> Callable[[list[str]], list[bool]] | None:
 class OnlineModels:
     """The server's loaded models for online requests: bounded, locked, one batcher per version."""
 
-    def __init__(self, ws: Workspace, *, window: float = 0.005, max_batch: int = 128, prefer_onnx: bool = True):
+    def __init__(self, ws: Workspace, *, window: float = 0.005, max_batch: int = 128, prefer_onnx: bool = True,
+                 model_threads: int | None = None):
         self.ws, self.window, self.max_batch, self.prefer_onnx = ws, window, max_batch, prefer_onnx
+        self.model_threads = model_threads
+        self._threads_set = False
         self._classifiers = ModelCache("served classifiers", on_evict=lambda s: s.batcher.close())
         self._encoders = ModelCache("served encoders", on_evict=lambda s: s[1].close())
         self._versions_seen = -1
         self._lock = threading.Lock()
+        self._recent: dict[tuple[str, str], tuple[float, Any]] = {}  # (kind, ref) -> (when, served)
+
+    REFRESH = 1.0  # seconds a resolved reference is reused: an alias move takes effect within this
+
+    def recent(self, kind: str, ref: str):
+        """The model served for ``ref`` if it was resolved less than REFRESH s ago (no database, no thread hop)."""
+        hit = self._recent.get((kind, ref))
+        if hit is not None and time.monotonic() - hit[0] < self.REFRESH:
+            return hit[1]
+        return None
+
+    def _remember(self, kind: str, ref: str, value):
+        if len(self._recent) > 10_000:
+            self._recent.clear()
+        self._recent[(kind, ref)] = (time.monotonic(), value)
+        return value
 
     def _registry_changed(self) -> None:
         """A new or removed version may bring an ONNX export: drop the served table's choices."""
@@ -262,9 +281,22 @@ class OnlineModels:
                     self._classifiers.clear()
                 self._versions_seen = key
 
+    def _set_threads(self) -> None:
+        """Torch threads for online models (the server process only; job workers keep their own).
+
+        On a small machine the event loop needs a core too: two torch threads spinning beside it made a
+        batch of 20 texts take seconds.
+        """
+        if self.model_threads and not self._threads_set:
+            import torch
+
+            torch.set_num_threads(self.model_threads)
+            self._threads_set = True
+
     def classifier(self, ref: str) -> ServedClassifier:
         from ..classifiers.load import load_classifier
 
+        self._set_threads()
         self._registry_changed()
         v = registry.resolve(self.ws, ref)
 
@@ -282,7 +314,7 @@ class OnlineModels:
                                     list(clf.labels), clf.multi_label,
                                     MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref))
 
-        return self._classifiers.get_or_load(v.sha256, build, size=lambda s: 64 << 20)
+        return self._remember("classifier", ref, self._classifiers.get_or_load(v.sha256, build, size=lambda s: 64 << 20))
 
     def encoder(self, name: str) -> tuple[Any, MicroBatcher, Callable | None]:
         """(encoder, batcher of texts -> (vector, truncated), ...) for a base embedding model."""
@@ -292,6 +324,7 @@ class OnlineModels:
                              fix="Use an embedding model, e.g. minilm-l6 or wordllama (GET /v1/models).")
 
         def build():
+            self._set_threads()
             enc = load_encoder(self.ws, name)
             st = getattr(enc, "st", None)
             over = token_limit(st.tokenizer, st.max_seq_length) if st is not None else None
@@ -303,11 +336,33 @@ class OnlineModels:
 
             return enc, MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=name), over
 
-        return self._encoders.get_or_load(model.sha256, build, size=lambda s: s[0].approx_bytes())
+        return self._remember("encoder", name, self._encoders.get_or_load(model.sha256, build,
+                                                                          size=lambda s: s[0].approx_bytes()))
 
     def stats(self) -> dict:
-        return {"classifiers": [str(k) for k in self._classifiers.keys()], "encoders": [str(k) for k in self._encoders.keys()]}
+        """Per loaded model: model calls and texts so far (texts / calls is the mean batch)."""
+        out = {}
+        for key in self._classifiers.keys():
+            s = self._classifiers.get(key)
+            if s is not None:
+                out[s.version.ref] = {"runtime": s.runtime, "calls": s.batcher.batches, "texts": s.batcher.items}
+        for key in self._encoders.keys():
+            e = self._encoders.get(key)
+            if e is not None:
+                out[e[0].name] = {"runtime": "encoder", "calls": e[1].batches, "texts": e[1].items}
+        return {"batch_window_ms": self.window * 1000, "models": out}
+
+    async def aclassifier(self, ref: str) -> ServedClassifier:
+        from starlette.concurrency import run_in_threadpool
+
+        return self.recent("classifier", ref) or await run_in_threadpool(self.classifier, ref)
+
+    async def aencoder(self, name: str):
+        from starlette.concurrency import run_in_threadpool
+
+        return self.recent("encoder", name) or await run_in_threadpool(self.encoder, name)
 
     def close(self) -> None:
+        self._recent.clear()
         self._classifiers.clear()
         self._encoders.clear()

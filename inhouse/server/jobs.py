@@ -257,8 +257,8 @@ class Dispatcher:
             if code is not None:
                 del self.procs[job_id]
                 self._reap(job_id, code)
-        running = self.ws.db.execute(f"SELECT id FROM jobs WHERE status = 'running' AND cancel_requested = 1 "
-                                     f"AND server_pid = ?", (os.getpid(),)).fetchall()
+        running = self.ws.db.execute("SELECT id FROM jobs WHERE status = 'running' AND cancel_requested = 1 "
+                                     "AND server_pid = ?", (os.getpid(),)).fetchall()
         for r in running:
             p = self.procs.get(r["id"])
             if p is not None and p.poll() is None:

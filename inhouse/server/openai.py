@@ -76,7 +76,7 @@ async def embeddings(request: Request, body: EmbeddingsRequest) -> dict:
         raise InputError("input is an empty list.", fix="Send a string or a non-empty list of strings.")
     check_batch(request, len(texts))
     online = request.app.state.ctx.models
-    enc, batcher, _ = await run_in_threadpool(online.encoder, body.model)
+    enc, batcher, _ = await online.aencoder(body.model)
     from .batching import cut
 
     texts, chars_cut = cut(texts)
@@ -202,7 +202,7 @@ async def classifications(request: Request, body: ClassificationsRequest) -> dic
     if not texts:
         raise InputError("input is an empty list.", fix="Send a string or a non-empty list of strings.")
     check_batch(request, len(texts))
-    s = await run_in_threadpool(request.app.state.ctx.models.classifier, body.model)
+    s = await request.app.state.ctx.models.aclassifier(body.model)
     rows = await s.aclassify(texts, body.top_k)
     d = s.describe()
     return {"object": "list", "model": d["model"], "sha256": d["sha256"], "runtime": d["runtime"],

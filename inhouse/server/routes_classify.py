@@ -75,9 +75,7 @@ async def classify_batch(request: Request, body: ClassifyBatch) -> dict:
 
 
 async def _served(request: Request, ref: str):
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(served, request, ref)  # loading a model takes seconds: not on the event loop
+    return await request.app.state.ctx.models.aclassifier(ref)  # loading takes seconds: never on the event loop
 
 
 def _parse_line(line: bytes, n: int) -> tuple[str | None, object, str | None]:
@@ -94,7 +92,7 @@ def _parse_line(line: bytes, n: int) -> tuple[str | None, object, str | None]:
 
 
 @router.post("/classify/stream", tags=["classify"], summary="Classify NDJSON lines, streamed in and out",
-             response_class=StreamingResponse, **role("viewer", max_body=1 << 30),
+             response_class=StreamingResponse, **role("viewer", upload=True),
              responses={200: {"content": {"application/x-ndjson": {}}, "description": "one JSON object per line"}})
 async def classify_stream(request: Request, model: str = Query(..., max_length=300), top_k: int = Query(3, ge=1, le=100),
                           chunk: int = Query(256, ge=1, le=4096)):

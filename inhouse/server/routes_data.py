@@ -16,6 +16,7 @@ from ..data import ingest as ingest_api
 from ..data import labels as labels_api
 from ..errors import InputError, UsageError
 from .auth import role
+from .errors import ApiError
 from .common import BIG, Body, Id, JobAccepted, accepted, clean, page, ws_of
 
 router = APIRouter()
@@ -48,7 +49,7 @@ def _quarantine_head(path: str | None, n: int = 20) -> list[dict]:
 
 
 @router.post("/datasets", tags=["datasets"], summary="Upload a file into a dataset (like inhouse ingest)",
-             **role("editor", max_body=1 << 30))
+             **role("editor", upload=True))
 def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV, JSONL, Parquet or text (.gz too)"),
            dataset: str = Form(..., pattern=NAME), text_col: str = Form("text"), label_col: str | None = Form(None),
            time_col: str | None = Form(None), id_col: str | None = Form(None), split_col: str | None = Form(None),
@@ -66,8 +67,8 @@ def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV,
             while chunk := file.file.read(1 << 20):
                 size += len(chunk)
                 if size > limit:
-                    raise InputError(f"the upload is over {limit:,} bytes.", fix="Split the file, or ingest it on "
-                                     "the server with: inhouse ingest")
+                    raise ApiError(413, f"the upload is over {limit:,} bytes.", fix="Split the file, or ingest it "
+                                   "on the server with: inhouse ingest")
                 out.write(chunk)
         res = ingest_api.ingest(ws, tmp, dataset, text_col=text_col, label_col=label_col or None,
                                 time_col=time_col or None, id_col=id_col or None, split_col=split_col or None,

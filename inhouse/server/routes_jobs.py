@@ -28,6 +28,12 @@ def me(request: Request) -> dict:
     return {"name": p.name, "role": p.role}
 
 
+@router.get("/stats", tags=["server"], summary="Loaded models and how requests were batched onto them",
+            **role("viewer"))
+def stats(request: Request) -> dict:
+    return request.app.state.ctx.models.stats()
+
+
 @router.get("/jobs", tags=["jobs"], summary="Jobs, newest first", **role("viewer"))
 def list_jobs(request: Request, status: Status | None = None, kind: Literal[jobs.KINDS] | None = None,  # type: ignore[valid-type]
               pg: tuple[int, int] = Depends(page)) -> dict:
