@@ -302,7 +302,13 @@ class OnlineModels:
 
         def build() -> ServedClassifier:
             target = (onnx_export_of(self.ws, v) if self.prefer_onnx else None) or v
-            clf = load_classifier(self.ws, target)  # verifies the files once, here
+            if target.manifest.get("format") == "onnx" and self.model_threads:
+                from ..classifiers.onnx import OnnxClassifier
+
+                # its own session with the server's thread count (the shared one uses every core)
+                clf = OnnxClassifier(registry.verify(target), ws=self.ws, threads=self.model_threads)
+            else:
+                clf = load_classifier(self.ws, target)  # verifies the files once, here
             proba, over = _proba_fn(self.ws, clf), _limit_fn(self.ws, clf)
 
             def run(texts: list[str]) -> list[tuple[np.ndarray, bool]]:
