@@ -52,6 +52,32 @@ class LlamaCppGenerator(Generator):
             )
         return out["choices"][0]["message"]["content"].strip()
 
+    def chat(self, messages: list[dict], *, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
+             stop: list[str] | None = None, stream: bool = False):
+        """A chat completion over ``messages`` (``[{"role", "content"}]``) in llama.cpp's OpenAI-like shape.
+
+        With ``stream=True`` returns an iterator of chunks; the model stays
+        locked for this caller until the iterator is exhausted or closed.
+        """
+        opts = dict(messages=messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop or None)
+        if not stream:
+            with self._lock:
+                return self.llm.create_chat_completion(**opts)
+        return self._stream(opts)
+
+    def _stream(self, opts: dict):
+        with self._lock:
+            yield from self.llm.create_chat_completion(stream=True, **opts)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in this model's vocabulary."""
+        with self._lock:
+            return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    @property
+    def context_length(self) -> int:
+        return int(self.llm.n_ctx())
+
 
 def _close(g: Generator) -> None:
     llm = getattr(g, "llm", None)

@@ -491,8 +491,16 @@ def _check_alias(alias: str) -> None:
         raise UsageError(f"alias {alias!r} is not valid.", fix="Use a word such as 'production' or 'staging' (not a number or 'latest').")
 
 
-def set_alias(ws: Workspace, ref: str, alias: str) -> Version:
+_ANY = object()
+
+
+def set_alias(ws: Workspace, ref: str, alias: str, *, expected=_ANY) -> Version:
     """Point ``alias`` at a version (moving it if it exists); the move is audited.
+
+    ``expected`` (a version number, or None for "not set yet") makes the move a
+    compare-and-set: it happens only if the alias still points there, checked
+    inside the write transaction, so two people cannot silently overwrite each
+    other (the loser gets :class:`Conflict`).
 
     >>> set_alias(ws, "intents@3", "production").ref
     'intents@3'
@@ -503,6 +511,11 @@ def set_alias(ws: Workspace, ref: str, alias: str) -> Version:
     with ws.tx() as db:
         old = db.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (v.name, alias)).fetchone()
         previous = old[0] if old else None
+        if expected is not _ANY and previous != expected:
+            now = f"{v.name}@{previous}" if previous is not None else "nothing"
+            raise Conflict(f"{v.name}@{alias} points to {now}, not to the expected "
+                           f"{v.name + '@' + str(expected) if expected is not None else 'nothing'}; someone moved it.",
+                           fix=f"Look at it again (inhouse models show {v.name}@{alias}) and retry with the current version.")
         if previous != v.version:
             db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?, ?)", (v.name, alias, v.version, time.time(), current_user()))
             ws.audit("models.alias", f"{v.name}@{alias}", version=v.version, previous=previous, sha256=v.sha256)

@@ -186,5 +186,32 @@ SCHEMA_MIGRATIONS: list[str] = [
     );
     CREATE INDEX summaries_dataset ON summaries(dataset_id, run_id)
     """,
+    # server (issue: REST API): jobs run by worker processes survive a restart;
+    # API tokens are stored only as sha256 hashes
+    """
+    ALTER TABLE jobs ADD COLUMN params TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN result TEXT;
+    ALTER TABLE jobs ADD COLUMN user TEXT;
+    ALTER TABLE jobs ADD COLUMN started_at REAL;
+    ALTER TABLE jobs ADD COLUMN finished_at REAL;
+    ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN worker_pid INTEGER;
+    ALTER TABLE jobs ADD COLUMN server_pid INTEGER;
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX jobs_status ON jobs(status, id);
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        last_used_at REAL,
+        revoked_at REAL
+    );
+    CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked_at IS NULL;
+    CREATE INDEX audit_at ON audit(at)
+    """,
 ]
-

@@ -16,6 +16,7 @@ The folder is ``--home DIR``, else ``$INHOUSE_HOME``, else
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import getpass
 import json
 import os
@@ -40,11 +41,35 @@ def default_home() -> Path:
     return Path(data) / "inhouse"
 
 
+_acting_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("inhouse_acting_user", default=None)
+
+
 def current_user() -> str:
+    """Who is acting: the user set by :func:`acting_as` (a server's token name), else the OS user."""
+    acting = _acting_user.get()
+    if acting:
+        return acting
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+@contextlib.contextmanager
+def acting_as(user: str | None) -> Iterator[None]:
+    """Record everything done inside the block (audit, labels, aliases, runs) as ``user``.
+
+    A server runs each request as the token's name; ``None`` keeps the OS user.
+
+    >>> with acting_as("ana"):
+    ...     current_user()
+    'ana'
+    """
+    token = _acting_user.set(user)
+    try:
+        yield
+    finally:
+        _acting_user.reset(token)
 
 # -------------------------------------------------------------- workspace ----
 
@@ -188,10 +213,11 @@ class Workspace:
     def schema_version(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
 
-    def audit(self, action: str, target: str | None = None, **details: Any) -> None:
+    def audit(self, action: str, target: str | None = None, *, user: str | None = None, **details: Any) -> None:
+        """Append to the audit log: who (``user``, else :func:`current_user`), what, when."""
         self.db.execute(
             "INSERT INTO audit (at, user, action, target, details) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), current_user(), action, target, json_dumps(details)),
+            (time.time(), user or current_user(), action, target, json_dumps(details)),
         )
 
     def record_run(self, kind: str, params: dict, result: dict, *, model: str | None = None,

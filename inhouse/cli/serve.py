@@ -1,0 +1,78 @@
+"""``inhouse serve``: the REST API, OpenAI-compatible routes and background jobs over HTTP."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..errors import MissingDependency, UsageError
+from ..netguard import is_local
+from . import cli, pass_ctx
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs at least one token (inhouse tokens create).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="uvicorn worker processes (each loads its own models).")
+@click.option("--job-workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs (training, embedding, ...) run at once, each in its own process.")
+@click.option("--batch-window-ms", default=5.0, show_default=True, type=click.FloatRange(0, 1000),
+              help="Online classify/embed requests arriving within this window share one model call; 0: off.")
+@click.option("--max-body-mb", default=8, show_default=True, type=click.IntRange(1, 4096), help="JSON request bodies.")
+@click.option("--max-upload-mb", default=1024, show_default=True, type=click.IntRange(1, 1 << 20),
+              help="Dataset uploads and NDJSON streams.")
+@click.option("--max-batch", default=256, show_default=True, type=click.IntRange(1, 100_000),
+              help="Texts per /classify/batch or /v1 request.")
+@click.option("--model-threads", default=1, show_default=True, type=click.IntRange(0, 1024),
+              help="torch threads for online models (0: one per core); the event loop needs a core too.")
+@click.option("--no-onnx", is_flag=True, help="Serve versions with PyTorch even when an ONNX export is registered.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@pass_ctx
+def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_mb, max_upload_mb, max_batch, model_threads,
+              no_onnx, log_level) -> None:
+    """Serve the workspace over HTTP: REST API, /v1 (OpenAI-compatible), jobs, docs at /docs.
+
+    Every route but GET /health needs 'Authorization: Bearer TOKEN'.
+
+    \b
+    Example:
+      $ inhouse tokens create ana --role editor
+      $ inhouse serve --port 8080
+      inhouse 0.1.0 serving /home/ana/.local/share/inhouse on http://127.0.0.1:8080 (docs: /docs)
+    """
+    try:
+        import uvicorn
+
+        from ..server.app import SETTINGS_ENV, Settings, create_app
+        from ..server.tokens import any_token
+    except ImportError as e:
+        raise MissingDependency(e.name or "fastapi", "server", "inhouse serve") from e
+    ws = ctx.ws
+    if not is_local((host, port)) and not any_token(ws):
+        raise UsageError(f"refusing to serve on {host}, reachable from other machines, while no API token exists "
+                         "(the API would be open to anyone who can reach it).",
+                         fix="Create one first: inhouse tokens create NAME --role admin")
+    settings = Settings(home=str(ws.home), max_body_bytes=max_body_mb << 20, max_upload_bytes=max_upload_mb << 20,
+                        max_batch_texts=max_batch, batch_window_ms=batch_window_ms, job_workers=job_workers,
+                        prefer_onnx=not no_onnx, model_threads=model_threads or None)
+    from ..version import __version__
+
+    # the model thread drops the GIL around every tensor op and must get it back quickly while the event loop
+    # is busy with other clients; at the default 5 ms a 100-op forward pass can wait whole seconds for it
+    sys.setswitchinterval(0.0005)
+
+    click.echo(f"inhouse {__version__} serving {ws.home} on http://{host}:{port} (docs: /docs)", err=True)
+    if not any_token(ws):
+        click.echo("no API token exists yet: create one with: inhouse tokens create NAME --role admin", err=True)
+    if workers > 1:
+        os.environ[SETTINGS_ENV] = settings.to_env()
+        uvicorn.run("inhouse.server.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, timeout_graceful_shutdown=10, timeout_keep_alive=30)
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10,
+                    timeout_keep_alive=30)

@@ -1,0 +1,132 @@
+"""The FastAPI application: limits, offline docs, the job dispatcher, every resource's routes.
+
+    >>> app = create_app(Settings(home="/srv/inhouse"))
+    >>> # uvicorn.run(app, host="127.0.0.1", port=8080)
+
+``inhouse serve`` builds the settings from its options (and, for several
+uvicorn worker processes, from ``$INHOUSE_SERVER_SETTINGS``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..version import __version__
+from ..workspace.store import Workspace
+from . import errors
+from .auth import AuthMiddleware, RouteTable
+from .batching import OnlineModels
+from .jobs import Dispatcher
+
+log = logging.getLogger("inhouse.server")
+SETTINGS_ENV = "INHOUSE_SERVER_SETTINGS"
+PUBLIC = ("/health", "/docs", "/openapi.json", "/docs-static/")  # no token: liveness and the API's description
+
+
+@dataclass
+class Settings:
+    """Everything ``inhouse serve`` can set."""
+
+    home: str | None = None
+    max_body_bytes: int = 8 << 20  # JSON bodies
+    max_upload_bytes: int = 1 << 30  # multipart dataset uploads and NDJSON streams
+    max_batch_texts: int = 256  # texts per /classify/batch or /v1 request
+    batch_window_ms: float = 5.0  # micro-batching window; 0 turns batching off
+    max_model_batch: int = 128  # texts per model call
+    job_workers: int = 1  # worker processes running jobs at once
+    worker_threads: int | None = None  # torch threads per worker process
+    prefer_onnx: bool = True
+    model_threads: int | None = 1  # torch threads for online models (None: torch's default, one per core)
+    jobs: bool = True  # run the dispatcher in this process
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(**json.loads(os.environ.get(SETTINGS_ENV, "{}")))
+
+
+class ServerContext:
+    """What every route needs: the workspace, the loaded models, the settings."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.ws = Workspace.open(settings.home)
+        self.models = OnlineModels(self.ws, window=settings.batch_window_ms / 1000, max_batch=settings.max_model_batch,
+                                   prefer_onnx=settings.prefer_onnx, model_threads=settings.model_threads)
+        self.dispatcher = Dispatcher(self.ws.home, settings.job_workers, worker_threads=settings.worker_threads) \
+            if settings.jobs else None
+
+
+def context(request: Request) -> ServerContext:
+    return request.app.state.ctx
+
+
+def _swagger_static() -> Path | None:
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.origin:
+        return None
+    static = Path(spec.origin).parent / "static"
+    return static if (static / "swagger-ui-bundle.js").is_file() else None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    ctx = ServerContext(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if ctx.dispatcher:
+            ctx.dispatcher.start()
+        yield
+        if ctx.dispatcher:
+            ctx.dispatcher.stop()
+        ctx.models.close()
+
+    app = FastAPI(title="inhouse", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Own your language models, offline: datasets, topics, labels, training, versions, "
+                              "aliases, classification, jobs, and OpenAI-compatible routes under /v1. Every route "
+                              "but GET /health needs `Authorization: Bearer TOKEN` (inhouse tokens create).",
+                  responses=errors.ERROR_RESPONSES)
+    app.state.ctx = ctx
+    errors.install(app)
+
+    static = _swagger_static()
+    if static is not None:
+        app.mount("/docs-static", StaticFiles(directory=str(static)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if static is None:
+            return HTMLResponse("<h1>inhouse API</h1><p>The interactive docs need the package fastapi-offline; "
+                                "the API is described at <a href='/openapi.json'>/openapi.json</a>.</p>")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="inhouse API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon.png")
+
+    @app.get("/health", tags=["server"], summary="Liveness; needs no token")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__, "schema_version": ctx.ws.schema_version()}
+
+    from . import openai, routes_classify, routes_data, routes_jobs, routes_models
+
+    modules = (routes_data, routes_models, routes_classify, routes_jobs, openai)
+    for module in modules:
+        app.include_router(module.router)
+    table = RouteTable([m.router for m in modules], public=PUBLIC)
+    app.add_middleware(AuthMiddleware, table=table, ws=ctx.ws, max_body=settings.max_body_bytes,
+                       max_upload=settings.max_upload_bytes)
+    return app

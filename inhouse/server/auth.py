@@ -1,0 +1,171 @@
+"""Who is calling, and may they: bearer tokens, roles per route, the acting user for the audit log.
+
+:class:`AuthMiddleware` runs before any body is read: no or a bad token is a
+401, a role below the route's is a 403, so a viewer's upload is refused
+before a byte of it is stored. Each route declares its role with
+:func:`role` (shown in the OpenAPI document as ``x-inhouse-role``); routes
+that declare none are public (``GET /health`` and the docs). Everything a
+request does runs :func:`inhouse.workspace.store.acting_as` the token's name,
+so the audit log, labels and alias moves say who.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..workspace.store import Workspace, acting_as
+from . import tokens
+from .errors import ApiError, respond
+
+ROLE_KEY = "x-inhouse-role"
+BODY_KEY = "x-inhouse-max-body"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+    def can(self, role: str) -> bool:
+        return tokens.RANK[self.role] >= tokens.RANK[role]
+
+
+def role(name: str, *, upload: bool = False) -> dict:
+    """``openapi_extra`` for a route that needs at least role ``name`` (``upload``: takes the upload-size body)."""
+    extra: dict = {ROLE_KEY: name}
+    if upload:
+        extra[BODY_KEY] = "upload"
+    return {"openapi_extra": extra}
+
+
+class RouteTable:
+    """Which role each route needs, read from the routes' ``openapi_extra`` (matched like the router does).
+
+    Paths under ``public`` (health, docs) need no token; a path no route knows
+    needs one (so probing for routes tells nothing without a token).
+    """
+
+    def __init__(self, routers, public: tuple[str, ...]):
+        self.routes = [(r.path_regex, set(r.methods or ()), getattr(r, "openapi_extra", None) or {})
+                       for router in routers for r in router.routes if hasattr(r, "path_regex")]
+        self.public = public
+
+    def extra(self, method: str, path: str) -> dict | None:
+        if path in self.public or any(path.startswith(p.rstrip("/") + "/") for p in self.public if p.endswith("/")):
+            return {}
+        partial = None
+        for regex, methods, extra in self.routes:
+            if regex.match(path):
+                if method in methods or (method == "HEAD" and "GET" in methods):
+                    return extra
+                partial = partial or extra
+        return partial
+
+
+class TokenCache:
+    """Verified tokens for a few seconds, so a busy server does not hit SQLite per request."""
+
+    def __init__(self, ws: Workspace, ttl: float = 2.0):
+        self.ws, self.ttl = ws, ttl
+        self._items: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, secret: str) -> Principal | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(secret)
+        if hit and now - hit[0] < self.ttl:
+            return hit[1]
+        t = tokens.verify_token(self.ws, secret)
+        p = Principal(t.name, t.role) if t else None
+        if t:
+            tokens.touch(self.ws, t.name)
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[secret] = (now, p)
+        return p
+
+
+class AuthMiddleware:
+    """Bearer auth, role checks and body-size limits, before routing reads anything."""
+
+    def __init__(self, app: ASGIApp, *, table: RouteTable, ws: Workspace, max_body: int, max_upload: int):
+        self.app, self.table, self.max_body, self.max_upload = app, table, max_body, max_upload
+        self.cache = TokenCache(ws)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        extra = self.table.extra(scope["method"], scope["path"])
+        need = (extra or {}).get(ROLE_KEY)
+        public = extra is not None and need is None
+        principal = None
+        if not public:
+            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            scheme, _, secret = header.partition(" ")
+            if scheme.lower() != "bearer" or not secret.strip():
+                return await respond(401, "unauthorized", "this route needs an API token: send 'Authorization: Bearer TOKEN'.",
+                                     "Ask an admin for one (inhouse tokens create NAME --role viewer).",
+                                     {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            principal = self.cache.lookup(secret.strip())
+            if principal is None:
+                return await respond(401, "unauthorized", "the API token is unknown or revoked.",
+                                     "Check the token, or ask an admin for a new one (inhouse tokens list).",
+                                     {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            if need and not principal.can(need):
+                return await respond(403, "forbidden", f"token {principal.name!r} has role {principal.role!r}; "
+                                     f"{scope['method']} {scope['path']} needs {need!r} or above.",
+                                     "Ask an admin for a token with that role.")(scope, receive, send)
+        limit = self.max_upload if (extra or {}).get(BODY_KEY) == "upload" else self.max_body
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > limit
+            except ValueError:
+                too_big = False
+            if too_big:
+                return await respond(413, "too_large", f"the request body is {int(length):,} bytes; this route takes "
+                                     f"at most {limit:,}.", "Send less per request (or stream NDJSON to "
+                                     "/classify/stream).")(scope, receive, send)
+        scope.setdefault("state", {})["principal"] = principal
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            with acting_as(principal.name if principal else None):
+                await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as e:
+            if not started:
+                await respond(413, "too_large", f"the request body is over {e.limit:,} bytes, the most this route takes.",
+                              "Send less per request (or stream NDJSON to /classify/stream).")(scope, receive, send)
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is over {limit:,} bytes, the most this route takes.",
+                         fix="Send less per request (or stream NDJSON to /classify/stream).")
+        self.limit = limit
+
+
+def principal_of(request) -> Principal:
+    return request.scope.get("state", {}).get("principal") or Principal("anonymous", "viewer")
