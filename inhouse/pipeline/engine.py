@@ -35,8 +35,8 @@ BACKENDS = ("auto", "onnx", "torch")
 class EngineOptions:
     """How the engine runs: batch shape and threads (None: every core)."""
 
-    batch_tokens: int = 8192  # padded tokens per ONNX Runtime call
-    max_batch: int = 256
+    batch_tokens: int = 2048  # padded tokens per ONNX Runtime call
+    max_batch: int = 128
     threads: int | None = None
 
     def validate(self) -> "EngineOptions":
