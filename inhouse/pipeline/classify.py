@@ -435,7 +435,7 @@ def classify(ws: Workspace, ref: str | registry.Version, *, dataset: str | None 
     if opts.engine == "ray":
         from .rayengine import require_ray
 
-        require_ray()
+        require_ray(local=not opts.ray_address)
     v = resolve_version(ws, ref)
     t0 = time.time()
     with CostMeter() as meter:

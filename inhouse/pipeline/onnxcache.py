@@ -64,6 +64,16 @@ def read_artifact(ws: Workspace, sha256: str) -> dict | None:
         return None
 
 
+def describe_artifact(m: dict | None) -> str:
+    """One line for ``models show``: the cached inference graph and its parity with torch."""
+    if not m:
+        return "  inference   no ONNX graph cached yet (built on the first classify)"
+    p = m.get("parity") or {}
+    line = (f"  inference   onnx {m['precision']}, agreement with torch {p.get('agreement', 0):.2%} on "
+            f"{p.get('texts')} texts ({p.get('source')})")
+    return line + (f"; {m['fallback']}" if m.get("fallback") else "")
+
+
 def _intact(folder: Path, manifest: dict) -> bool:
     files = manifest.get("files") or {}
     return bool(files) and all((folder / n).is_file() and sha256_file(folder / n) == h for n, h in files.items())
