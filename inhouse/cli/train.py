@@ -55,7 +55,9 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
                              shots=shots, seed=seed, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                              learning_rate=learning_rate, val_fraction=val_fraction, min_examples=min_examples,
                              max_seq_length=max_seq_length, label_names=label_names, num_threads=threads)
-    r = train(ctx.ws, dataset, name, args)
+    from ..pipeline.costing import metered
+
+    r, _ = metered(ctx.ws, "train", lambda: train(ctx.ws, dataset, name, args), dataset, args.base)
     if as_json:
         emit_json(r.to_dict())
         return
