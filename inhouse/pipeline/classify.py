@@ -43,8 +43,9 @@ from ..errors import ColumnNotFound, UsageError
 from ..progress import task
 from ..workspace.costs import CostMeter, record_cost
 from ..workspace.documents import ROW_COLUMN, id_column, id_output_name
-from ..workspace.files import atomic_path, text_hash
+from ..workspace.files import atomic_path
 from ..workspace.store import Workspace
+from .chunks import Chunk, chunk_table, make_chunk
 from .engine import EngineOptions, Predictor, load_predictor, predict_unique
 from .outputs import TableWriter, check_output
 
@@ -69,53 +70,6 @@ class ClassifyOptions:
         if self.chunk_rows < 1 or self.top_k < 1 or self.workers < 1:
             raise UsageError("chunk_rows, top_k and workers must be at least 1.")
         return self
-
-
-@dataclass
-class Chunk:
-    """One chunk of input rows: their keys, the distinct texts to compute and where each row's text is."""
-
-    index: int
-    keys: dict[str, list]  # output key columns (row, id / doc_id), one value per row
-    errors: list[str | None]
-    unique: list[str] = field(default_factory=list)
-    inverse: list[int] = field(default_factory=list)  # per row: position in ``unique``, -1 for an error row
-
-    @property
-    def rows(self) -> int:
-        return len(self.errors)
-
-
-def make_chunk(index: int, keys: dict[str, list], texts: list[str | None], errors: list[str | None]) -> Chunk:
-    c = Chunk(index, keys, errors)
-    seen: dict[str, int] = {}
-    for t, e in zip(texts, errors):
-        if e is not None:
-            c.inverse.append(-1)
-            continue
-        h = text_hash(t)
-        if h not in seen:
-            seen[h] = len(c.unique)
-            c.unique.append(t)
-        c.inverse.append(seen[h])
-    return c
-
-
-def chunk_table(chunk: Chunk, cols: dict[str, list], schema):
-    """The chunk's rows (key columns + predictions + error) as an Arrow table of ``schema``."""
-    import pyarrow as pa
-
-    inv = chunk.inverse
-    data = dict(chunk.keys)
-    for name in ("label", "score", "top_labels", "top_scores", "labels"):
-        if name not in schema.names:
-            continue
-        values = cols.get(name, [])
-        empty = [] if name in ("top_labels", "top_scores", "labels") else None
-        data[name] = [values[i] if i >= 0 else empty for i in inv]
-    data["error"] = chunk.errors
-    return pa.table({n: data[n] for n in schema.names if n in data},
-                    schema=pa.schema([schema.field(n) for n in schema.names if n in data]))
 
 
 class LocalRunner:

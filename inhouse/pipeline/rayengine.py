@@ -201,7 +201,7 @@ class RayRunner:
         import duckdb
         import pyarrow.parquet as pq
 
-        from .classify import Chunk
+        from .chunks import Chunk
 
         con = duckdb.connect()
         try:
