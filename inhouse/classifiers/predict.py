@@ -161,7 +161,7 @@ class _Predictions:
         return df
 
 
-def _text_problem(value, text_col: str) -> tuple[str | None, str | None]:
+def text_problem(value, text_col: str) -> tuple[str | None, str | None]:
     """``(text, None)`` when ``value`` can be classified, else ``(None, "reason: detail")`` (ingest's rules)."""
     if value is None:
         return None, f"missing text: no value in column {text_col!r}"
@@ -179,7 +179,7 @@ def _text_problem(value, text_col: str) -> tuple[str | None, str | None]:
     return value, None
 
 
-def _id_value(value) -> str | None:
+def id_value(value) -> str | None:
     """An id as ingest stores it (``source_id``): a string, stripped; None when empty."""
     if value is None:
         return None
@@ -187,7 +187,7 @@ def _id_value(value) -> str | None:
     return s or None
 
 
-def _check_input(path: Path) -> Path:
+def check_input(path: Path) -> Path:
     if not path.exists():
         raise InputError(f"{path}: no such file.", fix=f"Check the path (relative paths start at {Path.cwd()}).")
     if path.is_dir():
@@ -201,7 +201,7 @@ def _classify_dataset(ws: Workspace, clf: Classifier, dataset: str, split: str |
     df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "source_id", "source_row"], split=split)
     preds = _Predictions(clf, top_k, cache)
     for text, h in zip(df["text"].tolist(), df["text_hash"].tolist()):
-        t, err = _text_problem(text, "text")
+        t, err = text_problem(text, "text")
         preds.add(t, err, h)
     id_name = id_output_name(id_column(ws, dataset), preds.names)
     keys: dict[str, list] = {}
@@ -215,7 +215,7 @@ def _classify_dataset(ws: Workspace, clf: Classifier, dataset: str, split: str |
 def _classify_file(clf: Classifier, path: Path, text_col: str, id_col: str | None, encoding: str,
                    top_k: int, cache: bool, chunk_rows: int):
     """Stream the rows of ``path`` with ingest's readers; one output row per input row, in order."""
-    path = _check_input(path)
+    path = check_input(path)
     reader = open_reader(path, encoding=check_encoding(encoding))
     try:
         if getattr(reader, "sampled_objects", None) != 0:  # JSONL whose first lines all fail: every row says why
@@ -228,11 +228,11 @@ def _classify_file(clf: Classifier, path: Path, text_col: str, id_col: str | Non
         for r in reader.rows():
             rows.append(r.row)
             values = r.values or {}
-            ids.append(_id_value(values.get(id_col)) if id_col else None)
+            ids.append(id_value(values.get(id_col)) if id_col else None)
             if r.problem is not None:
                 preds.add(None, f"{r.problem[0]}: {r.problem[1]}")
             else:
-                preds.add(*_text_problem(values.get(text_col), text_col))
+                preds.add(*text_problem(values.get(text_col), text_col))
             if preds.pending >= chunk_rows:
                 preds.flush()
         blank = reader.blank

@@ -50,3 +50,4 @@ def demo_cmd(ctx, rows: int, seed: int, out_dir: str, no_llm: bool, as_json: boo
         emit_json(report)
     else:
         click.echo(f"done in {report['seconds']:.0f} s. Workspace: {report['workspace']}  Outputs: {report['out_dir']}")
+        click.echo(f"report: {report['report']}")

@@ -161,10 +161,14 @@ def show_cmd(ctx, ref: str, as_json: bool) -> None:
             click.echo(f"{base.name}  base model ({base.kind}, {base.source}), {human_size(base.size)}, sha256 {base.sha256[:16]}\n"
                        f"  path        {base.path}\n  license     {base.license or '?'}\n  {base.description}".rstrip())
         return
+    from ..pipeline.onnxcache import describe_artifact, read_artifact
+
+    d["inference"] = read_artifact(ctx.ws, d["sha256"])  # the derived ONNX graph classify runs (issue 9)
     if as_json:
         emit_json(d)
     else:
         click.echo(render_show(d))
+        click.echo(describe_artifact(d["inference"]))
 
 
 @models_group.command("alias")

@@ -98,58 +98,72 @@ def _step_weights(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
     return {"overall": r["overall"], "lines": lines}
 
 
-def _step_classify(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
-    from ..classifiers.predict import classify
-
-    ref = state["ref"].split("@")[0] + "@production"
-    r = classify(ws, ref, dataset=DATASET, output=str(cfg.out_dir / "predictions.csv"))
-    top = ", ".join(f"{k} {v}" for k, v in list(r["label_counts"].items())[:5])
-    return {"rows": r["rows"], "model": r["model"], "output": r["output"], "seconds": r["seconds"],
-            "lines": [f"every message classified with {r['model']} -> {r['output']}", f"largest: {top}"]}
-
-
-def _step_discover(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
-    from ..topics.discover import discover
-
-    # keyword names here: the LLM writes the per-intent summaries below
-    r = discover(ws, DATASET, within="label", seed=cfg.seed, min_topic_size=cfg.min_topic_size)
-    lines = []
-    for t in sorted(r.topics, key=lambda t: (str(t.parent), -t.size))[:40]:
-        if t.parent == demo_data.EMERGING_INTENT:
-            lines.append(f"{t.parent} / topic {t.topic} {t.name!r}: {t.size} docs, "
-                         f"{t.share:.0%} of its category; keywords {', '.join(t.keywords[:5])}")
-    return {"run_id": r.run_id, "topics": r.n_topics, "documents": r.n_documents, "seconds": r.seconds,
-            "lines": [f"{r.n_topics} sub-topics inside the intents; those inside {demo_data.EMERGING_INTENT}:"] + lines}
+PIPELINE_YAML = """\
+# The demo's daily pipeline (written by `inhouse demo`; run it yourself with `inhouse pipeline run FILE`).
+# Paths are relative to this file. Run it again after adding a file to inbox/: only that file is read
+# and only its messages classified; the summaries, sub-topics and trends are recomputed over everything.
+name: contact-center-daily
+dataset: {dataset}
+steps:
+  - ingest: {{path: "inbox/*.csv", text_col: text, time_col: timestamp, id_col: message_id, redact_pii: true}}
+  - classify: {{model: {model}}}
+  - summarize: {{by: prediction{llm}}}
+  - discover: {{within: prediction, min_topic_size: {min_topic_size}, seed: {seed}}}
+  - trends: {{by: prediction, every: week, recent: 3}}
+  - report: {{out: report.html}}
+"""
+PIPELINE_DATASET = "contact-center-daily"
 
 
-def _trend_lines(r) -> list[str]:
+def write_pipeline(cfg: DemoConfig, csv_path: Path, model: str) -> Path:
+    """The generated messages as weekly inbox files (no agent tags), and the pipeline file that reads them."""
+    import pandas as pd
+
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    inbox = cfg.out_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    week = pd.to_datetime(df["timestamp"], utc=True).dt.strftime("%G-W%V")
+    for w, part in df.drop(columns=["intent", "split"]).groupby(week):
+        part.to_csv(inbox / f"messages-{w}.csv", index=False)
+    path = cfg.out_dir / "pipeline.yaml"
+    path.write_text(PIPELINE_YAML.format(dataset=PIPELINE_DATASET, model=model, min_topic_size=cfg.min_topic_size,
+                                         seed=cfg.seed, llm=f", llm: {cfg.llm}" if cfg.llm else ""), encoding="utf-8")
+    return path
+
+
+def _trend_lines(cats: list[dict]) -> list[str]:
     out = []
-    for c in r.flagged()[:6]:
-        ratio = f"x{c.share_ratio:.1f}" if c.share_ratio is not None else "new"
-        where = f"{c.parent} / " if c.parent else ""
-        out.append(f"{c.status.upper():<9} {where}{c.name!r}: share {c.share_baseline:.1%} -> {c.share_recent:.1%} "
-                   f"({ratio}, q={c.q_value:.1g})")
+    for c in [c for c in cats if c["status"] != "stable"][:6]:
+        ratio = f"x{c['share_ratio']:.1f}" if c["share_ratio"] is not None else "new"
+        where = f"{c['parent']} / " if c.get("parent") else ""
+        out.append(f"{c['status'].upper():<9} {where}{c['name']!r}: share {c['share_baseline']:.1%} -> "
+                   f"{c['share_recent']:.1%} ({ratio}, q={c['q_value']:.1g})")
     return out or ["no category changed significantly"]
 
 
-def _step_trends(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
-    from ..analysis.trends import trends
+def _step_pipeline(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
+    from ..pipeline.runner import run_pipeline
 
-    by_label = trends(ws, DATASET, by="label", every="week", recent=3)
-    by_topic = trends(ws, DATASET, by="topic", within="label", every="week", recent=3)
-    return {"emerging_intents": [c.name for c in by_label.emerging()],
-            "emerging_subtopics": [c.name for c in by_topic.emerging()],
-            "lines": ["intents, last 3 weeks vs the 10 before:"] + _trend_lines(by_label)
-            + ["sub-topics inside each intent:"] + _trend_lines(by_topic)}
+    model = state["ref"].split("@")[0] + "@production"
+    path = write_pipeline(cfg, state["csv"], model)
+    r = run_pipeline(ws, path)
+    last = ws.db.execute("SELECT result FROM runs WHERE id = ?", (r["run_id"],)).fetchone()[0]
+    import json
 
-
-def _step_summarize(ws: Workspace, cfg: DemoConfig, state: dict) -> dict:
-    from ..analysis.summarize import summarize
-
-    sums = summarize(ws, DATASET, by="label", llm=cfg.llm)
-    lines = [f"{s.category} ({s.size}): " + " / ".join(x.strip("- ") for x in s.summary.splitlines() if x.strip())[:160]
-             for s in sums]
-    return {"summaries": len(sums), "kind": sums[0].kind if sums else None, "model": cfg.llm, "lines": lines}
+    results = {s["name"]: s.get("result") or {} for s in json.loads(last)["steps"]}
+    t = results.get("trends") or {}
+    lines = [f"pipeline {path.name}: " + ", ".join(f"{s['name']} {s['status']} ({s['rows']} rows, {s['seconds']:.0f} s)"
+                                                  for s in r["steps"])]
+    c = results.get("classify") or {}
+    lines.append(f"classify: {c.get('rows')} messages by {c.get('model')} on {c.get('backend')}, "
+                 f"{c.get('docs_per_second') or 0:,.0f} docs/s")
+    lines += ["intents, last 3 weeks vs the weeks before:"] + _trend_lines((t.get("categories") or {}).get("categories", []))
+    lines += ["sub-topics inside each predicted intent:"] + _trend_lines((t.get("subtopics") or {}).get("categories", []))
+    cost = r["cost"]
+    lines.append(f"cost: {cost['documents']} documents, {cost['tokens']:,} tokens, {cost['cpu_seconds']:.0f} CPU s")
+    lines.append(f"report: {r['report']}")
+    state["report"] = r["report"]
+    return {"run_id": r["run_id"], "report": r["report"], "lines": lines}
 
 
 STEPS: list[tuple[str, Callable[[Workspace, DemoConfig, dict], dict]]] = [
@@ -159,10 +173,7 @@ STEPS: list[tuple[str, Callable[[Workspace, DemoConfig, dict], dict]]] = [
     ("train", _step_train),
     ("evaluate", _step_evaluate),
     ("weights", _step_weights),
-    ("classify", _step_classify),
-    ("discover", _step_discover),
-    ("trends", _step_trends),
-    ("summarize", _step_summarize),
+    ("pipeline", _step_pipeline),
 ]
 
 
@@ -183,4 +194,4 @@ def run(ws: Workspace, cfg: DemoConfig | None = None,
         if on_step:
             on_step(name, result, seconds)
     return {"workspace": str(ws.home), "out_dir": str(cfg.out_dir.resolve()), "dataset": DATASET,
-            "seconds": round(time.time() - t_all, 2), "steps": steps}
+            "seconds": round(time.time() - t_all, 2), "steps": steps, "report": state.get("report")}

@@ -14,7 +14,31 @@ from .runs import load_discovery
 
 # ------------------------------------------------------------ categories ----
 
-BUILTIN_COLUMNS = ("label", "topic", "split", "source_id")
+BUILTIN_COLUMNS = ("label", "topic", "prediction", "split", "source_id")
+PREDICTION = "prediction"
+
+
+def prediction_model(ws: Workspace, column: str) -> str | None:
+    """The model sha256 a ``prediction[:REF]`` column names (None: the dataset's newest prediction set).
+
+    ``REF`` is a model reference (``intents@3``, ``intents@production``) or a full sha256.
+
+    >>> prediction_model(ws, "prediction:intents@1")[:12]
+    '3f9a1c0b7d2e'
+    """
+    _, _, ref = column.partition(":")
+    ref = ref.strip()
+    if not ref:
+        return None
+    if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref.lower()):
+        return ref.lower()
+    from .. import registry
+
+    return registry.resolve(ws, ref).sha256
+
+
+def is_prediction(column: str | None) -> bool:
+    return bool(column) and (column == PREDICTION or column.startswith(PREDICTION + ":"))
 
 
 def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarray, *,
@@ -22,7 +46,8 @@ def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarra
     """The value of ``column`` for each of ``doc_ids``, and a display name per value.
 
     ``column`` is ``label`` (the effective label), ``topic`` (the latest discovery,
-    or ``run``), ``split``, ``source_id``, the file's own name for one of them, or
+    or ``run``), ``prediction`` (what the model of the dataset's newest stored
+    prediction set predicted; ``prediction:intents@3`` for one version), ``split``, ``source_id``, the file's own name for one of them, or
     any other column kept from the ingested file (metadata).
 
     >>> values, names = category_values(ws, "tweets", "negative_reason", np.array([0, 1]))
@@ -37,6 +62,15 @@ def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarra
     key = original.get(column, column)
     key = "source_id" if key == "id" else key
     meta = cols.get("meta") or []
+    if is_prediction(column) and not (column == PREDICTION and PREDICTION in meta):
+        from ..data.predictions import find_set
+
+        pset = find_set(ws, dataset, prediction_model(ws, column))
+        p = pset.read(["doc_id", "label"])
+        by_doc = dict(zip(p["doc_id"].tolist(), p["label"].tolist()))
+        values = [by_doc.get(int(d)) for d in doc_ids]
+        values = [None if v is None or v != v else str(v) for v in values]
+        return values, {v: v for v in set(values) if v is not None}
     if key == "topic":
         res = load_discovery(ws, dataset, run, texts=False)
         a = res.assignments()

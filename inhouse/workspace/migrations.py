@@ -214,4 +214,36 @@ SCHEMA_MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked_at IS NULL;
     CREATE INDEX audit_at ON audit(at)
     """,
+    # pipelines (issue 9): stored prediction sets keyed by (dataset, model sha256), the cost of each run,
+    # and the user's table of hosted-API prices
+    """
+    CREATE TABLE prediction_sets (
+        id INTEGER PRIMARY KEY,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        model_sha256 TEXT NOT NULL,
+        path TEXT NOT NULL,
+        rows INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE(dataset_id, model_sha256)
+    );
+    CREATE TABLE costs (
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+        kind TEXT NOT NULL,
+        cost TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE prices (
+        model TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        input_per_1m REAL NOT NULL,
+        output_per_1m REAL NOT NULL,
+        currency TEXT NOT NULL,
+        read_on TEXT NOT NULL,
+        source TEXT,
+        set_at REAL NOT NULL,
+        set_by TEXT NOT NULL
+    )
+    """,
 ]

@@ -1,0 +1,173 @@
+"""``inhouse pipeline run``, ``inhouse prices show|set`` and ``inhouse runs list|show``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from ..workspace import costs as costs_api
+from . import cli, emit_json, json_option, pass_ctx
+
+
+@cli.group("pipeline")
+def pipeline_group() -> None:
+    """Declarative pipelines: ingest, classify, summarize, discover, trends, report."""
+
+
+@pipeline_group.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+@pass_ctx
+def pipeline_run_cmd(ctx, file: str, as_json: bool) -> None:
+    """Run the steps of a pipeline file; steps whose inputs did not change are skipped.
+
+    Paths in the file are relative to its folder. The model of classify is
+    resolved to its sha256 once at the start; the report names it.
+
+    \b
+    Example:
+      $ inhouse pipeline run examples/contact-center-daily.yaml
+      ingest     done      2.1 s   6000 rows
+      classify   done      3.0 s   6000 rows  intents@3 (onnx-int8)
+      ...
+      report: examples/out/report.html
+    """
+    from ..pipeline.runner import run_pipeline
+
+    def show(step: dict) -> None:
+        if not as_json:
+            extra = f"  {step['model']}" if step.get("model") else ""
+            why = f"  ({step['reason']})" if step.get("reason") else ""
+            click.echo(f"  {step['name']:<10} {step['status']:<8} {step['seconds']:7.1f} s {step['rows']:>9,} rows"
+                       f"{extra}{why}")
+
+    r = run_pipeline(ctx.ws, file, on_step=show)
+    if as_json:
+        emit_json(r)
+        return
+    c = r["cost"]
+    click.echo(f"run {r['run_id']}: {r['seconds']:.1f} s, {c['cpu_seconds']:.0f} CPU s, peak {c['peak_rss_mb']:.0f} MB")
+    click.echo(f"report: {r['report']}")
+
+
+# ----------------------------------------------------------------- prices ----
+
+@cli.group("prices")
+def prices_group() -> None:
+    """The hosted-API price table used to show what the same work would have cost."""
+
+
+@prices_group.command("show")
+@json_option
+@pass_ctx
+def prices_show_cmd(ctx, as_json: bool) -> None:
+    """List prices per million tokens, each with the date it was read.
+
+    \b
+    Example:
+      $ inhouse prices show
+      MODEL                           KIND       INPUT/1M  OUTPUT/1M  READ ON
+      openai-text-embedding-3-small   embedding      0.02       0.00  2024-12-01
+    """
+    table = costs_api.prices(ctx.ws)
+    if as_json:
+        emit_json({"prices": [p.to_dict() for p in table]})
+        return
+    click.echo(f"{'MODEL':<32}{'KIND':<11}{'INPUT/1M':>9}{'OUTPUT/1M':>11}  {'CUR':<5}{'READ ON':<12}SOURCE")
+    for p in table:
+        click.echo(f"{p.model:<32}{p.kind:<11}{p.input_per_1m:>9.3f}{p.output_per_1m:>11.3f}  {p.currency:<5}"
+                   f"{p.read_on:<12}{p.source or ''}")
+    click.echo("prices are list prices as read on the date shown; check them: inhouse prices set MODEL --input X ...")
+
+
+@prices_group.command("set")
+@click.argument("model")
+@click.option("--input", "input_price", required=True, type=float, help="Price per 1M input tokens.")
+@click.option("--output", "output_price", default=0.0, type=float, show_default=True, help="Price per 1M output tokens.")
+@click.option("--kind", type=click.Choice(["embedding", "chat"]), default=None,
+              help="embedding: input tokens only; chat: plus a short label per document (default: by --output).")
+@click.option("--read-on", default=None, metavar="YYYY-MM-DD", help="When you read the price (default: today).")
+@click.option("--currency", default="USD", show_default=True)
+@click.option("--source", default=None, help="Where the price was read.")
+@json_option
+@pass_ctx
+def prices_set_cmd(ctx, model, input_price, output_price, kind, read_on, currency, source, as_json) -> None:
+    """Add or change one hosted model's price.
+
+    \b
+    Example:
+      $ inhouse prices set openai-text-embedding-3-small --input 0.02 --read-on 2026-11-30
+    """
+    p = costs_api.set_price(ctx.ws, model, input_per_1m=input_price, output_per_1m=output_price, kind=kind,
+                            read_on=read_on, currency=currency, source=source)
+    if as_json:
+        emit_json(p.to_dict())
+    else:
+        click.echo(f"{p.model}: {p.input_per_1m} / {p.output_per_1m} {p.currency} per 1M tokens (read on {p.read_on})")
+
+
+# ------------------------------------------------------------------- runs ----
+
+@cli.group("runs")
+def runs_group() -> None:
+    """Recorded runs (classify, embed, train, pipeline, ...) with their model version and cost."""
+
+
+def _when(t) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if t else "?"
+
+
+@runs_group.command("list")
+@click.option("--kind", default=None, help="Only runs of this kind (classify, embed, train, pipeline, ...).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@json_option
+@pass_ctx
+def runs_list_cmd(ctx, kind, limit, as_json) -> None:
+    """The latest runs, newest first, with documents, tokens, seconds, docs/s and peak memory.
+
+    \b
+    Example:
+      $ inhouse runs list --kind classify
+      ID   KIND      WHEN (UTC)           MODEL        DOCS    TOKENS   CPU S  WALL S  DOCS/S  PEAK MB
+      12   classify  2026-11-30 07:02:11  intents@3   13083    208311    14.2     8.1   1615     412
+    """
+    runs = costs_api.list_runs(ctx.ws, kind, limit)
+    if as_json:
+        emit_json({"runs": runs})
+        return
+    click.echo(f"{'ID':<6}{'KIND':<16}{'WHEN (UTC)':<21}{'MODEL':<20}{'DOCS':>9}{'TOKENS':>11}{'CPU S':>8}{'WALL S':>8}"
+               f"{'DOCS/S':>8}{'PEAK MB':>9}")
+    for r in runs:
+        c = r["cost"] or {}
+        num = lambda k, f: format(c[k], f) if c.get(k) is not None else "-"  # noqa: E731
+        click.echo(f"{r['id']:<6}{r['kind'][:15]:<16}{_when(r['started_at']):<21}{(r['model'] or '-')[:19]:<20}"
+                   f"{num('documents', ','):>9}{num('tokens', ','):>11}{num('cpu_seconds', '.1f'):>8}"
+                   f"{num('wall_seconds', '.1f'):>8}{num('docs_per_second', ',.0f'):>8}{num('peak_rss_mb', ',.0f'):>9}")
+
+
+@runs_group.command("show")
+@click.argument("run_id", type=int)
+@json_option
+@pass_ctx
+def runs_show_cmd(ctx, run_id, as_json) -> None:
+    """One run: parameters, result, model version and cost (with the hosted-API equivalent)."""
+    import json
+
+    r = costs_api.get_run(ctx.ws, run_id)
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(f"run {r['id']}: {r['kind']} {r['status']}, {_when(r['started_at'])} .. {_when(r['finished_at'])} UTC "
+               f"by {r['user']}")
+    if r["model"]:
+        click.echo(f"  model    {r['model']} (sha256 {r['model_sha256']})")
+    click.echo(f"  params   {json.dumps(r['params'], default=str)[:300]}")
+    c = r["cost"]
+    if not c:
+        click.echo("  cost     not recorded for this run")
+        return
+    click.echo(f"  cost     {c['documents']:,} documents, {c['tokens']:,} tokens, {c['cpu_seconds']:.1f} CPU s, "
+               f"{c['wall_seconds']:.1f} s wall, {c.get('docs_per_second') or 0:,.0f} docs/s, peak {c['peak_rss_mb']:,.0f} MB")
+    for name, a in (c.get("api") or {}).items():
+        click.echo(f"           on {name}: {a['cost']:.4f} {a['currency']} (price read on {a['price_read_on']})")

@@ -1,0 +1,1 @@
+"""Pipelines over many documents: fast classify, stored predictions, declarative runs, reports, costs, Ray."""

@@ -1,0 +1,227 @@
+"""The fast inference engine: a pinned version's ONNX graph (int8 by default) behind one call.
+
+:func:`load_predictor` gives a :class:`Predictor` for a version: the cached
+ONNX graph (:mod:`inhouse.pipeline.onnxcache`, int8 when it agrees with the
+torch model, else fp32) run by ONNX Runtime on every core, or the torch
+classifier when the version has no graph. :func:`predict_unique` is the one
+function every engine (local and Ray) applies to a chunk's distinct texts, so
+both give identical outputs: texts are tokenized once with the model's own
+fast tokenizer, sorted by token length so that batches pad little, and cut
+into batches of a token budget.
+
+    >>> p = load_predictor(ws, registry.resolve(ws, "intents@production"))
+    >>> cols, tokens = predict_unique(p, ["I lost my card", "where is my refund"], top_k=2)
+    >>> cols["label"], p.backend
+    (['lost_or_stolen_card', 'Refund_not_showing_up'], 'onnx-int8')
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import registry
+from ..errors import InhouseError, MissingDependency, UsageError
+from ..workspace.store import Workspace
+
+BACKENDS = ("auto", "onnx", "torch")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs: batch shape and threads (None: every core)."""
+
+    batch_tokens: int = 2048  # padded tokens per ONNX Runtime call
+    max_batch: int = 128
+    threads: int | None = None
+
+    def validate(self) -> "EngineOptions":
+        if self.batch_tokens < 16 or self.max_batch < 1 or (self.threads is not None and self.threads < 1):
+            raise UsageError("batch_tokens must be at least 16, max_batch and threads at least 1.")
+        return self
+
+
+class Predictor(ABC):
+    """Probabilities for texts, and how many tokens they were (the model's own tokenizer)."""
+
+    backend = "?"
+
+    def __init__(self, version: registry.Version):
+        m = version.manifest
+        self.version = version
+        self.labels: list[str] = list(m.get("labels") or [])
+        self.multi_label = bool(m.get("multi_label"))
+        self.threshold = float(m.get("threshold", 0.5))
+
+    @property
+    def sha256(self) -> str:
+        return self.version.sha256
+
+    @abstractmethod
+    def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """``(probabilities (len(texts), labels) float32, tokens)``."""
+
+    def info(self) -> dict:
+        return {"backend": self.backend}
+
+
+class OnnxPredictor(Predictor):
+    """ONNX Runtime over a graph folder (``model.onnx`` + ``tokenizer.json``), length-bucketed batches."""
+
+    def __init__(self, version: registry.Version, folder: Path, *, max_length: int, precision: str,
+                 options: EngineOptions = EngineOptions(), manifest: dict | None = None):
+        super().__init__(version)
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise MissingDependency("onnxruntime", "onnx", "The fast classify engine") from e
+        self.folder, self.precision, self.options = Path(folder), precision, options
+        self.manifest = manifest or {}
+        self.backend = f"onnx-{precision}"
+        self.max_length = int(max_length)
+        tok = self.folder / "tokenizer.json"
+        if not tok.is_file():
+            raise UsageError(f"{version.ref}: the ONNX folder {self.folder} has no tokenizer.json (a fast tokenizer).")
+        self.tokenizer = Tokenizer.from_file(str(tok))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+        self.pad_id = self._pad_id()
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.intra_op_num_threads = options.threads or max(1, len(os.sched_getaffinity(0)))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.padding
+        if pad and pad.get("pad_id") is not None:
+            return int(pad["pad_id"])
+        for t in ("[PAD]", "<pad>", "<|endoftext|>"):
+            i = self.tokenizer.token_to_id(t)
+            if i is not None:
+                return int(i)
+        return 0
+
+    def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out, 0
+        encs = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        ids = [e.ids for e in encs]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(lengths, kind="stable")
+        budget, cap = self.options.batch_tokens, self.options.max_batch
+        i = 0
+        while i < len(order):
+            j = i + 1
+            while j < len(order) and j - i < cap and (j - i + 1) * lengths[order[j]] <= budget:
+                j += 1
+            rows = order[i:j]
+            width = int(lengths[rows[-1]])
+            input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, k in enumerate(rows):
+                n = lengths[k]
+                input_ids[r, :n] = ids[k]
+                mask[r, :n] = 1
+            feeds = {"input_ids": input_ids, "attention_mask": mask}
+            out[rows] = self.session.run(["probabilities"], {k: feeds[k] for k in self.inputs})[0]
+            i = j
+        return out, int(lengths.sum())
+
+    def info(self) -> dict:
+        parity = self.manifest.get("parity") or {}
+        return {"backend": self.backend, "precision": self.precision, "onnx_folder": str(self.folder),
+                "agreement_with_torch": parity.get("agreement"), "parity_texts": parity.get("texts"),
+                "fallback": self.manifest.get("fallback")}
+
+
+class TorchPredictor(Predictor):
+    """The version's own classifier (torch), for versions without an ONNX graph."""
+
+    backend = "torch"
+
+    def __init__(self, ws: Workspace, version: registry.Version, reason: str | None = None):
+        from ..classifiers.load import load_classifier
+
+        super().__init__(version)
+        self.clf = load_classifier(ws, version)
+        self.reason = reason
+        self._tokenizer = None
+        try:
+            module = self.clf.encoder_module() if hasattr(self.clf, "encoder_module") else None
+            self._tokenizer = getattr(module, "tokenizer", None)
+        except InhouseError:
+            self._tokenizer = None
+
+    def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        probs = np.asarray(self.clf.predict_proba(list(texts)), dtype=np.float32)
+        if self._tokenizer is not None:
+            tokens = sum(len(x) for x in self._tokenizer(list(texts), truncation=True)["input_ids"])
+        else:  # no subword tokenizer (static embeddings): words
+            tokens = sum(len(t.split()) for t in texts)
+        return probs, int(tokens)
+
+    def info(self) -> dict:
+        return {"backend": "torch", "fallback": self.reason}
+
+
+def load_predictor(ws: Workspace, version: registry.Version, *, backend: str = "auto", sample: list[str] | None = None,
+                   options: EngineOptions = EngineOptions()) -> Predictor:
+    """The fastest faithful predictor for a verified version.
+
+    ``auto``: the cached ONNX graph (int8 when its parity holds, else fp32),
+    torch when the version has no graph; ``onnx``: the graph or an error;
+    ``torch``: the version's own classifier. ``sample`` texts top up the parity
+    check when the version's training dataset is not in this workspace.
+    """
+    from .onnxcache import ensure_onnx
+
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {list(BACKENDS)}, found {backend!r}.")
+    if not version.manifest.get("labels"):
+        raise UsageError(f"{version.ref} is not a classifier (its manifest lists no labels).",
+                         fix="Use a version made by: inhouse train")
+    if backend == "torch":
+        return TorchPredictor(ws, version, "asked for --backend torch")
+    try:
+        art = ensure_onnx(ws, version, sample=sample)
+    except UsageError as e:
+        if backend == "onnx":
+            raise
+        return TorchPredictor(ws, version, f"no ONNX graph: {e.message}")
+    return OnnxPredictor(version, art.path, max_length=int(art.manifest.get("max_length") or 256),
+                         precision=art.precision, options=options.validate(), manifest=art.manifest)
+
+
+# ----------------------------------------------------------- chunk work ----
+
+def predict_unique(predictor: Predictor, texts: list[str], *, top_k: int = 3) -> tuple[dict[str, list], int]:
+    """Label, score, top-k (and labels for multi-label models) of distinct ``texts``; the tokens they were.
+
+    The one computation of every engine: a chunk's distinct texts in first-seen
+    order go in whole, so the local and Ray engines give identical outputs.
+    """
+    probs, tokens = predictor.proba(texts)
+    return decide(predictor, probs, top_k), tokens
+
+
+def decide(predictor: Predictor, probs: np.ndarray, top_k: int) -> dict[str, list]:
+    k = max(1, min(top_k, len(predictor.labels)))
+    labels = predictor.labels
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    rows = np.arange(len(probs))[:, None]
+    top_p = probs[rows, top].astype(np.float64)
+    out = {"label": [labels[r[0]] for r in top], "score": top_p[:, 0].tolist() if len(top_p) else [],
+           "top_labels": [[labels[j] for j in r] for r in top], "top_scores": np.round(top_p, 6).tolist()}
+    if predictor.multi_label:
+        out["labels"] = [[labels[j] for j in np.flatnonzero(p >= predictor.threshold)] for p in probs]
+    return out

@@ -1,0 +1,187 @@
+"""The fast inference artifact of a version: its ONNX graph, int8 when that agrees with torch, cached.
+
+A version folder is immutable and content-hashed, so the ONNX graph built from
+it is a *derived* artifact, kept apart under ``derived/onnx/<version sha256>/``:
+``model.onnx``, the tokenizer files and a ``manifest.json`` that says what it
+was built from, its precision and the parity check against the torch model
+(texts, agreement of the top label, largest probability difference). The int8
+graph (onnxruntime dynamic quantization) is kept when its agreement with the
+torch model is at least :data:`MIN_AGREEMENT` on the sample; otherwise the fp32
+graph is kept and the manifest says why. The folder is built under a temporary
+name and renamed, under a file lock, so concurrent runs build it once and a
+kill never leaves half of one.
+
+    >>> art = ensure_onnx(ws, registry.resolve(ws, "intents@production"))
+    >>> art.precision, art.manifest["parity"]["agreement"] >= 0.995
+    ('int8', True)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import registry
+from ..errors import InhouseError, IntegrityError
+from ..workspace.files import atomic_dir, sha256_file
+from ..workspace.store import Workspace
+
+MIN_AGREEMENT = 0.995
+PARITY_TEXTS = 1000
+FORMAT = "inhouse.onnx-cache.v1"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class OnnxArtifact:
+    """A ready ONNX graph for one version: its folder, precision and manifest."""
+
+    path: Path
+    precision: str  # "int8" | "fp32"
+    manifest: dict
+
+    @property
+    def sha256(self) -> str:
+        """The version's sha256 the graph was built from."""
+        return self.manifest["source"]["sha256"]
+
+
+def cache_dir(ws: Workspace, sha256: str) -> Path:
+    return ws.home / "derived" / "onnx" / sha256
+
+
+def read_artifact(ws: Workspace, sha256: str) -> dict | None:
+    """The manifest of the cached graph of a version, or None (for ``models show``)."""
+    p = cache_dir(ws, sha256) / MANIFEST
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def describe_artifact(m: dict | None) -> str:
+    """One line for ``models show``: the cached inference graph and its parity with torch."""
+    if not m:
+        return "  inference   no ONNX graph cached yet (built on the first classify)"
+    p = m.get("parity") or {}
+    line = (f"  inference   onnx {m['precision']}, agreement with torch {p.get('agreement', 0):.2%} on "
+            f"{p.get('texts')} texts ({p.get('source')})")
+    return line + (f"; {m['fallback']}" if m.get("fallback") else "")
+
+
+def _intact(folder: Path, manifest: dict) -> bool:
+    files = manifest.get("files") or {}
+    return bool(files) and all((folder / n).is_file() and sha256_file(folder / n) == h for n, h in files.items())
+
+
+@contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def parity_texts(ws: Workspace, version: registry.Version, extra: list[str] | None = None,
+                 n: int = PARITY_TEXTS) -> tuple[list[str], str]:
+    """Texts for the parity check: a seeded sample of the version's training dataset, else ``extra``."""
+    import numpy as np
+
+    from ..workspace.documents import read_documents
+
+    name = (version.manifest.get("dataset") or {}).get("name")
+    texts: list[str] = []
+    source = "none"
+    if name:
+        try:
+            df = read_documents(ws, name, columns=["doc_id", "text"])
+            uniq = list(dict.fromkeys(t for t in df["text"].tolist() if isinstance(t, str) and t.strip()))
+            if uniq:
+                rng = np.random.default_rng(0)
+                pick = rng.choice(len(uniq), size=min(n, len(uniq)), replace=False)
+                texts, source = [uniq[i] for i in sorted(pick)], f"dataset {name} ({len(uniq)} distinct texts)"
+        except InhouseError:
+            pass
+    if len(texts) < n and extra:
+        more = [t for t in dict.fromkeys(extra) if isinstance(t, str) and t.strip() and t not in set(texts)]
+        texts += more[: n - len(texts)]
+        source = (source + " + " if texts and source != "none" else "") + "the texts being classified"
+    return texts, source
+
+
+def ensure_onnx(ws: Workspace, version: registry.Version, *, sample: list[str] | None = None,
+                min_agreement: float = MIN_AGREEMENT) -> OnnxArtifact:
+    """The cached ONNX graph of ``version``, built (and parity-checked) on first use.
+
+    Versions that are ONNX already (``models export --format onnx``) are used
+    as they are. Raises :class:`UsageError` when the version has no ONNX graph
+    (its base is not a transformer); callers fall back to torch then.
+    """
+    if version.manifest.get("format") == "onnx":
+        q = (version.manifest.get("onnx") or {}).get("quantize")
+        return OnnxArtifact(version.path, "int8" if q == "int8" else "fp32",
+                            {"format": FORMAT, "source": {"ref": version.ref, "sha256": version.sha256},
+                             "precision": "int8" if q == "int8" else "fp32", "prebuilt": True,
+                             "max_length": (version.manifest.get("onnx") or {}).get("max_length", 256),
+                             "parity": (version.manifest.get("onnx") or {}).get("parity")})
+    folder = cache_dir(ws, version.sha256)
+    with _lock(folder.parent / f".{version.sha256}.lock"):
+        m = read_artifact(ws, version.sha256)
+        if m is not None and m.get("format") == FORMAT:
+            if _intact(folder, m):
+                return OnnxArtifact(folder, m["precision"], m)
+            shutil.rmtree(folder, ignore_errors=True)  # a derived artifact: rebuild rather than trust it
+        m = _build(ws, version, folder, sample or [], min_agreement)
+    return OnnxArtifact(folder, m["precision"], m)
+
+
+def _build(ws: Workspace, version: registry.Version, folder: Path, sample: list[str], min_agreement: float) -> dict:
+    from ..classifiers.base import ONNX_FILE
+    from ..classifiers.load import load_classifier
+    from ..classifiers.onnx import OnnxClassifier
+    from ..exchange.onnx_export import export_graph, parity, quantize_int8
+
+    t0 = time.time()
+    clf = load_classifier(ws, version)
+    texts, source = parity_texts(ws, version, sample)
+    if not texts:
+        raise IntegrityError(f"{version.ref}: no text to check the ONNX graph against the torch model.",
+                             fix="Classify a dataset or file with at least one text.")
+    with atomic_dir(folder) as tmp:
+        info = export_graph(clf, tmp)
+        fp32 = tmp / "model.fp32.onnx"
+        shutil.copyfile(tmp / ONNX_FILE, fp32)
+        info.update(quantize_int8(tmp / ONNX_FILE))
+        fields = {k: v for k, v in version.manifest.items() if k not in registry.RESERVED_FIELDS}
+        probe = registry.Version(version.name, version.version, version.sha256, tmp, {**fields, "onnx": info})
+        checks = {"int8": parity(clf, OnnxClassifier(probe, ws=ws), texts)}
+        precision, note = "int8", None
+        if checks["int8"]["agreement"] < min_agreement:
+            fp32.replace(tmp / ONNX_FILE)
+            info.pop("quantization", None)
+            info["quantize"] = None
+            checks["fp32"] = parity(clf, OnnxClassifier(probe, ws=ws), texts)
+            precision = "fp32"
+            note = (f"int8 agreed with the torch model on {checks['int8']['agreement']:.2%} of {len(texts)} texts, "
+                    f"under {min_agreement:.1%}: using the fp32 ONNX graph")
+        else:
+            fp32.unlink()
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {"format": FORMAT, "source": {"ref": version.ref, "sha256": version.sha256,
+                                                 "format": version.manifest.get("format", "safetensors")},
+                    "precision": precision, "fallback": note, "max_length": info["max_length"],
+                    "onnx": {k: v for k, v in info.items() if k != "quantization"},
+                    "quantization": info.get("quantization"),
+                    "parity": {**checks[precision], "source": source, "min_agreement": min_agreement,
+                               "int8": checks["int8"]},
+                    "files": files, "created_at": time.time(), "seconds": round(time.time() - t0, 2)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    return manifest

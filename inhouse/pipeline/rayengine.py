@@ -1,0 +1,245 @@
+"""``--engine ray``: classify as a Ray Data job, for when one machine is not enough.
+
+The driver streams the input exactly as the local engine does and writes each
+chunk's distinct texts to a staged Parquet file; Ray Data reads the staged
+files, runs ``map_batches`` on an actor pool (each actor loads the version's
+ONNX graph once) and writes the results as Parquet; the driver then keeps each
+chunk exactly as the local engine would, so the outputs are identical.
+
+What is shipped to the workers: the bytes of the version's ONNX graph folder
+(``model.onnx``, tokenizer files), through Ray's object store, keyed and
+checked by sha256 on arrival; never the workspace, its database or its
+documents beyond the staged texts.
+
+Without ``--ray-address`` a local Ray is started (bound to 127.0.0.1, no
+dashboard, no usage stats) and stopped at the end; with it, the job joins that
+cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import MissingDependency, UsageError
+from ..workspace.files import atomic_path
+
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_DEDUP_LOGS": "0",
+           "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+
+
+def require_ray(local: bool = True):
+    """Import Ray (or say how to install it); a local Ray binds to loopback only, with no usage stats."""
+    for k, val in RAY_ENV.items():
+        os.environ.setdefault(k, val)
+    if local:  # read when ray is imported: the node address is then 127.0.0.1, never a public interface
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise MissingDependency("ray", "ray", "--engine ray") from e
+
+
+def _tolerate_missing_aiohttp() -> None:
+    """Ray Data asks fsspec whether a path is HTTP; without aiohttp that import raises ImportError
+    (not ModuleNotFoundError, which Ray expects). Local paths are never HTTP: answer False then."""
+    try:
+        from fsspec.implementations.http import HTTPFileSystem  # noqa: F401
+    except ImportError:
+        from ray.data.datasource import path_util
+
+        original = path_util._is_http_filesystem
+
+        def is_http(fs):
+            try:
+                return original(fs)
+            except ImportError:
+                return False
+
+        path_util._is_http_filesystem = is_http
+
+
+class GraphActor:
+    """A Ray actor: materialises the shipped graph folder once (checked by sha256), then predicts blocks."""
+
+    def __init__(self, files_ref, hashes: dict, manifest: dict, version: dict, top_k: int, threads: int):
+        import ray
+
+        from .. import registry
+        from .engine import EngineOptions, OnnxPredictor
+
+        files = ray.get(files_ref) if not isinstance(files_ref, dict) else files_ref
+        key = hashlib.sha256(repr(sorted(hashes.items())).encode()).hexdigest()[:16]
+        folder = Path(tempfile.gettempdir()) / "inhouse-ray-graphs" / key
+        if not folder.is_dir():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".graph.", dir=folder.parent))
+            for name, data in files.items():
+                if hashlib.sha256(data).hexdigest() != hashes[name]:
+                    raise ValueError(f"shipped file {name} does not match its sha256")
+                (tmp / name).write_bytes(data)
+            try:
+                os.replace(tmp, folder)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        v = registry.Version(version["name"], version["version"], version["sha256"], folder, version["manifest"])
+        self.predictor = OnnxPredictor(v, folder, max_length=int(manifest.get("max_length") or 256),
+                                       precision=manifest.get("precision", "fp32"),
+                                       options=EngineOptions(threads=threads), manifest=manifest)
+        self.top_k = top_k
+
+    def __call__(self, table):
+        import numpy as np
+        import pyarrow as pa
+
+        from .engine import predict_unique
+
+        chunks = table.column("chunk").to_numpy()
+        out = []
+        for c in np.unique(chunks):
+            part = table.filter(pa.compute.equal(table.column("chunk"), c))
+            order = np.argsort(part.column("pos").to_numpy(), kind="stable")
+            part = part.take(order)
+            c0 = time.process_time()
+            cols, tokens = predict_unique(self.predictor, part.column("text").to_pylist(), top_k=self.top_k)
+            data = {"chunk": part.column("chunk"), "pos": part.column("pos"), **cols,
+                    "tokens": [tokens] + [0] * (part.num_rows - 1),
+                    "cpu": [time.process_time() - c0] + [0.0] * (part.num_rows - 1)}
+            out.append(pa.table(data))
+        return pa.concat_tables(out) if out else table.select([]).slice(0, 0)
+
+
+class RayRunner:
+    """Stages chunks, runs them as one Ray Data job, then keeps them in input order."""
+
+    def __init__(self, ws, version, make_predictor: Callable, opts, meter, scratch: Path):
+        require_ray(local=not opts.ray_address)
+        self.ws, self.version, self.make_predictor, self.opts, self.meter = ws, version, make_predictor, opts, meter
+        self.scratch = Path(scratch)
+        self.predictor = None
+
+    def info(self) -> dict:
+        base = self.predictor.info() if self.predictor else {"backend": "none (nothing to compute)"}
+        return {**base, "ray_workers": self.opts.workers, "ray_address": self.opts.ray_address or "local"}
+
+    def run(self, chunks: Iterator, keep: Callable, progress) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        stage, meta = self.scratch / "stage", self.scratch / "meta"
+        stage.mkdir(parents=True)
+        meta.mkdir(parents=True)
+        staged = []
+        for c in chunks:
+            if self.predictor is None:
+                self.predictor = self.make_predictor(c.unique)
+                if not hasattr(self.predictor, "folder"):
+                    raise UsageError(f"--engine ray runs the version's ONNX graph; {self.version.ref} has none "
+                                     f"({self.predictor.info().get('fallback')}).", fix="Use --engine local.")
+            with atomic_path(stage / f"chunk-{c.index:08d}.parquet") as tmp:
+                pq.write_table(pa.table({"chunk": pa.array([c.index] * len(c.unique), pa.int64()),
+                                         "pos": pa.array(range(len(c.unique)), pa.int64()),
+                                         "text": pa.array(c.unique, pa.string())}), tmp)
+            with atomic_path(meta / f"chunk-{c.index:08d}.parquet") as tmp:
+                pq.write_table(pa.table({**{k: pa.array(v) for k, v in c.keys.items()},
+                                         "error": pa.array(c.errors, pa.string()),
+                                         "inverse": pa.array(c.inverse, pa.int64())}), tmp)
+            staged.append((c.index, bool(c.unique)))
+        if not staged:
+            return
+        results = self.scratch / "results"
+        todo = [stage / f"chunk-{i:08d}.parquet" for i, has in staged if has]
+        if todo:
+            self._job(todo, results)
+        self._keep(staged, meta, results, keep, progress)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _job(self, files: list[Path], results: Path) -> None:
+        import ray
+
+        for k, val in RAY_ENV.items():
+            os.environ.setdefault(k, val)
+        started_here = not ray.is_initialized()
+        if started_here:
+            kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True)
+            if self.opts.ray_address:
+                ray.init(address=self.opts.ray_address, **kw)
+            else:
+                # one CPU per actor, plus one for Ray Data's own small tasks (listing files, writing)
+                ray.init(num_cpus=self.opts.workers + 1, _node_ip_address="127.0.0.1", **kw)
+        try:
+            _tolerate_missing_aiohttp()
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            ctx.target_max_block_size = 1 << 30  # one staged chunk is one block: computed whole, as locally
+            p = self.predictor
+            files_bytes = {f.name: f.read_bytes() for f in sorted(p.folder.iterdir())
+                           if f.is_file() and f.name != "model.fp32.onnx"}
+            hashes = {n: hashlib.sha256(b).hexdigest() for n, b in files_bytes.items()}
+            ref = ray.put(files_bytes)
+            v = self.version
+            ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=len(files))
+            ds = ds.map_batches(GraphActor, batch_size=None, batch_format="pyarrow", concurrency=self.opts.workers,
+                                num_cpus=1, fn_constructor_kwargs={
+                                    "files_ref": ref, "hashes": hashes, "manifest": p.manifest,
+                                    "version": {"name": v.name, "version": v.version, "sha256": v.sha256,
+                                                "manifest": v.manifest},
+                                    "top_k": self.opts.top_k, "threads": 1})
+            ds.write_parquet(str(results))
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _keep(self, staged, meta: Path, results: Path, keep: Callable, progress) -> None:
+        import duckdb
+        import pyarrow.parquet as pq
+
+        from .chunks import Chunk
+
+        con = duckdb.connect()
+        try:
+            files = sorted(str(p) for p in results.glob("*.parquet")) if results.exists() else []
+            reader = iter(())
+            if files:
+                reader = con.sql("SELECT * FROM read_parquet(?) ORDER BY chunk, pos", params=[files]).to_arrow_reader(65_536)
+            pending = None
+            for index, has in staged:
+                m = pq.read_table(meta / f"chunk-{index:08d}.parquet")
+                keys = {n: m.column(n).to_pylist() for n in m.column_names if n not in ("error", "inverse")}
+                c = Chunk(index, keys, m.column("error").to_pylist(), [], m.column("inverse").to_pylist())
+                cols: dict = {}
+                tokens, cpu = 0, 0.0
+                if has:
+                    rows = []
+                    while True:
+                        if pending is None:
+                            try:
+                                pending = next(reader).to_pylist()
+                            except StopIteration:
+                                break
+                        take = [r for r in pending if r["chunk"] == index]
+                        rest = [r for r in pending if r["chunk"] != index]
+                        rows += take
+                        if rest:
+                            pending = rest
+                            break
+                        pending = None
+                    for name in ("label", "score", "top_labels", "top_scores", "labels"):
+                        if rows and name in rows[0]:
+                            cols[name] = [r[name] for r in rows]
+                    tokens = sum(r["tokens"] for r in rows)
+                    cpu = sum(r["cpu"] for r in rows)
+                    c.unique = [None] * len(rows)
+                keep(c, cols)
+                self.meter.add(documents=c.rows, tokens=tokens)
+                self.meter.extra_cpu += cpu
+                progress(c.rows, len(c.unique))
+        finally:
+            con.close()

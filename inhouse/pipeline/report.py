@@ -1,0 +1,236 @@
+"""The pipeline report: one self-contained HTML file (inline SVG charts, no script, no network).
+
+Sections (each a ``<section id=...>``): ``volumes`` (documents per category
+over time), ``changes`` (emerging and declining categories and sub-topics with
+their share before and after and q-value), ``summaries`` (one per category,
+with representative documents named by the user's ids), ``subtopics`` (inside
+each category), ``model`` (the pinned version and its recorded evaluations
+against the general model) and ``cost`` (this run's, and the hosted-API
+equivalent). The Parquet outputs sit beside the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from pathlib import Path
+
+from .. import registry
+from ..workspace.files import atomic_write_text
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#7f7f7f"]
+COST_MARK = "<!-- run-cost -->"
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:2px solid #eee;padding-bottom:.2rem;margin-top:2.2rem}
+table{border-collapse:collapse;width:100%;margin:.6rem 0}th,td{text-align:left;padding:.25rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
+th{background:#fafafa}.num{text-align:right;font-variant-numeric:tabular-nums}.up{color:#c0392b;font-weight:600}
+.down{color:#1f5fa8;font-weight:600}.muted{color:#777}.card{border:1px solid #eee;border-radius:6px;padding:.6rem .9rem;margin:.6rem 0}
+code{background:#f4f4f4;padding:0 .25rem;border-radius:3px}ul{margin:.3rem 0}
+"""
+
+
+def esc(v) -> str:
+    return html.escape("" if v is None else str(v))
+
+
+def pct(v) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def line_chart(periods: list[str], series: list[tuple[str, list[float]]], *, width: int = 1000, height: int = 320,
+               fmt=lambda v: f"{v:,.0f}") -> str:
+    """An inline SVG line chart: one coloured line per series, a legend, the first and last period."""
+    if not periods or not series:
+        return "<p class='muted'>no data</p>"
+    left, right, top, bottom = 56, 230, 12, 36
+    w, h = width - left - right, height - top - bottom
+    ymax = max([max(v) for _, v in series if v] + [1e-9])
+    n = len(periods)
+
+    def x(i):
+        return left + (w * i / (n - 1) if n > 1 else w / 2)
+
+    def y(v):
+        return top + h - h * v / ymax
+
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' role='img'>",
+             f"<rect x='{left}' y='{top}' width='{w}' height='{h}' fill='#fcfcfc' stroke='#ddd'/>"]
+    for k in range(5):
+        v = ymax * k / 4
+        parts.append(f"<line x1='{left}' x2='{left + w}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#eee'/>"
+                     f"<text x='{left - 6}' y='{y(v) + 4:.1f}' font-size='11' text-anchor='end'>{esc(fmt(v))}</text>")
+    step = max(1, n // 8)
+    for i in range(0, n, step):
+        parts.append(f"<text x='{x(i):.1f}' y='{top + h + 16}' font-size='11' text-anchor='middle'>{esc(periods[i])}</text>")
+    for j, (name, values) in enumerate(series):
+        c = PALETTE[j % len(PALETTE)]
+        pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+        parts.append(f"<polyline fill='none' stroke='{c}' stroke-width='2' points='{pts}'><title>{esc(name)}</title></polyline>")
+        ly = top + 14 + j * 18
+        parts.append(f"<rect x='{left + w + 12}' y='{ly - 9}' width='12' height='12' fill='{c}'/>"
+                     f"<text x='{left + w + 30}' y='{ly + 1}' font-size='12'>{esc(name[:30])}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _volumes(trends: dict | None) -> str:
+    if not trends:
+        return "<p class='muted'>no trends step in this pipeline.</p>"
+    cats = sorted(trends["categories"], key=lambda c: -c["total"])
+    shown = cats[:10]
+    chart = line_chart(trends["periods"], [(c["name"], c["counts"]) for c in shown])
+    rest = f"<p class='muted'>{len(cats) - len(shown)} smaller categories not drawn.</p>" if len(cats) > len(shown) else ""
+    return (f"<p>Documents per {esc(trends['every'])} and category ({trends['documents']:,} documents, "
+            f"{len(trends['periods'])} {esc(trends['every'])}s; recent window: last {trends['recent_periods']}).</p>"
+            + chart + rest)
+
+
+def _change_rows(cats: list[dict], level: str) -> list[str]:
+    rows = []
+    for c in cats:
+        if c["status"] == "stable":
+            continue
+        cls, mark = ("up", "▲ emerging") if c["status"] == "emerging" else ("down", "▼ declining")
+        where = f"{esc(c['parent'])} / " if c.get("parent") else ""
+        ratio = "new" if c["share_ratio"] is None else f"×{c['share_ratio']:.2f}"
+        rows.append(f"<tr><td class='{cls}'>{mark}</td><td>{level}</td><td>{where}{esc(c['name'])}</td>"
+                    f"<td class='num'>{pct(c['share_baseline'])}</td><td class='num'>{pct(c['share_recent'])}</td>"
+                    f"<td class='num'>{ratio}</td><td class='num'>{c['q_value']:.2g}</td>"
+                    f"<td class='num'>{c['total']:,}</td></tr>")
+    return rows
+
+
+def _changes(trends_result: dict | None) -> str:
+    if not trends_result:
+        return "<p class='muted'>no trends step in this pipeline.</p>"
+    rows = _change_rows(trends_result["categories"]["categories"], "category")
+    if trends_result.get("subtopics"):
+        rows += _change_rows(trends_result["subtopics"]["categories"], "sub-topic")
+    head = ("<tr><th>status</th><th>level</th><th>category / sub-topic</th><th class='num'>share before</th>"
+            "<th class='num'>share recent</th><th class='num'>ratio</th><th class='num'>q-value</th>"
+            "<th class='num'>documents</th></tr>")
+    t = trends_result["categories"]
+    note = (f"<p>Recent window (last {t['recent_periods']} {esc(t['every'])}s) against the periods before; "
+            f"two-proportion test, Benjamini–Hochberg q-values, flagged at q &lt; {t['alpha']} and a share ratio of "
+            f"at least {t['min_ratio']}. Shares of sub-topics are within their category.</p>")
+    if not rows:
+        return note + "<p>Nothing emerging or declining.</p>"
+    return note + f"<table>{head}{''.join(rows)}</table>"
+
+
+def _summaries(result: dict | None) -> str:
+    if not result:
+        return "<p class='muted'>no summarize step in this pipeline.</p>"
+    out = []
+    for s in result["summaries"]:
+        docs = "".join(f"<li>{esc(t)} <span class='muted'>({esc(s['id_column'])} {esc(i)})</span></li>"
+                       for t, i in zip(s["texts"], s["ids"]))
+        writer = f" — written by {esc(s['model'])}" if s.get("model") and s["kind"] == "abstractive" else ""
+        text = "" if s["kind"] == "extractive" else f"<p>{esc(s['summary'])}</p>"
+        out.append(f"<div class='card'><h3>{esc(s['name'])} <span class='muted'>{s['size']:,} documents, "
+                   f"{pct(s['share'])}</span></h3><p><b>keywords:</b> {esc(', '.join(s['keywords'][:10]))}{writer}</p>"
+                   f"{text}<p><b>representative documents:</b></p><ul>{docs}</ul></div>")
+    return "".join(out)
+
+
+def _subtopics(result: dict | None) -> str:
+    if not result:
+        return "<p class='muted'>no discover step in this pipeline.</p>"
+    by_parent: dict = {}
+    for t in result["topics"]:
+        by_parent.setdefault(t.get("parent"), []).append(t)
+    out = []
+    for parent, topics in sorted(by_parent.items(), key=lambda kv: -sum(t["size"] for t in kv[1])):
+        rows = "".join(
+            f"<tr><td class='num'>{t['topic']}</td><td>{esc(t['name'])}</td><td class='num'>{t['size']:,}</td>"
+            f"<td class='num'>{pct(t['share'])}</td><td>{esc(', '.join(t['keywords'][:6]))}</td>"
+            f"<td>{esc((t.get('representative_texts') or [''])[0][:120])} <span class='muted'>"
+            f"({esc(result.get('id_column'))} {esc((t.get('representative_ids') or [''])[0])})</span></td></tr>"
+            for t in sorted(topics, key=lambda t: -t["size"]))
+        out.append(f"<h3>{esc(parent)}</h3><table><tr><th class='num'>topic</th><th>name</th><th class='num'>size</th>"
+                   f"<th class='num'>share of category</th><th>keywords</th><th>example</th></tr>{rows}</table>")
+    return "".join(out)
+
+
+def _model(run) -> str:
+    v = run.version
+    if v is None:
+        return "<p class='muted'>no classify step in this pipeline.</p>"
+    c = run.results.get("classify") or {}
+    m = v.manifest
+    base = (m.get("base") or {}).get("name")
+    lines = [f"<p><b>{esc(v.ref)}</b> (sha256 <code>{esc(v.sha256)}</code>), method {esc(m.get('method'))}, base "
+             f"{esc(base)}, {len(m.get('labels') or [])} labels; resolved once at the start of this run.</p>",
+             f"<p>Inference: {esc(c.get('backend'))}"
+             + (f", agreement with the torch model {c['agreement_with_torch']:.2%} on {c.get('parity_texts')} texts"
+                if c.get("agreement_with_torch") is not None else "")
+             + (f"; {esc(c['fallback'])}" if c.get("fallback") else "") + ".</p>"]
+    evals = registry.evaluations(run.ws, v)
+    if not evals:
+        lines.append(f"<p class='muted'>No evaluation is recorded for this version: run "
+                     f"<code>inhouse eval {esc(v.ref)} --dataset D --split test</code>.</p>")
+    else:
+        rows = []
+        for e in evals:
+            mt = e["metrics"]
+            zs = mt.get("zero_shot") or {}
+            gain = (mt.get("accuracy") - zs["accuracy"]) if zs.get("accuracy") is not None and mt.get("accuracy") is not None else None
+            rows.append(f"<tr><td>{esc(e['dataset'])}:{esc(e['split'])}</td><td class='num'>{pct(mt.get('accuracy'))}</td>"
+                        f"<td class='num'>{mt.get('macro_f1', float('nan')):.3f}</td><td class='num'>{pct(zs.get('accuracy'))}</td>"
+                        f"<td class='num'>{zs.get('macro_f1', float('nan')):.3f}</td>"
+                        f"<td class='num'>{'-' if gain is None else f'{gain:+.1%}'}</td><td class='num'>{mt.get('n', '')}</td></tr>")
+        lines.append("<table><tr><th>evaluated on</th><th class='num'>accuracy</th><th class='num'>macro-F1</th>"
+                     f"<th class='num'>general model ({esc(base)}) accuracy</th><th class='num'>its macro-F1</th>"
+                     "<th class='num'>gain</th><th class='num'>n</th></tr>" + "".join(rows) + "</table>")
+    return "".join(lines)
+
+
+def cost_table(cost: dict | None, title: str) -> str:
+    if not cost:
+        return f"<p class='muted'>{esc(title)}: not recorded.</p>"
+    api = cost.get("api") or {}
+    rows = "".join(f"<tr><td>{esc(k)}</td><td class='num'>{a['input_tokens']:,}</td><td class='num'>{a['output_tokens']:,}</td>"
+                   f"<td class='num'>{a['cost']:.4f} {esc(a['currency'])}</td><td>{esc(a['price_read_on'])}</td></tr>"
+                   for k, a in api.items())
+    return (f"<h3>{esc(title)}</h3><p>{cost['documents']:,} documents, {cost['tokens']:,} tokens, "
+            f"{cost['cpu_seconds']:.1f} CPU s, {cost['wall_seconds']:.1f} s wall, "
+            f"{cost.get('docs_per_second') or 0:,.0f} docs/s, peak memory {cost['peak_rss_mb']:,.0f} MB; "
+            "on this machine: no per-token charge.</p>"
+            + ("<table><tr><th>the same tokens on</th><th class='num'>input tokens</th><th class='num'>output tokens</th>"
+               f"<th class='num'>would cost</th><th>price read on</th></tr>{rows}</table>" if rows else ""))
+
+
+def write_report(run, path: Path, *, title: str | None = None) -> Path:
+    spec = run.spec
+    r = run.results
+    trends = (r.get("trends") or {}).get("categories")
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = title or f"{spec.name}: {spec.dataset}"
+    files = ", ".join(f"<code>{esc(p.name)}</code>" for p in sorted(path.parent.glob("*.parquet")))
+    classify_cost = (r.get("classify") or {}).get("cost")
+    body = [
+        f"<h1>{esc(title)}</h1><p class='muted'>pipeline <code>{esc(spec.path.name)}</code>, dataset "
+        f"<code>{esc(spec.dataset)}</code>, model <b>{esc(run.version.ref if run.version else '-')}</b>"
+        f"{' (sha256 ' + esc(run.version.sha256[:16]) + ')' if run.version else ''}, made {when}. "
+        f"Outputs beside this file: {files or 'none'}.</p>",
+        "<section id='volumes'><h2>Category volumes over time</h2>" + _volumes(trends) + "</section>",
+        "<section id='changes'><h2>Emerging and declining</h2>" + _changes(r.get("trends")) + "</section>",
+        "<section id='summaries'><h2>What each category is about</h2>" + _summaries(r.get("summarize")) + "</section>",
+        "<section id='subtopics'><h2>Sub-topics inside each category</h2>" + _subtopics(r.get("discover")) + "</section>",
+        "<section id='model'><h2>Model version and evaluation</h2>" + _model(run) + "</section>",
+        "<section id='cost'><h2>Cost</h2>" + cost_table(classify_cost, "classify (this run)") + COST_MARK + "</section>",
+    ]
+    doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+           f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    atomic_write_text(path, doc)
+    return path
+
+
+def add_run_footer(path: Path, run_id: int, cost: dict) -> None:
+    """Put the whole run's cost in place once the run is recorded."""
+    text = path.read_text(encoding="utf-8")
+    block = cost_table(cost, f"the whole pipeline run (run {run_id})")
+    atomic_write_text(path, text.replace(COST_MARK, block, 1))
