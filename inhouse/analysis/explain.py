@@ -172,7 +172,9 @@ def weight_changes(ws: Workspace, ref: str, against: str | None = None, *, tol: 
     result.update(_summarise(rows, total))
     result["encoder_changed"] = result["overall"]["changed_params"] > 0
     if clf.method == "head" and other is None:
-        result["note"] = "method 'head': the encoder is the frozen base (0 change); only the linear head was trained."
+        result["note"] = ("method 'head': the encoder is the frozen base (0 change); only the linear head was trained. "
+                          "What pulls hardest toward each class:")
+        result["classes"] = head_evidence(ws, clf)
     if other is not None and other.labels == clf.labels and hasattr(other, "head"):
         dW = np.linalg.norm(clf.head.W - other.head.W) / max(np.linalg.norm(other.head.W), 1e-12)
         result["head"]["relative_change_vs_against"] = round(float(dW), 6)
@@ -233,6 +235,39 @@ def _id_name(ws: Workspace, dataset: str) -> str | None:
         return id_column(ws, dataset)
     except NotFound:
         return None
+
+
+def head_evidence(ws: Workspace, clf: Classifier, k: int = 5, min_docs: int = 3) -> list[dict]:
+    """Per class, the words and training examples that pull hardest toward it (for a head-only version).
+
+    Examples: the training rows of the class with the highest logit for it.
+    Words: over all training rows, the words whose rows score highest for the
+    class above the average row (at least ``min_docs`` rows contain the word).
+    Empty when the version keeps no training rows.
+    """
+    if not (clf.version.path / INDEX_FILE).is_file():
+        return []
+    from ..topics.text import content_words
+
+    X, rows = _training_index(clf)
+    Z = clf.head.logits(X)
+    texts, _ = _texts_for(ws, rows["dataset"], [int(d) for d in rows["doc_ids"]], list(rows["text_hashes"]))
+    words = [content_words(t) if t else set() for t in texts]
+    index: dict[str, list[int]] = {}
+    for i, ws_ in enumerate(words):
+        for w in ws_:
+            index.setdefault(w, []).append(i)
+    vocab = [w for w, ids in index.items() if len(ids) >= min_docs]
+    out = []
+    for c, label in enumerate(clf.labels):
+        z = Z[:, c] - Z[:, c].mean()
+        scored = sorted(((float(z[index[w]].mean()), w) for w in vocab), reverse=True)[:k]
+        mine = np.flatnonzero(rows["label_idx"] == c)
+        top = mine[np.argsort(-Z[mine, c], kind="stable")[:k]]
+        out.append({"label": label, "words": [{"word": w, "pull": round(s, 3)} for s, w in scored],
+                    "examples": [{"doc_id": int(rows["doc_ids"][i]), "logit": round(float(Z[i, c]), 3),
+                                  "text": texts[i]} for i in top if texts[i] is not None][:3]})
+    return out
 
 
 def explain(ws: Workspace, ref: str, text: str, *, k: int = 5) -> dict:

@@ -186,5 +186,9 @@ SCHEMA_MIGRATIONS: list[str] = [
     );
     CREATE INDEX summaries_dataset ON summaries(dataset_id, run_id)
     """,
+    # label sets (issue 12): every label belongs to a named label column; 'label' is the ingest's
+    """
+    ALTER TABLE labels ADD COLUMN label_col TEXT NOT NULL DEFAULT 'label';
+    CREATE INDEX labels_col ON labels(dataset_id, label_col, doc_id)
+    """,
 ]
-
