@@ -151,11 +151,16 @@ def weight_changes(ws: Workspace, ref: str, against: str | None = None, *, tol: 
         raise UsageError(f"{clf.ref} is a {clf.manifest.get('format')} version; its weights are one compiled graph, "
                          "not tensors to compare.",
                          fix=f"Run explain-weights on the version it was derived from: {(clf.manifest.get('derived_from') or {}).get('ref', 'the original')}")
-    label, against_sha, base_t, other = _against_module(ws, clf, against)
+    if clf.method == "head" and against is None:  # the encoder is the frozen base: nothing to load or compare
+        from ..models.catalog import get_model
+
+        label, against_sha, base_t, other = clf.base, get_model(ws, clf.base).sha256, None, None
+    else:
+        label, against_sha, base_t, other = _against_module(ws, clf, against)
     result = {"model": clf.version.ref, "sha256": clf.sha256, "method": clf.method, "base": clf.base,
               "against": label, "against_sha256": against_sha, "tolerance": tol, "lora": None,
               "head": _head_summary(clf)}
-    mod = clf.encoder_module()
+    mod = clf.encoder_module() if base_t is not None else None
     if mod is None or base_t is None:
         rows, total = [], 0
         result["note"] = f"{clf.base!r} is not a transformer; no encoder weights to compare."
@@ -281,14 +286,17 @@ def explain(ws: Workspace, ref: str, text: str, *, k: int = 5) -> dict:
     probs = clf.predict_proba([text])[0]
     order = np.argsort(-probs, kind="stable")[:max(1, k)]
     predicted = clf.decide(probs[None])[0]
-    wanted = set(predicted if isinstance(predicted, list) else [predicted])
+    abstained = bool(clf.abstains(probs[None])[0])
+    best = predicted if isinstance(predicted, list) else clf.labels[int(clf.best_in_scope(probs[None])[0][0])]
+    wanted = set(best if isinstance(best, list) else [best])  # examples behind the best answer, even when abstaining
     q = q[0] / max(np.linalg.norm(q[0]), 1e-12)
     X, rows = _training_index(clf)
     sims = X @ q
     same = np.array([clf.labels[i] in wanted for i in rows["label_idx"]])
     picks = {"supporting": np.flatnonzero(same), "nearest_other": np.flatnonzero(~same)}
     out = {"model": clf.version.ref, "sha256": clf.sha256, "text": text, "label": predicted,
-           "score": float(probs[order[0]]),
+           "score": float(probs[order[0]]), "abstained": abstained,
+           **({"best_in_scope": best, "abstain_threshold": clf.abstain_threshold} if abstained else {}),
            "top_k": [{"label": clf.labels[i], "score": round(float(probs[i]), 6)} for i in order]}
     id_name = id_output_name(_id_name(ws, rows["dataset"]), ["label", "similarity", "text"])
     out["dataset"], out["id_column"] = rows["dataset"], id_name or ROW_COLUMN

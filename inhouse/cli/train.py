@@ -159,8 +159,12 @@ def explain_weights_cmd(ctx, model, against, chart, as_json) -> None:
         emit_json(r)
         return
     o = r["overall"]
-    click.echo(f"{r['model']} ({r['method']}) vs {r['against']}: {o['relative_change']:.2%} relative change, "
-               f"{o['changed_share']:.1%} of {o['n_params'] / 1e6:.1f}M weights moved")
+    if r.get("classes") is not None:
+        click.echo(f"{r['model']} (head on the frozen {r['against']}): no encoder weight changed, so no relative "
+                   "change to show; the trained head decides:")
+    else:
+        click.echo(f"{r['model']} ({r['method']}) vs {r['against']}: {o['relative_change']:.2%} relative change, "
+                   f"{o['changed_share']:.1%} of {o['n_params'] / 1e6:.1f}M weights moved")
     if r.get("note"):
         click.echo(r["note"])
     for c in r.get("classes") or []:
@@ -209,7 +213,9 @@ def explain_cmd(ctx, model, text, k, as_json) -> None:
     if as_json:
         emit_json(r)
         return
-    click.echo(f"{r['label']} ({r['score']:.2f}) by {r['model']}")
+    guess = (f" — abstained: best guess {r['best_in_scope']} is under the threshold {r['abstain_threshold']:.3f}"
+             if r.get("abstained") else "")
+    click.echo(f"{r['label']} ({r['score']:.2f}) by {r['model']}{guess}")
     click.echo("scores: " + ", ".join(f"{s['label']} {s['score']:.3f}" for s in r["top_k"]))
     for key, title in (("supporting", "nearest training examples with that label"), ("nearest_other", "nearest with other labels")):
         click.echo(f"{title}:")
