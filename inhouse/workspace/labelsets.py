@@ -96,7 +96,7 @@ def resolve_label_col(ws: Workspace, dataset: str, name: str | None, *, create: 
                              fix="Choose another name for the label set, e.g. --into complaint.")
         return LabelColumn(name, "people", name)
     known = [c.name for c in label_columns(ws, dataset)]
-    raise InputError(f"dataset {dataset!r} has no label column {name!r}; its label columns are {known}.",
+    raise InputError(f"dataset {dataset!r}: label column {name!r} not found; its label columns are {known}.",
                      fix="Use --label-col with one of them, or create a label set with: inhouse label ... --into "
                          f"{name}")
 
