@@ -13,17 +13,21 @@ from . import cli, emit_json, json_option, pass_ctx
 @click.option("--dataset", required=True, help="Dataset to embed.")
 @click.option("--model", default=DEFAULT_ENCODER, show_default=True, help="Embedding model.")
 @click.option("--split", default=None, help="Only this split.")
+@click.option("--where", default=None, metavar="EXPR", help="Only documents for which EXPR holds.")
 @json_option
 @pass_ctx
-def embed_cmd(ctx, dataset: str, model: str, split: str | None, as_json: bool) -> None:
+def embed_cmd(ctx, dataset: str, model: str, split: str | None, where: str | None, as_json: bool) -> None:
     """Embed every document of a dataset, reusing cached vectors.
+
+    Each document is embedded as every stage reads it (links, @handles and HTML
+    entities removed), so discover, training and summaries reuse the vectors.
 
     \b
     Example:
       $ inhouse embed --dataset banking77
       embedded 13083 documents (13083 distinct texts) with minilm-l6: 13083 computed, 0 reused, 384 dims, 61.2 s
     """
-    result, _, _ = embed_dataset(ctx.ws, dataset, model, split=split)
+    result, _, _ = embed_dataset(ctx.ws, dataset, model, split=split, where=where)
     if as_json:
         emit_json(result.to_dict())
     else:

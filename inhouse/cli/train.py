@@ -40,7 +40,7 @@ def _pct(x: float | None) -> str:
               "e.g. \"label = 'negative'\" (columns: inhouse datasets show).")
 @click.option("--no-abstain", is_flag=True, help="Never answer 'other': always the most likely label.")
 @click.option("--abstain-target", type=float, default=None,
-              help="Share of in-scope validation rows the abstention threshold may turn away (default 0.1).")
+              help="Share of in-scope validation rows the abstention threshold may turn away (default 0.2).")
 @click.option("--other-label", default="other", show_default=True, help="The answer when the model abstains.")
 @click.option("--out-of-scope", "out_of_scope", multiple=True, metavar="LABEL",
               help="Rows with this label are out of scope: learnt from, and answered as --other-label (repeat).")
