@@ -128,7 +128,8 @@ def eval_cmd(ctx, model, dataset, split, label_col, out, where, no_abstain, as_j
                    f"{_pct(a.get('in_scope_abstain_rate'))} abstained){oos}")
     z = r["zero_shot"]
     click.echo(f"zero-shot {z['model']} on the same rows: accuracy {_pct(z['accuracy'])}, macro-F1 {z['macro_f1']:.3f}")
-    worst = sorted(r["per_class"].items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:5]
+    worst = sorted(((k, v) for k, v in r["per_class"].items() if v["support"]),
+                   key=lambda kv: (kv[1]["f1"], kv[0]))[:5]  # labels with test rows; 'other' has none in scope
     click.echo("weakest labels: " + ", ".join(f"{k} (F1 {v['f1']:.2f})" for k, v in worst))
     for c in r["top_confusions"][:5]:
         click.echo(f"  {c['count']:>4} x {c['true']} -> {c['predicted']}")
