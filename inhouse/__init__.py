@@ -56,6 +56,8 @@ _LAZY = {
     "versions": "registry", "record_evaluation": "registry",
     "diff_versions": "analysis.diff", "export_version": "exchange.export", "import_version": "exchange.export",
     "TrendsResult": "analysis.trends", "Summary": "analysis.summarize",
+    "matching_doc_ids": "workspace.filters", "label_columns": "workspace.labelsets",
+    "compare_topics": "topics.compare", "export_documents": "data.datasets",
 }
 _STAGE_MODULES = {"ingest": "data.ingest", "train": "training.train", "evaluate": "analysis.evaluate",
                   "explain": "analysis.explain", "trends": "analysis.trends", "summarize": "analysis.summarize",

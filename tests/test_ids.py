@@ -153,13 +153,16 @@ def test_label_accepts_the_users_ids_and_says_what_ids_look_like(tweets, run_cli
     docs = read_documents(ws, "tw-label", columns=["doc_id", "source_id", "label"])
     assert docs["source_id"].isna().sum() == 1
     a, b = docs["source_id"].iloc[3], docs["source_id"].iloc[7]
-    r = run_cli("--home", home, "label", "--dataset", "tw-label", "--doc", a, "--doc", b, "--as", "mine", "--json")
+    # the documents carry labels from the file: replacing them is an explicit --overwrite (issue 12)
+    r = run_cli("--home", home, "label", "--dataset", "tw-label", "--doc", a, "--doc", b, "--as", "mine",
+                "--overwrite", "--json")
     assert r.exit_code == 0 and r.json["count"] == 2, r.stderr
     after = read_documents(ws, "tw-label", columns=["doc_id", "source_id", "label"])
     assert sorted(after.loc[after["label"] == "mine", "source_id"]) == sorted([a, b])
     # internal doc ids need the explicit flag
     d = int(docs["doc_id"].iloc[0])
-    r = run_cli("--home", home, "label", "--dataset", "tw-label", "--doc-id", d, "--as", "other", "--json")
+    r = run_cli("--home", home, "label", "--dataset", "tw-label", "--doc-id", d, "--as", "other", "--overwrite",
+                "--json")
     assert r.exit_code == 0 and r.json["count"] == 1, r.stderr
     r = run_cli("--home", home, "label", "--dataset", "tw-label", "--doc", str(d), "--as", "x")
     assert r.exit_code == 4, r.stderr

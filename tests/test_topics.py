@@ -127,14 +127,19 @@ def test_label_topic_then_undo(bank, run_cli):
     ws, _ = bank
     res = discover(ws, "bank2", seed=0)
     topic = res.topics[1]
-    r = run_cli("--home", ws.home, "label", "--dataset", "bank2", "--topic", topic.topic, "--as", "mine", "--json")
+    # bank2 came with labels from the file: replacing them takes --overwrite (issue 12: no silent clobbering)
+    r = run_cli("--home", ws.home, "label", "--dataset", "bank2", "--topic", topic.topic, "--as", "mine")
+    assert r.exit_code == 8 and f"would change {topic.size} of its labels from ingest" in r.stderr
+    r = run_cli("--home", ws.home, "label", "--dataset", "bank2", "--topic", topic.topic, "--as", "mine",
+                "--overwrite", "--json")
     assert r.exit_code == 0, r.stderr
     batch = r.json["batch"]
     assert r.json["count"] == topic.size and r.json["source"] == f"topic:{res.run_id}:{topic.topic}"
     docs = read_documents(ws, "bank2", columns=["doc_id", "label"])
     members = set(res.assignments().query("topic == @topic.topic")["doc_id"])
     assert set(docs.loc[docs["label"] == "mine", "doc_id"]) == members
-    r = run_cli("--home", ws.home, "label", "--dataset", "bank2", "--doc", 0, "--doc", 1, "--as", "other")
+    r = run_cli("--home", ws.home, "label", "--dataset", "bank2", "--doc", 0, "--doc", 1, "--as", "other",
+                "--overwrite")
     assert r.exit_code == 0 and "labelled 2 documents" in r.stdout
     listing = run_cli("--home", ws.home, "label", "--list", "--json").json["batches"]
     assert [b["label"] for b in listing[:2]] == ["other", "mine"] and listing[0]["user"]

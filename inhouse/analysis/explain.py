@@ -151,11 +151,16 @@ def weight_changes(ws: Workspace, ref: str, against: str | None = None, *, tol: 
         raise UsageError(f"{clf.ref} is a {clf.manifest.get('format')} version; its weights are one compiled graph, "
                          "not tensors to compare.",
                          fix=f"Run explain-weights on the version it was derived from: {(clf.manifest.get('derived_from') or {}).get('ref', 'the original')}")
-    label, against_sha, base_t, other = _against_module(ws, clf, against)
+    if clf.method == "head" and against is None:  # the encoder is the frozen base: nothing to load or compare
+        from ..models.catalog import get_model
+
+        label, against_sha, base_t, other = clf.base, get_model(ws, clf.base).sha256, None, None
+    else:
+        label, against_sha, base_t, other = _against_module(ws, clf, against)
     result = {"model": clf.version.ref, "sha256": clf.sha256, "method": clf.method, "base": clf.base,
               "against": label, "against_sha256": against_sha, "tolerance": tol, "lora": None,
               "head": _head_summary(clf)}
-    mod = clf.encoder_module()
+    mod = clf.encoder_module() if base_t is not None else None
     if mod is None or base_t is None:
         rows, total = [], 0
         result["note"] = f"{clf.base!r} is not a transformer; no encoder weights to compare."
@@ -172,7 +177,9 @@ def weight_changes(ws: Workspace, ref: str, against: str | None = None, *, tol: 
     result.update(_summarise(rows, total))
     result["encoder_changed"] = result["overall"]["changed_params"] > 0
     if clf.method == "head" and other is None:
-        result["note"] = "method 'head': the encoder is the frozen base (0 change); only the linear head was trained."
+        result["note"] = ("method 'head': the encoder is the frozen base (0 change); only the linear head was trained. "
+                          "What pulls hardest toward each class:")
+        result["classes"] = head_evidence(ws, clf)
     if other is not None and other.labels == clf.labels and hasattr(other, "head"):
         dW = np.linalg.norm(clf.head.W - other.head.W) / max(np.linalg.norm(other.head.W), 1e-12)
         result["head"]["relative_change_vs_against"] = round(float(dW), 6)
@@ -235,6 +242,39 @@ def _id_name(ws: Workspace, dataset: str) -> str | None:
         return None
 
 
+def head_evidence(ws: Workspace, clf: Classifier, k: int = 5, min_docs: int = 3) -> list[dict]:
+    """Per class, the words and training examples that pull hardest toward it (for a head-only version).
+
+    Examples: the training rows of the class with the highest logit for it.
+    Words: over all training rows, the words whose rows score highest for the
+    class above the average row (at least ``min_docs`` rows contain the word).
+    Empty when the version keeps no training rows.
+    """
+    if not (clf.version.path / INDEX_FILE).is_file():
+        return []
+    from ..topics.text import content_words
+
+    X, rows = _training_index(clf)
+    Z = clf.head.logits(X)
+    texts, _ = _texts_for(ws, rows["dataset"], [int(d) for d in rows["doc_ids"]], list(rows["text_hashes"]))
+    words = [content_words(t) if t else set() for t in texts]
+    index: dict[str, list[int]] = {}
+    for i, ws_ in enumerate(words):
+        for w in ws_:
+            index.setdefault(w, []).append(i)
+    vocab = [w for w, ids in index.items() if len(ids) >= min_docs]
+    out = []
+    for c, label in enumerate(clf.labels):
+        z = Z[:, c] - Z[:, c].mean()
+        scored = sorted(((float(z[index[w]].mean()), w) for w in vocab), reverse=True)[:k]
+        mine = np.flatnonzero(rows["label_idx"] == c)
+        top = mine[np.argsort(-Z[mine, c], kind="stable")[:k]]
+        out.append({"label": label, "words": [{"word": w, "pull": round(s, 3)} for s, w in scored],
+                    "examples": [{"doc_id": int(rows["doc_ids"][i]), "logit": round(float(Z[i, c]), 3),
+                                  "text": texts[i]} for i in top if texts[i] is not None][:3]})
+    return out
+
+
 def explain(ws: Workspace, ref: str, text: str, *, k: int = 5) -> dict:
     """The prediction for ``text``, its top-k scores and the nearest training examples."""
     clf = load_classifier(ws, ref)
@@ -246,14 +286,17 @@ def explain(ws: Workspace, ref: str, text: str, *, k: int = 5) -> dict:
     probs = clf.predict_proba([text])[0]
     order = np.argsort(-probs, kind="stable")[:max(1, k)]
     predicted = clf.decide(probs[None])[0]
-    wanted = set(predicted if isinstance(predicted, list) else [predicted])
+    abstained = bool(clf.abstains(probs[None])[0])
+    best = predicted if isinstance(predicted, list) else clf.labels[int(clf.best_in_scope(probs[None])[0][0])]
+    wanted = set(best if isinstance(best, list) else [best])  # examples behind the best answer, even when abstaining
     q = q[0] / max(np.linalg.norm(q[0]), 1e-12)
     X, rows = _training_index(clf)
     sims = X @ q
     same = np.array([clf.labels[i] in wanted for i in rows["label_idx"]])
     picks = {"supporting": np.flatnonzero(same), "nearest_other": np.flatnonzero(~same)}
     out = {"model": clf.version.ref, "sha256": clf.sha256, "text": text, "label": predicted,
-           "score": float(probs[order[0]]),
+           "score": float(probs[order[0]]), "abstained": abstained,
+           **({"best_in_scope": best, "abstain_threshold": clf.abstain_threshold} if abstained else {}),
            "top_k": [{"label": clf.labels[i], "score": round(float(probs[i]), 6)} for i in order]}
     id_name = id_output_name(_id_name(ws, rows["dataset"]), ["label", "similarity", "text"])
     out["dataset"], out["id_column"] = rows["dataset"], id_name or ROW_COLUMN

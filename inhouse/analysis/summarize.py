@@ -94,8 +94,16 @@ def mmr(X: np.ndarray, centre: np.ndarray, k: int, *, diversity: float = 0.3, ke
 def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None = None, n_docs: int = 5,
               model: str | None = None, run: int | None = None, split: str | None = None,
               categories: list[str] | None = None, diversity: float = 0.3, max_tokens: int = 80,
-              seed: int = 0) -> list[Summary]:
+              seed: int = 0, where: str | None = None, confirm=None) -> list[Summary]:
     """Summarise each category of ``by`` (largest first) and store the summaries.
+
+    A category's keywords and summary do not depend on which other ``categories``
+    were asked for: keywords are always weighed against every category.
+    ``where`` keeps only the documents for which a filter holds. With ``llm``,
+    ``confirm`` gets the :class:`inhouse.topics.grounding.Estimate` before any
+    prompt (False stops the run), and every summary is checked against the
+    category's documents; one that mentions what none of them says is replaced
+    by the extractive one (``notes`` says why).
 
     >>> s = summarize(ws, "banking77", by="label", llm="smollm2-135m", categories=["card_payment_fee_charged"])[0]
     >>> s.kind, s.model, s.summary
@@ -106,12 +114,20 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
     if llm:
         check_generator(ws, llm)
     t0 = time.time()
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "source_id", "source_row"], split=split)
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "source_id", "source_row"], split=split,
+                        where=where)
     id_name = id_column(ws, dataset)
     keys = (df["source_id"] if id_name else df["source_row"]).tolist()
     cats, names = category_values(ws, dataset, by, df["doc_id"].to_numpy(), run=run)
     keep = np.array([c is not None for c in cats], dtype=bool)
     n_valid = int(keep.sum())
+    # keywords against every category, so a category's keywords do not depend on which others were asked for
+    valid = np.flatnonzero(keep)
+    all_cats = np.array([cats[i] for i in valid], dtype=object).astype(str)
+    all_order, all_inverse = np.unique(all_cats, return_inverse=True) if len(valid) else (np.array([]), np.array([]))
+    all_kws = topic_keywords([clean_text(df["text"][i]) for i in valid], all_inverse, len(all_order), top=10,
+                             seed=seed) if len(valid) else []
+    kw_of = {str(c): k for c, k in zip(all_order, all_kws)}
     if categories is not None:
         wanted = {str(c) for c in categories}
         unknown = sorted(wanted - set(cats))
@@ -131,7 +147,7 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
     X, _ = embed_for_topics(ws, model, texts)
     order, inverse, counts = np.unique(cats.astype(str), return_inverse=True, return_counts=True)
     ranked = sorted(range(len(order)), key=lambda i: (-counts[i], order[i]))
-    kws = topic_keywords(texts, inverse, len(order), top=10, seed=seed)
+    kws = [kw_of.get(str(c), []) for c in order]
     if discovery:  # the discovery's keywords, computed against all topics, not only those summarised
         known = {str(t.topic): t.keywords for t in discovery.topics}
         kws = [known.get(str(c), k) for c, k in zip(order, kws)]
@@ -146,9 +162,16 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
                            extractive_text(docs), "extractive", ids=[_key(keys[j]) for j in chosen],
                            id_column=id_name or ROW_COLUMN))
     if llm:
-        _abstract(ws, llm, out, max_tokens, seed)
+        from ..topics.grounding import estimate
+
+        est = estimate(ws, llm, "summary", len(out), int(len(df)))
+        if confirm is not None and not confirm(est):
+            raise UsageError(f"stopped before summarising with {llm}: {est.line()}.",
+                             fix="Add --yes to run it, or leave out --llm for extractive summaries (seconds).")
+        sources = {str(order[i]): [texts[j] for j in np.flatnonzero(inverse == i)] for i in range(len(order))}
+        _abstract(ws, llm, out, max_tokens, seed, sources)
     params = {"llm": llm, "n_docs": n_docs, "model": model, "split": split, "diversity": diversity,
-              "categories": categories}
+              "categories": categories, "where": where}
     _save(ws, dataset, by, discovery.run_id if discovery else None, out, t0, params)
     return out
 
@@ -216,19 +239,29 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     return text
 
 
-def _abstract(ws: Workspace, llm: str, out: list[Summary], max_tokens: int, seed: int) -> None:
+def _abstract(ws: Workspace, llm: str, out: list[Summary], max_tokens: int, seed: int,
+              sources: dict[str, list[str]]) -> None:
+    """Each category's summary by ``llm``, kept only when it is usable and grounded in the category's
+    documents; the extractive summary stays otherwise (a note says why). The quotes stay either way."""
     from ..models.generators import load_generator
+    from ..topics.grounding import check_grounded, record_speed, words_of
 
     gen = load_generator(ws, llm)
+    t0 = time.time()
     for s in track(out, f"summarising with {llm}", unit="category"):
         raw = gen.generate(summary_prompt(s.name, s.keywords, s.texts), max_tokens=max_tokens, temperature=0.0,
                            seed=seed)
         text = tidy_summary(raw, s.keywords + s.texts)
         s.model, s.model_sha256 = gen.name, gen.sha256
-        if text:
+        if not text:
+            s.notes.append(f"{llm} gave no usable summary ({raw[:60]!r}); kept the extractive one")
+            continue
+        ok, why = check_grounded(text, words_of(sources.get(s.category, s.texts)), kind="summary")
+        if ok:
             s.summary, s.kind = text, "abstractive"
         else:
-            s.notes.append(f"{llm} gave no usable summary ({raw[:60]!r}); kept the extractive one")
+            s.notes.append(f"{llm}'s summary was rejected ({why}): {text[:80]!r}; kept the extractive one")
+    record_speed(ws, llm, gen.sha256, "summary", len(out), time.time() - t0)
 
 
 def _save(ws: Workspace, dataset: str, by: str, run: int | None, out: list[Summary], t0: float,

@@ -15,6 +15,13 @@ its effect sizes (share ratio, log odds ratio, absolute change) and p and q.
 With ``within``, the shares are taken inside each category of that column
 (the sub-topics of each label), and the tests run inside each.
 
+Periods start at midnight in ``tz`` (default UTC; stored times stay UTC). A
+period with fewer than ``min_count`` documents (in the group) is *thin*: its
+share is not drawn (one tweet is not a full bar) and a category is flagged
+only when it has at least ``min_count`` documents in the recent window. Volume
+(documents per period) is reported beside share: a spike in volume is news even
+when shares stay flat.
+
     >>> res = trends(ws, "airline", by="negative_reason", every="day", recent=2)
     >>> [(c.category, c.status, c.share_ratio) for c in res.flagged()]
     [('Lost Luggage', 'emerging', 1.3627)]
@@ -61,6 +68,7 @@ class CategoryTrend:
     q_value: float = 1.0
     test: str = "z"
     status: str = "stable"  # "emerging" | "declining" | "stable"
+    thin: list[bool] = field(default_factory=list)  # periods with fewer than min_count documents in the group
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +92,9 @@ class TrendsResult:
     totals: list[int]
     categories: list[CategoryTrend] = field(default_factory=list)
     seconds: float = 0.0
+    tz: str = "UTC"
+    min_count: int = 5
+    where: str | None = None
 
     def flagged(self) -> list[CategoryTrend]:
         """Emerging then declining categories, strongest evidence first."""
@@ -107,7 +118,7 @@ class TrendsResult:
 
 def trends(ws: Workspace, dataset: str, by: str = "label", every: str = "week", *, within: str | None = None,
            recent: int | None = None, alpha: float = 0.05, min_ratio: float = 1.25, run: int | None = None,
-           split: str | None = None) -> TrendsResult:
+           split: str | None = None, where: str | None = None, tz: str = "UTC", min_count: int = 5) -> TrendsResult:
     """Counts and shares of ``by`` per period, and the emerging or declining categories.
 
     ``recent`` is how many of the latest periods form the recent window (default:
@@ -126,9 +137,12 @@ def trends(ws: Workspace, dataset: str, by: str = "label", every: str = "week", 
         raise UsageError(f"--every must be one of {list(EVERY)}, found {every!r}.")
     if min_ratio < 1 or not 0 < alpha < 1:
         raise UsageError("--min-ratio must be at least 1 and --alpha between 0 and 1.")
+    if min_count < 1:
+        raise UsageError(f"--min-count must be at least 1, found {min_count}.")
+    _check_tz(tz)
     import pandas as pd
 
-    df = read_documents(ws, dataset, columns=["doc_id", "time"], split=split)
+    df = read_documents(ws, dataset, columns=["doc_id", "time"], split=split, where=where)
     _check_times(ws, dataset, df)
     ids = df["doc_id"].to_numpy()
     cats, names = category_values(ws, dataset, by, ids, run=run)
@@ -141,7 +155,7 @@ def trends(ws: Workspace, dataset: str, by: str = "label", every: str = "week", 
     if frame.empty:
         raise InputError(f"dataset {dataset!r} has no document with both a time and a {by!r} value.",
                          fix=f"Check --by {by}" + (f" and --within {within}" if within else "") + ".")
-    periods = frame["time"].dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period(EVERY[every])
+    periods = frame["time"].dt.tz_convert(tz).dt.tz_localize(None).dt.to_period(EVERY[every])
     full = pd.period_range(periods.min(), periods.max(), freq=EVERY[every])
     if len(full) < 2:
         raise InputError(f"dataset {dataset!r} spans a single {every} ({full[0]}); trends need at least two periods.",
@@ -153,18 +167,30 @@ def trends(ws: Workspace, dataset: str, by: str = "label", every: str = "week", 
     frame = frame.assign(period=np.searchsorted(full.start_time.values, periods.dt.start_time.values))
     result = TrendsResult(dataset, by, every, within, [str(p.start_time.date()) for p in full], recent, alpha,
                           min_ratio, len(df), without_time, without_cat,
-                          np.bincount(frame["period"], minlength=len(full)).tolist())
+                          np.bincount(frame["period"], minlength=len(full)).tolist(), tz=tz, min_count=min_count,
+                          where=where)
     for parent, group in _groups(frame, within):
-        result.categories += _test_group(group, parent, names, len(full), recent)
+        result.categories += _test_group(group, parent, names, len(full), recent, min_count)
     _bh(result.categories)
     for c in result.categories:
-        c.status = _status(c, alpha, min_ratio)
+        c.status = _status(c, alpha, min_ratio) if c.recent_count >= min_count else "stable"
     result.seconds = round(time.time() - t0, 3)
     ws.record_run("trends", {"dataset": dataset, "by": by, "every": every, "within": within, "recent": recent,
-                             "alpha": alpha, "min_ratio": min_ratio, "run": run, "split": split},
+                             "alpha": alpha, "min_ratio": min_ratio, "run": run, "split": split, "where": where,
+                             "tz": tz, "min_count": min_count},
                   {"emerging": [c.category for c in result.emerging()],
                    "declining": [c.category for c in result.declining()]}, started_at=t0)
     return result
+
+
+def _check_tz(tz: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--tz {tz!r} is not a time zone this machine knows.",
+                         fix="Use an IANA name such as UTC, America/Los_Angeles or Europe/Berlin.") from None
 
 
 def _check_times(ws: Workspace, dataset: str, df) -> None:
@@ -189,7 +215,8 @@ def _groups(frame, within: str | None):
         yield parent, frame[frame["parent"] == parent]
 
 
-def _test_group(group, parent: str | None, names: dict, n_periods: int, recent: int) -> list[CategoryTrend]:
+def _test_group(group, parent: str | None, names: dict, n_periods: int, recent: int,
+                min_count: int = 1) -> list[CategoryTrend]:
     """Counts per period and the recent-versus-baseline test of each category of one group."""
     totals = np.bincount(group["period"], minlength=n_periods)
     split = n_periods - recent
@@ -208,7 +235,8 @@ def _test_group(group, parent: str | None, names: dict, n_periods: int, recent: 
             share_recent=round(s1, 6), share_baseline=round(s0, 6),
             share_ratio=round(s1 / s0, 4) if s0 > 0 else None,
             log_odds_ratio=round(_log_odds(x1, n1, x0, n0), 4), abs_change=round(s1 - s0, 6),
-            volume_ratio=round(rate1 / rate0, 4) if rate0 > 0 else None, p_value=p, test=test))
+            volume_ratio=round(rate1 / rate0, 4) if rate0 > 0 else None, p_value=p, test=test,
+            thin=[bool(t < min_count) for t in totals]))
     return out
 
 
@@ -261,8 +289,29 @@ def _status(c: CategoryTrend, alpha: float, min_ratio: float) -> str:
 
 # ----------------------------------------------------------------- chart ----
 
-def chart(result: TrendsResult, path: str | Path, *, top: int = 8) -> Path:
-    """Share over time of the largest categories, flagged ones in colour (PNG, SVG or PDF).
+def chart_left_out(result: TrendsResult, top: int = 12) -> dict[str | None, list[str]]:
+    """Per group, the categories the chart does not draw (all are drawn up to ``top`` per group)."""
+    out = {}
+    for parent in dict.fromkeys(c.parent for c in result.categories):
+        cats = [c for c in result.categories if c.parent == parent]
+        shown = {c.category for c in _shown(cats, top)}
+        left = [c.category for c in sorted(cats, key=lambda c: -c.total) if c.category not in shown]
+        if left:
+            out[parent] = left
+    return out
+
+
+def _shown(cats: list[CategoryTrend], top: int) -> list[CategoryTrend]:
+    flagged = [c for c in cats if c.status != "stable"]
+    return flagged + [c for c in sorted(cats, key=lambda c: -c.total) if c.status == "stable"][:max(0, top - len(flagged))]
+
+
+def chart(result: TrendsResult, path: str | Path, *, top: int = 12) -> Path:
+    """Share (left) and volume (right) over time of each category, flagged ones in colour (PNG, SVG or PDF).
+
+    Every category is drawn up to ``top`` per group; beyond that the chart
+    names the ones it left out. Thin periods (fewer than ``min_count``
+    documents) are not drawn in the share panel.
 
     >>> chart(trends(ws, "airline", by="negative_reason", every="day"), "trends.png")
     PosixPath('trends.png')
@@ -275,13 +324,24 @@ def chart(result: TrendsResult, path: str | Path, *, top: int = 8) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise UsageError(f"{path}: the chart must end in .png, .svg or .pdf, found {path.suffix or 'no extension'}.")
-    parents = list(dict.fromkeys(c.parent for c in result.categories))[:6]
-    fig, axes = plt.subplots(len(parents), 1, figsize=(10, 3.6 * len(parents)), squeeze=False)
+    all_parents = list(dict.fromkeys(c.parent for c in result.categories))
+    parents = all_parents[:6]
+    fig, axes = plt.subplots(len(parents), 2, figsize=(16, 3.8 * len(parents)), squeeze=False)
     x = np.arange(len(result.periods))
-    for ax, parent in zip(axes[:, 0], parents):
-        _plot_group(ax, result, [c for c in result.categories if c.parent == parent], x, top)
-        ax.set_title(f"{result.by} within {result.within} = {parent}" if parent is not None
-                     else f"{result.dataset}: share of each {result.by} per {result.every}", fontsize=10)
+    left_out = chart_left_out(result, top)
+    for (ax, vax), parent in zip(axes, parents):
+        _plot_group(ax, vax, result, [c for c in result.categories if c.parent == parent], x, top)
+        title = (f"{result.by} within {result.within} = {parent}" if parent is not None
+                 else f"{result.dataset}: each {result.by} per {result.every} ({result.tz})")
+        ax.set_title(f"{title}: share", fontsize=10)
+        vax.set_title(f"{title}: volume (documents)", fontsize=10)
+        if parent in left_out:
+            names = left_out[parent]
+            ax.text(0, -0.32, f"not drawn ({len(names)} smaller): " + ", ".join(names[:8])
+                    + (" ..." if len(names) > 8 else ""), transform=ax.transAxes, fontsize=7, color="#555555")
+    if len(all_parents) > len(parents):
+        fig.text(0.01, 0.002, f"groups not drawn: {', '.join(str(p) for p in all_parents[len(parents):])}",
+                 fontsize=7, color="#555555")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lower()[1:], dpi=110)
@@ -289,22 +349,31 @@ def chart(result: TrendsResult, path: str | Path, *, top: int = 8) -> Path:
     return path
 
 
-def _plot_group(ax, result: TrendsResult, cats: list[CategoryTrend], x: np.ndarray, top: int) -> None:
-    flagged = [c for c in cats if c.status != "stable"]
-    shown = flagged + [c for c in sorted(cats, key=lambda c: -c.total) if c.status == "stable"][:max(0, top - len(flagged))]
+def _plot_group(ax, vax, result: TrendsResult, cats: list[CategoryTrend], x: np.ndarray, top: int) -> None:
+    shown = _shown(cats, top)
     colours = {"emerging": "tab:red", "declining": "tab:blue"}
-    muted = ["#7f7f7f", "#bcbd22", "#17becf", "#9467bd", "#8c564b", "#e377c2", "#2ca02c", "#ff7f0e", "#aec7e8"]
+    muted = ["#7f7f7f", "#bcbd22", "#17becf", "#9467bd", "#8c564b", "#e377c2", "#2ca02c", "#ff7f0e", "#aec7e8",
+             "#98df8a", "#c49c94", "#f7b6d2"]
+    group_total = np.sum([c.counts for c in cats], axis=0) if cats else np.zeros(len(x))
+    vax.bar(x, group_total, color="#dddddd", label="all documents")
     for i, c in enumerate(shown):
         label = c.name if c.name == c.category else f"{c.category}: {c.name}"
+        shares = [np.nan if thin else s for s, thin in zip(c.shares, c.thin or [False] * len(x))]
         if c.status == "stable":
-            ax.plot(x, c.shares, color=muted[i % len(muted)], lw=1, alpha=0.55, label=label[:40])
+            style = dict(color=muted[i % len(muted)], lw=1, alpha=0.7)
+            ax.plot(x, shares, label=label[:40], **style)
         else:
             mark = "▲" if c.status == "emerging" else "▼"
-            ax.plot(x, c.shares, color=colours[c.status], lw=2.5, marker="o", ms=3,
-                    label=f"{mark} {label[:36]} (q={c.q_value:.2g})")
-    ax.axvspan(len(x) - result.recent_periods - 0.5, len(x) - 0.5, color="gold", alpha=0.15, lw=0)
-    step = max(1, len(x) // 12)
-    ax.set_xticks(x[::step], [result.periods[i] for i in x[::step]], rotation=30, ha="right", fontsize=8)
+            style = dict(color=colours[c.status], lw=2.5, marker="o", ms=3)
+            ax.plot(x, shares, label=f"{mark} {label[:36]} (q={c.q_value:.2g})", **style)
+        vax.plot(x, c.counts, **style)
+    for a in (ax, vax):
+        a.axvspan(len(x) - result.recent_periods - 0.5, len(x) - 0.5, color="gold", alpha=0.15, lw=0)
+        step = max(1, len(x) // 12)
+        a.set_xticks(x[::step], [result.periods[i] for i in x[::step]], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("share")
+    vax.set_ylabel("documents")
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    vax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+               handles=vax.get_legend_handles_labels()[0][:1] + ax.get_legend_handles_labels()[0],
+               labels=vax.get_legend_handles_labels()[1][:1] + ax.get_legend_handles_labels()[1])

@@ -22,7 +22,7 @@ import numpy as np
 from ..cache import ModelCache
 from ..errors import MissingDependency, UsageError
 from ..models.catalog import EMBEDDING_KINDS, get_model
-from ..models.embeddings import embed_texts
+from ..models.embeddings import embed_texts, prepare_text
 from ..models.encoders import load_encoder
 from ..progress import task
 from ..workspace.store import Workspace
@@ -176,9 +176,16 @@ def load_backbone(ws: Workspace, base: str, *, max_length: int = 128, folder: Pa
 
 
 def frozen_embeddings(ws: Workspace, base: str, texts: list[str], hashes: list[str] | None = None,
-                      *, max_length: int = 128) -> np.ndarray:
-    """Embeddings from the untuned base: the shared cache for embedding models, else a backbone."""
+                      *, max_length: int = 128, prepare: bool = False) -> np.ndarray:
+    """Embeddings from the untuned base: the shared cache for embedding models, else a backbone.
+
+    ``prepare``: embed :func:`inhouse.models.embeddings.prepare_text` of each text, as
+    ``embed`` and ``discover`` do (one cache entry per text for every stage).
+    """
     model = get_model(ws, base)
+    if prepare:
+        texts = [prepare_text(t) for t in texts]
+        hashes = None
     if model.kind in EMBEDDING_KINDS:
         return embed_texts(ws, load_encoder(ws, base), texts, hashes)
     return base_backbone(ws, base, max_length).embed(texts, desc=f"embedding with {base}")

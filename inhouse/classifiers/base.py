@@ -19,7 +19,10 @@ rows' embeddings and labels) for ``inhouse explain`` when trained here.
 
 Every implementation subclasses :class:`Classifier` and implements one method,
 :meth:`Classifier.predict_proba`; ``predict`` and ``decide`` are written once
-here. :func:`inhouse.classifiers.load.load_classifier` verifies a version and
+here, so every format decides alike, abstention included: a version whose
+manifest has ``abstain.threshold`` answers ``abstain.label`` (``other``) when
+its highest in-scope probability is under the threshold, or when its most
+likely label is one the user marked out of scope (``abstain.out_of_scope``). :func:`inhouse.classifiers.load.load_classifier` verifies a version and
 returns the right implementation; a classifier never changes after loading, so
 it is safe to share between threads.
 
@@ -49,7 +52,74 @@ ONNX_FILE = "model.onnx"
 FORMATS = ("safetensors", "onnx")
 
 
-class Classifier(ABC):
+class DecisionRule:
+    """How a version turns probabilities into answers, read from its (hashed) manifest alone.
+
+    The classifiers and the pipeline's ONNX engine share it, so every path
+    abstains, prepares text and picks labels the same way.
+    """
+
+    def __init__(self, m: dict):
+        self.labels: list[str] = list(m.get("labels") or [])
+        self.multi_label: bool = bool(m.get("multi_label"))
+        self.threshold: float = float(m.get("threshold", 0.5))
+        enc = m.get("encoder") if isinstance(m.get("encoder"), dict) else {}
+        self.text_prep: str | None = enc.get("text")  # how texts are prepared before embedding (None: as they are)
+        ab = m.get("abstain") if isinstance(m.get("abstain"), dict) else {}
+        t = ab.get("threshold")
+        self.abstain_threshold: float | None = None if t is None else float(t)
+        self.other_label: str = str(ab.get("label") or "other")
+        self.out_of_scope: list[str] = [str(x) for x in ab.get("out_of_scope") or []]
+        self.in_scope = np.array([l not in set(self.out_of_scope) for l in self.labels], dtype=bool)
+
+    def prepare(self, texts: list[str]) -> list[str]:
+        """Texts as the model reads them: :func:`inhouse.models.embeddings.prepare_text` when it was trained so."""
+        if self.text_prep is None:
+            return list(texts)
+        from ..models.embeddings import TEXT_PREP, prepare_text
+
+        if self.text_prep != TEXT_PREP:
+            raise UsageError(f"{getattr(self, 'ref', 'this version')} reads text by rule {self.text_prep!r}; this inhouse knows {TEXT_PREP!r}.",
+                             fix="Use the inhouse version that trained it.")
+        return [prepare_text(t) for t in texts]
+
+    @property
+    def can_abstain(self) -> bool:
+        """Whether this version ever answers :attr:`other_label` (a threshold, or labels marked out of scope)."""
+        return not self.multi_label and (self.abstain_threshold is not None or not self.in_scope.all())
+
+    def best_in_scope(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Column and probability of the most likely in-scope label of each row."""
+        p = np.where(self.in_scope[None, :], np.asarray(probs, dtype=np.float64), -1.0)
+        j = p.argmax(axis=1)
+        return j, p[np.arange(len(p)), j]
+
+    def abstains(self, probs: np.ndarray) -> np.ndarray:
+        """True where the model is not confident enough to answer (single-label models with abstention)."""
+        probs = np.asarray(probs)
+        if not self.can_abstain or len(probs) == 0:
+            return np.zeros(len(probs), dtype=bool)
+        _, top = self.best_in_scope(probs)
+        out = ~self.in_scope[probs.argmax(axis=1)]
+        if self.abstain_threshold is not None:
+            out |= top < self.abstain_threshold
+        return out
+
+    def decide(self, probs: np.ndarray, *, abstain: bool = True) -> list:
+        """Labels from probabilities: every label at or over ``threshold`` (multi-label), else the most
+        likely in-scope label, or :attr:`other_label` where the model abstains (``abstain=False``: never)."""
+        if self.multi_label:
+            return [[self.labels[j] for j in np.flatnonzero(p >= self.threshold)] for p in probs]
+        probs = np.asarray(probs)
+        j, _ = self.best_in_scope(probs)
+        labels = [self.labels[k] for k in j]
+        if abstain:
+            for i in np.flatnonzero(self.abstains(probs)):
+                labels[i] = self.other_label
+        return labels
+
+
+class Classifier(DecisionRule, ABC):
     """A verified classifier version, ready to predict. Subclasses implement :meth:`predict_proba`.
 
     Attributes every implementation has: ``version`` (the registry version),
@@ -59,13 +129,11 @@ class Classifier(ABC):
 
     def __init__(self, version: registry.Version):
         m = version.manifest
+        super().__init__(m)
         self.version = version
         self.manifest = m
-        self.labels: list[str] = list(m.get("labels") or [])
         self.method: str = m.get("method", "?")
         self.base: str | None = (m.get("base") or {}).get("name") if isinstance(m.get("base"), dict) else None
-        self.multi_label: bool = bool(m.get("multi_label"))
-        self.threshold: float = float(m.get("threshold", 0.5))
 
     @property
     def ref(self) -> str:
@@ -87,15 +155,9 @@ class Classifier(ABC):
         """The vectors the head sees (for explanations); not every format has them."""
         raise UsageError(f"{self.ref} ({type(self).__name__}) cannot show its embeddings.")
 
-    def predict(self, texts: list[str]) -> list:
+    def predict(self, texts: list[str], *, abstain: bool = True) -> list:
         """The label of each text (a list of labels per text for multi-label models)."""
-        return self.decide(self.predict_proba(list(texts)))
-
-    def decide(self, probs: np.ndarray) -> list:
-        """Labels from probabilities: argmax, or every label at or over ``threshold`` (multi-label)."""
-        if self.multi_label:
-            return [[self.labels[j] for j in np.flatnonzero(p >= self.threshold)] for p in probs]
-        return [self.labels[j] for j in np.asarray(probs).argmax(axis=1)]
+        return self.decide(self.predict_proba(list(texts)), abstain=abstain)
 
     def approx_bytes(self) -> int:
         """Memory the loaded classifier holds (for the cache's budget)."""

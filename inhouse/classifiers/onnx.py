@@ -50,6 +50,7 @@ class OnnxClassifier(Classifier):
         return int((self.version.path / ONNX_FILE).stat().st_size)
 
     def _run(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        texts = self.prepare(texts)
         with self._tokenize_lock:
             enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         feeds = {k: np.asarray(enc[k], dtype=np.int64) for k in self.inputs}

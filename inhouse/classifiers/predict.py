@@ -63,12 +63,15 @@ def cached_proba(clf: Classifier, texts: list[str], hashes: list[str] | None = N
 
 
 def classify_texts(clf: Classifier, texts: list[str], hashes: list[str] | None = None, *,
-                   top_k: int = 3, cache: bool = True, batch_size: int = 4096) -> dict:
+                   top_k: int = 3, cache: bool = True, batch_size: int = 4096, abstain: bool = True) -> dict:
     """Predict every text; the one core of batch prediction.
 
-    Returns ``{"label", "score", "top_labels", "top_scores"}`` (lists in input
-    order; ``labels`` too for multi-label models). Probabilities are cached by
-    (model sha256, text hash), so texts seen before cost nothing.
+    Returns ``{"label", "score", "abstained", "top_labels", "top_scores"}``
+    (lists in input order; ``labels`` too for multi-label models). ``label`` is
+    :meth:`Classifier.decide`'s: the model's ``other`` label where it abstains
+    (``abstained`` true; ``score`` is then the best in-scope probability, which
+    was too low), unless ``abstain=False``. Probabilities are cached by (model
+    sha256, text hash), so texts seen before cost nothing.
 
     >>> classify_texts(clf, ["card still not here"], top_k=2)["top_labels"]
     [['card_arrival', 'card_delivery_estimate']]
@@ -76,9 +79,12 @@ def classify_texts(clf: Classifier, texts: list[str], hashes: list[str] | None =
     probs = cached_proba(clf, texts, hashes, cache=cache, batch_size=batch_size)
     k = max(1, min(top_k, len(clf.labels)))
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    _, best = clf.best_in_scope(probs) if len(probs) else (None, np.zeros(0))
+    abstained = clf.abstains(probs) if abstain else np.zeros(len(probs), dtype=bool)
     out = {
-        "label": [clf.labels[r[0]] for r in top],
-        "score": [float(probs[i, r[0]]) for i, r in enumerate(top)],
+        "label": clf.decide(probs, abstain=abstain) if not clf.multi_label else [clf.labels[r[0]] for r in top],
+        "score": [float(x) for x in best],
+        "abstained": [bool(x) for x in abstained],
         "top_labels": [[clf.labels[j] for j in r] for r in top],
         "top_scores": [[round(float(probs[i, j]), 6) for j in r] for i, r in enumerate(top)],
     }
@@ -113,9 +119,9 @@ def read_table(path: Path):
 class _Predictions:
     """Output columns filled row by row; rows without a usable text get ``error`` and no label."""
 
-    def __init__(self, clf: Classifier, top_k: int, cache: bool):
-        self.clf, self.top_k, self.cache = clf, top_k, cache
-        self.cols: dict[str, list] = {k: [] for k in ("label", "score", "top_labels", "top_scores")}
+    def __init__(self, clf: Classifier, top_k: int, cache: bool, abstain: bool = True):
+        self.clf, self.top_k, self.cache, self.abstain = clf, top_k, cache, abstain
+        self.cols: dict[str, list] = {k: [] for k in ("label", "score", "abstained", "top_labels", "top_scores")}
         if clf.multi_label:
             self.cols["labels"] = []
         self.error: list[str | None] = []
@@ -144,7 +150,7 @@ class _Predictions:
             return
         rows, texts, hashes = zip(*self._todo)
         hashes = [h if h is not None else text_hash(t) for t, h in zip(texts, hashes)]
-        pred = classify_texts(self.clf, list(texts), hashes, top_k=self.top_k, cache=self.cache)
+        pred = classify_texts(self.clf, list(texts), hashes, top_k=self.top_k, cache=self.cache, abstain=self.abstain)
         for k, col in self.cols.items():
             for i, v in zip(rows, pred[k]):
                 col[i] = v
@@ -156,6 +162,7 @@ class _Predictions:
         self.flush()
         df = pd.DataFrame({**keys, **self.cols})
         df["score"] = pd.array(self.cols["score"], dtype="Float64")
+        df["abstained"] = pd.array(self.cols["abstained"], dtype="boolean")
         df["error"] = pd.array(self.error, dtype="string")
         df["model"], df["model_sha256"] = self.clf.version.ref, self.clf.sha256
         return df
@@ -197,9 +204,11 @@ def check_input(path: Path) -> Path:
     return path
 
 
-def _classify_dataset(ws: Workspace, clf: Classifier, dataset: str, split: str | None, top_k: int, cache: bool):
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "source_id", "source_row"], split=split)
-    preds = _Predictions(clf, top_k, cache)
+def _classify_dataset(ws: Workspace, clf: Classifier, dataset: str, split: str | None, top_k: int, cache: bool,
+                      where: str | None = None, abstain: bool = True):
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "source_id", "source_row"], split=split,
+                        where=where)
+    preds = _Predictions(clf, top_k, cache, abstain)
     for text, h in zip(df["text"].tolist(), df["text_hash"].tolist()):
         t, err = text_problem(text, "text")
         preds.add(t, err, h)
@@ -213,7 +222,7 @@ def _classify_dataset(ws: Workspace, clf: Classifier, dataset: str, split: str |
 
 
 def _classify_file(clf: Classifier, path: Path, text_col: str, id_col: str | None, encoding: str,
-                   top_k: int, cache: bool, chunk_rows: int):
+                   top_k: int, cache: bool, chunk_rows: int, abstain: bool = True):
     """Stream the rows of ``path`` with ingest's readers; one output row per input row, in order."""
     path = check_input(path)
     reader = open_reader(path, encoding=check_encoding(encoding))
@@ -222,7 +231,7 @@ def _classify_file(clf: Classifier, path: Path, text_col: str, id_col: str | Non
             for col, flag in ((text_col, "--text-col"), (id_col, "--id-col")):
                 if col is not None and col not in reader.columns:
                     raise ColumnNotFound(path.name, col, reader.columns, flag)
-        preds = _Predictions(clf, top_k, cache)
+        preds = _Predictions(clf, top_k, cache, abstain)
         ids: list[str | None] = []
         rows: list[int] = []
         for r in reader.rows():
@@ -246,7 +255,8 @@ def _classify_file(clf: Classifier, path: Path, text_col: str, id_col: str | Non
 
 def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None, input_path: str | None = None,
              text_col: str = "text", id_col: str | None = None, split: str | None = None, top_k: int = 3,
-             cache: bool = True, encoding: str = "utf-8", chunk_rows: int = 10_000) -> dict:
+             cache: bool = True, encoding: str = "utf-8", chunk_rows: int = 10_000, where: str | None = None,
+             abstain: bool = True) -> dict:
     """Predict every row of a dataset or file and write one row per input, in input order.
 
     Every output row carries ``row`` (the 1-based data row of the source file,
@@ -254,7 +264,9 @@ def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None
     id (``--id-col`` of the file, or the dataset's ingest ``--id-col``), and
     ``error``: null, or why the row got no label (``empty text: ...``, or the
     reader's problem such as ``malformed row: ...``). ``--dataset`` outputs also
-    carry the internal ``doc_id``.
+    carry the internal ``doc_id``. ``where`` keeps only the documents of the
+    dataset for which the filter holds; ``abstain=False`` always answers a
+    label of the model, never its ``other``.
 
     >>> classify(ws, "intents", dataset="banking77", output="preds.parquet")["rows"]
     13083
@@ -263,6 +275,9 @@ def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None
 
     if (dataset is None) == (input_path is None):
         raise UsageError("give exactly one of --dataset or --input.", fix="Example: --dataset tickets, or --input new.csv")
+    if where and dataset is None:
+        raise UsageError("--where filters the documents of --dataset; it does not apply to --input.",
+                         fix="Ingest the file first, or leave out --where.")
     if input_path is None and id_col is not None and id_col != id_column(ws, dataset):
         raise UsageError(f"--id-col names a column of --input; the ids of dataset {dataset!r} come from its ingest "
                          f"(id column: {id_column(ws, dataset) or 'none, so rows are numbered'}).",
@@ -274,19 +289,21 @@ def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None
     t0 = time.time()
     clf = load_classifier(ws, ref)
     if dataset is not None:
-        df, extra = _classify_dataset(ws, clf, dataset, split, top_k, cache)
+        df, extra = _classify_dataset(ws, clf, dataset, split, top_k, cache, where, abstain)
     else:
-        df, extra = _classify_file(clf, Path(input_path), text_col, id_col, encoding, top_k, cache, chunk_rows)
+        df, extra = _classify_file(clf, Path(input_path), text_col, id_col, encoding, top_k, cache, chunk_rows,
+                                   abstain)
     out = Path(output)
     write_table(df, out, what="predictions")
     errors = df["error"].dropna()
     reasons = {k: int(v) for k, v in errors.map(lambda e: e.split(":", 1)[0]).value_counts().items()}
     result = {"output": str(out), "rows": len(df), "errors": int(len(errors)), "error_reasons": reasons,
-              **extra, "model": clf.version.ref, "model_sha256": clf.sha256,
+              "where": where, "abstained": int(df["abstained"].fillna(False).sum()),
+              "abstain_label": clf.other_label if clf.can_abstain and abstain else None, **extra, "model": clf.version.ref, "model_sha256": clf.sha256,
               "seconds": round(time.time() - t0, 3),
               "label_counts": {k: int(v) for k, v in
                                pd.Series(df["label"], dtype=object).dropna().value_counts().head(20).items()}}
     ws.record_run("classify", {"dataset": dataset, "input": input_path, "output": str(out), "top_k": top_k,
-                               "encoding": encoding if input_path else None},
+                               "encoding": encoding if input_path else None, "where": where, "abstain": abstain},
                   result, model=clf.version.ref, model_sha256=clf.sha256, started_at=t0)
     return result

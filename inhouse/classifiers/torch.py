@@ -72,7 +72,8 @@ class TorchClassifier(Classifier):
             return np.zeros((0, self.head.W.shape[1]), dtype=np.float32)
         if self._backbone is None:
             enc = self.manifest.get("encoder", {})
-            return frozen_embeddings(self.ws, self.base, list(texts), hashes, max_length=enc.get("max_length", 128))
+            return frozen_embeddings(self.ws, self.base, list(texts), hashes, max_length=enc.get("max_length", 128),
+                                     prepare=self.text_prep is not None)
         return self._backbone.embed(list(texts), desc=f"embedding with {self.version.ref}")
 
     def predict_proba(self, texts: list[str], hashes: list[str] | None = None) -> np.ndarray:

@@ -187,6 +187,8 @@ def show_cmd(ctx, name: str, top: int, as_json: bool) -> None:
         click.echo("splits: " + ", ".join(splits))
     if d["time_range"]:
         click.echo(f"time: {d['time_range']['min']} .. {d['time_range']['max']}")
+    _print_columns("label columns", d.get("label_columns") or {}, top)
+    _print_columns("metadata columns", d.get("metadata_columns") or {}, top)
     click.echo(f"quarantined: {d['quarantined']:,}")
     click.echo("ingests:")
     for i in d["ingests"]:
@@ -194,6 +196,46 @@ def show_cmd(ctx, name: str, top: int, as_json: bool) -> None:
         click.echo(f"  #{i['id']} {i['status']:<8}{(i['started_at'] or '').replace('T', ' ')[:19]}  {i['file']}  {counts}")
         if i["quarantine_file"]:
             click.echo(f"     quarantine: {i['quarantine_file']}")
+
+
+def _print_columns(title: str, columns: dict, top: int) -> None:
+    if not columns:
+        return
+    click.echo(f"{title}:")
+    for name, c in columns.items():
+        n = c.get("labelled", c.get("non_empty", 0))
+        origin = {"ingest": f"from ingest, file column {c['file_column']!r}" if c.get("file_column") else "from ingest",
+                  "people": "set by people", "metadata": "from the file"}.get(c["kind"], c["kind"])
+        values = list(c["values"].items())
+        shown = ", ".join(f"{k} {v:,}" for k, v in values[:min(top, 8)])
+        more = f", ... ({c['distinct'] - min(top, 8)} more)" if c["distinct"] > min(top, 8) else ""
+        click.echo(f"  {name} ({origin}; {n:,} with a value, {c['distinct']:,} distinct): {shown}{more}")
+
+
+@datasets_group.command("export")
+@click.argument("name")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .csv, .parquet or .jsonl.")
+@click.option("--where", default=None, metavar="EXPR", help="Only documents for which EXPR holds.")
+@click.option("--label-col", "label_cols", multiple=True, metavar="COLUMN",
+              help="Label columns to write (repeat; default: every label column).")
+@json_option
+@pass_ctx
+def export_docs_cmd(ctx, name: str, output: str, where: str | None, label_cols: tuple, as_json: bool) -> None:
+    """Write the documents of a dataset (text, ids, split, time, label columns, metadata) to a file.
+
+    \b
+    Example:
+      $ inhouse datasets export air --where "label = 'negative' and airline = 'United'" --output united.csv
+      wrote 2,633 documents of air to united.csv
+    """
+    from ..data.datasets import export_documents
+
+    r = export_documents(ctx.ws, name, output, where=where, label_cols=list(label_cols) or None)
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(f"wrote {r['rows']:,} documents of {name}{' where ' + where if where else ''} to {r['output']}")
 
 
 @datasets_group.command("rm")

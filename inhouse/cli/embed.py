@@ -13,10 +13,14 @@ from . import cli, emit_json, json_option, pass_ctx
 @click.option("--dataset", required=True, help="Dataset to embed.")
 @click.option("--model", default=DEFAULT_ENCODER, show_default=True, help="Embedding model.")
 @click.option("--split", default=None, help="Only this split.")
+@click.option("--where", default=None, metavar="EXPR", help="Only documents for which EXPR holds.")
 @json_option
 @pass_ctx
-def embed_cmd(ctx, dataset: str, model: str, split: str | None, as_json: bool) -> None:
+def embed_cmd(ctx, dataset: str, model: str, split: str | None, where: str | None, as_json: bool) -> None:
     """Embed every document of a dataset, reusing cached vectors.
+
+    Each document is embedded as every stage reads it (links, @handles and HTML
+    entities removed), so discover, training and summaries reuse the vectors.
 
     \b
     Resumable: vectors are kept in chunks as they are computed, so a killed
@@ -30,7 +34,8 @@ def embed_cmd(ctx, dataset: str, model: str, split: str | None, as_json: bool) -
     """
     from ..pipeline.costing import metered
 
-    (result, _, _), cost = metered(ctx.ws, "embed", lambda: embed_dataset(ctx.ws, dataset, model, split=split),
+    (result, _, _), cost = metered(ctx.ws, "embed",
+                                   lambda: embed_dataset(ctx.ws, dataset, model, split=split, where=where),
                                    dataset, model, split)
     if as_json:
         emit_json({**result.to_dict(), "cost": cost})

@@ -120,6 +120,15 @@ def render_show(d: dict) -> str:
         lines.append(f"              {rel}  {human_size(meta['size'])}  {meta['sha256'][:12]}")
     if len(files) > 6:
         lines.append(f"              ... and {len(files) - 6} more")
+    ab = m.get("abstain") if isinstance(m.get("abstain"), dict) else {}
+    if ab.get("threshold") is not None:
+        oos = f"; out of scope: {', '.join(ab['out_of_scope'])}" if ab.get("out_of_scope") else ""
+        lines.append(f"  abstains    '{ab.get('label', 'other')}' under confidence {ab['threshold']:.3f} "
+                     f"({ab.get('rule', '?')} rule){oos}")
+    if "train_rows.json" in files:
+        lines.append("  training    keeps its training rows (embeddings, doc ids, text hashes; texts are read from "
+                     "the dataset) for 'nearest examples'; leave them out with: inhouse models export "
+                     f"{m.get('name', 'NAME')}@{m.get('version', 'N')} --out DIR --without-training-texts")
     lines.append(f"  integrity   {d['integrity']}")
     return "\n".join(lines)
 
@@ -363,6 +372,8 @@ def diff_cmd(ctx, old: str, new: str, dataset: str, split: str | None, limit: in
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to create (must not exist or be empty).")
 @click.option("--format", "fmt", type=click.Choice(["folder", "onnx"]), default="folder", show_default=True)
 @click.option("--quantize", type=click.Choice(["int8"]), default=None, help="ONNX only: dynamic int8 quantization.")
+@click.option("--without-training-texts", is_flag=True,
+              help="Folder only: leave out the training rows kept for 'nearest examples' (the export gets its own hash).")
 @click.option("--no-base", is_flag=True, help="Folder only: leave out the base encoder (the target must have it).")
 @click.option("--check-dataset", default=None, help="ONNX only: dataset whose texts check parity (default: the training dataset).")
 @click.option("--check-size", type=int, default=200, show_default=True, help="ONNX only: texts in the parity check.")
@@ -372,7 +383,7 @@ def diff_cmd(ctx, old: str, new: str, dataset: str, split: str | None, limit: in
               help="ONNX only: refuse the export when it agrees with the original on fewer of the check texts.")
 @json_option
 @pass_ctx
-def export_cmd(ctx, ref: str, out: str, fmt: str, quantize: str | None, no_base: bool, check_dataset: str | None,
+def export_cmd(ctx, ref: str, out: str, fmt: str, quantize: str | None, without_training_texts: bool, no_base: bool, check_dataset: str | None,
                check_size: int, check_file: str | None, min_agreement: float, as_json: bool) -> None:
     """Write a version to a self-contained folder (manifest, model card, weights) for another machine.
 
@@ -386,7 +397,7 @@ def export_cmd(ctx, ref: str, out: str, fmt: str, quantize: str | None, no_base:
     from ..exchange.export import export_version
 
     texts = _read_texts(Path(check_file)) if check_file else None
-    r = export_version(ctx.ws, ref, Path(out), format=fmt, quantize=quantize, include_base=not no_base,
+    r = export_version(ctx.ws, ref, Path(out), format=fmt, quantize=quantize, include_base=not no_base, training_rows=not without_training_texts,
                        check_dataset=check_dataset, check_size=check_size, check_texts=texts, min_agreement=min_agreement)
     if as_json:
         emit_json(r)

@@ -13,11 +13,13 @@ from . import cli, emit_json, json_option, pass_ctx
 BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float]) -> str:
-    """``▁▃█``: values scaled to their own maximum."""
-    top = max(values) if values else 0
-    return "".join(BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1) + 0.5))] if top else BARS[0]
-                   for v in values)
+def sparkline(values: list[float], thin: list[bool] | None = None) -> str:
+    """``▁▃█``: values scaled to their own maximum; ``·`` where ``thin`` (too few documents to draw)."""
+    thin = thin or [False] * len(values)
+    kept = [v for v, t in zip(values, thin) if not t]
+    top = max(kept) if kept else 0
+    return "".join("·" if t else BARS[min(len(BARS) - 1, int(v / top * (len(BARS) - 1) + 0.5))] if top else BARS[0]
+                   for v, t in zip(values, thin))
 
 
 def _cut(text: str, width: int) -> str:
@@ -46,10 +48,19 @@ def _cut(text: str, width: int) -> str:
                    "to a .csv, .parquet or .jsonl file.")
 @click.option("--examples", default=1, show_default=True, type=click.IntRange(min=0),
               help="Representative documents shown per topic in the table.")
+@click.option("--full", is_flag=True, help="Print representative documents in full, with your ids.")
+@click.option("--where", default=None, metavar="EXPR",
+              help="Only documents for which EXPR holds, e.g. \"label = 'negative'\".")
+@click.option("--compare", "compare", default=None, metavar="COLUMN",
+              help="Crosstab of the topics against COLUMN (purity, majority value, NMI, ARI); written to "
+                   "--compare-output or the workspace's runs/.")
+@click.option("--compare-output", default=None, type=click.Path(dir_okay=False),
+              help="Where to write the --compare crosstab (.csv, .parquet, .jsonl).")
+@click.option("--yes", is_flag=True, help="Run a long --llm job without asking.")
 @json_option
 @pass_ctx
 def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topic_size, llm, split, run_id,
-                 output, examples, as_json) -> None:
+                 output, examples, full, where, compare, compare_output, yes, as_json) -> None:
     """Find the topics of a dataset without labels.
 
     Every document gets a topic (unless --outliers); the number of topics is
@@ -70,6 +81,7 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
       ticket_id,row,doc_id,topic,name
       T-0001,1,0,3,"refund, money back, refund request"
       $ inhouse discover --dataset banking77 --within label --output subtopics.csv
+      $ inhouse discover --dataset air --where "label = 'negative'" --compare negative_reason
     """
     from ..topics.discover import discover
     from ..topics.runs import load_discovery, write_assignments
@@ -78,22 +90,73 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
         res = load_discovery(ctx.ws, dataset, run_id)
     else:
         res = discover(ctx.ws, dataset, within=within, model=model, seed=seed, n_topics=n_topics,
-                       outliers=outliers, llm=llm, split=split, min_topic_size=min_topic_size)
+                       outliers=outliers, llm=llm, split=split, min_topic_size=min_topic_size, where=where,
+                       confirm=llm_confirm(yes, as_json))
     if output:
         write_assignments(res, output, ws=ctx.ws)
+    comp = None
+    if compare:
+        from ..topics.compare import compare_topics
+
+        target = compare_output or (ctx.ws.dir("runs") / f"compare-{dataset}-run{res.run_id}-{_safe(compare)}.csv")
+        comp = compare_topics(ctx.ws, dataset, compare, result=res, output=target)
     if as_json:
-        emit_json(res.to_dict())
+        emit_json({**res.to_dict(), **({"compare": comp.to_dict()} if comp else {})})
         return
-    _print_topics(res, examples)
+    _print_topics(res, examples, full)
     if output:
         click.echo(f"wrote {res.n_documents} rows to {output}")
+    if res.llm_names:
+        n = res.llm_names
+        click.echo(f"names by {res.llm}: {n['accepted']} accepted, {n['fell_back']} fell back to keywords "
+                   f"({n['junk']} unusable, {n['ungrounded']} mentioned words found in none of the topic's documents)")
+    if comp:
+        _print_compare(comp)
 
 
-def _print_topics(res, examples: int) -> None:
+def llm_confirm(yes: bool, as_json: bool):
+    """The check before an LLM run: print its estimate (stderr); above the threshold, in interactive use
+    without --yes, ask. Scripts (no terminal) go ahead: the estimate is still printed."""
+    import sys
+
+    def confirm(est) -> bool:
+        click.echo(f"estimate: {est.line()}", err=True)
+        if yes or not est.needs_confirmation:
+            return True
+        if not as_json and sys.stdin.isatty():
+            return click.confirm(f"That is over {est.minutes:g} minutes. Run it? (--yes skips this question)",
+                                 default=False, err=True)
+        return True
+
+    return confirm
+
+
+def _safe(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60] or "column"
+
+
+def _print_compare(c) -> None:
+    click.echo(f"\ntopics vs {c.column} ({c.with_value:,} of {c.documents:,} documents have a value): "
+               f"NMI {c.nmi if c.nmi is not None else '-'}, ARI {c.ari if c.ari is not None else '-'}")
+    click.echo(f"{'TOPIC':>5}  {'SIZE':>6}  {'MAJORITY':<28}{'SHARE':>7}  {'VERDICT':<12}NAME")
+    for r in c.rows:
+        share = f"{r.purity:.0%}" if r.with_value else "-"
+        click.echo(f"{r.topic:>5}  {r.size:>6}  {_cut(r.majority or '-', 27):<28}{share:>7}  {r.verdict:<12}"
+                   f"{_cut(r.name, 40)}")
+    if c.output:
+        click.echo(f"crosstab written to {c.output}")
+
+
+def _print_topics(res, examples: int, full: bool = False) -> None:
     where = f", within {res.within}" if res.within else ""
     out = f", {res.n_outliers} outliers" if res.n_outliers else ""
-    click.echo(f"{res.dataset}: {res.n_topics} topics in {res.n_documents} documents{where}{out} "
-               f"(run {res.run_id}; {res.model}, seed {res.seed}; {res.seconds:.1f} s)")
+    filt = f" where {res.where}" if getattr(res, "where", None) else ""
+    emb = res.embeddings or {}
+    computed = f"; embedded {emb['computed']} new texts, {emb['reused']} from the cache" if emb else ""
+    click.echo(f"{res.dataset}: {res.n_topics} topics in {res.n_documents} documents{filt}{where}{out} "
+               f"(run {res.run_id}; {res.model}, seed {res.seed}; {res.seconds:.1f} s{computed})")
     parent = object()
     for t in res.topics:
         if res.within and t.parent != parent:
@@ -105,9 +168,13 @@ def _print_topics(res, examples: int) -> None:
         click.echo(f"{t.topic:>5}  {t.size:>6}  {t.share:>6.1%}  {_cut(t.name, 60)}")
         if t.name != ", ".join(t.keywords[:3]):
             click.echo(f"{'':>23}keywords: {_cut(', '.join(t.keywords[:6]), 70)}")
-        for text, key in zip(t.representative_texts[:examples], t.representative_ids or [None] * examples):
+        shown = max(examples, len(t.representative_texts) if full else 0)
+        for text, key in zip(t.representative_texts[:shown], t.representative_ids or [None] * shown):
             ref = f" ({res.id_column} {key})" if key is not None else ""
-            click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\"{ref}")
+            if full:
+                click.echo(f"{'':>23}- {res.id_column} {key}: {' '.join(str(text).split())}")
+            else:
+                click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\"{ref}")
 
 
 # ----------------------------------------------------------------- label ----
@@ -120,21 +187,37 @@ def _print_topics(res, examples: int) -> None:
                    "(repeat for more). For a dataset ingested without --id-col: its doc_id.")
 @click.option("--doc-id", "doc_ids", multiple=True, type=int, metavar="N",
               help="Label the document with internal id N (the doc_id column of classify/discover outputs).")
+@click.option("--where", "where", default=None, metavar="EXPR",
+              help="Label every document for which EXPR holds, e.g. \"airline = 'United' and label = 'negative'\".")
 @click.option("--as", "label", default=None, metavar="LABEL", help="The label to set.")
+@click.option("--into", "into", default=None, metavar="COLUMN",
+              help="The label column to write into (created on first use; train with --label-col COLUMN). "
+                   "Default: label, the column from ingest.")
+@click.option("--overwrite", is_flag=True, help="Allow replacing labels that came from the file (ingest).")
 @click.option("--run", "run_id", default=None, type=int, help="Discovery run of --topic (default: the latest).")
 @click.option("--undo", "undo_batch", default=None, metavar="BATCH", help="Undo a labelling batch.")
 @click.option("--undo-last", is_flag=True, help="Undo the newest batch (of --dataset, if given).")
 @click.option("--list", "list_", is_flag=True, help="List labelling batches, newest first.")
 @json_option
 @pass_ctx
-def label_cmd(ctx, dataset, topic, docs, doc_ids, label, run_id, undo_batch, undo_last, list_, as_json) -> None:
+def label_cmd(ctx, dataset, topic, docs, doc_ids, where, label, into, overwrite, run_id, undo_batch, undo_last, list_,
+              as_json) -> None:
     """Label a whole topic or single documents; undo a batch; list batches.
 
     --doc takes your own ids (the --id-col given at ingest, as in the outputs
-    of classify and discover); --doc-id takes internal doc_ids.
+    of classify and discover); --doc-id takes internal doc_ids; --where a
+    filter over the dataset's columns (with --topic: only the topic's documents
+    for which it holds).
+
+    Labels go into a label column: --into COLUMN writes a label set of its own
+    (created on first use) and leaves the labels from ingest alone; writing
+    over labels that came from the file needs --overwrite and says how many
+    would change.
 
     \b
     Example:
+      $ inhouse label --dataset air --topic 3 --as cancelled_flight --into complaint
+      $ inhouse label --dataset air --where "label = 'positive'" --as other --into complaint
       $ inhouse label --dataset banking77 --topic 4 --as change_pin
       labelled 314 documents of banking77 as 'change_pin' (batch lb-9f2c41d0aa, from topic 4 of run 1); ...
       $ inhouse label --dataset tickets --doc T-0012 --doc T-0040 --as refund
@@ -142,7 +225,7 @@ def label_cmd(ctx, dataset, topic, docs, doc_ids, label, run_id, undo_batch, und
       $ inhouse label --undo lb-9f2c41d0aa
       $ inhouse label --list
     """
-    actions = [bool(topic is not None or docs or doc_ids), bool(undo_batch), undo_last, list_]
+    actions = [bool(topic is not None or docs or doc_ids or where), bool(undo_batch), undo_last, list_]
     if sum(actions) != 1:
         raise UsageError("say what to do: --topic T, --doc ID or --doc-id N with --as LABEL, --undo BATCH, "
                          "--undo-last or --list.",
@@ -167,17 +250,30 @@ def label_cmd(ctx, dataset, topic, docs, doc_ids, label, run_id, undo_batch, und
     if topic is not None and (docs or doc_ids):
         raise UsageError("give --topic or --doc/--doc-id, not both.")
     if topic is not None:
-        b = label_topic(ctx.ws, dataset, topic, label, run=run_id)
+        b = label_topic(ctx.ws, dataset, topic, label, run=run_id, into=into, overwrite=overwrite, where=where)
     else:
         found = labels_api.find_docs(ctx.ws, dataset, list(docs)) if docs else []
         found += labels_api.find_docs(ctx.ws, dataset, list(doc_ids), internal=True) if doc_ids else []
-        b = labels_api.label_docs(ctx.ws, dataset, found, label)
+        if where:
+            from ..workspace.filters import matching_doc_ids
+
+            matched = matching_doc_ids(ctx.ws, dataset, where).tolist()
+            found = [d for d in found if d in set(matched)] if (docs or doc_ids) else matched
+            if not found:
+                raise UsageError(f"no document of {dataset!r} matches --where {where!r}; nothing was labelled.",
+                                 fix="Check the filter with: inhouse datasets export " + dataset +
+                                     " --where ... --output sample.csv")
+        b = labels_api.label_docs(ctx.ws, dataset, found, label, into=into, overwrite=overwrite,
+                                  source=f"where:{where}" if where and not (docs or doc_ids) else "manual")
     if as_json:
         emit_json(b.to_dict())
         return
     origin = f", from topic {topic} of run {b.source.split(':')[1]}" if topic is not None else ""
-    click.echo(f"labelled {b.count} document{'s' if b.count != 1 else ''} of {dataset} as '{b.label}' "
+    column = f" in column '{b.column}'" if b.column != "label" else ""
+    click.echo(f"labelled {b.count} document{'s' if b.count != 1 else ''} of {dataset} as '{b.label}'{column} "
                f"(batch {b.batch}{origin}); undo with: inhouse label --undo {b.batch}")
+    if b.replaced_ingest_labels:
+        click.echo(f"replaced {b.replaced_ingest_labels} labels that came from the file (--overwrite)")
 
 
 def _print_batches(batches) -> None:
@@ -186,11 +282,12 @@ def _print_batches(batches) -> None:
     if not batches:
         click.echo("no labelling batches yet")
         return
-    click.echo(f"{'BATCH':<14}{'DATASET':<16}{'LABEL':<24}{'COUNT':>6}  {'SOURCE':<14}{'USER':<10}{'WHEN':<17}STATE")
+    click.echo(f"{'BATCH':<14}{'DATASET':<16}{'COLUMN':<14}{'LABEL':<24}{'COUNT':>6}  {'SOURCE':<14}{'USER':<10}"
+               f"{'WHEN':<17}STATE")
     for b in batches:
         when = dt.datetime.fromtimestamp(b.created_at).strftime("%Y-%m-%d %H:%M")
         state = "undone" if b.undone_at else "active"
-        click.echo(f"{b.batch:<14}{_cut(b.dataset, 15):<16}{_cut(b.label, 23):<24}{b.count:>6}  "
+        click.echo(f"{b.batch:<14}{_cut(b.dataset, 15):<16}{_cut(b.column, 13):<14}{_cut(b.label, 23):<24}{b.count:>6}  "
                    f"{_cut(b.source, 13):<14}{_cut(b.user, 9):<10}{when:<17}{state}")
 
 
@@ -210,9 +307,15 @@ def _print_batches(batches) -> None:
 @click.option("--split", default=None, help="Only this split.")
 @click.option("--chart", default=None, type=click.Path(dir_okay=False), help="Write a chart (.png, .svg, .pdf).")
 @click.option("--top", default=15, show_default=True, type=click.IntRange(min=1), help="Rows shown per group.")
+@click.option("--where", default=None, metavar="EXPR", help="Only documents for which EXPR holds.")
+@click.option("--label-col", default=None, metavar="COLUMN", help="The label column --by label means (default: label).")
+@click.option("--tz", default="UTC", show_default=True, help="Time zone of the period boundaries (times stay UTC).")
+@click.option("--min-count", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Periods with fewer documents are not drawn; categories need this many recent ones to be flagged.")
 @json_option
 @pass_ctx
-def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id, split, chart, top, as_json) -> None:
+def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id, split, chart, top, where, label_col,
+               tz, min_count, as_json) -> None:
     """Volume and share of each category over time; which are emerging or declining.
 
     The recent window is tested against the periods before it (two-proportion
@@ -226,20 +329,26 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
       Lost Luggage      724    6.9%    9.4%   1.36   +2.5pp  6.8e-05  ▄█▅▅▅▆▇█  ▲ emerging
       ...
       $ inhouse trends --dataset tickets --by topic --within label --every week
+      $ inhouse trends --dataset air --by negative_reason --within airline --where "label = 'negative'" \\
+          --every day --tz America/Los_Angeles
     """
     from ..analysis.trends import chart as draw
-    from ..analysis.trends import trends
+    from ..analysis.trends import chart_left_out, trends
 
+    by = label_col if by == "label" and label_col else by
     res = trends(ctx.ws, dataset, by=by, every=every, within=within, recent=recent, alpha=alpha,
-                 min_ratio=min_ratio, run=run_id, split=split)
+                 min_ratio=min_ratio, run=run_id, split=split, where=where, tz=tz, min_count=min_count)
+    left = {}
     if chart:
         draw(res, chart)
+        left = chart_left_out(res)
     if as_json:
-        emit_json(res.to_dict())
+        emit_json({**res.to_dict(), **({"chart": str(chart), "chart_left_out": left} if chart else {})})
         return
     _print_trends(res, top)
     if chart:
-        click.echo(f"chart written to {chart}")
+        click.echo(f"chart written to {chart}" + ("" if not left else "; not drawn (smaller): " + "; ".join(
+            (f"{p}: " if p is not None else "") + ", ".join(v) for p, v in left.items())))
 
 
 def _print_trends(res, top: int) -> None:
@@ -248,9 +357,12 @@ def _print_trends(res, top: int) -> None:
     left_out = [f"{res.without_time} without a time"] if res.without_time else []
     left_out += [f"{res.without_category} without a {res.by}" + (f" or {res.within}" if res.within else "")] \
         if res.without_category else []
-    click.echo(f"{res.dataset}: {res.by} per {res.every}, {len(p)} {res.every}s ({p[0]} … {p[-1]}); recent window: "
-               f"last {res.recent_periods} vs {base} before; {sum(res.totals)} documents"
+    filt = f" where {res.where}" if res.where else ""
+    click.echo(f"{res.dataset}{filt}: {res.by} per {res.every} ({res.tz}), {len(p)} {res.every}s ({p[0]} … {p[-1]}); "
+               f"recent window: last {res.recent_periods} vs {base} before; {sum(res.totals)} documents"
                + (f" (left out: {', '.join(left_out)})" if left_out else ""))
+    w = min(len(p), 24)
+    click.echo(f"volume per {res.every}: {sparkline(res.totals[-24:])}  ({', '.join(str(t) for t in res.totals[-24:])})")
     parent = object()
     shown = 0
     for c in sorted(res.categories, key=lambda c: (c.parent is None, str(c.parent), c.status == "stable", -c.total)):
@@ -259,7 +371,7 @@ def _print_trends(res, top: int) -> None:
             if res.within:
                 click.echo(f"\n== {res.within} = {c.parent}")
             click.echo(f"{'CATEGORY':<34}{'TOTAL':>7}{'BEFORE':>8}{'RECENT':>8}{'RATIO':>7}{'CHANGE':>9}"
-                       f"{'q':>9}  {'SHARE':<{min(len(p), 24)}}  STATUS")
+                       f"{'q':>9}  {'SHARE':<{w}}  {'VOLUME':<{w}}  STATUS")
         if c.status == "stable" and shown >= top:
             continue
         shown += 1
@@ -267,11 +379,13 @@ def _print_trends(res, top: int) -> None:
         ratio = "new" if c.share_ratio is None else f"{c.share_ratio:.2f}"
         mark = {"emerging": "▲ emerging", "declining": "▼ declining"}.get(c.status, "")
         click.echo(f"{_cut(label, 33):<34}{c.total:>7}{c.share_baseline:>8.1%}{c.share_recent:>8.1%}{ratio:>7}"
-                   f"{c.abs_change * 100:>+7.1f}pp{c.q_value:>9.2g}  {sparkline(c.shares[-24:]):<{min(len(p), 24)}}  {mark}")
+                   f"{c.abs_change * 100:>+7.1f}pp{c.q_value:>9.2g}  {sparkline(c.shares[-24:], c.thin[-24:]):<{w}}  "
+                   f"{sparkline(c.counts[-24:]):<{w}}  {mark}")
     flagged = res.flagged()
     click.echo("\n" + (f"{len(res.emerging())} emerging, {len(res.declining())} declining (q < {res.alpha}, share "
-                       f"ratio >= {res.min_ratio} or <= {1 / res.min_ratio:.2f})" if flagged else
-                       f"nothing emerging or declining at q < {res.alpha}"))
+                       f"ratio >= {res.min_ratio} or <= {1 / res.min_ratio:.2f}, at least {res.min_count} recent "
+                       "documents)" if flagged else f"nothing emerging or declining at q < {res.alpha}")
+               + f"; · = a {res.every} with fewer than {res.min_count} documents")
 
 
 # ------------------------------------------------------------- summarize ----
@@ -285,9 +399,12 @@ def _print_trends(res, top: int) -> None:
 @click.option("--category", "categories", multiple=True, help="Only this category (repeat for more).")
 @click.option("--run", "run_id", default=None, type=int, help="Discovery run for --by topic (default: the latest).")
 @click.option("--split", default=None, help="Only this split.")
+@click.option("--where", default=None, metavar="EXPR", help="Only documents for which EXPR holds.")
+@click.option("--label-col", default=None, metavar="COLUMN", help="The label column --by label means (default: label).")
+@click.option("--yes", is_flag=True, help="Run a long --llm job without asking.")
 @json_option
 @pass_ctx
-def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, as_json) -> None:
+def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, where, label_col, yes, as_json) -> None:
     """One summary per category: keywords plus representative, mutually different documents.
 
     With --llm, a local model writes a one-sentence summary from them; the
@@ -309,8 +426,9 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, as_j
     """
     from ..analysis.summarize import summarize
 
+    by = label_col if by == "label" and label_col else by
     out = summarize(ctx.ws, dataset, by=by, llm=llm, n_docs=n_docs, run=run_id, split=split,
-                    categories=list(categories) or None)
+                    categories=list(categories) or None, where=where, confirm=llm_confirm(yes, as_json))
     if as_json:
         emit_json({"dataset": dataset, "by": by, "run_id": out[0].run_id if out else None,
                    "summaries": [s.to_dict() for s in out]})
@@ -321,6 +439,9 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, as_j
         click.echo(f"  keywords: {', '.join(s.keywords[:8])}")
         for line in s.summary.splitlines():
             click.echo(f"  {line}")
+        if s.kind == "abstractive":  # the model's sentence, then the documents it came from
+            for line in s.texts:
+                click.echo(f"    - {_cut(line, 200)}")
         click.echo(f"  {s.id_column}: {', '.join(str(i) for i in s.ids)}")
         for note in s.notes:
             click.echo(f"  note: {note}")
@@ -328,3 +449,6 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, as_j
     if out:
         writer = f"{out[0].model} ({out[0].model_sha256[:12]})" if out[0].model else "extractive"
         click.echo(f"{len(out)} summaries ({writer}), run {out[0].run_id}")
+        if llm:
+            ok = sum(s.kind == "abstractive" for s in out)
+            click.echo(f"{llm}: {ok} accepted, {len(out) - ok} fell back to the extractive summary (see the notes)")

@@ -36,14 +36,30 @@ def _pct(x: float | None) -> str:
 @click.option("--max-seq-length", type=int, default=128, show_default=True, help="Tokens per text.")
 @click.option("--label-names", is_flag=True, help="Also train on each label's name as an example text (one row per label).")
 @click.option("--threads", type=int, help="torch threads (fix it for bit-identical reruns across machines).")
+@click.option("--where", default=None, metavar="EXPR", help="Train only on documents for which EXPR holds, "
+              "e.g. \"label = 'negative'\" (columns: inhouse datasets show).")
+@click.option("--no-abstain", is_flag=True, help="Never answer 'other': always the most likely label.")
+@click.option("--abstain-target", type=float, default=None,
+              help="Share of in-scope validation rows the abstention threshold may turn away (default 0.2).")
+@click.option("--other-label", default="other", show_default=True, help="The answer when the model abstains.")
+@click.option("--out-of-scope", "out_of_scope", multiple=True, metavar="LABEL",
+              help="Rows with this label are out of scope: learnt from, and answered as --other-label (repeat).")
 @json_option
 @pass_ctx
 def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, epochs, max_steps, batch_size,
-              learning_rate, val_fraction, min_examples, max_seq_length, label_names, threads, as_json) -> None:
+              learning_rate, val_fraction, min_examples, max_seq_length, label_names, threads, where, no_abstain,
+              abstain_target, other_label, out_of_scope, as_json) -> None:
     """Train a classifier on a dataset's labels and save it as a new version.
+
+    The model can abstain: on the validation rows (carved from the training
+    rows, never the test split) training sets the confidence under which it
+    answers 'other' instead of a label; rows whose label is given with
+    --out-of-scope are learnt from and set that threshold too.
 
     \b
     Example:
+      $ inhouse train --dataset air --name complaints --method head --label-col negative_reason \\
+          --where "label = 'negative'"
       $ inhouse train --dataset banking77 --name intents --method head
       trained intents@1 (head on minilm-l6): 9003 train / 1000 val rows, 77 labels,
       val accuracy 91.7%, macro-F1 0.915, 52.3 s, sha256 64067f5f3839
@@ -54,7 +70,10 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
     args = TrainingArguments(base=base, method=method, label_col=label_col, split=None if split == "all" else split,
                              shots=shots, seed=seed, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                              learning_rate=learning_rate, val_fraction=val_fraction, min_examples=min_examples,
-                             max_seq_length=max_seq_length, label_names=label_names, num_threads=threads)
+                             max_seq_length=max_seq_length, label_names=label_names, num_threads=threads,
+                             where=where, abstain=not no_abstain, other_label=other_label,
+                             out_of_scope=list(out_of_scope) or None,
+                             **({"abstain_target": abstain_target} if abstain_target is not None else {}))
     from ..pipeline.costing import metered
 
     r, _ = metered(ctx.ws, "train", lambda: train(ctx.ws, dataset, name, args), dataset, args.base)
@@ -65,6 +84,11 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
     click.echo(f"trained {r.ref} ({r.method} on {r.base}): {r.n_train} train / {r.n_val} val rows, {len(r.labels)} labels, "
                f"val accuracy {_pct(m.get('accuracy'))}, macro-F1 {m.get('macro_f1', 0):.3f}, {r.train_seconds:.1f} s, "
                f"sha256 {r.sha256[:12]}")
+    a = r.abstain or {}
+    if a.get("threshold") is not None:
+        oos = f", out-of-scope recall {_pct(a['val_out_of_scope_recall'])}" if a.get("val_out_of_scope_recall") is not None else ""
+        click.echo(f"abstains ('{a['label']}') under confidence {a['threshold']:.3f} ({a.get('rule')} rule): on "
+                   f"validation {_pct(a.get('val_in_scope_abstain_rate'))} of in-scope rows{oos}; --no-abstain turns it off")
 
 
 @cli.command("eval")
@@ -73,9 +97,11 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
 @click.option("--split", default="test", show_default=True, help="Split to evaluate on ('all' for every row).")
 @click.option("--label-col", default="label", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for the confusion PNG and a JSON report (default: the workspace's runs/).")
+@click.option("--where", default=None, metavar="EXPR", help="Evaluate only on documents for which EXPR holds.")
+@click.option("--no-abstain", is_flag=True, help="Score the model's most likely label, never 'other'.")
 @json_option
 @pass_ctx
-def eval_cmd(ctx, model, dataset, split, label_col, out, as_json) -> None:
+def eval_cmd(ctx, model, dataset, split, label_col, out, where, no_abstain, as_json) -> None:
     """Measure MODEL[@VERSION] on labelled rows, beside the zero-shot base model.
 
     \b
@@ -86,15 +112,26 @@ def eval_cmd(ctx, model, dataset, split, label_col, out, as_json) -> None:
     """
     from ..analysis.evaluate import evaluate
 
-    r = evaluate(ctx.ws, model, dataset, None if split == "all" else split, label_col=label_col, out=out)
+    r = evaluate(ctx.ws, model, dataset, None if split == "all" else split, label_col=label_col, out=out,
+                 where=where, abstain=not no_abstain)
+    for w in r["warnings"]:
+        click.echo(f"warning: {w}", err=True)
     if as_json:
         emit_json(r)
         return
-    click.echo(f"{r['model']} on {dataset}/{split} ({r['n']} rows): accuracy {_pct(r['accuracy'])}, "
-               f"macro-F1 {r['macro_f1']:.3f}, ECE {r['ece']:.3f}")
+    click.echo(f"{r['model']} on {dataset}/{split}{' where ' + where if where else ''} ({r['n']} rows): accuracy "
+               f"{_pct(r['accuracy'])}, macro-F1 {r['macro_f1']:.3f}, ECE {r['ece']:.3f}")
+    a = r.get("abstain") or {}
+    if a.get("enabled"):
+        oos = (f"; {a['out_of_scope_rows']} rows with labels it never saw: abstained on {_pct(a['out_of_scope_recall'])}"
+               if a.get("out_of_scope_recall") is not None else "")
+        click.echo(f"abstained ('{a['label']}') on {_pct(a['abstain_rate'])}: in-scope accuracy "
+                   f"{_pct(a.get('in_scope_accuracy'))} ({_pct(a.get('in_scope_accuracy_answered'))} of those answered, "
+                   f"{_pct(a.get('in_scope_abstain_rate'))} abstained){oos}")
     z = r["zero_shot"]
     click.echo(f"zero-shot {z['model']} on the same rows: accuracy {_pct(z['accuracy'])}, macro-F1 {z['macro_f1']:.3f}")
-    worst = sorted(r["per_class"].items(), key=lambda kv: (kv[1]["f1"], kv[0]))[:5]
+    worst = sorted(((k, v) for k, v in r["per_class"].items() if v["support"]),
+                   key=lambda kv: (kv[1]["f1"], kv[0]))[:5]  # labels with test rows; 'other' has none in scope
     click.echo("weakest labels: " + ", ".join(f"{k} (F1 {v['f1']:.2f})" for k, v in worst))
     for c in r["top_confusions"][:5]:
         click.echo(f"  {c['count']:>4} x {c['true']} -> {c['predicted']}")
@@ -125,11 +162,19 @@ def explain_weights_cmd(ctx, model, against, chart, as_json) -> None:
         emit_json(r)
         return
     o = r["overall"]
-    click.echo(f"{r['model']} ({r['method']}) vs {r['against']}: {o['relative_change']:.2%} relative change, "
-               f"{o['changed_share']:.1%} of {o['n_params'] / 1e6:.1f}M weights moved")
+    if r.get("classes") is not None:
+        click.echo(f"{r['model']} (head on the frozen {r['against']}): no encoder weight changed, so no relative "
+                   "change to show; the trained head decides:")
+    else:
+        click.echo(f"{r['model']} ({r['method']}) vs {r['against']}: {o['relative_change']:.2%} relative change, "
+                   f"{o['changed_share']:.1%} of {o['n_params'] / 1e6:.1f}M weights moved")
     if r.get("note"):
         click.echo(r["note"])
-    if r["layers"]:
+    for c in r.get("classes") or []:
+        click.echo(f"  {c['label']}: words " + ", ".join(f"{w['word']} (+{w['pull']:.2f})" for w in c["words"]))
+        for e in c["examples"][:2]:
+            click.echo(f"      e.g. \"{' '.join(str(e['text']).split())[:90]}\" (logit {e['logit']:.2f})")
+    if r["layers"] and r.get("encoder_changed", True):
         click.echo(f"{'LAYER':<34}{'CHANGE':>9}{'MOVED':>9}")
         for l in r["layers"]:
             click.echo(f"{l['layer']:<34}{l['relative_change']:>9.2%}{l['changed_share']:>9.1%}")
@@ -171,7 +216,9 @@ def explain_cmd(ctx, model, text, k, as_json) -> None:
     if as_json:
         emit_json(r)
         return
-    click.echo(f"{r['label']} ({r['score']:.2f}) by {r['model']}")
+    guess = (f" — abstained: best guess {r['best_in_scope']} is under the threshold {r['abstain_threshold']:.3f}"
+             if r.get("abstained") else "")
+    click.echo(f"{r['label']} ({r['score']:.2f}) by {r['model']}{guess}")
     click.echo("scores: " + ", ".join(f"{s['label']} {s['score']:.3f}" for s in r["top_k"]))
     for key, title in (("supporting", "nearest training examples with that label"), ("nearest_other", "nearest with other labels")):
         click.echo(f"{title}:")
@@ -205,10 +252,12 @@ def explain_cmd(ctx, model, text, k, as_json) -> None:
 @click.option("--chunk-rows", default=16_384, show_default=True, type=click.IntRange(min=1),
               help="Rows per chunk: memory bound and checkpoint unit.")
 @click.option("--no-cache", is_flag=True, hidden=True, help="Kept for compatibility; chunks are always kept.")
+@click.option("--where", default=None, metavar="EXPR", help="Only documents of --dataset for which EXPR holds.")
+@click.option("--no-abstain", is_flag=True, help="Always answer the most likely label, never 'other'.")
 @json_option
 @pass_ctx
 def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, encoding, split, output, top_k, engine,
-                 ray_address, workers, backend, chunk_rows, no_cache, as_json) -> None:
+                 ray_address, workers, backend, chunk_rows, no_cache, where, no_abstain, as_json) -> None:
     """Predict a label for every row, in input order, with the model version that made it.
 
     One output row per input row. Each carries `row`, the 1-based data row of
@@ -237,15 +286,17 @@ def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, encoding, sp
     from ..pipeline.classify import ClassifyOptions, classify
 
     opts = ClassifyOptions(top_k=top_k, chunk_rows=chunk_rows, engine=engine, backend=backend,
-                           ray_address=ray_address, workers=workers)
+                           ray_address=ray_address, workers=workers, abstain=not no_abstain)
     r = classify(ctx.ws, model, output=output, dataset=dataset, input_path=input_path, text_col=text_col,
-                 id_col=id_col, split=split, encoding=encoding, options=opts)
+                 id_col=id_col, split=split, encoding=encoding, options=opts, where=where)
     if as_json:
         emit_json(r)
         return
     where = f"to {r['output']}" if r["output"] else f"for dataset {dataset} (stored; {r['reused']} reused)"
     line = (f"wrote {r['rows']} predictions by {r['model']} {where} ({r['seconds']:.1f} s, "
             f"{r['docs_per_second'] or 0:,.0f} docs/s, {r['backend']})")
+    if r.get("abstain_label"):
+        line += f"; abstained ('{r['abstain_label']}') on {r['abstained']}"
     if r["errors"]:
         why = ", ".join(f"{n} {reason}" for reason, n in r["error_reasons"].items())
         line += f"; {r['errors']} row{'s' if r['errors'] != 1 else ''} without a label ({why}), see its error column"

@@ -45,6 +45,7 @@ def describe_dataset(ws: Workspace, name: str) -> dict[str, Any]:
                            "home": str(ws.home / "datasets" / info.name), "parts": len(parts),
                            "columns": info.columns}
     out.update(_document_stats(ws, info.id, parts))
+    out.update(column_stats(ws, name))
     ingests = []
     for r in ws.db.execute("SELECT * FROM ingests WHERE dataset_id = ? ORDER BY id", (info.id,)):
         stats = json.loads(r["stats"] or "{}")
@@ -105,8 +106,8 @@ def remove_dataset(ws: Workspace, name: str, *, force: bool = False) -> dict[str
 def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, Any]:
     empty = {"rows": 0, "labels": {}, "unlabelled": 0, "splits": {}, "no_split": 0, "time_range": None,
              "distinct_texts": 0, "user_labels": 0}
-    overrides = ws.db.execute("SELECT doc_id, label FROM labels WHERE dataset_id = ? AND undone_at IS NULL ORDER BY id",
-                              (ds_id,)).fetchall()
+    overrides = ws.db.execute("SELECT doc_id, label FROM labels WHERE dataset_id = ? AND label_col = 'label'"
+                              " AND undone_at IS NULL ORDER BY id", (ds_id,)).fetchall()
     if not parts:
         return empty
     import pandas as pd
@@ -136,6 +137,77 @@ def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, A
             "no_split": sum(n for s, n in splits if s is None),
             "time_range": {"min": _us_iso(tmin), "max": _us_iso(tmax)} if tmin is not None else None,
             "distinct_texts": distinct, "user_labels": n_user}
+
+
+def column_stats(ws: Workspace, name: str, top: int = 50) -> dict[str, Any]:
+    """Every label column and every metadata column of a dataset, with the counts of their values.
+
+    ``label_columns``: ``{name: {"kind": "ingest"|"people"|"metadata", "labelled": n, "distinct": k,
+    "values": {value: count}}}`` (the ``top`` most frequent values); ``metadata_columns``: the same for
+    the file's other columns kept at ingest that hold no labels.
+    """
+    from ..workspace.filters import documents_view, filter_columns, quote
+    from ..workspace.labelsets import label_columns
+
+    kinds = {c.name: c.kind for c in label_columns(ws, name)}
+    cols = [c for c in filter_columns(ws, name) if c.kind in ("label", "metadata") and c.name in kinds]
+    out: dict[str, Any] = {"label_columns": {}, "metadata_columns": {}}
+    if not ws.dataset_parts(name):
+        return out
+    con = duck.connect(ws)
+    try:
+        documents_view(con, ws, name, filter_columns(ws, name))
+        for c in cols:
+            q = quote(c.name)
+            n, k = con.execute(f"SELECT COUNT({q}), COUNT(DISTINCT {q}) FROM docs").fetchone()
+            values = con.execute(f"SELECT {q}, COUNT(*) AS n FROM docs WHERE {q} IS NOT NULL GROUP BY {q}"
+                                 f" ORDER BY n DESC, {q} LIMIT {int(top)}").fetchall()
+            group = "metadata_columns" if kinds[c.name] == "metadata" and c.kind == "metadata" else "label_columns"
+            entry = {"kind": kinds[c.name], "labelled" if group == "label_columns" else "non_empty": n,
+                     "distinct": k, "values": {str(v): int(m) for v, m in values}}
+            if c.name == "label":
+                entry["file_column"] = (ws.dataset(name).columns or {}).get("label")
+            out[group][c.name] = entry
+    finally:
+        con.close()
+    return out
+
+
+def export_documents(ws: Workspace, name: str, output: str | Path, *, where: str | None = None,
+                     label_cols: list[str] | None = None) -> dict[str, Any]:
+    """Write the documents of ``name`` (those for which ``where`` holds) with every filter column to a file.
+
+    Columns: the user's id (when the dataset has one), ``row``, ``doc_id``, ``text``, ``split``, ``time``,
+    the label columns (``label_cols``, default all) and the metadata columns.
+
+    >>> export_documents(ws, "air", "united.csv", where="airline = 'United'")["rows"]
+    3822
+    """
+    import time as _time
+
+    from ..workspace.documents import write_table
+    from ..workspace.filters import check_where, documents_view, filter_columns, quote
+    from ..workspace.labelsets import resolve_label_col
+
+    t0 = _time.time()
+    cols = filter_columns(ws, name)
+    if label_cols:
+        wanted = {resolve_label_col(ws, name, c).name for c in label_cols}
+        cols = [c for c in cols if c.kind != "label" or c.name in wanted]
+    cols = [c for c in cols if not (c.kind == "id" and c.name == "source_id" and len([x for x in cols if x.kind == "id"]) > 1)]
+    order = [c for c in cols if c.kind == "id"] + [c for c in cols if c.kind != "id"]
+    con = duck.connect(ws)
+    try:
+        documents_view(con, ws, name, filter_columns(ws, name))
+        cond = " WHERE " + check_where(where, filter_columns(ws, name), name) if where else ""
+        df = con.execute(f"SELECT {', '.join(quote(c.name) for c in order)} FROM docs{cond} ORDER BY doc_id").fetchdf()
+    finally:
+        con.close()
+    out = write_table(df, output, what="documents")
+    result = {"dataset": name, "output": str(out), "rows": int(len(df)), "columns": list(df.columns), "where": where}
+    ws.record_run("export_documents", {"dataset": name, "where": where, "label_cols": label_cols}, result,
+                  started_at=t0)
+    return result
 
 
 def _us_iso(us: int) -> str:

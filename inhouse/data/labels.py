@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import Conflict, InputError, NotFound, UsageError
 from ..workspace.documents import id_column
+from ..workspace.labelsets import resolve_label_col, user_labels
 from ..workspace.store import Workspace, current_user
 
 
@@ -38,10 +39,12 @@ class LabelBatch:
     dataset: str
     label: str
     count: int
-    source: str  # "topic:<run>:<topic>" | "manual"
+    source: str  # "topic:<run>:<topic>" | "manual" | "where:<expr>"
     user: str
     created_at: float
     undone_at: float | None = None
+    column: str = "label"  # the label column written into (``--into``)
+    replaced_ingest_labels: int = 0  # labels from ingest this batch changed (needs ``overwrite``)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,14 +57,24 @@ def _check_label(label: str) -> str:
     return label
 
 
-def label_docs(ws: Workspace, dataset: str, doc_ids: list[int], label: str, *, source: str = "manual") -> LabelBatch:
-    """Set ``label`` on the documents ``doc_ids`` of ``dataset``, as one batch.
+def label_docs(ws: Workspace, dataset: str, doc_ids: list[int], label: str, *, source: str = "manual",
+               into: str | None = None, overwrite: bool = False) -> LabelBatch:
+    """Set ``label`` on the documents ``doc_ids`` of ``dataset``, as one batch, in label column ``into``.
+
+    ``into`` (default ``label``, the ingest's label column) names the label
+    column: a new name creates a label set of its own, so labels from ingest
+    and other sets stay as they are. Writing over labels that came from the
+    file (the ingest's column, or a metadata column) changes data nobody set by
+    hand: it raises Conflict saying how many would change unless ``overwrite``.
 
     >>> label_docs(ws, "banking77", [12, 40], "change_pin").count
     2
+    >>> label_docs(ws, "air", [5, 9], "cancelled_flight", into="complaint").column
+    'complaint'
     """
     label = _check_label(label)
     info = ws.dataset(dataset)
+    target = resolve_label_col(ws, dataset, into, create=True)
     ids = sorted({int(d) for d in doc_ids})
     if not ids:
         raise UsageError("no documents to label.", fix="Name them with --doc ID or a topic with --topic T.")
@@ -71,13 +84,35 @@ def label_docs(ws: Workspace, dataset: str, doc_ids: list[int], label: str, *, s
                        f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; doc_ids are integers "
                        f"{_doc_id_range(ws, dataset)}.",
                        fix="Use the doc_id column of `inhouse discover --output` or `inhouse classify --dataset`.")
+    changed = _ingest_labels_changed(ws, dataset, target, ids, label)
+    if changed and not overwrite:
+        where = "its labels from ingest" if target.kind == "ingest" else f"the values of its column {target.name!r}"
+        raise Conflict(f"labelling {len(ids)} documents of {dataset!r} as {label!r} in column {target.name!r} would "
+                       f"change {changed} of {where}, which came from the file.",
+                       fix="Write into a label set of your own with --into COLUMN (e.g. --into complaint; "
+                           "train with --label-col COLUMN), or replace them on purpose with --overwrite.")
     batch = f"lb-{uuid.uuid4().hex[:10]}"
     now, user = time.time(), current_user()
     with ws.tx() as c:
-        c.executemany("INSERT INTO labels (dataset_id, doc_id, label, source, batch, user, created_at)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)", [(info.id, d, label, source, batch, user, now) for d in ids])
-        ws.audit("label", dataset, batch=batch, label=label, count=len(ids), source=source)
-    return LabelBatch(batch, dataset, label, len(ids), source, user, now)
+        c.executemany("INSERT INTO labels (dataset_id, doc_id, label, source, batch, user, created_at, label_col)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      [(info.id, d, label, source, batch, user, now, target.key) for d in ids])
+        ws.audit("label", dataset, batch=batch, label=label, count=len(ids), source=source, column=target.name,
+                 replaced_ingest_labels=changed)
+    return LabelBatch(batch, dataset, label, len(ids), source, user, now, None, target.name, changed)
+
+
+def _ingest_labels_changed(ws: Workspace, dataset: str, target, ids: list[int], label: str) -> int:
+    """How many of ``ids`` hold a label from the file in ``target`` (not since set by a person) other than ``label``."""
+    if target.kind == "people":
+        return 0
+    from ..workspace.documents import read_documents
+
+    info = ws.dataset(dataset)
+    people = user_labels(ws, info.id, target.key)
+    df = read_documents(ws, dataset, columns=["doc_id", "labels"], label_col=target.name)
+    df = df[df["doc_id"].isin(ids) & ~df["doc_id"].isin(list(people))]
+    return int(sum(1 for ls in df["labels"] if ls and list(ls) != [label]))
 
 
 def find_docs(ws: Workspace, dataset: str, ids: list, *, internal: bool = False) -> list[int]:
@@ -175,11 +210,11 @@ def _existing(ws: Workspace, dataset: str, ids: list[int]) -> set[int]:
 
 def _batches(ws: Workspace, where: str = "", params: tuple = (), limit: int | None = None) -> list[LabelBatch]:
     q = ("SELECT l.batch, d.name, l.label, COUNT(*) AS n, l.source, l.user, MIN(l.created_at) AS at,"
-         " MAX(l.undone_at) AS undone FROM labels l JOIN datasets d ON d.id = l.dataset_id"
-         f" {where} GROUP BY l.batch, d.name, l.label, l.source, l.user ORDER BY at DESC, l.batch DESC")
+         " MAX(l.undone_at) AS undone, l.label_col FROM labels l JOIN datasets d ON d.id = l.dataset_id"
+         f" {where} GROUP BY l.batch, d.name, l.label, l.source, l.user, l.label_col ORDER BY at DESC, l.batch DESC")
     if limit:
         q += f" LIMIT {int(limit)}"
-    return [LabelBatch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in ws.db.execute(q, params)]
+    return [LabelBatch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in ws.db.execute(q, params)]
 
 
 def list_batches(ws: Workspace, dataset: str | None = None, *, limit: int | None = 50) -> list[LabelBatch]:

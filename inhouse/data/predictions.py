@@ -34,8 +34,8 @@ def prediction_schema(multi_label: bool = False):
     """The Arrow schema of a part: one row per document."""
     import pyarrow as pa
 
-    fields = [("doc_id", pa.int64()), ("label", pa.string()), ("score", pa.float64()),
-              ("top_labels", pa.list_(pa.string())), ("top_scores", pa.list_(pa.float64()))]
+    fields = [("doc_id", pa.int64()), ("label", pa.string()), ("score", pa.float64()), ("abstained", pa.bool_()),
+              ("best_label", pa.string()), ("top_labels", pa.list_(pa.string())), ("top_scores", pa.list_(pa.float64()))]
     if multi_label:
         fields.append(("labels", pa.list_(pa.string())))
     fields.append(("error", pa.string()))

@@ -49,13 +49,20 @@ FORMATS = ("folder", "onnx")
 
 def export_version(ws: Workspace, ref: str, out: str | Path, *, format: str = "folder", quantize: str | None = None,
                    include_base: bool = True, check_dataset: str | None = None, check_size: int = 200,
-                   check_texts: list[str] | None = None, min_agreement: float = 0.99) -> dict:
+                   check_texts: list[str] | None = None, min_agreement: float = 0.99,
+                   training_rows: bool = True) -> dict:
     """Write version ``ref`` to the new folder ``out``, atomically.
 
     ``format="onnx"`` writes one ONNX graph (optionally ``quantize="int8"``) and
     checks it against the original on ``check_texts``, else ``check_size``
     texts sampled (seed 0) from ``check_dataset`` or the training dataset; an
     agreement below ``min_agreement`` refuses the export.
+
+    A version trained here keeps its training rows (their embeddings, doc ids
+    and text hashes; the texts are read from the dataset) for "nearest
+    examples" explanations. ``training_rows=False`` (``--without-training-texts``)
+    leaves them out of a folder export: the exported version then has a hash of
+    its own (its files differ) and cannot show examples.
 
     >>> export_version(ws, "intents@3", "out/intents-onnx", format="onnx", quantize="int8")["parity"]["agreement"]
     0.995
@@ -70,7 +77,7 @@ def export_version(ws: Workspace, ref: str, out: str | Path, *, format: str = "f
     with atomic_dir(out) as tmp:
         (tmp / MODEL_DIR).mkdir()
         if format == "folder":
-            manifest = _export_folder(ws, v, tmp, include_base)
+            manifest = _export_folder(ws, v, tmp, include_base, training_rows)
         else:
             texts, source = check_texts_for(ws, v, check_dataset, check_size, check_texts)
             manifest = _export_onnx(ws, v, tmp, quantize, texts, source, min_agreement)
@@ -112,10 +119,20 @@ def _copy_checked(src: Path, dst: Path, expected: str) -> None:
         raise IntegrityError(f"{dst}: the copy of {src} does not match its sha256.", fix="Check the target disk and export again.")
 
 
-def _export_folder(ws: Workspace, v: registry.Version, tmp: Path, include_base: bool) -> dict:
-    for rel, meta in v.manifest["files"].items():
+def _export_folder(ws: Workspace, v: registry.Version, tmp: Path, include_base: bool,
+                   training_rows: bool = True) -> dict:
+    from ..classifiers.base import INDEX_FILE, ROWS_FILE
+
+    files = {rel: meta for rel, meta in v.manifest["files"].items()
+             if training_rows or rel not in (INDEX_FILE, ROWS_FILE)}
+    for rel, meta in files.items():
         _copy_checked(v.path / rel, tmp / MODEL_DIR / rel, meta["sha256"])
     manifest = {**v.manifest, "export": _export_section(ws, v, "folder")}
+    if len(files) != len(v.manifest["files"]):
+        fields = {k: val for k, val in v.manifest.items() if k not in registry.RESERVED_FIELDS}
+        manifest.update(files=files, sha256=registry.content_hash(files, fields,
+                                                                   rule=registry.manifest_rule(v.manifest, v.ref)))
+        manifest["export"]["training_rows"] = "left out (--without-training-texts)"
     base = v.manifest.get("base")
     if include_base and isinstance(base, dict) and base.get("sha256") and v.manifest.get("format") != "onnx":
         manifest["export"]["base"] = _bundle_base(ws, base, tmp / BASE_DIR)

@@ -1,9 +1,17 @@
-"""The embedding cache, keyed by (model sha256, text hash), and dataset embedding."""
+"""The embedding cache, keyed by (model sha256, text hash), and dataset embedding.
+
+One embedding per text, everywhere: ``embed``, ``discover``, summaries, head
+training, zero-shot evaluation and explanations embed the same text of a
+document, :func:`prepare_text` of it (links, @handles and HTML entities
+removed), and share one cache entry per (model, hash of that text). So
+``discover`` right after ``embed`` computes nothing.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -19,6 +27,31 @@ from .catalog import DEFAULT_ENCODER
 from .encoders import Encoder, load_encoder
 
 log = logging.getLogger("inhouse.cache")
+
+# ------------------------------------------------------------------- text ----
+
+TEXT_PREP = "clean-v1"  # the name of :func:`prepare_text`'s rule, kept in manifests of models that use it
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_HANDLE = re.compile(r"(?<![\w.])@\w+")
+_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'"}
+
+
+def prepare_text(text: str) -> str:
+    """The text of a document as it is embedded: links, @handles and HTML entities removed.
+
+    They name the channel, not the subject (every airline tweet starts with
+    ``@united``), and would otherwise pull documents together by addressee.
+    Applying it twice changes nothing more.
+
+    >>> prepare_text("@united my bag is lost https://example.com/x &amp; nobody helps")
+    'my bag is lost & nobody helps'
+    """
+    out = _HANDLE.sub(" ", _URL.sub(" ", text))
+    for k, v in _ENTITIES.items():
+        out = out.replace(k, v)
+    out = " ".join(out.split())
+    return out or text.strip() or text
+
 
 # ------------------------------------------------------------------ cache ----
 
@@ -141,8 +174,16 @@ def _seal_problem(part: Path) -> str | None:
 
 
 def embed_texts(ws: Workspace, encoder: Encoder, texts: list[str], hashes: list[str] | None = None,
-                *, stats: dict | None = None) -> np.ndarray:
-    """Embeddings for ``texts`` (normalised), computing only those not cached."""
+                *, stats: dict | None = None, prepare: bool = False) -> np.ndarray:
+    """Embeddings for ``texts`` (normalised), computing only those not cached.
+
+    With ``prepare``, each text is embedded as :func:`prepare_text` of it (and
+    cached under that text's hash; ``hashes`` are then not used): the way every
+    stage embeds documents. ``stats`` receives ``computed`` and ``reused``.
+    """
+    if prepare:
+        texts = [prepare_text(t) for t in texts]
+        hashes = None
     hashes = hashes if hashes is not None else [text_hash(t) for t in texts]
     cache = EmbeddingCache(ws, encoder.sha256)
     found = cache.get(hashes)
@@ -182,15 +223,18 @@ class EmbedResult:
 
 
 def embed_dataset(ws: Workspace, dataset: str, model: str = DEFAULT_ENCODER, *, split: str | None = None,
-                  chunk: int = 20_000) -> tuple[EmbedResult, np.ndarray, np.ndarray]:
+                  chunk: int = 20_000, where: str | None = None) -> tuple[EmbedResult, np.ndarray, np.ndarray]:
     """Embed every document of a dataset; returns (result, doc_ids, vectors).
 
+    Each document is embedded as :func:`prepare_text` of it, the text every
+    stage embeds, so ``discover``, training and summaries reuse these vectors.
     Work is cached in chunks, so an interrupted run resumes where it stopped.
     """
     t0 = time.time()
     encoder = load_encoder(ws, model)
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"], split=split)
-    texts, hashes = df["text"].tolist(), df["text_hash"].tolist()
+    df = read_documents(ws, dataset, columns=["doc_id", "text"], split=split, where=where)
+    texts = [prepare_text(t) for t in df["text"]]
+    hashes = [text_hash(t) for t in texts]
     computed = reused = 0
     blocks = []
     for i in range(0, len(texts), chunk):
@@ -202,6 +246,7 @@ def embed_dataset(ws: Workspace, dataset: str, model: str = DEFAULT_ENCODER, *, 
     result = EmbedResult(dataset, model, encoder.sha256, len(texts), len(set(hashes)), computed,
                          len(set(hashes)) - computed, int(vecs.shape[1]) if vecs.size else 0,
                          round(time.time() - t0, 3))
-    ws.record_run("embed", {"dataset": dataset, "model": model, "split": split}, result.to_dict(),
+    ws.record_run("embed", {"dataset": dataset, "model": model, "split": split, "where": where,
+                            "text": TEXT_PREP}, result.to_dict(),
                   model=model, model_sha256=encoder.sha256, started_at=t0)
     return result, df["doc_id"].to_numpy(), vecs

@@ -48,7 +48,7 @@ def chunk_table(chunk: Chunk, cols: dict[str, list], schema):
 
     inv = chunk.inverse
     data = dict(chunk.keys)
-    for name in ("label", "score", "top_labels", "top_scores", "labels"):
+    for name in ("label", "score", "abstained", "best_label", "top_labels", "top_scores", "labels"):
         if name not in schema.names:
             continue
         values = cols.get(name, [])

@@ -36,6 +36,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .. import registry
+from ..classifiers.base import DecisionRule
 from ..classifiers.predict import check_input, id_value, text_problem
 from ..data.predictions import PredictionSet, prediction_schema
 from ..data.readers import check_encoding, open_reader
@@ -62,6 +63,7 @@ class ClassifyOptions:
     backend: str = "auto"
     ray_address: str | None = None
     workers: int = 2
+    abstain: bool = True  # False: the most likely in-scope label even where the version would say "other"
     engine_options: EngineOptions = field(default_factory=EngineOptions)
 
     def validate(self) -> "ClassifyOptions":
@@ -113,8 +115,8 @@ def _runner(ws: Workspace, v: registry.Version, opts: ClassifyOptions, meter: Co
 
 # ----------------------------------------------------------------- dataset ----
 
-def _dataset_chunks(ws: Workspace, dataset: str, split: str | None, done: np.ndarray, chunk_rows: int
-                    ) -> Iterator[Chunk]:
+def _dataset_chunks(ws: Workspace, dataset: str, split: str | None, done: np.ndarray, chunk_rows: int,
+                    allowed: np.ndarray | None = None) -> Iterator[Chunk]:
     """The documents without a prediction, in doc id order, in chunks (streamed part by part)."""
     import pyarrow.parquet as pq
 
@@ -132,6 +134,8 @@ def _dataset_chunks(ws: Workspace, dataset: str, split: str | None, done: np.nda
                 keep &= done[pos] != ids
             if split is not None:
                 keep &= np.array([s == split for s in batch.column(2).to_pylist()], dtype=bool)
+            if allowed is not None:  # --where: only the documents it selects
+                keep &= np.isin(ids, allowed)
             if not keep.any():
                 continue
             idx = np.flatnonzero(keep)
@@ -173,13 +177,14 @@ def output_schema(id_name: str | None, with_doc_id: bool, multi_label: bool):
     fields.append((ROW_COLUMN, pa.int64()))
     if with_doc_id:
         fields.append(("doc_id", pa.int64()))
-    fields += [(f.name, f.type) for f in prediction_schema(multi_label) if f.name != "doc_id"]
+    fields += [(f.name, f.type) for f in prediction_schema(multi_label) if f.name not in ("doc_id", "best_label")]
     fields += [("model", pa.string()), ("model_sha256", pa.string())]
     return pa.schema(fields)
 
 
 def _write_dataset_output(ws: Workspace, pset: PredictionSet, dataset: str, split: str | None, v: registry.Version,
-                          output: Path, id_name: str | None) -> tuple[int, Counter, Counter]:
+                          output: Path, id_name: str | None, *, abstain: bool = True,
+                          allowed: np.ndarray | None = None) -> tuple[int, Counter, Counter]:
     """Join documents and their predictions in doc id order, streamed into the output file."""
     import duckdb
 
@@ -187,9 +192,12 @@ def _write_dataset_output(ws: Workspace, pset: PredictionSet, dataset: str, spli
     docs = [str(p) for p in ws.dataset_parts(dataset)]
     pred_cols = [n for n in schema.names if n in prediction_schema(bool(v.manifest.get("multi_label"))).names
                  and n != "doc_id"]
-    where = "WHERE d.split = ?" if split is not None else ""
+    conds = (["d.split = ?"] if split is not None else []) + (["d.doc_id IN (SELECT unnest(?::BIGINT[]))"]
+                                                             if allowed is not None else [])
+    where = ("WHERE " + " AND ".join(conds)) if conds else ""
     sel = ([f"d.source_id AS \"{id_name}\""] if id_name else []) + [f"d.source_row AS {ROW_COLUMN}", "d.doc_id"]
-    sel += [f"p.{c}" for c in pred_cols] + ["? AS model", "? AS model_sha256"]
+    answer = {"label": "COALESCE(p.best_label, p.label) AS label", "abstained": "false AS abstained"}  # --no-abstain
+    sel += [answer[c] if not abstain and c in answer else f"p.{c}" for c in pred_cols] + ["? AS model", "? AS model_sha256"]
     labels, reasons = Counter(), Counter()
     con = duckdb.connect()
     try:
@@ -197,7 +205,9 @@ def _write_dataset_output(ws: Workspace, pset: PredictionSet, dataset: str, spli
         con.execute("SET threads = 2")
         q = (f"SELECT {', '.join(sel)} FROM read_parquet(?) d LEFT JOIN {pset.sql_source()} p USING (doc_id) "
              f"{where} ORDER BY d.doc_id")
-        reader = con.sql(q, params=[v.ref, v.sha256, docs] + ([split] if split is not None else [])).to_arrow_reader(65_536)
+        params = [v.ref, v.sha256, docs] + ([split] if split is not None else []) + (
+            [allowed.tolist()] if allowed is not None else [])
+        reader = con.sql(q, params=params).to_arrow_reader(65_536)
         with TableWriter(output, schema) as w:
             import pyarrow as pa
 
@@ -236,10 +246,16 @@ def _set_counts(pset: PredictionSet, ws: Workspace, dataset: str, split: str | N
 
 
 def classify_dataset(ws: Workspace, v: registry.Version, dataset: str, *, split: str | None, output: Path | None,
-                     opts: ClassifyOptions, meter: CostMeter) -> dict:
+                     opts: ClassifyOptions, meter: CostMeter, where: str | None = None) -> dict:
     pset = PredictionSet.open(ws, dataset, v.ref, v.sha256)
     done = pset.done_doc_ids()
-    total = _count_docs(ws, dataset, split)
+    allowed = None
+    if where:
+        from ..workspace.filters import matching_doc_ids
+
+        allowed = np.sort(np.asarray(matching_doc_ids(ws, dataset, where), dtype=np.int64))
+        done = done[np.isin(done, allowed)] if len(done) else done
+    total = _count_docs(ws, dataset, split) if allowed is None else len(allowed)
     multi = bool(v.manifest.get("multi_label"))
     schema = prediction_schema(multi)
     runner = _runner(ws, v, opts, meter, ws.dir("tmp", "classify-ray", f"{pset.dataset_id}-{v.sha256[:16]}"))
@@ -254,10 +270,11 @@ def classify_dataset(ws: Workspace, v: registry.Version, dataset: str, *, split:
             computed[1] += unique
             t.advance(rows)
 
-        runner.run(_dataset_chunks(ws, dataset, split, done, opts.chunk_rows), keep, progress)
+        runner.run(_dataset_chunks(ws, dataset, split, done, opts.chunk_rows, allowed), keep, progress)
     id_name = id_output_name(id_column(ws, dataset), output_schema(None, True, multi).names)
     if output is not None:
-        rows, labels, reasons = _write_dataset_output(ws, pset, dataset, split, v, output, id_name)
+        rows, labels, reasons = _write_dataset_output(ws, pset, dataset, split, v, output, id_name,
+                                                      abstain=opts.abstain, allowed=allowed)
     else:
         labels, reasons = _set_counts(pset, ws, dataset, split)
         rows = total
@@ -331,6 +348,8 @@ def classify_file(ws: Workspace, v: registry.Version, path: Path, *, text_col: s
         runner = _runner(ws, v, opts, meter, ckpt / "ray")
 
         def keep(c: Chunk, cols: dict) -> None:
+            if not opts.abstain and "best_label" in cols:  # --no-abstain: the most likely in-scope label
+                cols = {**cols, "label": cols["best_label"], "abstained": [False] * len(cols["best_label"])}
             with atomic_path(ckpt / f"chunk-{c.index:08d}.parquet") as tmp:
                 pq.write_table(chunk_table(c, cols, part_schema), tmp)
             computed[0] += c.rows
@@ -366,7 +385,8 @@ def classify_file(ws: Workspace, v: registry.Version, path: Path, *, text_col: s
 
 def classify(ws: Workspace, ref: str | registry.Version, *, dataset: str | None = None, input_path: str | None = None,
              output: str | None = None, text_col: str = "text", id_col: str | None = None, split: str | None = None,
-             encoding: str = "utf-8", options: ClassifyOptions | None = None, record: bool = True) -> dict:
+             encoding: str = "utf-8", options: ClassifyOptions | None = None, record: bool = True,
+             where: str | None = None) -> dict:
     """Classify every document of ``dataset`` (stored as a prediction set) or every row of ``input_path``.
 
     Returns rows, seconds, docs_per_second, backend, model and model_sha256,
@@ -375,6 +395,9 @@ def classify(ws: Workspace, ref: str | registry.Version, *, dataset: str | None 
     opts = (options or ClassifyOptions()).validate()
     if (dataset is None) == (input_path is None):
         raise UsageError("give exactly one of --dataset or --input.", fix="Example: --dataset tickets, or --input new.csv")
+    if where and dataset is None:
+        raise UsageError("--where selects documents of --dataset; it does not apply to --input.",
+                         fix="Ingest the file first, or filter it before classifying.")
     if input_path is not None and output is None:
         raise UsageError("--input needs --output FILE (.csv, .parquet or .jsonl).")
     if dataset is not None:
@@ -394,13 +417,17 @@ def classify(ws: Workspace, ref: str | registry.Version, *, dataset: str | None 
     t0 = time.time()
     with CostMeter() as meter:
         if dataset is not None:
-            r = classify_dataset(ws, v, dataset, split=split, output=out, opts=opts, meter=meter)
+            r = classify_dataset(ws, v, dataset, split=split, output=out, opts=opts, meter=meter, where=where)
         else:
             r = classify_file(ws, v, Path(input_path), text_col=text_col, id_col=id_col, encoding=encoding,
                               output=out, opts=opts, meter=meter)
     cost = meter.result(ws)
     seconds = round(time.time() - t0, 3)
-    result = {"output": str(out) if out else None, "dataset": dataset, "input": input_path, **r,
+    rule = DecisionRule(v.manifest)
+    abstains = opts.abstain and rule.can_abstain
+    r["abstain_label"] = rule.other_label if abstains else None
+    r["abstained"] = int(r.get("label_counts", {}).get(rule.other_label, 0)) if abstains else 0
+    result = {"output": str(out) if out else None, "dataset": dataset, "input": input_path, "where": where, **r,
               "model": v.ref, "model_sha256": v.sha256, "engine": opts.engine, "seconds": seconds,
               "docs_per_second": round(r["rows"] / seconds, 1) if seconds > 0 else None, "cost": cost}
     if record:

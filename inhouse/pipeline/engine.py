@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import registry
+from ..classifiers.base import DecisionRule
 from ..errors import InhouseError, MissingDependency, UsageError
 from ..workspace.store import Workspace
 
@@ -53,6 +54,7 @@ class Predictor(ABC):
     def __init__(self, version: registry.Version):
         m = version.manifest
         self.version = version
+        self.rule = DecisionRule(m)  # abstention, text preparation, label choice: as every classifier does it
         self.labels: list[str] = list(m.get("labels") or [])
         self.multi_label = bool(m.get("multi_label"))
         self.threshold = float(m.get("threshold", 0.5))
@@ -114,7 +116,7 @@ class OnnxPredictor(Predictor):
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
             return out, 0
-        encs = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        encs = self.tokenizer.encode_batch(self.rule.prepare(list(texts)), add_special_tokens=True)
         ids = [e.ids for e in encs]
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable")
@@ -204,23 +206,37 @@ def load_predictor(ws: Workspace, version: registry.Version, *, backend: str = "
 
 # ----------------------------------------------------------- chunk work ----
 
-def predict_unique(predictor: Predictor, texts: list[str], *, top_k: int = 3) -> tuple[dict[str, list], int]:
+def predict_unique(predictor: Predictor, texts: list[str], *, top_k: int = 3, abstain: bool = True
+                   ) -> tuple[dict[str, list], int]:
     """Label, score, top-k (and labels for multi-label models) of distinct ``texts``; the tokens they were.
 
     The one computation of every engine: a chunk's distinct texts in first-seen
     order go in whole, so the local and Ray engines give identical outputs.
     """
     probs, tokens = predictor.proba(texts)
-    return decide(predictor, probs, top_k), tokens
+    return decide(predictor, probs, top_k, abstain=abstain), tokens
 
 
-def decide(predictor: Predictor, probs: np.ndarray, top_k: int) -> dict[str, list]:
+def decide(predictor: Predictor, probs: np.ndarray, top_k: int, *, abstain: bool = True) -> dict[str, list]:
+    """Columns of the answers: ``label`` (the version's own rule: ``other`` where it abstains, unless
+    ``abstain=False``), ``best_label`` (the most likely in-scope label), ``score`` (its probability),
+    ``abstained``, and the top-k labels and scores."""
     k = max(1, min(top_k, len(predictor.labels)))
     labels = predictor.labels
+    rule = predictor.rule
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     rows = np.arange(len(probs))[:, None]
     top_p = probs[rows, top].astype(np.float64)
-    out = {"label": [labels[r[0]] for r in top], "score": top_p[:, 0].tolist() if len(top_p) else [],
+    if predictor.multi_label or not len(probs):
+        best = [labels[r[0]] for r in top]
+        score = top_p[:, 0].tolist() if len(top_p) else []
+        abstained = [False] * len(probs)
+    else:
+        j, p = rule.best_in_scope(probs)
+        best, score = [labels[x] for x in j], [float(x) for x in p]
+        abstained = rule.abstains(probs).tolist() if abstain else [False] * len(probs)
+    out = {"label": [rule.other_label if a else b for a, b in zip(abstained, best)], "best_label": best,
+           "score": score, "abstained": [bool(a) for a in abstained],
            "top_labels": [[labels[j] for j in r] for r in top], "top_scores": np.round(top_p, 6).tolist()}
     if predictor.multi_label:
         out["labels"] = [[labels[j] for j in np.flatnonzero(p >= predictor.threshold)] for p in probs]

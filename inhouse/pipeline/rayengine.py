@@ -231,7 +231,7 @@ class RayRunner:
                             pending = rest
                             break
                         pending = None
-                    for name in ("label", "score", "top_labels", "top_scores", "labels"):
+                    for name in ("label", "score", "abstained", "best_label", "top_labels", "top_scores", "labels"):
                         if rows and name in rows[0]:
                             cols[name] = [r[name] for r in rows]
                     tokens = sum(r["tokens"] for r in rows)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..workspace.documents import read_documents
+from ..workspace.labelsets import label_columns
 from ..workspace.store import Workspace
 from .runs import load_discovery
 
@@ -45,10 +46,12 @@ def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarra
                     run: int | None = None) -> tuple[list[str | None], dict[str, str]]:
     """The value of ``column`` for each of ``doc_ids``, and a display name per value.
 
-    ``column`` is ``label`` (the effective label), ``topic`` (the latest discovery,
-    or ``run``), ``prediction`` (what the model of the dataset's newest stored
-    prediction set predicted; ``prediction:intents@3`` for one version), ``split``, ``source_id``, the file's own name for one of them, or
-    any other column kept from the ingested file (metadata).
+    ``column`` is ``label`` (the effective label), a label set people made
+    (``label --into``), ``topic`` (the latest discovery, or ``run``),
+    ``prediction`` (what the model of the dataset's newest stored prediction set
+    predicted; ``prediction:intents@3`` for one version), ``split``,
+    ``source_id``, the file's own name for one of them, or any other column kept
+    from the ingested file (metadata, with people's labels into it laid over).
 
     >>> values, names = category_values(ws, "tweets", "negative_reason", np.array([0, 1]))
     >>> values
@@ -82,14 +85,18 @@ def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarra
     if key == "time" or column == cols.get("time"):
         raise UsageError(f"{column!r} is the time column; group by a category instead.",
                          fix="Use --every day|week|month for time.")
-    if key in ("label", "split", "source_id"):
+    sets = {c.name for c in label_columns(ws, dataset)}  # label sets people made, and metadata columns
+    if key in ("split", "source_id"):
         df = read_documents(ws, dataset, columns=["doc_id", key])
         series = df.set_index("doc_id")[key]
+    elif key == "label" or column in sets:  # a label column: the file's values with people's labels laid over
+        df = read_documents(ws, dataset, columns=["doc_id", "label"], label_col=column)
+        series = df.set_index("doc_id")["label"]
     elif column in meta:
         df = read_documents(ws, dataset, columns=["doc_id", "meta"])
         series = pd.Series([_meta_value(m, column) for m in df["meta"]], index=df["doc_id"])
     else:
-        known = list(BUILTIN_COLUMNS) + [c for c in meta if c not in BUILTIN_COLUMNS]
+        known = list(BUILTIN_COLUMNS) + [c for c in sorted(sets | set(meta)) if c not in BUILTIN_COLUMNS]
         raise InputError(f"dataset {dataset!r} has no column {column!r}; columns are {known}.",
                          fix="Use one of them (the file's other columns are kept at ingest).")
     values = series.reindex(doc_ids).tolist()

@@ -43,24 +43,36 @@ from .text import clean_text, keyword_name, name_prompt, tidy_name, topic_keywor
 def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: str = DEFAULT_ENCODER,
              seed: int = 0, n_topics: int | None = None, outliers: bool = False, llm: str | None = None,
              split: str | None = None, min_topic_size: int = 10, n_keywords: int = 10,
-             n_representatives: int = 5, clean: bool = True) -> DiscoveryResult:
+             n_representatives: int = 5, clean: bool = True, where: str | None = None,
+             confirm=None) -> DiscoveryResult:
     """Find the topics of ``dataset`` (or of each category of ``within``) and store them.
 
     >>> res = discover(ws, "banking77", within="label", seed=0)
     >>> t = res.topics[0]
     >>> res.n_topics, t.parent, t.share, t.keywords[:2]   # share of its parent category
     (538, 'card_payment_fee_charged', 0.193833, ['fees', 'payments'])
+
+    ``where`` keeps only the documents for which a filter over the dataset's
+    columns holds (e.g. ``label = 'negative'``); the run records it.
+
+    With ``llm``, ``confirm`` (if given) is called with the
+    :class:`inhouse.topics.grounding.Estimate` of the naming work once the
+    number of topics is known, before any prompt; returning False stops the
+    run before anything is stored. Every name is checked against its topic's
+    documents (:func:`inhouse.topics.grounding.check_grounded`); the result's
+    ``llm_names`` counts the accepted ones and those that fell back.
     """
     opts = DiscoverOptions(within, model, seed, n_topics, outliers, llm, split, min_topic_size,
-                           n_keywords, n_representatives, clean).validate()
+                           n_keywords, n_representatives, clean, where).validate()
     if llm:
         check_generator(ws, llm)
     t0 = time.time()
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"], split=split)
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"], split=split, where=where)
     if len(df) == 0:
-        where = f" in split {split!r}" if split else ""
-        raise InputError(f"dataset {dataset!r} has no documents{where} to discover topics in.",
-                         fix="Check --split, or add documents with: inhouse ingest FILE --dataset " + dataset)
+        scope = (f" in split {split!r}" if split else "") + (f" where {where}" if where else "")
+        raise InputError(f"dataset {dataset!r} has no documents{scope} to discover topics in.",
+                         fix="Check --split and --where, or add documents with: inhouse ingest FILE --dataset "
+                             + dataset)
     parents = None
     if within:
         from .categories import category_values
@@ -68,18 +80,35 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
         values, _ = category_values(ws, dataset, within, df["doc_id"].to_numpy())
         parents = np.array([NO_GROUP if v is None else v for v in values], dtype=object)
     texts = [clean_text(t) for t in df["text"]] if clean else df["text"].tolist()
-    X, model_sha = embed_for_topics(ws, model, texts)
+    stats: dict = {}
+    X, model_sha = embed_for_topics(ws, model, texts, stats=stats)
     labels, sims, groups = _cluster_groups(X, parents, opts)
     del X
     topics = _describe(texts, df, labels, sims, groups, opts)
-    llm_sha = _name_with_llm(ws, llm, topics, seed) if llm else None
-    return save_discovery(ws, dataset, opts, df["doc_id"].to_numpy(), labels, sims, parents, topics,
-                 model_sha, llm_sha, t0)
+    llm_sha, counts = None, {}
+    if llm:
+        from .grounding import estimate
+
+        est = estimate(ws, llm, "name", len(topics), len(df))
+        if confirm is not None and not confirm(est):
+            raise UsageError(f"stopped before naming topics with {llm}: {est.line()}.",
+                             fix="Add --yes to run it, or leave out --llm for keyword names (seconds).")
+        llm_sha, counts = _name_with_llm(ws, llm, topics, seed, texts, labels)
+    res = save_discovery(ws, dataset, opts, df["doc_id"].to_numpy(), labels, sims, parents, topics,
+                         model_sha, llm_sha, t0)
+    res.embeddings = stats
+    res.llm_names = counts
+    return res
 
 
-def embed_for_topics(ws: Workspace, model: str, texts: list[str], chunk: int = 20_000) -> tuple[np.ndarray, str]:
+def embed_for_topics(ws: Workspace, model: str, texts: list[str], chunk: int = 20_000,
+                     stats: dict | None = None) -> tuple[np.ndarray, str]:
     """Vectors of ``texts`` and the model's sha256: cached vectors are streamed straight into one
-    float32 array (no model is loaded when all are cached); missing ones are computed and cached."""
+    float32 array (no model is loaded when all are cached); missing ones are computed and cached.
+
+    ``texts`` are embedded as given (callers pass :func:`clean_text` of each document, the text
+    ``inhouse embed`` embeds too); ``stats`` receives ``computed`` (distinct texts the encoder
+    had to embed) and ``reused``."""
     from ..models.catalog import EMBEDDING_KINDS, get_model
     from ..models.embeddings import EmbeddingCache, embed_texts
     from ..models.encoders import load_encoder
@@ -91,6 +120,8 @@ def embed_for_topics(ws: Workspace, model: str, texts: list[str], chunk: int = 2
     hashes = [text_hash(t) for t in texts]
     X, have = _read_cached(EmbeddingCache(ws, info.sha256), hashes)
     missing = np.flatnonzero(~have)
+    if stats is not None:
+        stats.update(computed=len({hashes[j] for j in missing}), reused=len(set(hashes)) - len({hashes[j] for j in missing}))
     if len(missing):
         encoder = load_encoder(ws, model)
         for i in range(0, len(missing), chunk):
@@ -179,7 +210,7 @@ def _describe(texts, df, labels, sims, groups, opts: DiscoverOptions) -> list[To
         for j in range(k):
             t = offset + j
             members = order[starts[t]:starts[t + 1]]
-            reps = _representatives(members, hashes, opts.n_representatives)
+            reps = _representatives(members, hashes, opts.n_representatives, texts=texts, keywords=kws[j], sims=sims)
             size = len(members)
             topics.append(Topic(
                 topic=t, size=size, share=round(size / max(len(rows), 1), 6), keywords=kws[j],
@@ -190,8 +221,29 @@ def _describe(texts, df, labels, sims, groups, opts: DiscoverOptions) -> list[To
     return topics
 
 
-def _representatives(members: np.ndarray, hashes: np.ndarray, k: int) -> list[int]:
-    """The first ``k`` members (already sorted by closeness) with distinct texts."""
+KEYWORD_WEIGHT = 0.15  # how much agreeing with the topic's keywords counts beside closeness to the centre
+
+
+def _representatives(members: np.ndarray, hashes: np.ndarray, k: int, *, texts: list[str] | None = None,
+                     keywords: list[str] | None = None, sims: np.ndarray | None = None, pool: int = 50) -> list[int]:
+    """The ``k`` most typical members with distinct texts.
+
+    Typical: near the topic's centre (``members`` come sorted by closeness) and
+    agreeing with its keywords: among the ``pool`` closest, each scores its
+    similarity plus :data:`KEYWORD_WEIGHT` x the share of the topic's first five
+    keywords found in its text, so a document that sits near the centre but
+    shares none of the topic's words is not shown first.
+    """
+    if texts is not None and keywords and sims is not None and len(members) > k:
+        from .text import content_words
+
+        kw = [content_words(w) for w in keywords[:5]]
+        kw = [w for w in kw if w]
+        near = members[:max(pool, k * 4)]
+        if kw:
+            agree = np.array([sum(w <= content_words(texts[i]) for w in kw) / len(kw) for i in near])
+            score = sims[near] + KEYWORD_WEIGHT * agree
+            members = np.concatenate([near[np.lexsort((np.arange(len(near)), -score))], members[len(near):]])
     out, seen = [], set()
     for i in members:
         if hashes[i] in seen:
@@ -212,17 +264,33 @@ def check_generator(ws: Workspace, name: str) -> None:
                          fix=f"Use --llm {DEFAULT_GENERATOR} or register a .gguf file with: inhouse models add NAME PATH")
 
 
-def _name_with_llm(ws: Workspace, llm: str, topics: list[Topic], seed: int) -> str:
-    """Ask the local model for each topic's name; keep the keyword name when its answer is junk."""
+def _name_with_llm(ws: Workspace, llm: str, topics: list[Topic], seed: int, texts: list[str],
+                   labels: np.ndarray) -> tuple[str, dict]:
+    """Ask the local model for each topic's name; keep the keyword name when its answer is junk or
+    mentions a word found in none of the topic's documents. Returns (model sha256, counts)."""
     from ..models.generators import load_generator
+    from .grounding import check_grounded, record_speed, words_of
 
     gen = load_generator(ws, llm)
+    counts = {"accepted": 0, "fell_back": 0, "junk": 0, "ungrounded": 0, "rejected": []}
+    t0 = time.time()
     for t in track(topics, f"naming topics with {llm}", unit="topic"):
         raw = gen.generate(name_prompt(t.keywords, t.representative_texts), max_tokens=16, temperature=0.0,
                            seed=seed)
         name = tidy_name(raw, t.keywords + t.representative_texts)
         if name:
-            t.name, t.name_source = name, llm
-    return gen.sha256
+            ok, why = check_grounded(name, words_of([texts[i] for i in np.flatnonzero(labels == t.topic)]),
+                                     kind="name")
+            if ok:
+                t.name, t.name_source = name, llm
+                counts["accepted"] += 1
+                continue
+            counts["ungrounded"] += 1
+            counts["rejected"].append({"topic": t.topic, "answer": name, "why": why})
+        else:
+            counts["junk"] += 1
+        counts["fell_back"] += 1
+    record_speed(ws, llm, gen.sha256, "name", len(topics), time.time() - t0)
+    return gen.sha256, counts
 
 

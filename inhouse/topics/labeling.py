@@ -13,12 +13,21 @@ from ..data.labels import LabelBatch, label_docs
 from ..workspace.store import Workspace
 
 
-def label_topic(ws: Workspace, dataset: str, topic: int, label: str, *, run: int | None = None) -> LabelBatch:
-    """Set ``label`` on every document of a discovered topic (latest discovery, or ``run``)."""
+def label_topic(ws: Workspace, dataset: str, topic: int, label: str, *, run: int | None = None,
+                into: str | None = None, overwrite: bool = False, where: str | None = None) -> LabelBatch:
+    """Set ``label`` on every document of a discovered topic (latest discovery, or ``run``).
+
+    ``into`` names the label column (see :func:`inhouse.data.labels.label_docs`); ``where`` keeps only the
+    topic's documents for which the filter holds.
+    """
     from .runs import load_discovery
 
     res = load_discovery(ws, dataset, run, texts=False)
     res.topic(topic)  # raises NotFound naming the topics there are
     a = res.assignments()
     ids = a.loc[a["topic"] == topic, "doc_id"].astype(np.int64).tolist()
-    return label_docs(ws, dataset, ids, label, source=f"topic:{res.run_id}:{topic}")
+    if where:
+        from ..workspace.filters import matching_doc_ids
+
+        ids = sorted(set(ids) & set(matching_doc_ids(ws, dataset, where).tolist()))
+    return label_docs(ws, dataset, ids, label, source=f"topic:{res.run_id}:{topic}", into=into, overwrite=overwrite)

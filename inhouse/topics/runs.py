@@ -40,6 +40,7 @@ class DiscoverOptions:
     n_keywords: int = 10
     n_representatives: int = 5
     clean: bool = True
+    where: str | None = None  # a filter over the dataset's columns: discover among these documents only
 
     def validate(self) -> "DiscoverOptions":
         if self.n_topics is not None and self.n_topics < 1:
@@ -97,6 +98,9 @@ class DiscoveryResult:
     assignments_path: str
     topics: list[Topic]
     id_column: str = ROW_COLUMN  # what representative_ids are: the dataset's --id-col, or "row"
+    embeddings: dict = field(default_factory=dict)  # {"computed": n, "reused": m}: vectors this run had to compute
+    where: str | None = None
+    llm_names: dict = field(default_factory=dict)  # accepted / fell_back counts of --llm names
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "topics"}
@@ -158,7 +162,7 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
         ws.audit("discover", dataset, run=run_id, topics=len(topics), within=opts.within)
     res = DiscoveryResult(run_id, dataset, opts.model, model_sha, opts.seed, opts.within, opts.split,
                           len(labels), len(topics), n_out, {**asdict(opts), "cluster": cluster}, opts.llm,
-                          llm_sha, seconds, time.time(), str(path), topics)
+                          llm_sha, seconds, time.time(), str(path), topics, where=opts.where)
     _add_representative_ids(ws, res)
     return res
 
@@ -202,7 +206,7 @@ def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts
                           row["within"], row["split"], row["n_documents"], row["n_topics"], row["n_outliers"],
                           opts, row["llm"], row["llm_sha256"],
                           round((started["finished_at"] or 0) - started["started_at"], 3) if started else 0.0,
-                          row["created_at"], str(ws.home / row["assignments_path"]), topics)
+                          row["created_at"], str(ws.home / row["assignments_path"]), topics, where=opts.get("where"))
     if texts:
         _add_representative_ids(ws, res)
     return res

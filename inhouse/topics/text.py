@@ -6,27 +6,20 @@ import re
 
 import numpy as np
 
+from ..models.embeddings import prepare_text
+
 # ------------------------------------------------------------------ text ----
-
-_URL = re.compile(r"https?://\S+|www\.\S+")
-_HANDLE = re.compile(r"(?<![\w.])@\w+")
-_ENTITIES = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'"}
-
 
 def clean_text(text: str) -> str:
     """Text as topics see it: links, @handles and HTML entities removed.
 
-    They name the channel, not the subject (every airline tweet starts with
-    ``@united``), and would otherwise pull documents together by addressee.
+    The same text every stage embeds (:func:`inhouse.models.embeddings.prepare_text`),
+    so topics reuse the vectors of ``inhouse embed``.
 
     >>> clean_text("@united my bag is lost https://example.com/x &amp; nobody helps")
     'my bag is lost & nobody helps'
     """
-    out = _HANDLE.sub(" ", _URL.sub(" ", text))
-    for k, v in _ENTITIES.items():
-        out = out.replace(k, v)
-    out = " ".join(out.split())
-    return out or text.strip() or text
+    return prepare_text(text)
 
 
 # -------------------------------------------------------------- keywords ----
@@ -113,6 +106,9 @@ def _diverse(vocab: np.ndarray, weights: np.ndarray, top: int) -> list[str]:
 def _stem(word: str) -> str:
     """Crude plural folding, only to spot near-duplicate keywords (``rate`` / ``rates``)."""
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+fold_plural = _stem  # the public name, for checking model outputs against documents
 
 
 def keyword_name(keywords: list[str], n: int = 3) -> str:

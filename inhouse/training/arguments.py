@@ -9,6 +9,10 @@ from ..errors import UsageError
 from ..models.catalog import DEFAULT_ENCODER
 
 METHODS = ("head", "setfit", "full", "lora")
+# Abstention threshold rule: turn away this share of in-scope validation rows (the lowest-confidence
+# ones). Chosen on banking77 with a quarter of the intents held out of training and pseudo-out-of-scope
+# intents carved from the training rows only (bench/abstain.py, BENCHMARKS.md), checked on airline tweets.
+ABSTAIN_TARGET = 0.2
 DEFAULT_METHOD = "full"
 
 
@@ -52,6 +56,11 @@ class TrainingArguments:
     lora_targets: list[str] | None = None
     threshold: float = 0.5
     num_threads: int | None = None
+    where: str | None = None  # a filter over the dataset's columns: train only on these documents
+    abstain: bool = True  # answer `other_label` when not confident enough (single-label models)
+    other_label: str = "other"
+    abstain_target: float = ABSTAIN_TARGET  # share of in-scope validation rows the threshold may turn away
+    out_of_scope: list[str] | None = None  # labels that mark training rows as out of scope (learnt, answered as other)
 
     def resolved(self) -> "TrainingArguments":
         """A copy with the method's defaults filled in and every value checked."""
@@ -68,6 +77,12 @@ class TrainingArguments:
             raise UsageError(f"val_fraction must be in [0, 1), found {out.val_fraction}.")
         if out.batch_size < 2:
             raise UsageError(f"batch_size must be at least 2, found {out.batch_size}.")
+        if not 0 <= out.abstain_target < 0.5:
+            raise UsageError(f"--abstain-target must be in [0, 0.5), found {out.abstain_target}.",
+                             fix=f"Use e.g. {ABSTAIN_TARGET} (the default), or --no-abstain to turn abstention off.")
+        if not (out.other_label or "").strip():
+            raise UsageError("--other-label must not be empty.", fix="Leave it out to use 'other'.")
+        out.out_of_scope = sorted(set(out.out_of_scope)) if out.out_of_scope else None
         return out
 
     def to_dict(self) -> dict:

@@ -69,7 +69,8 @@ def targets_from(df, label_col: str, dataset: str) -> list[list[str]]:
 
 def load_training_data(ws: Workspace, dataset: str, args: TrainingArguments) -> TrainingData:
     """The labelled rows of ``args.split``, sampled (``shots``) and split (``val_fraction``)."""
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "labels", "meta", "split"])
+    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "labels", "split"],
+                        label_col=args.label_col, where=args.where)
     if args.split is not None:
         splits = sorted({s for s in df["split"].dropna().unique()})
         if args.split not in splits and splits:
@@ -77,10 +78,10 @@ def load_training_data(ws: Workspace, dataset: str, args: TrainingArguments) -> 
                              fix="Use --split with one of them, or --split all for every row.")
         if splits:
             df = df[df["split"] == args.split].reset_index(drop=True)
-    targets = targets_from(df, args.label_col, dataset)
+    targets = [list(l) for l in df["labels"]]
     keep = [i for i, t in enumerate(targets) if t]
     if not keep:
-        where = f" in split {args.split!r}" if args.split else ""
+        where = (f" in split {args.split!r}" if args.split else "") + (f" where {args.where}" if args.where else "")
         raise InputError(f"dataset {dataset!r} has no labelled documents{where} ({len(df)} documents, "
                          f"label column {args.label_col!r}).",
                          fix="Ingest with --label-col COLUMN, label documents with `inhouse label`, or choose another --split.")

@@ -79,7 +79,9 @@ def choose_head(X: np.ndarray, data: TrainingData, args: TrainingArguments) -> t
             m["C"] = C
             if best is None or score(m) > score(best[2]):
                 best = (score(m), head, m)
-            t.advance(1, C=C, val=score(m))
+            t.advance(1, C=C, val_accuracy=round(score(m), 4))
+        # the bar ends on the figures that are kept (and stored in the version), not the last C tried
+        t.advance(0, C=best[2]["C"], val_accuracy=round(best[0], 4), kept="best")
     return best[1], best[2]
 
 
@@ -119,7 +121,7 @@ class HeadMethod(Method):
     name = "head"
 
     def fit(self, ws, data, args):
-        X = frozen_embeddings(ws, args.base, data.texts, data.hashes, max_length=args.max_seq_length)
+        X = frozen_embeddings(ws, args.base, data.texts, data.hashes, max_length=args.max_seq_length, prepare=True)
         head, val = choose_head(X, data, args)
         return Trained(head, val, extra={"embeddings": X})
 
@@ -183,7 +185,7 @@ def _probe_head(ws: Workspace, bb: Backbone, data: TrainingData, args: TrainingA
         return Head(np.zeros((len(data.labels), bb.dim), np.float32), np.zeros(len(data.labels), np.float32),
                     data.multi_label, args.threshold)
     if get_model(ws, args.base).kind == "sentence-transformers":
-        X = frozen_embeddings(ws, args.base, data.texts, data.hashes)
+        X = frozen_embeddings(ws, args.base, data.texts, data.hashes, prepare=True)
     else:
         X = bb.embed(data.texts, desc="embedding with the base encoder")
     return choose_head(X, data, args)[0]

@@ -60,6 +60,7 @@ from ..classifiers.base import (
     ROWS_FILE,
 )
 from ..models.catalog import get_model
+from ..models.embeddings import TEXT_PREP
 from ..registry.core import Version, save_version
 from ..workspace.store import Workspace
 from .arguments import TrainingArguments
@@ -83,6 +84,7 @@ class TrainResult:
     val_metrics: dict
     train_seconds: float
     path: str
+    abstain: dict | None = None
 
     @property
     def ref(self) -> str:
@@ -123,6 +125,61 @@ def calibrate(trained: Trained, data: TrainingData) -> None:
     after = trained.head.proba(Xv)
     ece = lambda p: expected_calibration_error(p.max(1), (p.argmax(1) == y).astype(float))
     trained.val_metrics.update(temperature=round(T, 4), ece_before_calibration=ece(before), ece=ece(after))
+
+
+def abstain_threshold(conf: np.ndarray, correct: np.ndarray, oos: np.ndarray, target: float) -> tuple[float, str]:
+    """The confidence under which a model abstains, from validation rows only.
+
+    ``conf`` is each row's highest in-scope probability, ``correct`` whether its
+    in-scope answer is right, ``oos`` whether the row is out of scope (a label
+    the user marked so). With out-of-scope rows, the threshold maximises the
+    mean of in-scope accuracy (abstaining counts as wrong) and out-of-scope
+    recall (rule ``balanced``); without, it turns away the ``target`` share of
+    in-scope rows with the lowest confidence (rule ``quantile``).
+
+    >>> abstain_threshold(np.array([0.9, 0.8, 0.3, 0.2]), np.array([1, 1, 0, 1]), np.zeros(4, bool), 0.25)
+    (0.3, 'quantile')
+    """
+    ins = ~oos
+    if not ins.any():
+        return 0.0, "none"
+    if oos.any():
+        best_t, best = 0.0, -1.0
+        for t in np.unique(np.concatenate([[0.0], conf])):
+            score = 0.5 * float((correct[ins] & (conf[ins] >= t)).mean()) + 0.5 * float((conf[oos] < t).mean())
+            if score > best + 1e-12:
+                best_t, best = float(t), score
+        return round(best_t, 6), "balanced"
+    if target <= 0:
+        return 0.0, "quantile"
+    return round(float(np.quantile(conf[ins], target, method="lower")), 6), "quantile"
+
+
+def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArguments) -> dict:
+    """The manifest's ``abstain`` section: threshold, label, out-of-scope labels, and how it did on validation."""
+    oos_labels = [l for l in (args.out_of_scope or []) if l in data.labels]
+    out = {"label": args.other_label, "out_of_scope": oos_labels, "threshold": None}
+    X = trained.extra.get("embeddings")
+    if data.multi_label or not args.abstain:
+        return out
+    if X is None or len(data.val_idx) < 2:
+        out.update(threshold=0.0, rule="no validation rows")
+        return out
+    P = trained.head.proba(X[data.val_idx])
+    in_scope = np.array([l not in set(oos_labels) for l in data.labels])
+    y = data.y(data.val_idx)
+    masked = np.where(in_scope[None, :], P, -1.0)
+    best = masked.argmax(1)
+    conf = masked[np.arange(len(P)), best]
+    oos = ~in_scope[y]
+    correct = best == y
+    t, rule = abstain_threshold(conf, correct, oos, args.abstain_target)
+    abstained = (conf < t) | ~in_scope[P.argmax(1)]
+    out.update(threshold=t, rule=rule, target=args.abstain_target if rule == "quantile" else None,
+               val_in_scope_abstain_rate=round(float(abstained[~oos].mean()), 4) if (~oos).any() else None,
+               val_in_scope_accuracy=round(float((correct & ~abstained)[~oos].mean()), 4) if (~oos).any() else None,
+               val_out_of_scope_recall=round(float(abstained[oos].mean()), 4) if oos.any() else None)
+    return out
 
 
 @contextlib.contextmanager
@@ -176,17 +233,19 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
     with seeded(args.seed, args.num_threads):
         trained = METHOD_CLASSES[args.method]().fit(ws, data, args)
     calibrate(trained, data)
+    abstain = calibrate_abstain(trained, data, args)
     train_seconds = round(time.time() - t0, 3)
     bb = trained.backbone
     encoder = ({"pooling": bb.pooling, "normalize": bb.normalize, "max_length": bb.max_length} if bb is not None
-               else {"pooling": "mean", "normalize": True, "max_length": args.max_seq_length, "frozen": True})
+               else {"pooling": "mean", "normalize": True, "max_length": args.max_seq_length, "frozen": True,
+                     "text": TEXT_PREP})
     fields = {
         "kind": "classifier", "method": args.method,
         "base": {"name": base.name, "sha256": base.sha256, "kind": base.kind},
         "labels": data.labels, "multi_label": data.multi_label, "threshold": args.threshold,
-        "encoder": encoder,
+        "encoder": encoder, "abstain": abstain,
         "dataset": {"name": dataset, "split": args.split, "label_col": args.label_col, "shots": args.shots,
-                    "rows_sha256": data.rows_sha256(), "n_rows": len(data.texts)},
+                    "where": args.where, "rows_sha256": data.rows_sha256(), "n_rows": len(data.texts)},
         "n_train": int(len(data.train_idx)), "n_val": int(len(data.val_idx)),
         "training_args": args.to_dict(), "seed": args.seed,
         "val_metrics": trained.val_metrics, "train_seconds": train_seconds,
@@ -199,7 +258,8 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
 
     v: Version = save_version(ws, name, build)
     result = TrainResult(name, v.version, v.sha256, args.method, base.name, int(len(data.train_idx)),
-                         int(len(data.val_idx)), data.labels, trained.val_metrics, train_seconds, str(v.path))
+                         int(len(data.val_idx)), data.labels, trained.val_metrics, train_seconds, str(v.path),
+                         abstain)
     ws.record_run("train", {"dataset": dataset, "name": name, **args.to_dict()}, result.to_dict(),
                   model=result.ref, model_sha256=v.sha256, started_at=t0)
     return result

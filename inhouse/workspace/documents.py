@@ -7,7 +7,11 @@ import os
 from pathlib import Path
 
 from .files import atomic_path
+from .labelsets import resolve_label_col, user_labels
 from .store import Workspace
+
+__all__ = ["DOC_COLUMNS", "doc_schema", "read_documents", "user_labels", "id_column", "id_output_name",
+           "doc_keys", "key_fields", "write_table", "ROW_COLUMN", "TABLE_SUFFIXES"]
 
 # -------------------------------------------------------------- documents ----
 
@@ -31,13 +35,18 @@ def doc_schema():
 
 
 def read_documents(ws: Workspace, dataset: str, *, columns: list[str] | None = None,
-                   split: str | None = None, labelled_only: bool = False):
+                   split: str | None = None, labelled_only: bool = False, where: str | None = None,
+                   label_col: str | None = None):
     """The documents of a dataset as a pandas DataFrame, in document order.
 
-    Labels set by people (``inhouse label``) replace the labels from the file;
-    ``label`` is the first effective label (or None), ``labels`` all of them.
+    ``label`` is the first label of the label column ``label_col`` (default
+    ``label``: the ingest's labels with the labels people set into it laid
+    over them; or a label set people made with ``label --into``, or a metadata
+    column), ``labels`` all of them. ``where`` keeps only the documents for
+    which the filter expression holds (see :mod:`inhouse.workspace.filters`).
 
     >>> df = read_documents(ws, "banking77", columns=["doc_id", "text", "label"], split="test")
+    >>> df = read_documents(ws, "air", columns=["doc_id", "label"], where="airline = 'United'", label_col="complaint")
     """
     import duckdb
     import pandas as pd
@@ -46,24 +55,43 @@ def read_documents(ws: Workspace, dataset: str, *, columns: list[str] | None = N
     parts = ws.dataset_parts(dataset)
     want = list(columns) if columns else DOC_COLUMNS + ["label"]
     need_labels = any(c in want for c in ("label", "labels")) or labelled_only
+    lc = resolve_label_col(ws, dataset, label_col) if need_labels else None
     base_cols = [c for c in DOC_COLUMNS if c in want or c == "doc_id" or (c == "split" and split)]
-    if need_labels and "labels" not in base_cols:
+    if need_labels and lc.kind == "ingest" and "labels" not in base_cols:
         base_cols.append("labels")
+    if need_labels and lc.kind == "metadata" and "meta" not in base_cols:
+        base_cols.append("meta")
+    keep_ids = None
+    if where:
+        from .filters import matching_doc_ids
+
+        keep_ids = matching_doc_ids(ws, dataset, where)
     if not parts:
         df = pd.DataFrame({c: [] for c in base_cols})
     else:
         con = duckdb.connect()
         files = [str(p) for p in parts]
-        where = "WHERE split = ?" if split is not None else ""
-        params = [split] if split is not None else []
+        conds, params = [], []
+        if split is not None:
+            conds.append("split = ?")
+            params.append(split)
+        if keep_ids is not None:
+            conds.append("doc_id IN (SELECT unnest(?))")
+            params.append(keep_ids.tolist())
+        cond = ("WHERE " + " AND ".join(conds)) if conds else ""
         df = con.execute(
-            f"SELECT {', '.join(base_cols)} FROM read_parquet(?) {where} ORDER BY doc_id",
+            f"SELECT {', '.join(base_cols)} FROM read_parquet(?) {cond} ORDER BY doc_id",
             [files, *params],
         ).fetchdf()
         con.close()
     if need_labels:
-        overrides = user_labels(ws, info.id)
-        labels = [list(v) if v is not None else [] for v in df["labels"]]
+        overrides = user_labels(ws, info.id, lc.key)
+        if lc.kind == "ingest":
+            labels = [list(v) if v is not None else [] for v in df["labels"]]
+        elif lc.kind == "metadata":
+            labels = [_meta_labels(m, lc.name) for m in df["meta"]]
+        else:
+            labels = [[] for _ in range(len(df))]
         if overrides:
             labels = [[overrides[d]] if d in overrides else l for d, l in zip(df["doc_id"].tolist(), labels)]
         df["labels"] = labels
@@ -73,13 +101,17 @@ def read_documents(ws: Workspace, dataset: str, *, columns: list[str] | None = N
     return df[[c for c in want if c in df.columns]]
 
 
-def user_labels(ws: Workspace, dataset_id: int) -> dict[int, str]:
-    """doc_id -> the label a person set last (undone labels are skipped)."""
-    rows = ws.db.execute(
-        "SELECT doc_id, label FROM labels WHERE dataset_id = ? AND undone_at IS NULL ORDER BY id",
-        (dataset_id,),
-    )
-    return {r[0]: r[1] for r in rows}
+def _meta_labels(meta, column: str) -> list[str]:
+    """The value(s) of metadata ``column`` in a document's ``meta`` JSON, as labels ([] when empty)."""
+    if not meta:
+        return []
+    try:
+        v = json.loads(meta).get(column) if isinstance(meta, str) else (meta or {}).get(column)
+    except (ValueError, AttributeError):
+        return []
+    if v is None or v == "" or (isinstance(v, float) and v != v):
+        return []
+    return [str(x) for x in v if x not in (None, "")] if isinstance(v, list) else [str(v)]
 
 
 # --------------------------------------------------------------- user ids ----

@@ -246,4 +246,9 @@ SCHEMA_MIGRATIONS: list[str] = [
         set_by TEXT NOT NULL
     )
     """,
+    # label sets (issue 12): every label belongs to a named label column; 'label' is the ingest's
+    """
+    ALTER TABLE labels ADD COLUMN label_col TEXT NOT NULL DEFAULT 'label';
+    CREATE INDEX labels_col ON labels(dataset_id, label_col, doc_id)
+    """,
 ]

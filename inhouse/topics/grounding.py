@@ -1,0 +1,132 @@
+"""Honest LLM options: what a run will cost before it starts, and every output checked against its sources.
+
+A small local model writes topic names and summaries; it also invents. Every
+answer is checked against the documents of its category before it is kept
+(:func:`check_grounded`): a name or summary that mentions an entity (a
+capitalised word, a number) or, for names, any key word found in none of the
+category's documents is rejected, and the extractive text stays. Runs report
+how many answers were accepted and how many fell back.
+
+:func:`estimate` says, before the work starts, how many prompts a run needs and
+how long they will take on this machine: from this workspace's earlier LLM runs
+of the same model (seconds per prompt, recorded by :func:`record_speed`), else a
+conservative default.
+
+    >>> check_grounded("Day of the Dead", ["snow storm delays", "weather cancelled my flight"], kind="name")
+    (False, "'day' is in none of the topic's documents")
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+
+from ..workspace.store import Workspace
+from .text import fold_plural as stem_word
+from .text import stop_words
+
+# words a summary may use without finding them in the documents: they describe, they do not claim
+GENERIC = {
+    "message", "messages", "customer", "customers", "user", "users", "people", "person", "about", "issue", "issues",
+    "problem", "problems", "question", "questions", "request", "requests", "asking", "ask", "asks", "complain",
+    "complaint", "complaints", "complaining", "regarding", "related", "relate", "experience", "experiences",
+    "concern", "concerns", "various", "mention", "mentions", "express", "expressing", "expresses", "frustration",
+    "dissatisfaction", "satisfaction", "topic", "discuss", "discusses", "discussing", "several", "many", "some",
+    "general", "overall", "describe", "describes", "report", "reports", "reporting", "seem", "seems", "common",
+    "different", "specific", "also", "including", "include", "includes", "like", "want", "wants", "need", "needs",
+    "their", "they", "these", "those", "sentence", "summary",
+}
+DEFAULT_SECONDS_PER_PROMPT = {"name": 6.0, "summary": 20.0}  # smollm2-135m on 2 busy cores, conservative
+CONFIRM_MINUTES = 2.0  # above this, interactive runs ask for --yes
+
+
+def words_of(texts: list[str]) -> set[str]:
+    """Lower-cased, plural-folded words of ``texts`` (letters and digits)."""
+    out: set[str] = set()
+    for t in texts:
+        for w in re.findall(r"[^\W_]+", str(t).lower()):
+            out.add(stem_word(w))
+    return out
+
+
+def check_grounded(text: str, sources: list[str] | set[str], *, kind: str = "summary") -> tuple[bool, str]:
+    """Whether ``text`` (a topic ``name`` or a ``summary``) stays within its category's documents.
+
+    ``sources`` are the documents' texts (or :func:`words_of` them). Rejected: an
+    entity (a capitalised word that does not start a sentence, or a number) found
+    in no document; for a name, any content word found in no document; for a
+    summary, fewer than half of its content words (beyond :data:`GENERIC`) found.
+    Returns (ok, why not).
+    """
+    known = sources if isinstance(sources, set) else words_of(list(sources))
+    stops = set(stop_words())
+    tokens = re.findall(r"[^\W_]+", text)
+    starts = {m.end() for m in re.finditer(r"(^|[.!?]\s+)", text)}
+    pos = 0
+    for tok in tokens:
+        at = text.index(tok, pos)
+        pos = at + len(tok)
+        low = tok.lower()
+        entity = tok.isdigit() or (tok[0].isupper() and at not in starts and kind == "summary")
+        if entity and stem_word(low) not in known:
+            return False, f"{tok!r} is in none of the category's documents"
+    content = [stem_word(w.lower()) for w in tokens if w.lower() not in stops and len(w) > 2 and not w.isdigit()]
+    if kind == "name":
+        missing = [w for w in content if w not in known]
+        if missing:
+            return False, f"{missing[0]!r} is in none of the topic's documents"
+        return True, ""
+    content = [w for w in content if w not in GENERIC]
+    if content and sum(w in known for w in content) < 0.5 * len(content):
+        missing = [w for w in content if w not in known]
+        return False, f"most of its key words ({', '.join(missing[:4])}) are in none of the category's documents"
+    return True, ""
+
+
+@dataclass
+class Estimate:
+    """What an LLM run will cost, said before it starts."""
+
+    model: str
+    kind: str  # "name" | "summary"
+    documents: int
+    prompts: int
+    seconds_per_prompt: float
+    source: str  # "earlier runs in this workspace" | "default"
+
+    @property
+    def minutes(self) -> float:
+        return round(self.prompts * self.seconds_per_prompt / 60.0, 1)
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.minutes > CONFIRM_MINUTES
+
+    def line(self) -> str:
+        what = "topic names" if self.kind == "name" else "summaries"
+        return (f"{self.model} will write {self.prompts} {what} ({self.prompts} prompts over {self.documents:,} "
+                f"documents): about {self.minutes:g} min on this machine ({self.seconds_per_prompt:.1f} s per "
+                f"prompt, {self.source})")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "minutes": self.minutes}
+
+
+def estimate(ws: Workspace, model: str, kind: str, prompts: int, documents: int) -> Estimate:
+    """Seconds per prompt from this workspace's earlier runs of ``model`` (median), else the default."""
+    rows = ws.db.execute("SELECT result FROM runs WHERE kind = 'llm_speed' AND model = ? ORDER BY id DESC LIMIT 20",
+                         (model,)).fetchall()
+    speeds = sorted(s for s in (json.loads(r[0]).get(f"{kind}_seconds_per_prompt") for r in rows) if s)
+    if speeds:
+        return Estimate(model, kind, documents, prompts, round(speeds[len(speeds) // 2], 2),
+                        f"median of {len(speeds)} earlier runs in this workspace")
+    return Estimate(model, kind, documents, prompts, DEFAULT_SECONDS_PER_PROMPT[kind], "default guess")
+
+
+def record_speed(ws: Workspace, model: str, model_sha256: str, kind: str, prompts: int, seconds: float) -> None:
+    """Remember how fast ``model`` answered, for the next :func:`estimate`."""
+    if prompts:
+        ws.record_run("llm_speed", {"kind": kind, "prompts": prompts},
+                      {f"{kind}_seconds_per_prompt": round(seconds / prompts, 3)}, model=model,
+                      model_sha256=model_sha256)
