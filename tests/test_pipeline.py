@@ -229,8 +229,8 @@ def test_classify_killed_at_any_moment_resumes_exactly_once(model_home, tmp_path
     assert r.returncode == 0, r.stderr
     args = ["classify", "intents@1", "--dataset", "killme", "--chunk-rows", 150]
     proc = subprocess.Popen(_cli(model_home, *args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for("part-*.parquet", model_home / "prediction_sets", proc)
-    time.sleep(0.3)
+    ds_id = Workspace.open(model_home).dataset("killme").id  # other tests' sets live beside it
+    _wait_for("part-*.parquet", model_home / "prediction_sets" / str(ds_id), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     r = subprocess.run(_cli(model_home, *args, "--output", tmp_path / "ds.csv", "--json"), env=_env(),

@@ -4,7 +4,9 @@ A version folder is immutable and content-hashed, so the ONNX graph built from
 it is a *derived* artifact, kept apart under ``derived/onnx/<version sha256>/``:
 ``model.onnx``, the tokenizer files and a ``manifest.json`` that says what it
 was built from, its precision and the parity check against the torch model
-(texts, agreement of the top label, largest probability difference). The int8
+(texts, agreement of the top label, largest probability difference): up to
+1,000 of the texts being classified on first use plus 1,000 of the version's
+training dataset. The int8
 graph (onnxruntime dynamic quantization) is kept when its agreement with the
 torch model is at least :data:`MIN_AGREEMENT` on the sample; otherwise the fp32
 graph is kept and the manifest says why. The folder is built under a temporary
@@ -92,29 +94,28 @@ def _lock(path: Path):
 
 def parity_texts(ws: Workspace, version: registry.Version, extra: list[str] | None = None,
                  n: int = PARITY_TEXTS) -> tuple[list[str], str]:
-    """Texts for the parity check: a seeded sample of the version's training dataset, else ``extra``."""
+    """Texts for the parity check: up to ``n`` of the texts being classified (``extra``: the user's own
+    distribution, where near-ties are), topped up with a seeded sample of the version's training dataset."""
     import numpy as np
 
     from ..workspace.documents import read_documents
 
+    texts = list(dict.fromkeys(t for t in (extra or []) if isinstance(t, str) and t.strip()))[:n]
+    sources = [f"{len(texts)} of the texts being classified"] if texts else []
     name = (version.manifest.get("dataset") or {}).get("name")
-    texts: list[str] = []
-    source = "none"
-    if name:
+    if name and len(texts) < 2 * n:
         try:
             df = read_documents(ws, name, columns=["doc_id", "text"])
-            uniq = list(dict.fromkeys(t for t in df["text"].tolist() if isinstance(t, str) and t.strip()))
+            have = set(texts)
+            uniq = list(dict.fromkeys(t for t in df["text"].tolist() if isinstance(t, str) and t.strip() and t not in have))
             if uniq:
-                rng = np.random.default_rng(0)
-                pick = rng.choice(len(uniq), size=min(n, len(uniq)), replace=False)
-                texts, source = [uniq[i] for i in sorted(pick)], f"dataset {name} ({len(uniq)} distinct texts)"
+                k = min(2 * n - len(texts), len(uniq), n)
+                pick = np.random.default_rng(0).choice(len(uniq), size=k, replace=False)
+                texts += [uniq[i] for i in sorted(pick)]
+                sources.append(f"{k} of dataset {name}")
         except InhouseError:
             pass
-    if len(texts) < n and extra:
-        more = [t for t in dict.fromkeys(extra) if isinstance(t, str) and t.strip() and t not in set(texts)]
-        texts += more[: n - len(texts)]
-        source = (source + " + " if texts and source != "none" else "") + "the texts being classified"
-    return texts, source
+    return texts, " + ".join(sources) or "none"
 
 
 def ensure_onnx(ws: Workspace, version: registry.Version, *, sample: list[str] | None = None,
