@@ -5,6 +5,7 @@ agree, which documents flipped (and whether the flip fixed or broke a labelled
 one), how each class's counts and metrics moved, the metric deltas, and how
 much the weights changed.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> d = diff_versions(ws, "intents@2", "intents@3", "banking77", split="test")
     >>> d["agreement"], d["metrics"]["accuracy"]["delta"]
     (0.964, 0.013)
@@ -156,6 +157,7 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
     labels there are also metric deltas, per-class changes, and flips split
     into ``fixed`` (old wrong, new right) and ``broken`` (old right, new wrong).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> diff_versions(ws, "intents@3", "intents@3", "banking77", split="test")["agreement"]
     1.0
     """

@@ -6,6 +6,7 @@ matrix as a PNG, expected calibration error (15 bins), and the zero-shot
 accuracy of the untuned base encoder (cosine similarity between each text and
 each label name, underscores read as spaces): what fine-tuning bought.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> r = evaluate(ws, "intents@1", "banking77", split="test")
     >>> round(r["accuracy"], 3), round(r["zero_shot"]["accuracy"], 3)
     (0.931, 0.624)

@@ -10,6 +10,7 @@ it says the encoder is unchanged and reports the head's norms.
 training examples nearest to it in the model's embedding space: those of the
 predicted label (support) and the nearest of other labels.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> weight_changes(ws, "intents@1")["overall"]["relative_change"]
     0.0213
     >>> explain(ws, "intents@1", "my card never came", k=3)["label"]

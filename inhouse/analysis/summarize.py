@@ -9,6 +9,7 @@ a one-sentence summary from those documents and keywords; an answer that is
 junk falls back to the extractive summary. Every summary is stored in SQLite
 with the run id and the name and sha256 of the model that wrote it.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> out = summarize(ws, "banking77", by="label", n_docs=2)
     >>> out[0].category, out[0].keywords[:3], out[0].kind
     ('card_payment_fee_charged', ['fee', 'charged', 'using card'], 'extractive')
@@ -105,6 +106,7 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
     category's documents; one that mentions what none of them says is replaced
     by the extractive one (``notes`` says why).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> s = summarize(ws, "banking77", by="label", llm="smollm2-135m", categories=["card_payment_fee_charged"])[0]
     >>> s.kind, s.model, s.summary
     ('abstractive', 'smollm2-135m', 'These messages are about the fees charged when using a card, the reason for the fee, and the solution to the issue.')

@@ -22,6 +22,7 @@ only when it has at least ``min_count`` documents in the recent window. Volume
 (documents per period) is reported beside share: a spike in volume is news even
 when shares stay flat.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = trends(ws, "airline", by="negative_reason", every="day", recent=2)
     >>> [(c.category, c.status, c.share_ratio) for c in res.flagged()]
     [('Lost Luggage', 'emerging', 1.3627)]
@@ -125,6 +126,7 @@ def trends(ws: Workspace, dataset: str, by: str = "label", every: str = "week", 
     a quarter of the periods, at least one); ``run`` picks a discovery run for
     ``by="topic"``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = trends(ws, "airline", by="negative_reason", every="day", recent=2)
     >>> c = res.emerging()[0]
     >>> c.category, c.share_baseline, c.share_recent, f"{c.q_value:.1g}"
@@ -313,6 +315,7 @@ def chart(result: TrendsResult, path: str | Path, *, top: int = 12) -> Path:
     names the ones it left out. Thin periods (fewer than ``min_count``
     documents) are not drawn in the share panel.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> chart(trends(ws, "airline", by="negative_reason", every="day"), "trends.png")
     PosixPath('trends.png')
     """

@@ -7,6 +7,7 @@ gives a fresh, trainable copy of a base model or of a version's ``encoder/``;
 :func:`frozen_embeddings` the untuned base's vectors, through the embedding
 cache when the base is an embedding model.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> load_backbone(ws, "minilm-l6").dim
     384
 """
@@ -155,6 +156,7 @@ def load_backbone(ws: Workspace, base: str, *, max_length: int = 128, folder: Pa
                   pooling: str | None = None, normalize: bool | None = None) -> Backbone:
     """A fresh, trainable copy of a base model's encoder (or of a saved ``encoder/`` folder).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> load_backbone(ws, "minilm-l6").dim
     384
     """

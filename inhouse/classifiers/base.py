@@ -26,6 +26,7 @@ likely label is one the user marked out of scope (``abstain.out_of_scope``). :fu
 returns the right implementation; a classifier never changes after loading, so
 it is safe to share between threads.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> from inhouse.classifiers.load import load_classifier
     >>> clf = load_classifier(ws, "intents@production")
     >>> clf.predict(["I lost my card"])

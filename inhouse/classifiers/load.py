@@ -5,6 +5,7 @@ It verifies the version's files, picks the implementation by the manifest's
 version's sha256, so a server that classifies from many threads loads each
 version once.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> load_classifier(ws, "intents@production").predict(["I lost my card"])
     ['lost_or_stolen_card']
 """
@@ -28,6 +29,7 @@ def load_classifier(ws: Workspace, ref: str | registry.Version, *, cache: bool =
     Loaded versions are cached by sha256 (bounded by memory, least recently used
     out), so calling this per request is cheap.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> load_classifier(ws, "intents@3").version.ref
     'intents@3'
     """

@@ -3,6 +3,7 @@
 One graph holds encoder, pooling, normalisation, head and softmax; the
 tokenizer files sit beside ``model.onnx`` in the version folder.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> clf = load_classifier(ws, "intents-onnx")      # an OnnxClassifier
     >>> clf.predict_proba(["where is my card"]).shape
     (1, 77)

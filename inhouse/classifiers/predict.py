@@ -5,6 +5,7 @@
 A file is read row by row with ingest's readers (:func:`inhouse.data.readers.open_reader`),
 so it is numbered, decoded and quoted exactly as ``inhouse ingest`` would.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> classify_texts(load_classifier(ws, "intents"), ["card still not here"], top_k=2)["top_labels"]
     [['card_arrival', 'card_delivery_estimate']]
 """
@@ -73,6 +74,7 @@ def classify_texts(clf: Classifier, texts: list[str], hashes: list[str] | None =
     was too low), unless ``abstain=False``. Probabilities are cached by (model
     sha256, text hash), so texts seen before cost nothing.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> classify_texts(clf, ["card still not here"], top_k=2)["top_labels"]
     [['card_arrival', 'card_delivery_estimate']]
     """
@@ -268,6 +270,7 @@ def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None
     dataset for which the filter holds; ``abstain=False`` always answers a
     label of the model, never its ``other``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> classify(ws, "intents", dataset="banking77", output="preds.parquet")["rows"]
     13083
     """

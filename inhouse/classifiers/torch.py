@@ -5,6 +5,7 @@ the version's tuned encoder (``full``, ``setfit``), its LoRA adapter on the
 base (``lora``), or the frozen base through the shared embedding cache
 (``head``). See :mod:`inhouse.classifiers.base` for the files.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> clf = load_classifier(ws, "intents@1")      # a TorchClassifier
     >>> clf.predict(["my card has not arrived"])
     ['card_arrival']

@@ -18,6 +18,7 @@ lines after it are read again as records of their own. Every record keeps its
 true row number: ``row`` is the 1-based data row as the file's author sees it
 (header and blank lines not counted; a real multi-line record is one row).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> r = CsvReader(Path("tickets.csv"), "csv", False, "utf-8", 8 << 20)
     >>> [(x.row, x.problem and x.problem[0]) for x in r.rows()][8:12]
     [(9, None), (10, 'unclosed quote'), (11, None), (12, None)]

@@ -16,6 +16,7 @@ from .ingest import reap_stale_ingests, running_ingests
 def list_datasets(ws: Workspace) -> list[dict[str, Any]]:
     """One summary per dataset, from the metadata only (no Parquet is read).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> list_datasets(ws)
     [{'name': 'banking77', 'rows': 13083, 'ingests': 1, 'quarantined': 0, 'created_at': '2025-...'}]
     """
@@ -35,6 +36,7 @@ def describe_dataset(ws: Workspace, name: str) -> dict[str, Any]:
 
     Labels are the effective ones: a label set by a person replaces the file's.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> d = describe_dataset(ws, "banking77")
     >>> d["rows"], len(d["labels"]), d["splits"]
     (13083, 77, {'train': 10003, 'test': 3080})
@@ -69,6 +71,7 @@ def remove_dataset(ws: Workspace, name: str, *, force: bool = False) -> dict[str
     (``inhouse datasets rm NAME --force``) gives it up. An ingest whose process
     still runs on this host always blocks: stop it first.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> remove_dataset(ws, "scratch")
     {'name': 'scratch', 'rows': 120, 'ingests': 1}
     """
@@ -180,6 +183,7 @@ def export_documents(ws: Workspace, name: str, output: str | Path, *, where: str
     Columns: the user's id (when the dataset has one), ``row``, ``doc_id``, ``text``, ``split``, ``time``,
     the label columns (``label_cols``, default all) and the metadata columns.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> export_documents(ws, "air", "united.csv", where="airline = 'United'")["rows"]
     3822
     """

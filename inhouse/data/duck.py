@@ -5,6 +5,7 @@ passed as prepared parameters, and where SQL must hold a literal (a view's file
 list) it is quoted with :func:`sql_string`. A workspace folder named
 ``/home/o'brien/inhouse`` works like any other.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> con = connect(ws)
     >>> con.execute("SELECT COUNT(*) FROM read_parquet(?)", [[str(p) for p in ws.dataset_parts("d")]]).fetchone()
     (13083,)

@@ -7,6 +7,7 @@ Parquet part per chunk under ``datasets/<name>/`` with the columns of
 or a line in the quarantine file ``quarantine/<name>/ingest-<id>.jsonl`` with
 its row number, the reason and the raw content; nothing is dropped silently.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = ingest(ws, "banking77.csv", "banking77", label_col="label", split_col="split")
     >>> res.stored, res.quarantined, res.duplicates
     (13083, 0, 0)
@@ -182,6 +183,7 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
     When more than ``max_quarantine_share`` of the rows were quarantined, the
     good rows are stored and ``result.error`` says so (see the module docstring).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> ingest(ws, "tickets.jsonl", "tickets", label_col="intent", time_col="created").to_dict()
     {'dataset': 'tickets', 'ingest_id': 1, 'read': 1200, 'stored': 1198, 'quarantined': 2, ...}
     """

@@ -5,6 +5,7 @@ and when; :func:`undo` marks a batch undone (nothing is deleted, so the history
 stays), and the label a document had before comes back.
 :func:`inhouse.store.read_documents` overlays these labels on the file's.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> b = label_docs(ws, "banking77", [12, 40], "change_pin")
     >>> b.count, b.source
     (2, 'manual')
@@ -67,6 +68,7 @@ def label_docs(ws: Workspace, dataset: str, doc_ids: list[int], label: str, *, s
     file (the ingest's column, or a metadata column) changes data nobody set by
     hand: it raises Conflict saying how many would change unless ``overwrite``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> label_docs(ws, "banking77", [12, 40], "change_pin").count
     2
     >>> label_docs(ws, "air", [5, 9], "cancelled_flight", into="complaint").column
@@ -125,6 +127,7 @@ def find_docs(ws: Workspace, dataset: str, ids: list, *, internal: bool = False)
     of ``classify --dataset`` and ``discover --output``). Raises NotFound naming
     the ids that match nothing and what ids look like.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> find_docs(ws, "tickets", ["T-0012", "T-0040"]), find_docs(ws, "tickets", [12], internal=True)
     ([11, 39], [12])
     """
@@ -220,6 +223,7 @@ def _batches(ws: Workspace, where: str = "", params: tuple = (), limit: int | No
 def list_batches(ws: Workspace, dataset: str | None = None, *, limit: int | None = 50) -> list[LabelBatch]:
     """Labelling batches, newest first (of one dataset, or all).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> [(b.batch, b.label, b.count) for b in list_batches(ws, "banking77")]
     [('lb-9f2c41d0aa', 'change_pin', 314)]
     """

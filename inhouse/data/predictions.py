@@ -9,6 +9,7 @@ where it stopped and a later run computes only the documents added since
 :func:`find_set` (``--by prediction`` / ``--within prediction``); this module
 sits low so they need not import the pipeline.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> s = find_set(ws, "tickets")              # the newest set of the dataset
     >>> s.model, s.read(["doc_id", "label"]).head(1).to_dict("records")
     ('intents@3', [{'doc_id': 0, 'label': 'refund'}])

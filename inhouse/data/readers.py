@@ -7,6 +7,7 @@ malformed line, a wrong field count) come back with a ``problem`` instead of
 ``values``, so the caller can quarantine them; nothing is skipped silently
 except blank lines, which are counted in ``reader.blank``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> r = open_reader(Path("tickets.csv"))
     >>> r.columns
     ['text', 'label']

@@ -4,6 +4,7 @@ Each step is one call into the public Python API, the same functions the CLI
 commands use, so the demo shows exactly what a user would get. Steps report
 through the progress mechanism and return a dict; :func:`run` collects them.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> report = run(Workspace.open("/tmp/demo"), out_dir=Path("/tmp/demo/out"))
     >>> report["steps"][0]["step"]
     'generate'

@@ -14,6 +14,7 @@ its name), and saves the files as the next version of the name. A folder
 export keeps the version's sha256; an ONNX export is a new artifact whose
 manifest says what it was derived from and how closely it agrees with it.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> export_version(ws, "intents@3", "/media/usb/intents-3")["files"]
     4
     >>> import_version(other_ws, "/media/usb/intents-3", name="intents")["ref"]
@@ -64,6 +65,7 @@ def export_version(ws: Workspace, ref: str, out: str | Path, *, format: str = "f
     leaves them out of a folder export: the exported version then has a hash of
     its own (its files differ) and cannot show examples.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> export_version(ws, "intents@3", "out/intents-onnx", format="onnx", quantize="int8")["parity"]["agreement"]
     0.995
     """
@@ -308,6 +310,7 @@ def import_version(ws: Workspace, src: str | Path, *, name: str | None = None, t
     checked first (:func:`read_export`); then the bundled base (if needed) and
     the version are registered, and if that fails both are undone.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> import_version(ws, "/media/usb/intents-3")["base_note"]
     'base minilm-l6 found by hash'
     """

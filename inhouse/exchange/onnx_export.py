@@ -10,6 +10,7 @@ TorchScript exporter (opset 17), optionally quantized to int8 with
 onnxruntime's dynamic quantization (per channel, the head left in float), and
 checked against the original on sample texts before it is accepted.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> info = write_onnx(ws, load(ws, "intents@3"), folder, quantize="int8")
     >>> info["onnx"]["opset"], info["onnx"]["quantize"]
     (17, 'int8')
@@ -139,6 +140,7 @@ def quantize_int8(path: Path) -> dict:
 def parity(original, exported, texts: list[str]) -> dict:
     """How closely the exported model follows the original on ``texts``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> parity(clf, onnx_clf, texts)["agreement"]
     1.0
     """

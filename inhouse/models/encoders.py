@@ -5,6 +5,7 @@ once; :func:`load_encoder` keeps loaded encoders in a bounded, locked cache.
 Use :func:`inhouse.models.embeddings.embed_texts` to embed through the
 workspace's embedding cache.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> enc = load_encoder(ws, "minilm-l6")
     >>> enc.encode(["card not working", "where is my card"]).shape
     (2, 384)

@@ -17,6 +17,7 @@ at once, written to a temporary name and renamed:
 The output file is then written from the kept chunks, in input order, to a
 temporary name and renamed, so it holds every input row exactly once.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> r = classify(ws, "intents@production", dataset="tickets", output="preds.parquet")
     >>> r["rows"], r["backend"], r["computed"]
     (13083, 'onnx-int8', 13083)

@@ -4,6 +4,7 @@
 counts the documents' tokens with the model's own tokenizer, and attaches the
 cost to the run the call recorded (the newest run of that kind started after it).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> result, cost = metered(ws, "embed", lambda: embed_dataset(ws, "tickets"), "tickets", "minilm-l6")
 """
 

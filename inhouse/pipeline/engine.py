@@ -9,6 +9,7 @@ both give identical outputs: texts are tokenized once with the model's own
 fast tokenizer, sorted by token length so that batches pad little, and cut
 into batches of a token budget.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> p = load_predictor(ws, registry.resolve(ws, "intents@production"))
     >>> cols, tokens = predict_unique(p, ["I lost my card", "where is my refund"], top_k=2)
     >>> cols["label"], p.backend

@@ -13,6 +13,7 @@ graph is kept and the manifest says why. The folder is built under a temporary
 name and renamed, under a file lock, so concurrent runs build it once and a
 kill never leaves half of one.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> art = ensure_onnx(ws, registry.resolve(ws, "intents@production"))
     >>> art.precision, art.manifest["parity"]["agreement"] >= 0.995
     ('int8', True)

@@ -4,6 +4,7 @@ Memory stays bounded by one chunk whatever the table's size; until
 :meth:`TableWriter.close` the rows live under a temporary name beside the
 target, so a kill never leaves half an output under the real name.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> with TableWriter("preds.csv", schema) as w:
     ...     w.write(chunk_table)
 """

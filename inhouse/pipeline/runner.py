@@ -10,6 +10,7 @@ sha256) and ``classify`` computes only documents without a prediction, so a
 second run after new files land processes only the new rows; summaries,
 sub-topics and trends are then recomputed over everything.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> r = run_pipeline(ws, "examples/contact-center-daily.yaml")
     >>> [(s["name"], s["status"]) for s in r["steps"]]
     [('ingest', 'done'), ('classify', 'done'), ('summarize', 'done'), ('discover', 'done'), ('trends', 'done'), ('report', 'done')]

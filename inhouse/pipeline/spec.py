@@ -14,6 +14,7 @@ Paths are relative to the file's folder. :func:`load_spec` checks everything
 it can before any work: unknown steps and keys, wrong types, a glob that
 matches nothing; the runner then checks model references.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> spec = load_spec("examples/contact-center-daily.yaml")
     >>> [s.kind for s in spec.steps]
     ['ingest', 'classify', 'summarize', 'discover', 'trends', 'report']

@@ -42,6 +42,7 @@ References: ``M`` (the ``production`` alias if set, else the latest), ``M@3``,
 Aliases move only through :func:`set_alias` / :func:`remove_alias`, and every
 move is in the audit log (who, when, from which version to which).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> v = save_version(ws, "intents", lambda d: (d / "w.txt").write_text("x") and {"labels": ["a"]})
     >>> resolve(ws, "intents").ref
     'intents@1'
@@ -225,6 +226,7 @@ def clean_stale_builds(ws: Workspace) -> list[Path]:
 def gc(ws: Workspace) -> dict:
     """Remove what a crash can leave behind: build folders and object folders no version uses.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> gc(ws)
     {'builds': 0, 'objects': 0}
     """
@@ -263,6 +265,7 @@ def save_version(ws: Workspace, name: str, build: Callable[[Path], dict], *, exp
     the version under one write lock. With ``expect_sha256`` (an import) a
     different hash is refused before anything is registered.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> def build(folder):
     ...     save_file({"W": W, "b": b}, folder / "head.safetensors")
     ...     return {"method": "head", "labels": labels, "base": {"name": "minilm-l6", "sha256": "53aa..."}}
@@ -369,6 +372,7 @@ def aliases_of(ws: Workspace, version: Version) -> list[str]:
 def resolve(ws: Workspace, ref: str) -> Version:
     """The exact version a reference means (see the module docstring).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> resolve(ws, "intents@production").version
     3
     """
@@ -410,6 +414,7 @@ def verify(version: Version) -> Version:
     (plus the version's name and number), which is what loaders must use; the
     manifest the caller passed (the database's copy) must hash to the same value.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> verify(resolve(ws, "intents@2")).ref
     'intents@2'
     """
@@ -478,6 +483,7 @@ def file_listing_names(folder: Path) -> list[str]:
 def load(ws: Workspace, ref: str) -> Version:
     """Resolve and verify a reference: the safe way to get a version's files.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> load(ws, "intents").path.name[:12]
     '3f9a1c0b7d2e'
     """
@@ -502,6 +508,7 @@ def set_alias(ws: Workspace, ref: str, alias: str, *, expected=_ANY) -> Version:
     inside the write transaction, so two people cannot silently overwrite each
     other (the loser gets :class:`Conflict`).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> set_alias(ws, "intents@3", "production").ref
     'intents@3'
     """
@@ -537,6 +544,7 @@ def remove_alias(ws: Workspace, name: str, alias: str) -> int:
 def remove_version(ws: Workspace, ref: str) -> Version:
     """Remove a version unless an alias points to it; its number is never reused.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> remove_version(ws, "intents@1").ref
     'intents@1'
     """
@@ -566,6 +574,7 @@ def record_evaluation(ws: Workspace, version: Version | str, dataset: str, split
     bytes; ``data_sha256`` (a hash of the evaluated rows) tells later readers
     whether the data has changed since.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> record_evaluation(ws, "intents@2", "banking77", "test", {"accuracy": 0.91, "macro_f1": 0.9})["split"]
     'test'
     """
@@ -617,6 +626,7 @@ def key_metrics(ws: Workspace, version: Version) -> dict:
 def describe(ws: Workspace, ref: str) -> dict:
     """Everything about one version: manifest, aliases, evaluations, size, integrity.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> describe(ws, "intents@2")["aliases"]
     ['production']
     """
@@ -646,6 +656,7 @@ def catalog(ws: Workspace, name: str | None = None) -> list[dict]:
 def history(ws: Workspace, name: str) -> list[dict]:
     """Versions saved, aliases moved, versions removed and evaluations of one model, oldest first.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> [(e["action"], e["target"]) for e in history(ws, "intents")][:2]
     [('models.save', 'intents@1'), ('models.alias', 'intents@production')]
     """

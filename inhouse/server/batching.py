@@ -13,6 +13,7 @@ Runtime; the answer still names the requested version and its sha256.
 Texts longer than the model reads are truncated by its tokenizer; the answer
 says so per text (``truncated``), never an error.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> served = models.classifier("intents@production")
     >>> served.classify(["where is my card"])[0]["label"]
     'card_arrival'

@@ -15,6 +15,7 @@ died before saving saved nothing), with a note saying so; after
 ``MAX_ATTEMPTS`` it is marked ``failed`` with the reason. A worker whose
 server dies exits within a second (it watches its parent).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> job = submit(ws, "embed", {"dataset": "banking77", "model": "minilm-l6"})
     >>> get(ws, job)["status"]
     'queued'

@@ -9,6 +9,7 @@
 - ``POST /v1/classifications`` (ours): a fine-tuned version's labels and
   scores, with the exact version and sha256 that made them
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> from openai import OpenAI
     >>> client = OpenAI(base_url="http://127.0.0.1:8080/v1", api_key=TOKEN)
     >>> client.embeddings.create(model="minilm-l6", input="hello").data[0].embedding[:2]

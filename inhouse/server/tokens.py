@@ -5,6 +5,7 @@ uploads, labels, trains, classifies datasets and moves aliases; ``admin``
 also manages tokens and reads the audit log. The CLI (``inhouse tokens``)
 and the server's ``/tokens`` routes use these functions.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> t = create_token(ws, "ci-bot", "viewer")
     >>> verify_token(ws, t.token).role
     'viewer'

@@ -24,6 +24,7 @@ def prediction_model(ws: Workspace, column: str) -> str | None:
 
     ``REF`` is a model reference (``intents@3``, ``intents@production``) or a full sha256.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> prediction_model(ws, "prediction:intents@1")[:12]
     '3f9a1c0b7d2e'
     """
@@ -53,6 +54,7 @@ def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarra
     ``source_id``, the file's own name for one of them, or any other column kept
     from the ingested file (metadata, with people's labels into it laid over).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> values, names = category_values(ws, "tweets", "negative_reason", np.array([0, 1]))
     >>> values
     ['Late Flight', None]

@@ -6,6 +6,7 @@ the majority value of the column among its documents and that value's share
 counts; overall, the normalised mutual information and the adjusted Rand index
 between topics and values (over the documents that have a value).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> c = compare_topics(ws, "air", "negative_reason")
     >>> c.nmi, c.rows[0].majority, c.rows[0].purity
     (0.31, 'Late Flight', 0.82)

@@ -12,6 +12,7 @@ A run stores its assignments (``doc_id → topic``) as Parquet under
 ``inhouse label --topic``, ``trends --by topic`` and ``summarize --by topic``
 use the latest discovery of the dataset (or any earlier one by run id).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = discover(ws, "banking77", seed=0)
     >>> res.n_topics, res.topics[0].size, res.topics[0].name
     (82, 411, 'identity, verify identity, verification')
@@ -47,6 +48,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
              confirm=None) -> DiscoveryResult:
     """Find the topics of ``dataset`` (or of each category of ``within``) and store them.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = discover(ws, "banking77", within="label", seed=0)
     >>> t = res.topics[0]
     >>> res.n_topics, t.parent, t.share, t.keywords[:2]   # share of its parent category

@@ -1,5 +1,6 @@
 """Turn a discovered topic into a label in one action.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> b = label_topic(ws, "banking77", 4, "change_pin")   # topic 4: "pin, change pin, card pin"
     >>> b.count, b.source
     (314, 'topic:1:4')

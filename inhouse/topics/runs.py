@@ -3,6 +3,7 @@
 ``inhouse label --topic``, ``trends --by topic`` and ``summarize --by topic``
 read the latest run of a dataset (or any earlier one by run id).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> load_discovery(ws, "banking77").n_topics
     82
 """
@@ -179,6 +180,7 @@ def _add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
 def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts: bool = True) -> DiscoveryResult:
     """The latest discovery run of ``dataset``, or run ``run``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> load_discovery(ws, "banking77").n_topics
     82
     """
@@ -236,6 +238,7 @@ def write_assignments(result: DiscoveryResult, path: str | Path, *, ws: Workspac
     ``doc_id`` (the internal id, for ``inhouse label --doc-id``), ``topic``,
     ``name``, and ``parent`` under ``--within``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> write_assignments(load_discovery(ws, "tickets"), "topics.csv", ws=ws)  # ticket_id,row,doc_id,topic,name
     PosixPath('topics.csv')
     """

@@ -4,6 +4,7 @@ Batches are built by length (rows shuffled, then sorted within chunks of 50
 batches, then the batches shuffled) so padding stays small on CPU; every
 random choice comes from a generator seeded with ``args.seed``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> bb = load_backbone(ws, "minilm-l6")
     >>> head, val = fine_tune(bb, probe_head, data, TrainingArguments().resolved(), lora=False)
 """

@@ -39,6 +39,7 @@ from a generator seeded with ``args.seed``. Float sums can still differ with the
 number of torch threads or another CPU; pin ``num_threads`` (``--threads``) to
 rule that out.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> r = train(ws, "banking77", "intents", TrainingArguments(method="head"))
     >>> r.ref, round(r.val_metrics["accuracy"], 2)
     ('intents@1', 0.93)
@@ -152,7 +153,9 @@ def abstain_threshold(conf: np.ndarray, correct: np.ndarray, oos: np.ndarray, ta
         return round(best_t, 6), "balanced"
     if target <= 0:
         return 0.0, "quantile"
-    return round(float(np.quantile(conf[ins], target, method="lower")), 6), "quantile"
+    ranked = np.sort(conf[ins])
+    k = min(int(np.floor(target * len(ranked) + 1e-9)), len(ranked) - 1)  # rows turned away: conf < ranked[k]
+    return (float(ranked[k]) if k > 0 else 0.0), "quantile"
 
 
 def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArguments) -> dict:
@@ -223,6 +226,7 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
 
     Ctrl-C (KeyboardInterrupt) before the save leaves no version behind.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> train(ws, "banking77", "intents", TrainingArguments(method="head", shots=8)).ref
     'intents@1'
     """

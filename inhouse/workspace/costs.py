@@ -8,6 +8,7 @@ tokenizer). :func:`record_cost` stores the result beside a run (table
 APIs of the price table: the defaults below, overridden per model by
 ``inhouse prices set`` (each price carries the date it was read).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> with CostMeter() as m:
     ...     m.add(documents=1000, tokens=21000)
     >>> c = m.result(ws)

@@ -45,6 +45,7 @@ def read_documents(ws: Workspace, dataset: str, *, columns: list[str] | None = N
     column), ``labels`` all of them. ``where`` keeps only the documents for
     which the filter expression holds (see :mod:`inhouse.workspace.filters`).
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> df = read_documents(ws, "banking77", columns=["doc_id", "text", "label"], split="test")
     >>> df = read_documents(ws, "air", columns=["doc_id", "label"], where="airline = 'United'", label_col="complaint")
     """
@@ -124,6 +125,7 @@ def id_column(ws: Workspace, dataset: str) -> str | None:
 
     Its values are stored per document as ``source_id``.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> id_column(ws, "tickets")
     'ticket_id'
     """
@@ -189,6 +191,7 @@ def write_table(df, path: str | os.PathLike, *, what: str = "results") -> Path:
 
     In CSV, list-valued columns (top labels, keywords) are written as JSON.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> write_table(pd.DataFrame({"id": [1], "topic": [3]}), "topics.csv")
     PosixPath('topics.csv')
     """

@@ -22,6 +22,7 @@ allowed; subqueries, other functions, ``;``, comments, ``GROUP BY``,
 ``UNION`` and the like are refused. The statement that runs is that same text,
 so what runs is what was checked.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> matching_doc_ids(ws, "air", "label = 'negative' and airline = 'United'")[:3]
     array([ 5, 12, 13])
 """

@@ -13,6 +13,7 @@ A dataset can hold several sets of labels side by side, each in a named
 The ``labels`` table records the column of every label (``label_col``), so a
 label set never touches another.
 
+    Illustrative (needs a workspace with data; not run as a doctest):
     >>> resolve_label_col(ws, "air", "complaint")
     LabelColumn(name='complaint', kind='people', key='complaint')
 """
