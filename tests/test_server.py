@@ -154,7 +154,9 @@ def test_labels_on_documents_can_be_undone_and_the_audit_log_names_the_token(ser
     with server.client(tokens["editor"]) as c, server.client(tokens["admin"]) as admin:
         docs = c.get("/datasets/b5/documents", params={"unlabelled": True}).json()
         ids = [d["doc_id"] for d in c.get("/datasets/b5/documents", params={"limit": 3}).json()["documents"]]
-        b = c.post("/datasets/b5/labels", json={"label": "pin_blocked", "doc_ids": ids}).json()
+        refused = c.post("/datasets/b5/labels", json={"label": "pin_blocked", "doc_ids": ids})
+        assert refused.status_code == 409 and "from ingest" in refused.json()["message"]  # labels from the file
+        b = c.post("/datasets/b5/labels", json={"label": "pin_blocked", "doc_ids": ids, "overwrite": True}).json()
         assert b["count"] == 3 and b["user"] == "editor-user"
         after = c.get("/datasets/b5/documents", params={"label": "pin_blocked", "limit": 1000}).json()
         assert set(ids) <= {d["doc_id"] for d in after["documents"]}

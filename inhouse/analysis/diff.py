@@ -145,8 +145,8 @@ def _documents(ws: Workspace, dataset: str, split: str | None, limit: int | None
 
 
 def _top(clf, probs: np.ndarray) -> tuple[list[str], np.ndarray]:
-    idx = probs.argmax(axis=1)
-    return [clf.labels[i] for i in idx], probs[np.arange(len(idx)), idx]
+    """Each document's answer as the version gives it (its own abstention rule included) and its confidence."""
+    return clf.decide(probs), clf.best_in_scope(probs)[1]
 
 
 def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None,

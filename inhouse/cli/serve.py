@@ -9,7 +9,7 @@ import click
 
 from ..errors import MissingDependency, UsageError
 from ..netguard import is_local
-from . import cli, pass_ctx
+from . import cli, emit_json, json_option, pass_ctx
 
 
 @cli.command("serve")
@@ -32,9 +32,10 @@ from . import cli, pass_ctx
 @click.option("--no-onnx", is_flag=True, help="Serve versions with PyTorch even when an ONNX export is registered.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@json_option
 @pass_ctx
 def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_mb, max_upload_mb, max_batch, model_threads,
-              no_onnx, log_level) -> None:
+              no_onnx, log_level, as_json) -> None:
     """Serve the workspace over HTTP: REST API, /v1 (OpenAI-compatible), jobs, docs at /docs.
 
     Every route but GET /health needs 'Authorization: Bearer TOKEN'.
@@ -66,6 +67,10 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
     # is busy with other clients; at the default 5 ms a 100-op forward pass can wait whole seconds for it
     sys.setswitchinterval(0.0005)
 
+    if as_json:  # one line a supervisor can read before the server's own log starts
+        emit_json({"version": __version__, "home": str(ws.home), "url": f"http://{host}:{port}",
+                   "docs": f"http://{host}:{port}/docs", "tokens": any_token(ws), "workers": workers})
+        sys.stdout.flush()
     click.echo(f"inhouse {__version__} serving {ws.home} on http://{host}:{port} (docs: /docs)", err=True)
     if not any_token(ws):
         click.echo("no API token exists yet: create one with: inhouse tokens create NAME --role admin", err=True)

@@ -236,6 +236,9 @@ class LabelRequest(Body):
     run: int | None = Field(None, ge=1, le=BIG, description="... of this discovery run (default: the latest).")
     doc_ids: list[Annotated[int, Field(ge=0, le=BIG)]] | None = Field(None, min_length=1, max_length=100_000,
                                                                       description="... or these documents.")
+    into: str | None = Field(None, min_length=1, max_length=200,
+                             description="Label column to write (created on first use); default: the ingest's.")
+    overwrite: bool = Field(False, description="Allow replacing labels that came with the file at ingest.")
 
     @model_validator(mode="after")
     def one_target(self):
@@ -251,8 +254,10 @@ def label(request: Request, name: str, body: LabelRequest) -> dict:
     if body.topic is not None:
         from ..topics.labeling import label_topic
 
-        return label_topic(ws, name, body.topic, body.label, run=body.run).to_dict()
-    return labels_api.label_docs(ws, name, body.doc_ids, body.label).to_dict()
+        return label_topic(ws, name, body.topic, body.label, run=body.run, into=body.into,
+                           overwrite=body.overwrite).to_dict()
+    return labels_api.label_docs(ws, name, body.doc_ids, body.label, into=body.into,
+                                 overwrite=body.overwrite).to_dict()
 
 
 @router.get("/datasets/{name}/labels", tags=["labels"], summary="Labelling batches, newest first", **role("viewer"))
