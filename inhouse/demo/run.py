@@ -134,7 +134,10 @@ def write_pipeline(cfg: DemoConfig, csv_path: Path, model: str) -> Path:
 
 def _trend_lines(cats: list[dict]) -> list[str]:
     out = []
-    for c in [c for c in cats if c["status"] != "stable"][:6]:
+    flagged = [c for c in cats if c["status"] != "stable"]
+    # emerging first (the news), then declining; strongest evidence first within each
+    flagged.sort(key=lambda c: (c["status"] != "emerging", c.get("q_value", 1.0), -abs(c.get("abs_change", 0.0))))
+    for c in flagged[:6]:
         ratio = f"x{c['share_ratio']:.1f}" if c["share_ratio"] is not None else "new"
         where = f"{c['parent']} / " if c.get("parent") else ""
         out.append(f"{c['status'].upper():<9} {where}{c['name']!r}: share {c['share_baseline']:.1%} -> "
