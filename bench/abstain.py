@@ -39,13 +39,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import machine  # noqa: E402
+from benchutil import machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
-START, END = "<!-- abstain:start -->", "<!-- abstain:end -->"
 TARGETS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
 ABSTAIN = "other"
 
@@ -253,14 +252,7 @@ def markdown(res: dict) -> str:
 
 
 def write_md(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    md = path.read_text()
-    block = f"{START}\n## Abstention (\"none of these\")\n\n{text}\n{END}"
-    if START in md and END in md:
-        md = md[:md.index(START)] + block + md[md.index(END) + len(END):]
-    else:
-        md = md.rstrip() + "\n\n" + block + "\n"
-    path.write_text(md)
+    write_section("abstain", "## Abstention (\"none of these\")\n\n" + text)
 
 
 def main() -> None:

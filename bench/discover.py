@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import machine  # noqa: E402
+from benchutil import machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -325,20 +325,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_md(text: str) -> None:
-    from inhouse.workspace.files import atomic_write_text
-
-    path = ROOT / "BENCHMARKS.md"
-    start, end = "<!-- discover:start -->", "<!-- discover:end -->"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{start}\n{text}\n{end}"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", default=str(Path(tempfile.gettempdir()) / "inhouse-bench-discover"))
@@ -360,7 +346,7 @@ def main() -> None:
         child(args)
         return
     if args.md_only:
-        write_md(markdown(json.loads((RESULTS / "discover.json").read_text())))
+        write_section("discover", markdown(json.loads((RESULTS / "discover.json").read_text())))
         return
     ws = workspace(args.home)
     load0 = os.getloadavg()[0]
@@ -382,7 +368,7 @@ def main() -> None:
     text = markdown(results)
     print(text)
     if not args.no_md:
-        write_md(text)
+        write_section("discover", text)
 
 
 if __name__ == "__main__":

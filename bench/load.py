@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from benchutil import machine  # noqa: E402
+from benchutil import machine, write_section  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -163,23 +163,9 @@ def render(res: dict) -> str:
              "(`--model-threads`; two threads spinning beside the event loop made a 20-text batch take seconds: 11 vs "
              "52 requests/s on embeddings).", "",
              f"Machine: {res['machine']}. Date: {res['date']}. Load average (1 min) before the runs: "
-             f"{res['load_before']}; the load clients run on the same cores as the server, and other work shared "
-             f"the machine. Command: `{res['command']}`."]
+             f"{res['load_before']}; the load clients run on the same cores as the server. "
+             f"Command: `{res['command']}`."]
     return "\n".join(lines)
-
-
-def write_md(text: str) -> None:
-    from inhouse.workspace.files import atomic_write_text
-
-    path = ROOT / "BENCHMARKS.md"
-    start, end = "<!-- load:start -->", "<!-- load:end -->"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{start}\n{text}\n{end}"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    atomic_write_text(path, new)
 
 
 def main() -> None:
@@ -192,7 +178,7 @@ def main() -> None:
     ap.add_argument("--md-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/load.json")
     args = ap.parse_args()
     if args.md_only:
-        write_md(render(json.loads((ROOT / "bench" / "results" / "load.json").read_text())))
+        write_section("load", render(json.loads((ROOT / "bench" / "results" / "load.json").read_text())))
         return
     from serverkit import create_token
 
@@ -217,7 +203,7 @@ def main() -> None:
     text = render(res)
     print(text)
     if not args.no_md:
-        write_md(text)
+        write_section("load", text)
 
 
 if __name__ == "__main__":

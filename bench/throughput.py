@@ -20,9 +20,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,9 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchutil import machine, write_section  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "banking77" / "banking77.csv"
 WORDS = ["please", "asap", "thanks", "hi", "hello", "urgent", "again", "today", "now", "help", "ok", "pls", "sir",
          "madam", "team", "btw", "really", "still", "quick question", "hey there"]
@@ -179,14 +180,7 @@ def main() -> None:
     md = render(report, " ".join(sys.argv[1:]))
     print(md)
     if not a.no_write:
-        path = REPO / "BENCHMARKS.md"
-        text = path.read_text(encoding="utf-8")
-        block = f"<!-- throughput:start -->\n{md}\n<!-- throughput:end -->"
-        if "<!-- throughput:start -->" in text:
-            text = re.sub(r"<!-- throughput:start -->.*?<!-- throughput:end -->", lambda _: block, text, flags=re.S)
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        path.write_text(text, encoding="utf-8")
+        write_section("throughput", md)
 
 
 def _write_ray_input(home: Path, texts: list[str], n: int) -> bool:
@@ -219,10 +213,9 @@ def render(r: dict, args: str) -> str:
                      f"{rr['rows'] / res['ray_s']:,.0f} | {res['ray_s']:.0f} s | {res['ray_rss']:,.0f} MB | - |")
     lines += ["", f"Agreement of the engine's labels with the torch model on the first {20000:,} documents: "
               f"{r['agree']:.2%} (the reference's: {r['ref_agree']:.2%}). Ray output identical to local: {r['ray_same']}.",
-              "", f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-              f"Python {platform.python_version()}. Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
-              f"Load average at start {r['load'][0][0]:.1f}, at end {r['load'][1][0]:.1f} (other engineers' jobs "
-              f"shared the 2 cores). Command: `python bench/throughput.py {args}`."]
+              "", f"Machine: {machine()}. Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
+              f"Load average (1 min) at start {r['load'][0][0]:.1f}, at end {r['load'][1][0]:.1f}. "
+              f"Command: `python bench/throughput.py {args}`."]
     return "\n".join(lines)
 
 
