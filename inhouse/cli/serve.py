@@ -49,7 +49,8 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
     try:
         import uvicorn
 
-        from ..server.app import SETTINGS_ENV, Settings, create_app
+        from ..server.app import SETTINGS_ENV, Settings
+        from ..ui.app import create_app
         from ..server.tokens import any_token
     except ImportError as e:
         raise MissingDependency(e.name or "fastapi", "server", "inhouse serve") from e
@@ -76,7 +77,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
         click.echo("no API token exists yet: create one with: inhouse tokens create NAME --role admin", err=True)
     if workers > 1:
         os.environ[SETTINGS_ENV] = settings.to_env()
-        uvicorn.run("inhouse.server.app:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("inhouse.ui.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level, timeout_graceful_shutdown=10, timeout_keep_alive=30)
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10,

@@ -31,7 +31,8 @@ from .jobs import Dispatcher
 
 log = logging.getLogger("inhouse.server")
 SETTINGS_ENV = "INHOUSE_SERVER_SETTINGS"
-PUBLIC = ("/health", "/docs", "/openapi.json", "/docs-static/")  # no token: liveness and the API's description
+PUBLIC = ("/health", "/docs", "/openapi.json", "/docs-static/", "/session")  # no token: liveness, the API's
+# description, and sign-in (which checks the token it is given)
 
 
 @dataclass
@@ -82,7 +83,8 @@ def _swagger_static() -> Path | None:
     return static if (static / "swagger-ui-bundle.js").is_file() else None
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()) -> FastAPI:
+    """The API; ``public``: more paths (exact, or prefixes ending in /) that need no token, e.g. a UI's files."""
     settings = settings or Settings.from_env()
     ctx = ServerContext(settings)
 
@@ -121,12 +123,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "version": __version__, "schema_version": ctx.ws.schema_version()}
 
-    from . import openai, routes_classify, routes_data, routes_jobs, routes_models
+    from . import openai, routes_classify, routes_data, routes_jobs, routes_models, routes_session
 
-    modules = (routes_data, routes_models, routes_classify, routes_jobs, openai)
+    modules = (routes_data, routes_models, routes_classify, routes_jobs, routes_session, openai)
     for module in modules:
         app.include_router(module.router)
-    table = RouteTable([m.router for m in modules], public=PUBLIC)
+    table = RouteTable([m.router for m in modules], public=PUBLIC + tuple(public))
     app.add_middleware(AuthMiddleware, table=table, ws=ctx.ws, max_body=settings.max_body_bytes,
                        max_upload=settings.max_upload_bytes)
     return app

@@ -23,6 +23,19 @@ from .errors import ApiError, respond
 
 ROLE_KEY = "x-inhouse-role"
 BODY_KEY = "x-inhouse-max-body"
+COOKIE = "inhouse_session"  # the web UI's sign-in: the token, HttpOnly, SameSite=Strict (POST /session)
+CSRF_HEADER = b"x-inhouse-client"  # a cookie-signed change must carry it: a page on another site cannot set it
+SAFE = {"GET", "HEAD", "OPTIONS"}
+
+
+def cookie_token(headers: dict) -> str | None:
+    """The session cookie's token from a raw ``cookie`` header, or None."""
+    raw = headers.get(b"cookie", b"").decode("latin-1")
+    for part in raw.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == COOKIE and value.strip():
+            return value.strip()
+    return None
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,8 @@ class RouteTable:
         self.public = public
 
     def extra(self, method: str, path: str) -> dict | None:
-        if path in self.public or any(path.startswith(p.rstrip("/") + "/") for p in self.public if p.endswith("/")):
+        # "/x/" is a prefix, anything else (and "/" itself) an exact path: "/" as a prefix would open every route
+        if path in self.public or any(path.startswith(p) for p in self.public if p.endswith("/") and p != "/"):
             return {}
         partial = None
         for regex, methods, extra in self.routes:
@@ -106,8 +120,18 @@ class AuthMiddleware:
         public = extra is not None and need is None
         principal = None
         if not public:
-            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            headers = dict(scope.get("headers") or [])
+            header = headers.get(b"authorization", b"").decode("latin-1")
             scheme, _, secret = header.partition(" ")
+            if not header and (cookie := cookie_token(headers)):
+                # the browser signs this request with the session cookie: a change must also carry the
+                # client header, which a form or script on another site cannot add (no CORS is allowed)
+                if scope["method"] not in SAFE and not headers.get(CSRF_HEADER):
+                    return await respond(403, "forbidden", f"{scope['method']} {scope['path']} was signed by the "
+                                         "session cookie without the 'X-Inhouse-Client' header.",
+                                         "Send the header from the web UI's own scripts, or use "
+                                         "'Authorization: Bearer TOKEN'.")(scope, receive, send)
+                scheme, secret = "bearer", cookie
             if scheme.lower() != "bearer" or not secret.strip():
                 return await respond(401, "unauthorized", "this route needs an API token: send 'Authorization: Bearer TOKEN'.",
                                      "Ask an admin for one (inhouse tokens create NAME --role viewer).",

@@ -1,0 +1,96 @@
+"""Helpers for the browser tests: Debian's Chromium driven by Playwright against a real ``inhouse serve``.
+
+The browser is ``/usr/bin/chromium`` (``.ci/run`` installs it with apt); it is
+never downloaded (no ``playwright install``). Without it the browser tests are
+skipped, unless ``$INHOUSE_REQUIRE_BROWSER`` is set (CI sets it), when they fail.
+
+Every page is watched: a request to anything but the server under test is
+aborted and recorded, and :func:`open_page`'s ``outside`` list must stay empty
+(the UI fetches nothing from a CDN, no web fonts, no telemetry). Uncaught
+script errors are collected in ``page.errors``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("INHOUSE_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts" / "ui"
+SCREENSHOTS = REPO / "docs" / "screenshots"  # the README's; written when $INHOUSE_UPDATE_SCREENSHOTS is set
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-features=Translate,OptimizationHints,MediaRouter", "--metrics-recording-only"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session."""
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("INHOUSE_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is missing: install it with apt-get install -y chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); set INHOUSE_REQUIRE_BROWSER=1 to fail instead")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("INHOUSE_REQUIRE_BROWSER"):
+            raise
+        pytest.skip("the playwright package is missing (pip install -r requirements-dev.txt)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def open_page(browser, base_url: str, token: str | None = None, *, width: int = 1360, height: int = 900):
+    """A new browser context on ``base_url``, signed in with ``token`` through the sign-in form when given.
+
+    Returns the page; ``page.outside`` lists requests to anywhere else (aborted), ``page.errors`` script errors.
+    """
+    ctx = browser.new_context(viewport={"width": width, "height": height}, base_url=base_url,
+                              accept_downloads=True)
+    ctx.set_default_timeout(30_000)
+    page = ctx.new_page()
+    page.outside, page.errors = [], []
+
+    def gate(route):
+        url = route.request.url
+        if url.startswith(base_url + "/") or url == base_url or url.startswith(("data:", "blob:")):
+            return route.continue_()
+        page.outside.append(url)
+        return route.abort()
+
+    ctx.route("**/*", gate)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    if token is not None:
+        sign_in(page, token)
+    return page
+
+
+def sign_in(page, token: str) -> None:
+    page.goto("/#/signin")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(".topbar .user").wait_for()
+
+
+def shot(page, name: str, *, readme: bool = False) -> Path:
+    """A screenshot under test-artifacts/ui/NAME.png (and docs/screenshots/ when asked and enabled)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.wait_for_timeout(150)  # let transitions settle
+    page.screenshot(path=str(path), full_page=False)
+    if readme and os.environ.get("INHOUSE_UPDATE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    return path
+
+
+def assert_clean(page) -> None:
+    """No request left the server under test, and no script error happened."""
+    assert page.outside == [], f"requests to outside the server: {page.outside[:5]}"
+    assert page.errors == [], f"script errors in the page: {page.errors[:5]}"
