@@ -1,0 +1,119 @@
+"""The web UI's shell on a real ``inhouse serve``: sign-in cookie, CSRF guard, security headers, the browser.
+
+The API half checks the cookie the way a browser would be attacked (no
+HttpOnly, no SameSite, a cross-site POST, the public ``/`` opening other
+routes); the browser half signs in through the real form in Chromium.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from serverkit import Server, create_token
+from uikit import assert_clean, browser, open_page, shot  # noqa: F401  (browser is a fixture)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ui-shell")
+    tokens = {role: create_token(home, f"{role}-user", role) for role in ("admin", "editor", "viewer")}
+    server = Server(home)
+    try:
+        yield server, tokens, home
+    finally:
+        server.stop()
+
+
+def _sign_in(c, token):
+    r = c.post("/session", json={"token": token})
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_sign_in_sets_an_httponly_strict_cookie_and_the_cookie_signs_reads(served):
+    server, tokens, _ = served
+    with server.client() as c:
+        r = _sign_in(c, tokens["editor"])
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
+        assert r.json() == {"name": "editor-user", "role": "editor", "expires_in": 43200}
+        assert c.get("/me").json() == {"name": "editor-user", "role": "editor"}
+        assert c.get("/datasets").status_code == 200
+        out = c.delete("/session", headers={"X-Inhouse-Client": "t"})
+        assert out.status_code == 200 and "inhouse_session=" in out.headers["set-cookie"]
+        c.cookies.clear()
+        assert c.get("/me").status_code == 401
+
+
+def test_a_bad_token_is_refused_with_a_fix_and_no_cookie(served):
+    server, _, _ = served
+    with server.client() as c:
+        r = c.post("/session", json={"token": "ih_nope"})
+        assert r.status_code == 401 and "set-cookie" not in r.headers
+        assert "unknown or revoked" in r.json()["message"] and "inhouse tokens create" in r.json()["fix"]
+        assert c.post("/session", json={"token": ""}).status_code == 422
+        assert c.post("/session", json={"token": "x", "role": "admin"}).status_code == 422
+
+
+def test_a_cookie_signed_change_without_the_client_header_is_refused(served):
+    """What a form on another site could send with the victim's cookie: refused before the route runs."""
+    server, tokens, _ = served
+    with server.client() as c:
+        _sign_in(c, tokens["admin"])
+        r = c.post("/tokens", json={"name": "evil", "role": "admin"})
+        assert r.status_code == 403 and "X-Inhouse-Client" in r.json()["message"]
+        names = [t["name"] for t in c.get("/tokens").json()["tokens"]]
+        assert "evil" not in names
+        r = c.post("/tokens", json={"name": "made-by-ui", "role": "viewer"}, headers={"X-Inhouse-Client": "web-ui"})
+        assert r.status_code == 201
+        assert c.delete("/tokens/made-by-ui", headers={"X-Inhouse-Client": "web-ui"}).status_code == 200
+
+
+def test_the_cookie_keeps_the_role_of_its_token(served):
+    server, tokens, _ = served
+    with server.client() as c:
+        _sign_in(c, tokens["viewer"])
+        r = c.post("/datasets/x/labels", json={"label": "a", "doc_ids": [1]}, headers={"X-Inhouse-Client": "web-ui"})
+        assert r.status_code == 403 and "viewer" in r.json()["message"]
+
+
+def test_the_ui_files_are_public_but_nothing_else_is(served):
+    """Regression: a public '/' was matched as a prefix, which opened every route without a token."""
+    server, _, _ = served
+    with server.client() as c:
+        for path in ("/", "/ui/app.js", "/ui/style.css", "/ui/screens/home.js"):
+            r = c.get(path)
+            assert r.status_code == 200, path
+            assert "script-src 'self'" in r.headers["content-security-policy"]
+            assert r.headers["x-frame-options"] == "DENY"
+        for path in ("/me", "/datasets", "/models", "/jobs", "/audit", "/tokens", "/uix", "/ui"):
+            assert c.get(path).status_code == 401, path
+        for probe in ("/ui/../pyproject.toml", "/ui/..%2f..%2fpyproject.toml", "/ui/%2e%2e/app.py"):
+            r = c.get(probe)
+            assert r.status_code in (401, 404) and "[project]" not in r.text and "import" not in r.text, probe
+
+
+@pytest.mark.browser
+def test_sign_in_through_the_form_keeps_the_token_out_of_the_url_and_out_of_scripts(served, browser):
+    server, tokens, _ = served
+    page = open_page(browser, server.url)
+    page.goto("/#/datasets")
+    page.get_by_label("API token").wait_for()
+    assert "#/signin" in page.url
+    page.get_by_label("API token").fill("ih_wrong")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("alert").filter(has_text="unknown or revoked").wait_for()
+    assert "inhouse tokens create" in page.get_by_role("alert").inner_text()
+    page.get_by_label("API token").fill(tokens["editor"])
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(".topbar .user").filter(has_text="editor-user").wait_for()
+    assert page.url.endswith("#/datasets")  # back where the user was going
+    assert tokens["editor"] not in page.url
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: scripts cannot read the token
+    page.get_by_text("No datasets yet").wait_for()
+    shot(page, "overview-empty")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("API token").wait_for()
+    assert page.context.cookies() == [] or all(c["name"] != "inhouse_session" for c in page.context.cookies())
+    assert_clean(page)
+    page.context.close()
