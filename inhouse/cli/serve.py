@@ -36,9 +36,10 @@ from . import cli, emit_json, json_option, pass_ctx
 @pass_ctx
 def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_mb, max_upload_mb, max_batch, model_threads,
               no_onnx, log_level, as_json) -> None:
-    """Serve the workspace over HTTP: REST API, /v1 (OpenAI-compatible), jobs, docs at /docs.
+    """Serve the workspace over HTTP: the web UI at /, REST API, /v1 (OpenAI-compatible), jobs, docs at /docs.
 
-    Every route but GET /health needs 'Authorization: Bearer TOKEN'.
+    Every API route but GET /health needs 'Authorization: Bearer TOKEN' (the web UI signs in with a token
+    and keeps it in an HttpOnly cookie).
 
     \b
     Example:
@@ -72,7 +73,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
         emit_json({"version": __version__, "home": str(ws.home), "url": f"http://{host}:{port}",
                    "docs": f"http://{host}:{port}/docs", "tokens": any_token(ws), "workers": workers})
         sys.stdout.flush()
-    click.echo(f"inhouse {__version__} serving {ws.home} on http://{host}:{port} (docs: /docs)", err=True)
+    click.echo(f"inhouse {__version__} serving {ws.home} on http://{host}:{port} (web UI: /, API docs: /docs)", err=True)
     if not any_token(ws):
         click.echo("no API token exists yet: create one with: inhouse tokens create NAME --role admin", err=True)
     if workers > 1:
