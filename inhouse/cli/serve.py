@@ -45,7 +45,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
     Example:
       $ inhouse tokens create ana --role editor
       $ inhouse serve --port 8080
-      inhouse 0.1.0 serving /home/ana/.local/share/inhouse on http://127.0.0.1:8080 (docs: /docs)
+      inhouse 0.1.0 serving /home/ana/.local/share/inhouse on http://127.0.0.1:8080 (web UI: /, API docs: /docs)
     """
     try:
         import uvicorn
