@@ -5,6 +5,13 @@ import { divergingChart } from "../charts.js";
 import { h, clear, card, stat, badge, field, select, button, empty, errorBox, table, confirmDialog, toast, can, fmt, pct, when, truncate } from "../dom.js";
 
 const enc = encodeURIComponent;
+// diffs already computed on this page (the promote dialog reuses the one the user just looked at)
+const diffs = new Map();
+function getDiff(q) {
+  const key = JSON.stringify(q);
+  if (!diffs.has(key)) diffs.set(key, api.get("/diff", q).catch((e) => { diffs.delete(key); throw e; }));
+  return diffs.get(key);
+}
 
 export async function render(view, params) {
   if (params.name) return modelView(view, params.name);
@@ -47,6 +54,7 @@ function scoreOf(v) {
 }
 
 async function modelView(view, name) {
+  diffs.clear();
   const [m, hist, ds] = await Promise.all([api.get(`/models/${enc(name)}`), api.get(`/models/${enc(name)}/history`), api.get("/datasets")]);
   const versions = await Promise.all(m.versions.map(async (row) => {
     const [d, ev] = await Promise.all([api.get(`/versions/${enc(row.ref)}`), api.get(`/versions/${enc(row.ref)}/evaluations`)]);
@@ -99,7 +107,7 @@ function diffCard(name, versions, prodVersion, datasets, trainDs) {
   const run = button("Compare", async () => {
     clear(out, h("p", { class: "muted" }, "Classifying with both versions…"));
     try {
-      const d = await api.get("/diff", { old: oldSel.value, new: newSel.value, dataset: dsSel.value, split: splitSel.value, examples: 25 });
+      const d = await getDiff({ old: oldSel.value, new: newSel.value, dataset: dsSel.value, split: splitSel.value, examples: 25 });
       clear(out, renderDiff(d));
     } catch (e) { clear(out, errorBox(e)); }
   }, { kind: "primary", id: "diff-run" });
@@ -150,7 +158,7 @@ async function promote(name, v, versions, prodVersion, rerender) {
     summary);
   if (cur) {
     const ds = v.dataset?.name;
-    api.get(`/datasets/${enc(ds)}`).then((d) => api.get("/diff", { old: cur.ref, new: v.ref, dataset: ds, split: d.splits?.test ? "test" : "", examples: 0 }))
+    api.get(`/datasets/${enc(ds)}`).then((d) => getDiff({ old: cur.ref, new: v.ref, dataset: ds, split: d.splits?.test ? "test" : "", examples: 25 }))
       .then((d) => clear(summary, h("p", { class: "deploy-flips" }, h("strong", {}, `${fmt(d.flipped)} of ${fmt(d.documents)} predictions flip`),
         ` on ${d.dataset}/${d.split || "all"}`, d.labelled ? ` (${fmt(d.fixed)} fixed, ${fmt(d.broken)} broken; macro-F1 ${fmt(d.metrics.macro_f1.old, 3)} → ${fmt(d.metrics.macro_f1.new, 3)})` : "", ".")))
       .catch((e) => clear(summary, errorBox(e)));

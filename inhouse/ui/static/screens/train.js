@@ -148,7 +148,12 @@ async function jobView(view, jobId) {
   let final = job;
   if (!["done", "failed", "cancelled"].includes(job.status)) {
     const panel = jobPanel(jobId, `Training ${p.name} (${args.method})`);
-    live.append(card("Progress", panel.el));
+    const method = METHODS.find((m) => m[0] === args.method);
+    live.append(card("Progress", panel.el,
+      h("p", { class: "muted train-what" }, `Learning the labels of column '${args.label_col || "label"}' from ${p.dataset}` +
+        `${args.split ? `/${args.split}` : ""} rows${args.shots ? ` (at most ${args.shots} per label)` : ""}, seed ${args.seed ?? 0}. `,
+        method ? method[2] : ""),
+      h("p", { class: "muted" }, "You can leave this page: the job keeps running on the server; come back to it from the Train or Jobs screen.")));
     try { final = await panel.done; } catch { return; }
     if (!view.isConnected) return;
   } else if (job.status !== "done") {
