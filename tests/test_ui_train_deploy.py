@@ -10,8 +10,11 @@ import re
 import time
 
 import pytest
+import uikit
 from serverkit import Server, banking_slice, create_token
-from uikit import assert_clean, browser, open_page, shot  # noqa: F401 (browser: the session fixture)
+from uikit import assert_clean, open_page, shot
+
+browser = uikit.browser  # the session's Chromium fixture, used here
 
 EDITOR = "dana-editor"
 
