@@ -71,6 +71,10 @@ def test_train_in_the_browser_then_diff_and_promote(served, browser):
     assert page.locator("select[name=dataset]").input_value() == "b5"
     assert page.locator("input[name=name]").input_value() == "b5-classifier"
     assert page.locator("select[name=base] option[value=smollm2-135m]").count() == 0  # generative: not an encoder
+    page.locator("select[name=base]").select_option("wordllama")  # static word vectors: nothing to fine-tune
+    assert page.locator("input[name=method][value=full]").is_disabled() and "only 'head'" in page.locator(".train-method-note").inner_text()
+    page.locator("select[name=base]").select_option("minilm-l6")
+    assert page.locator("input[name=method][value=full]").is_enabled()
     page.locator("input[name=name]").fill("bad/name")
     page.get_by_role("button", name="Start training").click()
     assert "without '@', '/'" in page.locator(".train-name-msg").inner_text()

@@ -90,6 +90,20 @@ async function form(view, query) {
     } catch (e) { clear(dsInfo, errorBox(e)); }
   }
   dsSel.addEventListener("change", loadDataset);
+  // a static (word-vector) encoder has no transformer to fine-tune: only the head can be trained on it
+  const methodNote = h("small", { class: "muted train-method-note" });
+  methodBox.append(methodNote);
+  const onBase = () => {
+    const kind = bases.find((b) => b.name === baseSel.value)?.kind;
+    const headOnly = kind === "static";
+    for (const r of methodBox.querySelectorAll("input[name=method]")) {
+      r.disabled = (headOnly && r.value !== "head") || !can("editor");
+      if (r.disabled && r.checked) methodBox.querySelector("input[value=head]").checked = true;
+    }
+    methodNote.textContent = headOnly ? `${baseSel.value} is a static embedding model (no transformer layers): only 'head' can be trained on it.` : "";
+  };
+  baseSel.addEventListener("change", onBase);
+  onBase();
 
   const start = button("Start training", async () => {
     clear(msg);
