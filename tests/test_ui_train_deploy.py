@@ -128,6 +128,7 @@ def test_train_in_the_browser_then_diff_and_promote(served, browser):
     page.locator("a", has_text="Compare with another version / promote").click()
     page.wait_for_url(re.compile(r"#/models/intents$"))
     page.locator("#diff-run").wait_for()
+    assert page.get_by_role("button", name="Evaluate on b5/test").count() == 1  # only @2 is not evaluated yet
     assert page.locator("select[name=old]").input_value() == "intents@1"
     assert page.locator("select[name=new]").input_value() == "intents@2"
     page.locator("select[name=split] option[value=test]").wait_for(state="attached")
@@ -176,7 +177,7 @@ def test_viewers_see_everything_but_cannot_train_or_promote(served, browser):
         page.goto("/#/models/intents")
         page.locator("#diff-run").wait_for()
         assert page.locator("#diff-run").is_enabled()  # reading a diff changes nothing
-        for b in page.locator("button[data-version]").all():
+        for b in page.locator("button[data-version], .deploy-eval button").all():
             assert b.is_disabled() and "editor" in b.get_attribute("title")
     else:
         page.goto("/#/models")

@@ -2,6 +2,7 @@
 // (compare-and-set, behind a confirmation that shows what changes) and the alias history.
 import { api } from "../api.js";
 import { divergingChart } from "../charts.js";
+import { jobPanel } from "../job.js";
 import { h, clear, card, stat, badge, field, select, button, empty, errorBox, table, confirmDialog, toast, can, fmt, pct, when, truncate } from "../dom.js";
 
 const enc = encodeURIComponent;
@@ -72,7 +73,7 @@ async function modelView(view, name) {
   view.append(card("Versions", table([
     { key: "version", label: "Version", render: (v) => h("strong", {}, `@${v.version}`) },
     { key: "aliases", label: "Aliases", render: (v) => h("span", { class: "row" }, (v.aliases || []).map((a) => badge(a, a === "production" ? "good" : "info"))) },
-    { key: "eval", label: "Evaluation", render: (v) => { const s = scoreOf(v); return s ? `macro-F1 ${fmt(s.macro_f1, 3)} · accuracy ${pct(s.accuracy)} on ${s.on}` : h("span", { class: "muted" }, "not evaluated"); } },
+    { key: "eval", label: "Evaluation", render: (v) => { const s = scoreOf(v); return s ? `macro-F1 ${fmt(s.macro_f1, 3)} · accuracy ${pct(s.accuracy)} on ${s.on}` : evaluateButton(v, rerender); } },
     { key: "method", label: "Method" }, { key: "base", label: "Base" },
     { key: "dataset", label: "Trained on", render: (v) => v.dataset ? `${v.dataset.name}/${v.dataset.split || "all"} (${fmt(v.dataset.n_rows)})` : "—" },
     { key: "created", label: "Created", render: (v) => h("span", {}, v.created_by, h("br"), h("small", { class: "muted" }, when(v.created_at))) },
@@ -83,6 +84,20 @@ async function modelView(view, name) {
 
   view.append(diffCard(name, versions, prodVersion, ds.datasets || [], trainDs));
   view.append(historyCard(hist.events || []));
+}
+
+// an unevaluated version: measure it on its training dataset's test rows (a job), then show the page again
+function evaluateButton(v, rerender) {
+  const ds = v.dataset?.name;
+  const box = h("span", { class: "deploy-eval" }, h("span", { class: "muted" }, "not evaluated "));
+  if (ds) box.append(button(`Evaluate on ${ds}/test`, async () => {
+    const job = await api.post("/evaluations", { model: v.ref, dataset: ds, split: "test", label_col: v.dataset.label_col || "label" });
+    const panel = jobPanel(job.job_id, `Evaluating ${v.ref}`);
+    box.replaceChildren(panel.el);
+    await panel.done;
+    await rerender();
+  }, { role: "editor", kind: "small" }));
+  return box;
 }
 
 // ------------------------------------------------------------------ diff ----
