@@ -146,6 +146,7 @@ def test_train_in_the_browser_then_diff_and_promote(served, browser):
     dialog.locator(".deploy-flips").wait_for(timeout=60_000)
     text = dialog.inner_text()
     assert "intents@1" in text and "intents@2" in text and f"{d['flipped']} of {d['documents']} predictions flip" in text
+    assert (dialog.locator(".deploy-worse").count() == 1) == (d["metrics"]["macro_f1"]["delta"] < 0)
     shot(page, "deploy-promote-confirm", readme=True)
     dialog.get_by_role("button", name="Promote @2").click()
     page.locator(".page-head .badge", has_text="production → @2").wait_for()

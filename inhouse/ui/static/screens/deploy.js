@@ -175,7 +175,8 @@ async function promote(name, v, versions, prodVersion, rerender) {
     const ds = v.dataset?.name;
     api.get(`/datasets/${enc(ds)}`).then((d) => getDiff({ old: cur.ref, new: v.ref, dataset: ds, split: d.splits?.test ? "test" : "", examples: 25 }))
       .then((d) => clear(summary, h("p", { class: "deploy-flips" }, h("strong", {}, `${fmt(d.flipped)} of ${fmt(d.documents)} predictions flip`),
-        ` on ${d.dataset}/${d.split || "all"}`, d.labelled ? ` (${fmt(d.fixed)} fixed, ${fmt(d.broken)} broken; macro-F1 ${fmt(d.metrics.macro_f1.old, 3)} → ${fmt(d.metrics.macro_f1.new, 3)})` : "", ".")))
+        ` on ${d.dataset}/${d.split || "all"}`, d.labelled ? ` (${fmt(d.fixed)} fixed, ${fmt(d.broken)} broken; macro-F1 ${fmt(d.metrics.macro_f1.old, 3)} → ${fmt(d.metrics.macro_f1.new, 3)})` : "", "."),
+        d.metrics?.macro_f1?.delta < 0 ? h("p", { class: "deploy-worse" }, `⚠ ${v.ref} scores lower than ${cur.ref} on these rows: it breaks more answers than it fixes.`) : null))
       .catch((e) => clear(summary, errorBox(e)));
   } else clear(summary, h("p", {}, "This sets production for the first time."));
   const ok = await confirmDialog({ title: `Promote ${v.ref} to production?`, body, confirm: `Promote @${v.version}` });
