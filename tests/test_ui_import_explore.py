@@ -14,7 +14,7 @@ import re
 import pytest
 
 from serverkit import Server, create_token
-from uikit import assert_clean, open_page, shot
+from uikit import assert_clean, browser, open_page, shot  # noqa: F401  (browser is a fixture)
 
 N = 300
 
@@ -176,13 +176,14 @@ def test_import_screen_previews_maps_uploads_and_shows_the_quarantine(served, br
     assert {r: page.locator(f"#map-{r}").input_value() for r in ("text", "label", "time", "id", "split")} == \
         {"text": "text", "label": "intent", "time": "timestamp", "id": "message_id", "split": "split"}
     assert page.locator("#dataset-name").input_value() == "June_export"
-    assert "row 51" in page.locator(".error-box").first.inner_text()  # the preview already names the bad row
+    assert "row 51" in page.locator(".warn-box").first.inner_text()  # the preview already names the bad row
     page.fill("#dataset-name", "bad name!")
     assert page.locator("#import-go").is_disabled()
     page.fill("#dataset-name", "june")
     page.select_option("#map-id", "")
     page.select_option("#map-id", "message_id")
     assert page.locator("#import-go").is_enabled()
+    page.locator(".card", has_text="2. Preview").evaluate("e => e.scrollIntoView()")
     shot(page, "import-preview", readme=True)
     page.click("#import-go")
     page.get_by_text("Import summary: june").wait_for()
@@ -220,13 +221,16 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     with server.client(tokens["viewer"]) as c:
         run = c.get("/datasets/calls/topics").json()["runs"][0]
         topics = c.get(f"/datasets/calls/topics/{run['run_id']}").json()["topics"]
-    assert page.locator(".topic-card").count() == run["n_topics"] == len(topics)
+    assert run["n_topics"] == len(topics) > 8
+    assert page.locator(".topic-card").count() == 8  # the biggest first, then all on demand
     biggest = max(topics, key=lambda t: t["size"])
     first = page.locator(".topic-card").first
     assert biggest["name"] in first.inner_text() and biggest["keywords"][0] in first.inner_text()
     assert first.get_by_role("link", name="Label this topic").get_attribute("href") == \
         f"#/datasets/calls/label?topic={biggest['topic']}&run={run['run_id']}"
     shot(page, "explore-topics", readme=True)
+    page.click("#topics-more")
+    assert page.locator(".topic-card").count() == len(topics)
 
     # search with "/" and filter by label and time
     page.locator("body").click(position={"x": 5, "y": 200})
@@ -249,6 +253,7 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     page.get_by_text(f"{want['total']} documents match.").wait_for()
     assert rows.count() == want["total"]
     assert all("refund_request" in t for t in rows.all_inner_texts())
+    page.locator(".card", has_text="Documents").last.evaluate("e => e.scrollIntoView()")
     shot(page, "explore-documents")
 
     # paging over everything

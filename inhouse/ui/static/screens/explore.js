@@ -26,6 +26,7 @@ async function renderDataset(view, name, query) {
       parent: topicsState.parent || "" }).filter(([, v]) => v !== "" && v !== null && v !== undefined));
     const qs = new URLSearchParams(keep).toString();
     history.replaceState(null, "", `#/datasets/${enc(name)}${qs ? `?${qs}` : ""}`);
+    sessionStorage.setItem(`inhouse.explore.${name}`, qs ? `?${qs}` : "");
   };
   const topicsState = { run: query.run ? Number(query.run) : null, parent: query.parent || null };
 
@@ -131,17 +132,24 @@ async function renderDataset(view, name, query) {
       topicGrid(run, ts));
   }
 
-  function topicGrid(run, topics) {
-    return h("div", { class: "topic-grid" }, topics.slice().sort((a, b) => b.size - a.size).map((t) => h("article", { class: "topic-card", "data-topic": t.topic },
+  function topicGrid(run, topics, limit = 8) {
+    const sorted = topics.slice().sort((a, b) => b.size - a.size);
+    const grid = h("div", { class: "topic-grid" }, sorted.slice(0, limit).map(topicCard));
+    if (sorted.length <= limit) return grid;
+    const more = h("button", { type: "button", class: "btn", id: "topics-more", "data-readonly-ok": "", onclick: () => {
+      grid.append(...sorted.slice(limit).map(topicCard)); more.remove(); } }, `Show all ${sorted.length} topics`);
+    return h("div", {}, grid, h("div", { class: "row topics-more" }, more));
+
+    function topicCard(t) { return h("article", { class: "topic-card", "data-topic": t.topic },
       h("div", { class: "tc-head" }, h("strong", { class: "tc-name" }, t.name), h("span", { class: "muted" }, `#${t.topic}`)),
       h("div", { class: "tc-size" }, `${fmt(t.size)} documents · ${pct(t.share)}${t.parent ? ` of ${t.parent}` : ""}`,
         h("span", { class: "lb-track" }, h("span", { class: "lb-fill", style: { width: `${Math.min(100, t.share * 100 * 3).toFixed(1)}%` } }))),
-      h("div", { class: "kw" }, t.keywords.slice(0, 8).map((k) => badge(k, "muted"))),
+      h("div", { class: "kw" }, t.keywords.slice(0, 6).map((k) => badge(k, "muted"))),
       h("ul", { class: "reps" }, (t.representative_texts || []).slice(0, 3).map((text, i) =>
         h("li", {}, h("a", { href: `#/datasets/${enc(name)}/docs/${t.representative_docs[i]}` }, truncate(text, 140))))),
       h("div", { class: "row tc-actions" },
         h("a", { class: "btn small primary", href: `#/datasets/${enc(name)}/label?topic=${t.topic}&run=${run.run_id}` }, "Label this topic"),
-        t.keywords[0] ? h("a", { class: "btn small", href: "#", onclick: (e) => { e.preventDefault(); searchInput.value = t.keywords[0]; state.q = t.keywords[0]; state.offset = 0; loadDocs(); docsCard.scrollIntoView({ block: "start" }); } }, `Search “${t.keywords[0]}”`) : null))));
+        t.keywords[0] ? h("a", { class: "btn small", href: "#", onclick: (e) => { e.preventDefault(); searchInput.value = t.keywords[0]; state.q = t.keywords[0]; state.offset = 0; loadDocs(); docsCard.scrollIntoView({ block: "start" }); } }, `Search “${t.keywords[0]}”`) : null)); }
   }
 
   // documents
@@ -152,14 +160,14 @@ async function renderDataset(view, name, query) {
   const fromIn = h("input", { type: "date", id: "filter-from", value: state.from, "aria-label": "From date", "data-readonly-ok": "" });
   const toIn = h("input", { type: "date", id: "filter-to", value: state.to, "aria-label": "To date (exclusive)", "data-readonly-ok": "" });
   const versions = (models.models || []).map((m) => m.ref || `${m.name}@${m.version}`);
-  const modelSel = select([["", "no model"], ...versions.map((v) => [v, v])], state.model, { id: "filter-model", "aria-label": "Model", "data-readonly-ok": "" });
+  const modelSel = select([["", versions.length ? "no model" : "no model (none trained yet)"], ...versions.map((v) => [v, v])], state.model, { id: "filter-model", "aria-label": "Model", "data-readonly-ok": "" });
   const predSel = select([["", "any prediction"], ...labels.map(([l]) => [l, l])], state.predicted, { id: "filter-predicted", "aria-label": "Predicted label", "data-readonly-ok": "" });
   predSel.disabled = !state.model;
   const docsBox = h("div", { class: "docs-box" });
   const pager = h("div", { class: "row pager" });
   const filters = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); apply(); } },
     field("Search", searchInput), field("Label", labelSel), field("From", fromIn), field("To", toIn),
-    field("Model", modelSel, versions.length ? null : "No trained model yet"), field("Predicted", predSel),
+    field("Model", modelSel), field("Predicted", predSel),
     h("div", { class: "filter-actions" }, h("button", { type: "submit", class: "btn primary", "data-readonly-ok": "" }, "Search"),
       h("button", { type: "button", class: "btn link", "data-readonly-ok": "", onclick: () => {
         searchInput.value = ""; labelSel.value = ""; fromIn.value = ""; toIn.value = ""; modelSel.value = ""; predSel.value = ""; apply(); } }, "Clear")));
@@ -256,7 +264,7 @@ async function renderDoc(view, name, docId, query) {
   });
   const nav = (delta) => `#/datasets/${enc(name)}/docs/${d.doc_id + delta}${model ? `?model=${enc(model)}` : ""}`;
   view.append(h("div", { class: "page-head" },
-    h("a", { href: `#/datasets/${enc(name)}`, id: "back-to-dataset" }, `← ${name}`), h("h1", {}, `Document ${d.doc_id}`),
+    h("a", { href: `#/datasets/${enc(name)}${sessionStorage.getItem(`inhouse.explore.${name}`) || ""}`, id: "back-to-dataset" }, `← ${name}`), h("h1", {}, `Document ${d.doc_id}`),
     h("div", { class: "actions row" }, d.doc_id > 0 ? h("a", { class: "btn small", href: nav(-1) }, "← Previous") : null,
       h("a", { class: "btn small", href: nav(1) }, "Next →"))));
   const facts = [

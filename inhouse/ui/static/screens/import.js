@@ -94,7 +94,7 @@ function showPreview(stage, file, pv) {
   };
   name.addEventListener("input", check);
 
-  const probs = pv.problems?.length ? h("div", { class: "error-box" },
+  const probs = pv.problems?.length ? h("div", { class: "warn-box" },
     h("strong", {}, `${pv.problems.length} of the first ${fmt(pv.rows_read)} rows cannot be read; `
       + "they will be quarantined (kept aside with their row number and reason), the others imported."),
     h("ul", {}, pv.problems.slice(0, 5).map((p) => h("li", {}, `row ${p.row}${p.line ? ` (line ${p.line})` : ""}: ${p.reason} — ${p.detail}`)))) : null;
@@ -108,7 +108,7 @@ function showPreview(stage, file, pv) {
         issues, h("div", { class: "actions" }, go))));
 
   clear(stage,
-    card(`2. Preview: ${pv.source}`, pv.warnings?.map((w) => h("div", { class: "error-box" }, w)), probs,
+    card(`2. Preview: ${pv.source}`, pv.warnings?.map((w) => h("div", { class: "warn-box" }, w)), probs,
       pv.partial ? h("p", { class: "muted" }, "Large file: the preview read its beginning only.") : null, previewBox),
     card("3. Map columns and import", guard(form, "editor")), result);
   drawPreview();
