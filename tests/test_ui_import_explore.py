@@ -158,6 +158,31 @@ def test_document_detail(served):
         assert r.status_code == 404, r.text
 
 
+@pytest.fixture(scope="module")
+def trained(served):
+    """A `head` classifier on the corpus (calls-intents@1): what prediction filters and details need."""
+    from conftest import invoke_cli
+
+    _, _, home = served
+    r = invoke_cli("--home", home, "train", "--dataset", "calls", "--name", "calls-intents", "--method", "head",
+                   "--json")
+    assert r.exit_code == 0, r.stderr
+    return r.json["ref"]
+
+
+@pytest.mark.slow
+def test_document_detail_with_a_model_prediction(served, trained):
+    server, tokens, _ = served
+    with server.client(tokens["viewer"]) as c:
+        listed = c.get("/datasets/calls/documents", params={"model": trained, "limit": 5}).json()["documents"]
+        for row in listed:
+            d = c.get(f"/datasets/calls/documents/{row['doc_id']}", params={"model": trained}).json()
+            p = d["prediction"]
+            assert p["model"] == trained and p["label"] == row["predicted"] == p["top"][0]["label"]
+            assert abs(p["score"] - row["predicted_score"]) < 1e-5
+            assert [t["score"] for t in p["top"]] == sorted((t["score"] for t in p["top"]), reverse=True)
+
+
 # --------------------------------------------------------------- browser ----
 
 @pytest.mark.browser
@@ -215,6 +240,8 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     page.goto("/#/datasets/calls")
     page.get_by_text("No topics yet — run discovery").wait_for()
     assert "300" in page.locator(".ds-stats").inner_text()
+    assert page.locator("#discover-model").input_value() == "minilm-l6"
+    page.select_option("#discover-model", "wordllama")  # a static encoder: seconds on a CPU
     page.click("#discover")
     page.locator(".job-panel").wait_for()
     page.locator(".topic-card").first.wait_for(timeout=90_000)
@@ -294,6 +321,7 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     page.locator("#topics-up").wait_for()
     assert page.locator(".topic-card").count() == len([t for t in sub if t["parent"] == "card_lost"])
     assert "card_lost" in page.locator(".crumbs").inner_text()
+    shot(page, "explore-subtopics")
     page.click("#topics-up")
     page.locator(".parent-card").first.wait_for()
     assert_clean(page)
@@ -312,5 +340,29 @@ def test_viewer_sees_but_cannot_import_or_discover(served, browser):
     assert page.locator("#discover").is_disabled() and page.locator("#discover-within").is_disabled()
     page.locator(".docs-box tbody tr").first.wait_for()
     assert page.locator("#doc-search").is_enabled()
+    assert_clean(page)
+    page.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_explore_filters_by_prediction_and_shows_it_on_the_document(served, trained, browser):
+    server, tokens, _ = served
+    page = open_page(browser, server.url, tokens["viewer"])
+    page.goto("/#/datasets/calls")
+    page.locator(".docs-box tbody tr").first.wait_for()
+    page.select_option("#filter-model", trained)
+    page.select_option("#filter-predicted", "card_lost")
+    with server.client(tokens["viewer"]) as c:
+        want = c.get("/datasets/calls/documents", params={"model": trained, "predicted": "card_lost", "limit": 25}).json()
+    assert want["total"] > 0
+    page.get_by_text(f"{want['total']} documents match.").wait_for()
+    rows = page.locator(".docs-box tbody tr")
+    assert rows.count() == min(25, want["total"]) and all("card_lost" in t for t in rows.all_inner_texts())
+    rows.first.click()
+    page.locator(".pred").wait_for()
+    assert "card_lost" in page.locator(".pred").inner_text()
+    shot(page, "explore-document")
+    assert page.locator("#doc-model").input_value() == trained
     assert_clean(page)
     page.context.close()

@@ -62,14 +62,19 @@ async function renderDataset(view, name, query) {
   const withinOptions = [["", "the whole dataset"], ...Object.keys(ds.label_columns || {}).map((c) => [c, `each ${c} category`]),
     ...Object.entries(ds.metadata_columns || {}).filter(([, m]) => m.distinct && m.distinct <= 100).map(([c]) => [c, `each ${c} value`])];
   const within = select(withinOptions, "", { id: "discover-within", "aria-label": "Discover topics within" });
+  const encoders = (models.base_models || []).filter((m) => ["sentence-transformers", "hf", "static", "onnx"].includes(m.kind));
+  const encoderSel = select(encoders.map((m) => [m.name, m.name]), encoders.some((m) => m.name === "minilm-l6") ? "minilm-l6" : encoders[0]?.name,
+    { id: "discover-model", "aria-label": "Embedding model", title: "The embedding model that places similar texts together" });
   const discoverBtn = button("Discover topics", () => discover(), { role: "editor", kind: "primary", id: "discover" });
-  within.disabled = !can("editor");
+  within.disabled = encoderSel.disabled = !can("editor");
   const topicsCard = card(null, h("div", { class: "topics-head" }, h("h2", {}, "Topics"),
-    h("div", { class: "row" }, h("label", { class: "row muted" }, "in", within), discoverBtn)), jobBox, topicsBox);
+    h("div", { class: "row" }, h("label", { class: "row muted" }, "in", within),
+      encoders.length > 1 ? h("label", { class: "row muted" }, "with", encoderSel) : null, discoverBtn)), jobBox, topicsBox);
   view.append(topicsCard);
 
   async function discover() {
     const body = within.value ? { within: within.value } : {};
+    if (encoderSel.value) body.model = encoderSel.value;
     const job = await api.post(`/datasets/${enc(name)}/topics`, body);
     const panel = jobPanel(job.job_id, within.value ? `Discovering sub-topics within ${within.value}` : "Discovering topics");
     clear(jobBox, panel.el);
