@@ -12,7 +12,6 @@ import json
 import re
 
 import pytest
-
 from serverkit import Server, create_token
 from uikit import assert_clean, browser, open_page, shot  # noqa: F401  (browser is a fixture)
 
@@ -22,6 +21,7 @@ N = 300
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     from conftest import invoke_cli
+
     from inhouse.demo.data import write_csv
 
     home = tmp_path_factory.mktemp("ui-importx")
@@ -160,12 +160,12 @@ def test_document_detail(served):
 
 @pytest.fixture(scope="module")
 def trained(served):
-    """A `head` classifier on the corpus (calls-intents@1): what prediction filters and details need."""
+    """A `head` classifier on wordllama (fast on a CPU): what prediction filters and details need."""
     from conftest import invoke_cli
 
     _, _, home = served
     r = invoke_cli("--home", home, "train", "--dataset", "calls", "--name", "calls-intents", "--method", "head",
-                   "--json")
+                   "--base", "wordllama", "--json")
     assert r.exit_code == 0, r.stderr
     return r.json["ref"]
 
@@ -187,7 +187,7 @@ def test_document_detail_with_a_model_prediction(served, trained):
 
 @pytest.mark.browser
 def test_import_screen_previews_maps_uploads_and_shows_the_quarantine(served, browser, tmp_path):
-    server, tokens, home = served
+    server, tokens, _ = served
     lines = _demo_bytes(tmp_path).decode().splitlines(keepends=True)
     lines.insert(51, "M999991,2026-06-03T10:00:00Z,chat,C1,too,many,fields,here\n")      # data row 51
     lines.insert(121, "M999992,not-a-date,chat,C2,where is my card,card_delivery,train\n")  # data row 121
@@ -309,6 +309,7 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     assert page.locator("#doc-search").input_value() == doc["text"][:40]  # the filters survive the round trip
 
     # sub-topics within each label: a click-through from a category to its topics
+    assert page.locator("#discover-model").input_value() == "wordllama"  # the latest run's encoder is the default
     page.select_option("#discover-within", "label")
     page.click("#discover")
     page.locator(".parent-card").first.wait_for(timeout=90_000)

@@ -98,8 +98,10 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
            "problems": problems[:50], "guess": guess, "notes": notes, "dataset": guess_dataset_name(name),
            "truncated_tail": truncated_tail}
     if hint and len(columns) == 1:
-        out["warnings"] = [f"the header reads as one column {columns[0]!r}; the file looks separated by "
-                           f"{'tabs' if hint == chr(9) else repr(hint)}. Rename it to .tsv or set the delimiter."]
+        sep = "tabs" if hint == "\t" else repr(hint)
+        fix = ("rename it to .tsv" if hint == "\t" else
+               f"save it with commas, or ingest it on the server with: inhouse ingest --delimiter {hint!r}")
+        out["warnings"] = [f"the header reads as one column {columns[0]!r}; the file looks separated by {sep}: {fix}."]
     return out
 
 

@@ -63,7 +63,9 @@ async function renderDataset(view, name, query) {
     ...Object.entries(ds.metadata_columns || {}).filter(([, m]) => m.distinct && m.distinct <= 100).map(([c]) => [c, `each ${c} value`])];
   const within = select(withinOptions, "", { id: "discover-within", "aria-label": "Discover topics within" });
   const encoders = (models.base_models || []).filter((m) => ["sentence-transformers", "hf", "static", "onnx"].includes(m.kind));
-  const encoderSel = select(encoders.map((m) => [m.name, m.name]), encoders.some((m) => m.name === "minilm-l6") ? "minilm-l6" : encoders[0]?.name,
+  const lastModel = runs.runs?.[0]?.model;  // default: the encoder of the latest run, else minilm-l6
+  const encoderSel = select(encoders.map((m) => [m.name, m.name]),
+    encoders.some((m) => m.name === lastModel) ? lastModel : encoders.some((m) => m.name === "minilm-l6") ? "minilm-l6" : encoders[0]?.name,
     { id: "discover-model", "aria-label": "Embedding model", title: "The embedding model that places similar texts together" });
   const discoverBtn = button("Discover topics", () => discover(), { role: "editor", kind: "primary", id: "discover" });
   within.disabled = encoderSel.disabled = !can("editor");
