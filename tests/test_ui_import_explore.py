@@ -113,6 +113,9 @@ def test_preview_reads_only_the_beginning_of_a_large_file(served, tmp_path):
     ("one-bad.csv", b"a,b\n\x00\xff\xfe,1\n", 422, ["one-bad.csv, row 1", "undecodable", "UTF-8"]),
     ("broken.parquet", b"not parquet at all", 422, ["broken.parquet", "not a readable Parquet"]),
     ("dup.csv", b"a,a\n1,2\n", 422, ["distinct"]),
+    ("lists.jsonl", b"[1, 2]\n\"x\"\n", 422, ["lists.jsonl, row 1", "expected a JSON object", "format"]),
+    ("damaged.csv.gz", b"not gzip at all", 422, ["damaged.csv.gz", "compressed data is damaged"]),
+    ("blank.tsv", b"\n\n", 422, ["no columns found", "header"]),
 ])
 def test_preview_refuses_bad_files_with_the_file_row_and_fix(served, name, data, status, words):
     server, tokens, home = served
@@ -135,6 +138,8 @@ def test_preview_checks_role_and_form(served):
         assert _preview(c, "a.csv", b"text\nhi\n", n=0).status_code == 422
         assert _preview(c, "a.csv", b"text\nhi\n", delimiter="ab").status_code == 422
         assert _preview(c, "a.csv", b"text\nhi\n", encoding="no-such-codec").status_code in (400, 422)
+        r = _preview(c, "a.csv", b"text\nhi\n", encoding="utf-16")  # no byte-order mark
+        assert r.status_code == 422 and "a.csv: cannot be read as utf-16" in r.json()["message"]
         assert c.post("/datasets/preview").status_code == 422
     with server.client() as c:
         assert _preview(c, "a.csv", b"text\nhi\n").status_code == 401

@@ -58,16 +58,16 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
     path = Path(path)
     name = source or path.name
     fmt, _ = detect_format(path)
-    reader = open_reader(path, encoding=encoding, delimiter=delimiter)
+    try:
+        reader = open_reader(path, encoding=encoding, delimiter=delimiter)
+    except UnicodeError as e:  # e.g. utf-16 without a byte-order mark
+        raise InputError(f"{name}: cannot be read as {encoding} ({e}).",
+                         fix="Pick the file's real encoding (usually utf-8), or save it as UTF-8.") from None
     rows: list[dict] = []
     problems: list[dict] = []
     read = 0
     truncated_tail = False
     try:
-        columns = list(reader.columns)
-        if not columns:
-            raise InputError(f"{name}: no columns found (the file is empty or has no header).",
-                             fix="Export the file with a header row naming its columns.")
         it = reader.rows()
         while read < sample:
             try:
@@ -77,16 +77,22 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
             except (EOFError, OSError):  # a compressed file cut short by the preview's byte limit
                 truncated_tail = True
                 break
+            except UnicodeError as e:
+                raise InputError(f"{name}: cannot be read as {encoding} ({e}).",
+                                 fix="Pick the file's real encoding (usually utf-8), or save it as UTF-8.") from None
             read += 1
             if r.problem:
                 problems.append({"row": r.row, "line": r.line, "reason": r.problem[0], "detail": r.problem[1],
                                  "raw": (r.raw or "")[:300]})
             else:
-                rows.append({c: _jsonable(r.values.get(c)) for c in columns})
+                rows.append({str(c): _jsonable(v) for c, v in r.values.items()})
         hint = getattr(reader, "delimiter_hint", None)
         columns = list(reader.columns)  # JSONL learns keys as it reads
     finally:
         reader.close()
+    if not columns and not problems:
+        raise InputError(f"{name}: no columns found (the file is empty or has no header).",
+                         fix="Export the file with a header row naming its columns.")
     if read and not rows:
         p = problems[0]
         raise InputError(f"{name}, row {p['row']}: {p['reason']} ({p['detail']}); none of the first {read} rows "
