@@ -16,6 +16,7 @@ from serverkit import Server, create_token
 from uikit import assert_clean, browser, open_page, shot  # noqa: F401  (browser is a fixture)
 
 N = 300
+SCROLL_TO = "e => window.scrollTo(0, e.getBoundingClientRect().top + window.scrollY - 64)"  # below the sticky bar
 
 
 @pytest.fixture(scope="module")
@@ -209,11 +210,13 @@ def test_import_screen_previews_maps_uploads_and_shows_the_quarantine(served, br
     assert "row 51" in page.locator(".warn-box").first.inner_text()  # the preview already names the bad row
     page.fill("#dataset-name", "bad name!")
     assert page.locator("#import-go").is_disabled()
+    page.fill("#dataset-name", "calls")
+    page.get_by_text("This dataset exists: the rows are added to it").wait_for()
     page.fill("#dataset-name", "june")
     page.select_option("#map-id", "")
     page.select_option("#map-id", "message_id")
     assert page.locator("#import-go").is_enabled()
-    page.locator(".card", has_text="2. Preview").evaluate("e => e.scrollIntoView()")
+    page.locator(".card", has_text="2. Preview").evaluate(SCROLL_TO)
     shot(page, "import-preview", readme=True)
     page.click("#import-go")
     page.get_by_text("Import summary: june").wait_for()
@@ -285,7 +288,7 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     page.get_by_text(f"{want['total']} documents match.").wait_for()
     assert rows.count() == want["total"]
     assert all("refund_request" in t for t in rows.all_inner_texts())
-    page.locator(".card", has_text="Documents").last.evaluate("e => e.scrollIntoView()")
+    page.locator(".card", has_text="Documents").last.evaluate(SCROLL_TO)
     shot(page, "explore-documents")
 
     # paging over everything

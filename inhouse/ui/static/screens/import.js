@@ -39,12 +39,13 @@ export async function render(view) {
     try { pv = await api.form("/datasets/preview", form); } catch (e) { clear(pickMsg, errorBox(e)); return; }
     clear(pickMsg, h("span", { class: "muted" }, `${file.name} · ${fmt(file.size)} bytes · ${pv.format.toUpperCase()} · `
       + `${pv.columns.length} columns · first ${fmt(pv.rows_read)} rows read`));
-    showPreview(stage, file, pv);
+    const existing = await api.get("/datasets").then((r) => r.datasets.map((d) => d.name), () => []);
+    showPreview(stage, file, pv, new Set(existing));
   });
   return () => {};
 }
 
-function showPreview(stage, file, pv) {
+function showPreview(stage, file, pv, existing) {
   const selects = {};
   const previewBox = h("div", { class: "import-preview-table" });
   const drawPreview = () => {
@@ -84,7 +85,7 @@ function showPreview(stage, file, pv) {
     const used = ROLES.map(([r]) => selects[r].value).filter(Boolean);
     const dup = used.find((c, i) => used.indexOf(c) !== i);
     if (dup) problems.push(`Column ${dup} is mapped twice; each column can have one role.`);
-    clear(nameMsg, NAME_RE.test(n) ? (n === pv.dataset && pv.dataset_exists
+    clear(nameMsg, NAME_RE.test(n) ? (existing.has(n)
       ? "This dataset exists: the rows are added to it (the same file is never imported twice)."
       : "Letters, digits, '.', '_' and '-'.") : h("span", { class: "bad-text" }, "Not an allowed name."));
     name.setAttribute("aria-invalid", NAME_RE.test(n) ? "false" : "true");
