@@ -189,6 +189,43 @@ def test_document_detail_with_a_model_prediction(served, trained):
             assert [t["score"] for t in p["top"]] == sorted((t["score"] for t in p["top"]), reverse=True)
 
 
+def test_topic_documents_and_topic_membership(served, tmp_path):
+    import time
+
+    server, tokens, _ = served
+    with server.client(tokens["editor"]) as c:
+        r = c.post("/datasets", files={"file": ("small.csv", _demo_bytes(tmp_path, n=150, seed=5))},
+                   data={"dataset": "small", "label_col": "intent", "time_col": "timestamp"})
+        assert r.status_code == 200, r.text
+        job = c.post("/datasets/small/topics", json={"model": "wordllama", "min_topic_size": 5}).json()["job_id"]
+        for _ in range(600):
+            j = c.get(f"/jobs/{job}").json()
+            if j["status"] in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        assert j["status"] == "done", j
+        run = j["result"]["run_id"]
+        topics = c.get(f"/datasets/small/topics/{run}").json()["topics"]
+        t = max(topics, key=lambda t: t["size"])
+        page1 = c.get(f"/datasets/small/topics/{run}/documents", params={"topic": t["topic"], "limit": 4}).json()
+        page2 = c.get(f"/datasets/small/topics/{run}/documents",
+                      params={"topic": t["topic"], "limit": 4, "offset": 4}).json()
+        assert page1["total"] == t["size"] and len(page1["documents"]) == 4
+        sims = [d["similarity"] for d in page1["documents"] + page2["documents"]]
+        assert sims == sorted(sims, reverse=True)
+        assert not {d["doc_id"] for d in page1["documents"]} & {d["doc_id"] for d in page2["documents"]}
+        first = page1["documents"][0]
+        d = c.get(f"/datasets/small/documents/{first['doc_id']}").json()
+        assert d["text"] == first["text"]
+        assert d["topics"][0] == {**d["topics"][0], "run_id": run, "topic": t["topic"], "name": t["name"]}
+        r = c.get(f"/datasets/small/topics/{run}/documents", params={"topic": 10_000})
+        assert r.status_code == 404 and "topics are 0.." in r.json()["message"]
+        assert c.get(f"/datasets/small/topics/{run + 50}/documents", params={"topic": 0}).status_code == 404
+        assert c.get(f"/datasets/small/topics/{run}/documents").status_code == 422
+        assert c.get(f"/datasets/small/topics/{run}/documents", params={"topic": -2}).status_code == 422
+        assert c.get("/datasets/nope/topics/1/documents", params={"topic": 0}).status_code == 404
+
+
 # --------------------------------------------------------------- browser ----
 
 @pytest.mark.browser
@@ -266,6 +303,14 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     shot(page, "explore-topics", readme=True)
     page.click("#topics-more")
     assert page.locator(".topic-card").count() == len(topics)
+
+    # a topic's documents, most typical first
+    first.locator(".topic-docs").click()
+    page.get_by_text(f"{biggest['size']} documents in this topic.").wait_for()
+    assert page.locator(".docs-box tbody tr").count() == min(25, biggest["size"])
+    assert page.locator("#doc-search").is_disabled()
+    page.click("#topic-clear")
+    page.get_by_text(f"{N} documents match.").wait_for()
 
     # search with "/" and filter by label and time
     page.locator("body").click(position={"x": 5, "y": 200})

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import uuid
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 
 from ..data.preview import preview_file
 from ..errors import InhouseError, InputError, NotFound
 from .auth import role
-from .common import BIG, ws_of
+from .common import BIG, Id, page, ws_of
 from .errors import ApiError
 from .routes_data import upload_suffix
 
@@ -123,3 +123,14 @@ def document(request: Request, name: str, doc_id: int = Path(..., ge=0, le=BIG),
                              "score": round(float(probs[order[0]]), 6),
                              "top": [{"label": clf.labels[int(i)], "score": round(float(probs[i]), 6)} for i in order]}
     return out
+
+
+@router.get("/datasets/{name}/topics/{run_id}/documents", tags=["topics"],
+            summary="The documents of one topic of a discovery run, most typical first", **role("viewer"))
+def topic_documents(request: Request, name: str, run_id: Id,
+                    topic: int = Query(..., ge=-1, le=BIG, description="The topic (-1: the outliers)."),
+                    pg: tuple[int, int] = Depends(page)) -> dict:
+    from ..topics.membership import topic_documents as documents_of
+
+    limit, offset = pg
+    return documents_of(ws_of(request), name, run_id, topic, limit=limit, offset=offset)

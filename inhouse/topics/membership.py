@@ -11,7 +11,7 @@ import json
 
 from ..workspace.store import Workspace
 
-__all__ = ["doc_topics"]
+__all__ = ["doc_topics", "topic_documents"]
 
 
 def doc_topics(ws: Workspace, dataset: str, doc_id: int, *, runs: int = 5) -> list[dict]:
@@ -37,3 +37,39 @@ def doc_topics(ws: Workspace, dataset: str, doc_id: int, *, runs: int = 5) -> li
                     "keywords": json.loads(row["keywords"])[:5] if row else [],
                     "size": row["size"] if row else None})
     return out
+
+
+def topic_documents(ws: Workspace, dataset: str, run: int, topic: int, *, limit: int = 50, offset: int = 0) -> dict:
+    """The documents of ``topic`` in discovery run ``run``, most typical first (by similarity), one page of them.
+
+    Illustrative (needs a workspace with data; not run as a doctest):
+    >>> topic_documents(ws, "banking77", 3, 5, limit=2)["documents"][0]
+    {'doc_id': 812, 'similarity': 0.93, 'text': 'my card has not arrived yet', 'label': 'card_arrival', ...}
+    """
+    import pyarrow.parquet as pq
+
+    from ..workspace.documents import read_documents
+    from .runs import load_discovery
+
+    res = load_discovery(ws, dataset, run, texts=False)
+    if topic != -1:
+        res.topic(topic)  # NotFound naming the run's topics
+    a = pq.read_table(res.assignments_path, filters=[("topic", "=", int(topic))]).to_pandas()
+    a = a.sort_values(["similarity", "doc_id"], ascending=[False, True], kind="stable")
+    page = a.iloc[offset:offset + limit]
+    ids = [int(d) for d in page["doc_id"]]
+    docs = {}
+    if ids:
+        df = read_documents(ws, dataset, columns=["doc_id", "text", "label", "time", "split"],
+                            where=f"doc_id IN ({', '.join(str(d) for d in ids)})")
+        docs = {int(r["doc_id"]): r for r in df.to_dict("records")}
+    out = []
+    for d, sim, parent in zip(ids, page["similarity"], page["parent"]):
+        r = docs.get(d, {})
+        t = r.get("time")
+        out.append({"doc_id": d, "similarity": None if sim is None else round(float(sim), 4), "parent": parent,
+                    "text": r.get("text"), "label": r.get("label") if isinstance(r.get("label"), str) else None,
+                    "time": None if t is None or str(t) == "NaT" else t.isoformat(),
+                    "split": r.get("split") if isinstance(r.get("split"), str) else None})
+    return {"dataset": dataset, "run_id": res.run_id, "topic": topic, "total": len(a), "limit": limit,
+            "offset": offset, "documents": out}

@@ -20,10 +20,12 @@ async function renderDataset(view, name, query) {
   const [ds, runs, models] = await Promise.all([api.get(`/datasets/${enc(name)}`), api.get(`/datasets/${enc(name)}/topics`),
     api.get("/models").catch(() => ({ models: [] }))]);
   const state = { q: query.q || "", label: query.label || "", from: query.from || "", to: query.to || "",
-    model: query.model || "", predicted: query.predicted || "", offset: Number(query.offset) || 0 };
+    model: query.model || "", predicted: query.predicted || "", offset: Number(query.offset) || 0,
+    topic: query.topic ?? "", topicRun: query.topic_run || "", topicName: query.topic_name || "" };
   const saveState = () => {
-    const keep = Object.fromEntries(Object.entries({ ...state, offset: state.offset || "", run: topicsState.run || "",
-      parent: topicsState.parent || "" }).filter(([, v]) => v !== "" && v !== null && v !== undefined));
+    const { topicRun, topicName, ...rest } = state;
+    const keep = Object.fromEntries(Object.entries({ ...rest, offset: state.offset || "", run: topicsState.run || "",
+      parent: topicsState.parent || "", topic_run: topicRun, topic_name: topicName }).filter(([, v]) => v !== "" && v !== null && v !== undefined));
     const qs = new URLSearchParams(keep).toString();
     history.replaceState(null, "", `#/datasets/${enc(name)}${qs ? `?${qs}` : ""}`);
     sessionStorage.setItem(`inhouse.explore.${name}`, qs ? `?${qs}` : "");
@@ -156,7 +158,10 @@ async function renderDataset(view, name, query) {
         h("li", {}, h("a", { href: `#/datasets/${enc(name)}/docs/${t.representative_docs[i]}` }, truncate(text, 140))))),
       h("div", { class: "row tc-actions" },
         h("a", { class: "btn small primary", href: `#/datasets/${enc(name)}/label?topic=${t.topic}&run=${run.run_id}` }, "Label this topic"),
-        t.keywords[0] ? h("a", { class: "btn small", href: "#", onclick: (e) => { e.preventDefault(); searchInput.value = t.keywords[0]; state.q = t.keywords[0]; state.offset = 0; loadDocs(); docsCard.scrollIntoView({ block: "start" }); } }, `Search “${t.keywords[0]}”`) : null)); }
+        h("button", { type: "button", class: "btn small topic-docs", "data-readonly-ok": "", onclick: () => {
+          Object.assign(state, { topic: String(t.topic), topicRun: String(run.run_id), topicName: t.name, offset: 0 });
+          loadDocs(); docsCard.scrollIntoView({ block: "start" }); } }, "Documents")));
+    }
   }
 
   // documents
@@ -178,14 +183,15 @@ async function renderDataset(view, name, query) {
     h("div", { class: "filter-actions" }, h("button", { type: "submit", class: "btn primary", "data-readonly-ok": "" }, "Search"),
       h("button", { type: "button", class: "btn link", "data-readonly-ok": "", onclick: () => {
         searchInput.value = ""; labelSel.value = ""; fromIn.value = ""; toIn.value = ""; modelSel.value = ""; predSel.value = ""; apply(); } }, "Clear")));
-  const docsCard = card("Documents", filters, docsBox, pager);
+  const topicChip = h("div", { class: "topic-chip" });
+  const docsCard = card("Documents", filters, topicChip, docsBox, pager);
   view.append(docsCard);
   for (const el of [labelSel, fromIn, toIn, predSel]) el.addEventListener("change", apply);
   modelSel.addEventListener("change", () => { predSel.disabled = !modelSel.value; if (!modelSel.value) predSel.value = ""; apply(); });
 
   function apply() {
     Object.assign(state, { q: searchInput.value.trim(), label: labelSel.value, from: fromIn.value, to: toIn.value,
-      model: modelSel.value, predicted: modelSel.value ? predSel.value : "", offset: 0 });
+      model: modelSel.value, predicted: modelSel.value ? predSel.value : "", offset: 0, topic: "", topicRun: "", topicName: "" });
     loadDocs();
   }
 
@@ -195,6 +201,14 @@ async function renderDataset(view, name, query) {
     saveState();
     clear(docsBox, spinner("Searching…"));
     clear(pager);
+    const inTopic = state.topic !== "" && state.topic !== undefined;
+    filters.classList.toggle("off", inTopic);
+    for (const el of filters.querySelectorAll("input, select, button")) el.disabled = inTopic || (el === predSel && !state.model);
+    clear(topicChip, inTopic ? h("div", { class: "row" }, "Documents of topic ", badge(`#${state.topic} ${state.topicName}`, "info"),
+      h("span", { class: "muted" }, ` (run ${state.topicRun}), most typical first`),
+      button("Show all documents", () => { Object.assign(state, { topic: "", topicRun: "", topicName: "", offset: 0 }); loadDocs(); },
+        { kind: "small", id: "topic-clear", "data-readonly-ok": "" })) : null);
+    if (inTopic) return loadTopicDocs(mine);
     const q = { q: state.q, limit: PAGE, offset: state.offset, time_from: state.from, time_to: state.to,
       model: state.model, predicted: state.model ? state.predicted : "" };
     if (state.label === "__none__") q.unlabelled = "true"; else q.label = state.label;
@@ -214,15 +228,35 @@ async function renderDataset(view, name, query) {
     clear(docsBox, h("p", { class: "muted result-count" }, res.total ? `${fmt(res.total)} documents match.` : ""),
       table(cols, res.documents, { onRow: (d) => { location.hash = `#/datasets/${enc(name)}/docs/${d.doc_id}${mq}`; },
         empty: "No document matches: loosen the search or clear the filters." }));
+    pageButtons(res);
+  }
+
+  async function loadTopicDocs(mine) {
+    let res;
+    try {
+      res = await api.get(`/datasets/${enc(name)}/topics/${enc(state.topicRun)}/documents`, { topic: state.topic, limit: PAGE, offset: state.offset });
+    } catch (e) { if (mine === docSeq) clear(docsBox, errorBox(e)); return; }
+    if (mine !== docSeq) return;
+    clear(docsBox, h("p", { class: "muted result-count" }, `${fmt(res.total)} documents in this topic.`),
+      table([
+        { key: "doc_id", label: "#", num: true },
+        { key: "text", label: "Text", render: (d) => h("span", { class: "doc-cell" }, truncate(d.text, 220)) },
+        { key: "similarity", label: "Typical", num: true, digits: 2 },
+        { key: "label", label: "Label", render: (d) => d.label ? badge(d.label) : h("span", { class: "muted" }, "—") },
+        { key: "time", label: "Time", render: (d) => d.time ? d.time.slice(0, 16).replace("T", " ") : null },
+      ], res.documents, { onRow: (d) => { location.hash = `#/datasets/${enc(name)}/docs/${d.doc_id}`; }, empty: "This topic has no documents." }));
+    pageButtons(res);
+  }
+
+  function pageButtons(res) {
     const last = Math.min(res.offset + res.limit, res.total);
-    if (res.total > PAGE) {
-      pager.append(
-        h("button", { type: "button", class: "btn small", disabled: res.offset === 0, "data-readonly-ok": "", id: "page-prev",
-          onclick: () => { state.offset = Math.max(0, state.offset - PAGE); loadDocs(); } }, "← Previous"),
-        h("span", { class: "muted" }, `${fmt(res.offset + 1)}–${fmt(last)} of ${fmt(res.total)}`),
-        h("button", { type: "button", class: "btn small", disabled: last >= res.total, "data-readonly-ok": "", id: "page-next",
-          onclick: () => { state.offset += PAGE; loadDocs(); } }, "Next →"));
-    }
+    if (res.total <= PAGE) return;
+    pager.append(
+      h("button", { type: "button", class: "btn small", disabled: res.offset === 0, "data-readonly-ok": "", id: "page-prev",
+        onclick: () => { state.offset = Math.max(0, state.offset - PAGE); loadDocs(); } }, "← Previous"),
+      h("span", { class: "muted" }, `${fmt(res.offset + 1)}–${fmt(last)} of ${fmt(res.total)}`),
+      h("button", { type: "button", class: "btn small", disabled: last >= res.total, "data-readonly-ok": "", id: "page-next",
+        onclick: () => { state.offset += PAGE; loadDocs(); } }, "Next →"));
   }
 
   const onKey = (e) => {
