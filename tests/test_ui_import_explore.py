@@ -91,6 +91,14 @@ def test_preview_of_other_formats_and_odd_columns(served, tmp_path):
         assert q["rows"][3]["score"] == 3
         g = _preview(c, "f.tsv.gz", gzip.compress(b"a\tb\nx y z\t1\n")).json()
         assert g["format"] == "tsv" and g["rows"] == [{"a": "x y z", "b": "1"}] and g["guess"]["text"] == "a"
+        good = b"".join(b"hello number %d,2026-01-%02d\n" % (i, i + 1) for i in range(10))
+        odd = _preview(c, "odd.csv", b"body,created\n" + good + b" ,2026-01-13\nfine,yesterday\n").json()
+        assert odd["guess"]["text"] == "body" and odd["guess"]["time"] == "created"  # 11 of 12 dates parse
+        assert odd["checks"]["body"]["text"] == {"count": 1, "examples": [
+            {"row": 11, "reason": "empty text", "detail": "column 'body' is empty", "value": " "}]}
+        bad_time = odd["checks"]["created"]["time"]
+        assert bad_time["count"] == 1 and bad_time["examples"][0]["row"] == 12
+        assert bad_time["examples"][0]["reason"] == "bad timestamp" and "yesterday" in bad_time["examples"][0]["detail"]
         semi = _preview(c, "semi.csv", b"text;label\nhello there;a\n").json()
         assert semi["columns"] == ["text;label"] and "';'" in semi["warnings"][0]
 
@@ -244,7 +252,12 @@ def test_import_screen_previews_maps_uploads_and_shows_the_quarantine(served, br
     assert {r: page.locator(f"#map-{r}").input_value() for r in ("text", "label", "time", "id", "split")} == \
         {"text": "text", "label": "intent", "time": "timestamp", "id": "message_id", "split": "split"}
     assert page.locator("#dataset-name").input_value() == "June_export"
-    assert "row 51" in page.locator(".warn-box").first.inner_text()  # the preview already names the bad row
+    assert "row 51" in page.locator(".warn-box").first.inner_text()  # the preview already names the bad rows
+    checks = page.locator(".import-checks")
+    assert "row 121" in checks.inner_text() and "bad timestamp" in checks.inner_text()
+    page.select_option("#map-time", "")
+    assert checks.inner_text() == ""  # no time column: nothing to warn about
+    page.select_option("#map-time", "timestamp")
     page.fill("#dataset-name", "bad name!")
     assert page.locator("#import-go").is_disabled()
     page.fill("#dataset-name", "calls")

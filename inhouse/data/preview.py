@@ -29,7 +29,7 @@ from ..errors import InputError
 from .readers import detect_format, open_reader
 from .values import parse_time
 
-__all__ = ["ROLES", "guess_dataset_name", "guess_mapping", "preview_file"]
+__all__ = ["ROLES", "column_checks", "guess_dataset_name", "guess_mapping", "preview_file"]
 
 ROLES = ("text", "label", "time", "id", "split")
 TEXT_NAMES = ("text", "message", "body", "utterance", "content", "comment", "review", "sentence", "question",
@@ -64,6 +64,7 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
         raise InputError(f"{name}: cannot be read as {encoding} ({e}).",
                          fix="Pick the file's real encoding (usually utf-8), or save it as UTF-8.") from None
     rows: list[dict] = []
+    row_nums: list[int] = []
     problems: list[dict] = []
     read = 0
     truncated_tail = False
@@ -86,6 +87,7 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
                                  "raw": (r.raw or "")[:300]})
             else:
                 rows.append({str(c): _jsonable(v) for c, v in r.values.items()})
+                row_nums.append(r.row)
         hint = getattr(reader, "delimiter_hint", None)
         columns = list(reader.columns)  # JSONL learns keys as it reads
     finally:
@@ -102,6 +104,7 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
     guess, notes = guess_mapping(columns, rows)
     out = {"source": name, "format": fmt, "columns": columns, "rows": rows[:n], "rows_read": read,
            "problems": problems[:50], "guess": guess, "notes": notes, "dataset": guess_dataset_name(name),
+           "checks": column_checks(columns, rows, row_nums),
            "truncated_tail": truncated_tail}
     if hint and len(columns) == 1:
         sep = "tabs" if hint == "\t" else repr(hint)
@@ -199,6 +202,53 @@ def guess_mapping(columns: list[str], rows: list[dict]) -> tuple[dict[str, str |
     else:
         pick("label", None, "no low-cardinality column (you can label in the app)")
     return guess, notes
+
+
+def column_checks(columns: list[str], rows: list[dict], row_nums: list[int], examples: int = 5) -> dict:
+    """Per column, the rows the ingest would quarantine if it were the text or the time column.
+
+    ``{column: {"text": {"count": n, "examples": [{row, reason, detail, value}]}, "time": {...}}}``
+    (only the roles with problems), so a screen can warn for whichever mapping the user picks.
+
+    >>> c = column_checks(["t"], [{"t": "hi"}, {"t": "  "}, {"t": "2026-01-02"}], [1, 2, 3])["t"]
+    >>> c["time"]["count"], c["time"]["examples"][0]["row"], c["text"]["examples"][0]["reason"]
+    (1, 1, 'empty text')
+    """
+    out: dict[str, dict] = {}
+    for c in columns:
+        found: dict[str, dict] = {}
+        for row, r in zip(row_nums, rows):
+            v = r.get(c)
+            for role, problem in (("text", _text_problem(c, v)), ("time", _time_problem(c, v))):
+                if problem:
+                    f = found.setdefault(role, {"count": 0, "examples": []})
+                    f["count"] += 1
+                    if len(f["examples"]) < examples:
+                        f["examples"].append({"row": row, "reason": problem[0], "detail": problem[1],
+                                              "value": v if not isinstance(v, str) else v[:200]})
+        if found:
+            out[c] = found
+    return out
+
+
+def _text_problem(col: str, v: Any) -> tuple[str, str] | None:
+    if v is None:
+        return "missing text", f"no value in column {col!r}"
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        return "text not a string", f"column {col!r} holds a {type(v).__name__}"
+    if isinstance(v, str) and not v.strip():
+        return "empty text", f"column {col!r} is empty"
+    return None
+
+
+def _time_problem(col: str, v: Any) -> tuple[str, str] | None:
+    if v is None or isinstance(v, (_dt.date, _dt.datetime)) or (isinstance(v, str) and not v.strip()):
+        return None
+    try:
+        parse_time(v if isinstance(v, str) else str(v))
+    except (ValueError, OverflowError) as e:
+        return "bad timestamp", f"column {col!r}: {e}"
+    return None
 
 
 def guess_dataset_name(filename: str) -> str:

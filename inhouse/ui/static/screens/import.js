@@ -77,7 +77,23 @@ function showPreview(stage, file, pv, existing) {
   const go = button("Import", () => doImport(), { role: "editor", kind: "primary", id: "import-go" });
   const issues = h("div", { class: "import-issues" });
 
+  const valueChecks = h("div", { class: "import-checks" });
+  const showChecks = () => {
+    const found = [];
+    for (const role of ["text", "time"]) {
+      const col = selects[role].value;
+      const c = col && pv.checks?.[col]?.[role];
+      if (c) found.push([role, col, c]);
+    }
+    clear(valueChecks, found.length ? h("div", { class: "warn-box" },
+      h("strong", {}, "With this mapping, these rows of the preview would be quarantined:"),
+      h("ul", {}, found.map(([role, col, c]) => h("li", {}, `${role} = ${col}: ${fmt(c.count)} of the first ${fmt(pv.rows_read)} rows, e.g. `,
+        c.examples.slice(0, 3).map((e, i) => [i ? "; " : "", h("span", { class: "check-row" }, `row ${e.row}`), `: ${e.reason} (${e.detail})`])))),
+      h("div", { class: "fix" }, "Fix: correct those values in the file, or choose another column. The other rows are imported either way.")) : null);
+  };
+
   const check = () => {
+    showChecks();
     const problems = [];
     const n = name.value.trim();
     if (!NAME_RE.test(n)) problems.push("The dataset name must be letters, digits, '.', '_' or '-' (up to 100), starting with a letter or digit.");
@@ -102,6 +118,7 @@ function showPreview(stage, file, pv, existing) {
 
   const result = h("div", { class: "import-result" });
   const form = h("form", { class: "import-form", onsubmit: (e) => { e.preventDefault(); if (!go.disabled) go.click(); } },
+    valueChecks,
     h("div", { class: "grid import-grid" },
       h("div", {}, h("h3", {}, "Columns"), mapping),
       h("div", {}, h("h3", {}, "Dataset"), field("Dataset name", name, nameMsg),
