@@ -148,7 +148,7 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
     if strategy == "diversity":
         ref, reason = None, "diversity was asked for: documents spread over the data"
     elif model is not None:
-        reason = f"{strategy}: the documents model {model} is least sure of (smallest top-2 margin)"
+        reason = f"uncertainty with model {model}: the documents it is least sure of (smallest top-2 margin)"
     else:
         ref = trained_on(ws, dataset)
         if ref is None and strategy == "uncertainty":
