@@ -23,42 +23,14 @@ import time
 
 from ..errors import Conflict, NotFound, UsageError
 from ..workspace.store import Workspace, current_user
+from .runs import load_discovery, resolve_merges, topic_edits
+
+__all__ = ["rename_topic", "merge_topics", "unmerge_topic", "topic_edits", "resolve_merges"]
 
 MAX_NAME = 200
 
 
-def topic_edits(ws: Workspace, run_id: int) -> tuple[dict[int, tuple[str, str]], dict[int, int]]:
-    """The run's standing edits: ``{topic: (name, user)}`` and merges ``{topic: into}``."""
-    names: dict[int, tuple[str, str]] = {}
-    merges: dict[int, int] = {}
-    for r in ws.db.execute("SELECT topic, kind, name, into_topic, user FROM topic_edits WHERE run_id = ? "
-                           "AND undone_at IS NULL ORDER BY id", (run_id,)):
-        if r["kind"] == "name":
-            names[int(r["topic"])] = (r["name"], r["user"])
-        else:
-            merges[int(r["topic"])] = int(r["into_topic"])
-    return names, merges
-
-
-def resolve_merges(merges: dict[int, int]) -> dict[int, int]:
-    """Each merged topic mapped to the topic it finally belongs to (chains followed, never looping).
-
-    >>> resolve_merges({3: 1, 1: 0, 5: 2})
-    {3: 0, 1: 0, 5: 2}
-    """
-    out = {}
-    for t in merges:
-        seen, cur = {t}, merges[t]
-        while cur in merges and merges[cur] not in seen:
-            seen.add(cur)
-            cur = merges[cur]
-        out[t] = cur
-    return out
-
-
 def _run(ws: Workspace, dataset: str, run: int):
-    from .runs import load_discovery
-
     return load_discovery(ws, dataset, run, texts=False)
 
 

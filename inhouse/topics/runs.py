@@ -223,8 +223,6 @@ def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts
 
 def _apply_edits(ws: Workspace, res: DiscoveryResult) -> None:
     """A person's names and merges of this run's topics (inhouse.topics.edits), over the discovered ones."""
-    from .edits import resolve_merges, topic_edits
-
     names, merges = topic_edits(ws, res.run_id)
     by_id = {t.topic: t for t in res.topics}
     for topic, (name, user) in names.items():
@@ -287,3 +285,34 @@ def write_assignments(result: DiscoveryResult, path: str | Path, *, ws: Workspac
     if result.within:
         out["parent"] = df["parent"].to_numpy()
     return write_table(out, Path(path), what="topics")
+
+
+# ------------------------------------------------- a person's edits ----
+
+def topic_edits(ws: Workspace, run_id: int) -> tuple[dict[int, tuple[str, str]], dict[int, int]]:
+    """The run's standing edits: ``{topic: (name, user)}`` and merges ``{topic: into}``."""
+    names: dict[int, tuple[str, str]] = {}
+    merges: dict[int, int] = {}
+    for r in ws.db.execute("SELECT topic, kind, name, into_topic, user FROM topic_edits WHERE run_id = ? "
+                           "AND undone_at IS NULL ORDER BY id", (run_id,)):
+        if r["kind"] == "name":
+            names[int(r["topic"])] = (r["name"], r["user"])
+        else:
+            merges[int(r["topic"])] = int(r["into_topic"])
+    return names, merges
+
+
+def resolve_merges(merges: dict[int, int]) -> dict[int, int]:
+    """Each merged topic mapped to the topic it finally belongs to (chains followed, never looping).
+
+    >>> resolve_merges({3: 1, 1: 0, 5: 2})
+    {3: 0, 1: 0, 5: 2}
+    """
+    out = {}
+    for t in merges:
+        seen, cur = {t}, merges[t]
+        while cur in merges and merges[cur] not in seen:
+            seen.add(cur)
+            cur = merges[cur]
+        out[t] = cur
+    return out

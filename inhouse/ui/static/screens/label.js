@@ -17,10 +17,11 @@ export async function render(view, params, query) {
     col: query.col && cols.includes(query.col) ? query.col : "label",
     mode: query.mode === "docs" ? "docs" : "topics",
     ds, run: null, selected: query.topic !== undefined ? Number(query.topic) : null,
-    queue: [], current: null, seen: new Set(), skipped: [], undoStack: [], extra: [], info: null,
+    queue: [], current: null, seen: new Set(), skipped: [], undoStack: [], extra: [], info: null, orders: {},
   };
 
   // ------------------------------------------------------------- frame ----
+  const headCount = h("span", { class: "muted" });
   const colSelect = select(cols.map((c) => [c, c === "label" && ds.columns?.label ? `label (file column ${ds.columns.label})` : c]),
     st.col, { "aria-label": "label column", "data-readonly-ok": "" });
   colSelect.addEventListener("change", async () => { st.col = colSelect.value; await refreshSide(); if (st.mode === "docs") renderDoc(); });
@@ -30,7 +31,7 @@ export async function render(view, params, query) {
   modeDocs.addEventListener("click", () => setMode("docs"));
   view.append(h("div", { class: "page-head" },
     h("h1", {}, "Label · ", name),
-    h("span", { class: "muted" }, `${fmt(ds.rows)} documents · ${fmt(ds.unlabelled)} unlabelled`),
+    headCount,
     h("div", { class: "actions row" }, h("span", { class: "segmented", role: "group", "aria-label": "mode" }, modeTopics, modeDocs),
       field("Label column", colSelect),
       h("a", { href: `#/datasets/${enc(name)}` }, "Explore"), h("a", { href: `#/train?dataset=${enc(name)}` }, "Train"))));
@@ -60,6 +61,8 @@ export async function render(view, params, query) {
   async function refreshSide() {
     const [d, b] = await Promise.all([api.get(base), api.get(`${base}/labels`, { limit: 30 })]);
     st.ds = d;
+    const lc = d.label_columns?.[st.col];
+    headCount.textContent = `${fmt(d.rows)} documents · ${fmt(d.rows - (lc?.labelled ?? 0))} unlabelled in ${st.col}`;
     const values = d.label_columns?.[st.col]?.values || {};
     const items = Object.entries(values).sort((a, z) => z[1] - a[1]).map(([label, value]) => ({ label, value }));
     clear(counts, items.length ? barChart(items, { width: 420, title: `labels per class in ${st.col}` })
@@ -69,7 +72,7 @@ export async function render(view, params, query) {
       { key: "label", label: "Label", render: (r) => h("span", {}, r.label, r.column !== "label" ? h("span", { class: "muted" }, ` (${r.column})`) : null) },
       { key: "count", label: "Docs", num: true },
       { key: "user", label: "Who" },
-      { key: "created_at", label: "When", render: (r) => when(r.created_at) },
+      { key: "created_at", label: "When", render: (r) => h("span", { class: "nowrap", title: when(r.created_at) }, when(r.created_at).slice(5, 16)) },
       { key: "source", label: "From", render: (r) => sourceText(r.source) },
       { key: "undo", label: "", render: (r) => r.undone_at ? badge("undone", "muted")
         : button("Undo batch", () => undoBatch(r), { role: "editor", kind: "small", "data-batch": r.batch }) },
@@ -243,11 +246,14 @@ export async function render(view, params, query) {
   docsPane.append(card(null, h("div", { class: "row queue-controls" }, field("Suggest by", strategySel), modelInput, reload), queueInfo),
     card(null, docBox, legend));
 
+  // The number keys stay put while you label: the order is fixed when a column is first shown (most used
+  // first), and labels that appear later (a topic labelled, a new label typed) go to the end.
   function labelSet() {
+    const order = (st.orders[st.col] ||= []);
     const values = st.ds.label_columns?.[st.col]?.values || {};
-    const names = Object.entries(values).sort((a, z) => z[1] - a[1]).map(([k]) => k);
-    for (const x of st.extra) if (!names.includes(x)) names.push(x);
-    return names;
+    for (const [k] of Object.entries(values).sort((a, z) => z[1] - a[1])) if (!order.includes(k)) order.push(k);
+    for (const x of st.extra) if (!order.includes(x)) order.push(x);
+    return order;
   }
 
   async function nextDoc() {
