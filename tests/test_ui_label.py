@@ -257,3 +257,35 @@ def test_a_viewer_sees_the_label_screen_but_cannot_label(served, browser):
     assert page.locator("[data-action=label-topic]").is_disabled()
     assert_clean(page)
     page.context.close()
+
+
+@pytest.mark.browser
+def test_rename_merge_and_unmerge_topics_on_the_screen(served, browser):
+    from uikit import assert_clean, open_page
+
+    server, tokens, _ = served
+    with server.client(tokens["editor"]) as c:
+        page = open_page(browser, server.url, tokens["editor"])
+        page.goto("/#/datasets/demo/label?topic=5")
+        page.locator(".topic-detail").wait_for()
+        page.locator(".topic-edit summary").click()
+        page.get_by_label("topic name").fill("App crashes")
+        page.locator("[data-action=rename]").click()
+        page.locator(".topic-list li.selected", has_text="App crashes").wait_for()
+        assert _run(c)["topics"][5]["name"] == "App crashes"
+        size5, size6 = (_run(c)["topics"][i]["size"] for i in (5, 6))
+        assert page.locator(".topic-edit").get_attribute("open") is not None  # stays open while editing
+        page.get_by_label("topic to merge in").select_option("6")
+        page.locator("[data-action=merge]").click()
+        page.locator("dialog.modal").get_by_role("button", name="Merge").click()
+        page.locator("[data-unmerge='6']").wait_for()
+        assert page.locator(".topic-list li[data-topic='6']").count() == 0  # shown as part of topic 5 only
+        assert page.get_by_label("label for this topic").input_value() == "App crashes"
+        assert f"Label all {size5 + size6} documents" in page.locator("[data-action=label-topic]").inner_text()
+        run = _run(c)
+        assert run["topics"][6]["merged_into"] == 5 and run["topics"][5]["size"] == size5 + size6
+        page.locator("[data-unmerge='6']").click()
+        page.locator(".topic-list li[data-topic='6']").wait_for()
+        assert _run(c)["topics"][6]["merged_into"] is None
+        assert_clean(page)
+        page.context.close()

@@ -205,6 +205,10 @@ export async function render(view, params, query) {
       }, { role: "editor", kind: "small link", "data-unmerge": m }));
     });
 
+    const edit = h("details", { class: "topic-edit", open: st.editOpen }, h("summary", {}, "Rename or merge"),
+      h("div", { class: "row" }, field("Topic name", nameInput), rename),
+      h("div", { class: "row" }, mergeSel, merge));
+    edit.addEventListener("toggle", () => { st.editOpen = edit.open; });
     const examples = [...(t.representative_texts || [])];
     for (const m of t.merged || []) {
       const mt = run.topics.find((x) => x.topic === m);
@@ -216,6 +220,7 @@ export async function render(view, params, query) {
         h("p", { class: "muted" }, `${fmt(t.size)} documents (${pct(t.share_of_all ?? t.share)} of the run)`,
           t.name_source?.startsWith("person:") ? ` · named by ${t.name_source.slice(7)}` : ` · named from ${t.name_source}`),
         h("div", { class: "keywords" }, (t.keywords || []).map((k) => h("span", { class: "kw" }, k))),
+        mergedRows.length ? h("div", { class: "merged-in" }, h("strong", {}, "Merged into this topic: "), h("ul", {}, mergedRows)) : null,
         h("h3", {}, "Examples"),
         h("ul", { class: "examples" }, examples.slice(0, 6).map((x) => h("li", { class: "doc-text" }, truncate(x, 300)))),
         h("div", { class: "label-topic" },
@@ -223,10 +228,7 @@ export async function render(view, params, query) {
           doLabel),
         h("p", { class: "muted small" }, `Writes into the label column ${st.col}; one batch you can undo.`),
         out,
-        h("details", { class: "topic-edit" }, h("summary", {}, "Rename or merge"),
-          h("div", { class: "row" }, field("Topic name", nameInput), rename),
-          h("div", { class: "row" }, mergeSel, merge),
-          mergedRows.length ? h("div", {}, h("h3", {}, "Merged into this topic"), h("ul", {}, mergedRows)) : null)));
+        edit));
   }
 
   // -------------------------------------------------------- one at a time ----
