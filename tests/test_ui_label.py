@@ -204,8 +204,8 @@ def test_label_a_topic_then_documents_one_at_a_time_with_the_keyboard(served, br
         page.locator("main").click(position={"x": 5, "y": 5})
         first = int(page.locator(".doc-big").get_attribute("data-doc"))
         page.keyboard.press("n")
-        page.get_by_label("new label").fill("greeting")
-        page.get_by_label("new label").press("Enter")
+        page.get_by_label("new label", exact=True).fill("greeting")
+        page.get_by_label("new label", exact=True).press("Enter")
         cur = _wait_doc_change(page, first)
         done = {first: "greeting"}
         for key in ("1", "2", "1"):
@@ -253,8 +253,13 @@ def test_a_viewer_sees_the_label_screen_but_cannot_label(served, browser):
     page.keyboard.press("1")
     page.wait_for_timeout(300)
     assert page.locator(".doc-big").get_attribute("data-doc") == before
+    assert page.get_by_label("new label", exact=True).is_disabled()
+    page.keyboard.press("s")  # skipping changes nothing: a viewer may page through the queue
+    page.wait_for_function("(b) => document.querySelector('.doc-big').dataset.doc !== b", arg=before)
     page.get_by_role("button", name="Topics → labels").click()
     assert page.locator("[data-action=label-topic]").is_disabled()
+    assert page.get_by_label("label for this topic").is_disabled()
+    assert all(page.locator("[data-batch]").nth(i).is_disabled() for i in range(page.locator("[data-batch]").count()))
     assert_clean(page)
     page.context.close()
 
@@ -287,5 +292,14 @@ def test_rename_merge_and_unmerge_topics_on_the_screen(served, browser):
         page.locator("[data-unmerge='6']").click()
         page.locator(".topic-list li[data-topic='6']").wait_for()
         assert _run(c)["topics"][6]["merged_into"] is None
+        # a label set of one's own: the topic's labels go into it, the file's labels stay as they are
+        page.get_by_label("label column").select_option("__new__")
+        page.get_by_label("name of the new label set").fill("complaint")
+        page.get_by_label("name of the new label set").press("Enter")
+        page.locator(".topic-detail", has_text="label column complaint").wait_for()
+        page.locator("[data-action=label-topic]").click()
+        page.locator(".ok-box").wait_for()
+        b = c.get("/datasets/demo/labels").json()["batches"][0]
+        assert b["column"] == "complaint" and b["label"] == "App crashes" and b["count"] == size5
         assert_clean(page)
         page.context.close()

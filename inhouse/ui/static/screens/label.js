@@ -2,7 +2,7 @@
 // (number keys, u undo, s skip, n new label), label counts per class, and the labelling batches with undo.
 import { api } from "../api.js";
 import { barChart } from "../charts.js";
-import { h, clear, card, table, empty, badge, button, field, select, confirmDialog, toast, errorBox, showError,
+import { h, clear, card, table, empty, badge, button, field, select, confirmDialog, toast, errorBox, showError, guard,
   fmt, pct, when, truncate, can, spinner } from "../dom.js";
 
 const enc = encodeURIComponent;
@@ -24,7 +24,26 @@ export async function render(view, params, query) {
   const headCount = h("span", { class: "muted" });
   const colSelect = select(cols.map((c) => [c, c === "label" && ds.columns?.label ? `label (file column ${ds.columns.label})` : c]),
     st.col, { "aria-label": "label column", "data-readonly-ok": "" });
-  colSelect.addEventListener("change", async () => { st.col = colSelect.value; await refreshSide(); if (st.mode === "docs") renderDoc(); });
+  colSelect.append(h("option", { value: "__new__" }, "+ a label set of your own…"));
+  const newCol = h("input", { type: "text", placeholder: "name, e.g. complaint", "aria-label": "name of the new label set", maxlength: 200, hidden: true, size: 18 });
+  const useCol = async (c) => {
+    st.col = c; st.queue = []; st.current = null;
+    await refreshSide();
+    if (st.mode === "docs") await nextDoc();
+    if (st.run) drawTopics();
+  };
+  colSelect.addEventListener("change", async () => {
+    if (colSelect.value === "__new__") { newCol.hidden = false; newCol.focus(); return; }
+    newCol.hidden = true;
+    await useCol(colSelect.value);
+  });
+  newCol.addEventListener("keydown", async (e) => {
+    if (e.key !== "Enter" || !newCol.value.trim()) return;
+    const c = newCol.value.trim();
+    if (!cols.includes(c)) { cols.push(c); colSelect.insertBefore(h("option", { value: c }, `${c} (new)`), colSelect.lastChild); }
+    colSelect.value = c; newCol.hidden = true; newCol.value = "";
+    await useCol(c);
+  });
   const modeTopics = h("button", { type: "button", class: "btn", "data-mode": "topics", "data-readonly-ok": "" }, "Topics → labels");
   const modeDocs = h("button", { type: "button", class: "btn", "data-mode": "docs", "data-readonly-ok": "" }, "One at a time");
   modeTopics.addEventListener("click", () => setMode("topics"));
@@ -33,7 +52,7 @@ export async function render(view, params, query) {
     h("h1", {}, "Label · ", name),
     headCount,
     h("div", { class: "actions row" }, h("span", { class: "segmented", role: "group", "aria-label": "mode" }, modeTopics, modeDocs),
-      field("Label column", colSelect),
+      field("Label column", colSelect), newCol,
       h("a", { href: `#/datasets/${enc(name)}` }, "Explore"), h("a", { href: `#/train?dataset=${enc(name)}` }, "Train"))));
 
   const mainCol = h("div", { class: "label-main" });
@@ -71,8 +90,8 @@ export async function render(view, params, query) {
     clear(batches, table([
       { key: "label", label: "Label", render: (r) => h("span", {}, r.label, r.column !== "label" ? h("span", { class: "muted" }, ` (${r.column})`) : null) },
       { key: "count", label: "Docs", num: true },
-      { key: "user", label: "Who" },
-      { key: "created_at", label: "When", render: (r) => h("span", { class: "nowrap", title: when(r.created_at) }, when(r.created_at).slice(5, 16)) },
+      { key: "user", label: "Who, when", render: (r) => h("span", { title: when(r.created_at) }, r.user, h("br"),
+        h("span", { class: "muted nowrap" }, when(r.created_at).slice(5, 16))) },
       { key: "source", label: "From", render: (r) => sourceText(r.source) },
       { key: "undo", label: "", render: (r) => r.undone_at ? badge("undone", "muted")
         : button("Undo batch", () => undoBatch(r), { role: "editor", kind: "small", "data-batch": r.batch }) },
@@ -214,7 +233,7 @@ export async function render(view, params, query) {
       const mt = run.topics.find((x) => x.topic === m);
       if (mt) examples.push(...(mt.representative_texts || []).slice(0, 2));
     }
-    return card(null,
+    return guard(card(null,
       h("div", { class: "topic-detail" },
         h("h2", {}, `Topic ${t.topic}: `, t.name),
         h("p", { class: "muted" }, `${fmt(t.size)} documents (${pct(t.share_of_all ?? t.share)} of the run)`,
@@ -228,7 +247,7 @@ export async function render(view, params, query) {
           doLabel),
         h("p", { class: "muted small" }, `Writes into the label column ${st.col}; one batch you can undo.`),
         out,
-        edit));
+        edit)));
   }
 
   // -------------------------------------------------------- one at a time ----
@@ -267,7 +286,7 @@ export async function render(view, params, query) {
         limit: 20, exclude, label_col: st.col === "label" ? undefined : st.col });
     } catch (e) { st.current = null; clear(queueInfo); return clear(docBox, errorBox(e)); }
     clear(queueInfo, badge(st.info.strategy, "info"), " ", st.info.reason,
-      ` · ${fmt(st.info.unlabelled)} unlabelled`, st.info.vectors ? ` · vectors: ${st.info.vectors}` : "");
+      st.info.vectors ? ` · vectors: ${st.info.vectors}` : "");
     st.queue = st.info.items.filter((d) => !st.seen.has(d.doc_id));
     st.current = st.queue.shift() || null;
     renderDoc();
@@ -295,8 +314,9 @@ export async function render(view, params, query) {
           { role: "editor", kind: "label-btn", "data-label": l })),
         labels.length > 9 ? h("span", { class: "muted" }, `+${labels.length - 9} more: type them with `, h("kbd", {}, "n")) : null),
       h("div", { class: "row" }, newInput, button("Add label", () => newInput.value.trim() && assign(newInput.value.trim()), { role: "editor", kind: "small" }),
-        button("Skip (s)", () => skip(), { kind: "small" }), button("Undo (u)", () => undoLast(), { role: "editor", kind: "small" })),
+        button("Skip (s)", () => skip(), { kind: "small", "data-readonly-ok": "" }), button("Undo (u)", () => undoLast(), { role: "editor", kind: "small" })),
       labels.length ? null : h("p", { class: "muted" }, "No labels yet: press ", h("kbd", {}, "n"), " and type the first one."));
+    guard(docBox);
     st.newInput = newInput;
   }
 
