@@ -101,7 +101,7 @@ export async function render(view, params, query) {
 
   function sourceText(s) {
     const m = /^topic:(\d+):(-?\d+)$/.exec(s || "");
-    return m ? `topic ${m[2]} (run ${m[1]})` : s;
+    return m ? h("span", { title: `topic ${m[2]} of discovery run ${m[1]}` }, `topic ${m[2]}`) : s;
   }
 
   async function undoBatch(b) {
@@ -261,11 +261,12 @@ export async function render(view, params, query) {
   modelInput.addEventListener("keydown", (e) => { if (e.key === "Enter") reload.click(); });
   const queueInfo = h("div", { class: "queue-info muted" });
   const docBox = h("div", { class: "doc-box" });
+  const lastLine = h("div", { class: "last-line muted", role: "status" });
   const legend = h("div", { class: "legend muted", "aria-label": "keyboard shortcuts" },
     h("kbd", {}, "1"), "–", h("kbd", {}, "9"), " assign · ", h("kbd", {}, "u"), " undo last · ", h("kbd", {}, "s"), " skip · ",
     h("kbd", {}, "n"), " new label");
   docsPane.append(card(null, h("div", { class: "row queue-controls" }, field("Suggest by", strategySel), modelInput, reload), queueInfo),
-    card(null, docBox, legend));
+    card(null, docBox, lastLine, legend));
 
   // The number keys stay put while you label: the order is fixed when a column is first shown (most used
   // first), and labels that appear later (a topic labelled, a new label typed) go to the end.
@@ -328,7 +329,7 @@ export async function render(view, params, query) {
     if (!labelSet().includes(label)) st.extra.push(label);
     st.seen.add(d.doc_id);
     st.undoStack.push({ batch: b.batch, doc: d, label });
-    toast(`Document ${d.doc_id} → ${label}`, "info", 1500);
+    lastLine.textContent = `Last: document ${d.doc_id} → ${label} (u to undo)`;
     await refreshSide();
     await nextDoc();
   }
@@ -344,7 +345,7 @@ export async function render(view, params, query) {
     const last = st.undoStack.pop();
     if (!last) { toast("Nothing to undo in this session."); return; }
     await api.post(`/labels/${enc(last.batch)}/undo`, {});
-    toast(`Undid: document ${last.doc.doc_id} is no longer ${last.label}`);
+    lastLine.textContent = `Undid: document ${last.doc.doc_id} is no longer ${last.label}`;
     if (st.current) st.queue.unshift(st.current);
     st.current = last.doc;
     st.seen.delete(last.doc.doc_id);
