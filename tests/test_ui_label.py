@@ -129,6 +129,9 @@ def test_queue_diversity_without_a_model_and_uncertainty_with_one(served):
         assert c.get("/datasets/demo/queue", params={"model": "intents@9"}).status_code == 404
         assert c.get("/datasets/demo/queue", params={"strategy": "uncertainty"}).status_code == 404  # no model yet
         assert c.get("/datasets/demo/queue", params={"exclude": "1,x"}).status_code == 400
+        fresh = c.get("/datasets/demo/queue", params={"label_col": "brand_new_set", "limit": 3}).json()
+        assert fresh["unlabelled"] == 300 and fresh["label_col"] == "brand_new_set"  # a new set: all unlabelled
+        assert c.get("/datasets/demo/queue", params={"label_col": "text"}).status_code == 422  # reserved
         assert c.get("/datasets/demo/queue", params={"limit": 0}).status_code == 422
         assert c.get("/datasets/nope/queue").status_code == 404
 

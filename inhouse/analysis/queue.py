@@ -136,14 +136,15 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
             exclude: list[int] | None = None, seed: int = 0, label_col: str | None = None) -> QueueResult:
     """The next ``limit`` unlabelled documents of ``dataset`` worth labelling (see the module docstring)."""
     from ..workspace.documents import read_documents
-    from ..workspace.labelsets import resolve_label_col
+    from ..workspace.labelsets import label_columns, resolve_label_col
 
     if strategy not in STRATEGIES:
         raise UsageError(f"strategy {strategy!r} is unknown; expected one of {list(STRATEGIES)}.",
                          fix="Use auto (uncertainty with a model, else diversity).")
     if not 1 <= limit <= MAX_LIMIT:
         raise UsageError(f"limit must be 1..{MAX_LIMIT}, found {limit}.")
-    col = resolve_label_col(ws, dataset, label_col).name
+    col = resolve_label_col(ws, dataset, label_col, create=True)  # a new label set: nothing labelled in it yet
+    fresh = col.kind == "people" and col.name not in {c.name for c in label_columns(ws, dataset)}
     ref, reason = model, ""
     if strategy == "diversity":
         ref, reason = None, "diversity was asked for: documents spread over the data"
@@ -162,8 +163,11 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
         from ..classifiers.load import load_classifier
 
         clf = load_classifier(ws, ref)  # NotFound for a ref that names no version
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "label"], label_col=label_col)
-    df = df[df["label"].isna()]
+    if fresh:
+        df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"])
+    else:
+        df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "label"], label_col=col.name)
+        df = df[df["label"].isna()]
     unlabelled = len(df)
     if exclude:
         df = df[~df["doc_id"].isin([int(x) for x in exclude])]
@@ -172,7 +176,7 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
         df = df.iloc[keep]
     texts = df["text"].tolist()
     ids = df["doc_id"].astype(np.int64).tolist()
-    out = QueueResult(dataset, "uncertainty" if clf else "diversity", reason, clf.version.ref if clf else None, col,
+    out = QueueResult(dataset, "uncertainty" if clf else "diversity", reason, clf.version.ref if clf else None, col.name,
                       unlabelled, len(df), None, seed)
     if not ids:
         return out
