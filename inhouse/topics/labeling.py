@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.labels import LabelBatch, label_docs
+from ..errors import Conflict
 from ..workspace.store import Workspace
 
 
@@ -24,7 +25,11 @@ def label_topic(ws: Workspace, dataset: str, topic: int, label: str, *, run: int
     from .runs import load_discovery
 
     res = load_discovery(ws, dataset, run, texts=False)
-    res.topic(topic)  # raises NotFound naming the topics there are
+    t = res.topic(topic)  # raises NotFound naming the topics there are
+    if t.merged_into is not None:
+        raise Conflict(f"topic {topic} of run {res.run_id} was merged into topic {t.merged_into}; its documents "
+                       f"are labelled with that topic.", fix=f"Label topic {t.merged_into}, or unmerge topic {topic} "
+                       "first.")
     a = res.assignments()
     ids = a.loc[a["topic"] == topic, "doc_id"].astype(np.int64).tolist()
     if where:

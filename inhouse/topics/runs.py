@@ -69,6 +69,8 @@ class Topic:
     parent: str | None = None
     share_of_all: float | None = None
     representative_ids: list = field(default_factory=list)  # the user's ids (or rows) of representative_docs
+    merged_into: int | None = None  # a person merged this topic into that one (see inhouse.topics.edits)
+    merged: list[int] = field(default_factory=list)  # topics merged into this one (its size includes theirs)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -102,6 +104,7 @@ class DiscoveryResult:
     embeddings: dict = field(default_factory=dict)  # {"computed": n, "reused": m}: vectors this run had to compute
     where: str | None = None
     llm_names: dict = field(default_factory=dict)  # accepted / fell_back counts of --llm names
+    merges: dict = field(default_factory=dict)  # {topic: the topic it was merged into}, chains resolved
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "topics"}
@@ -120,7 +123,10 @@ class DiscoveryResult:
         """DataFrame ``doc_id, topic, parent, similarity`` (one row per document of the run)."""
         import pandas as pd
 
-        return pd.read_parquet(self.assignments_path)
+        df = pd.read_parquet(self.assignments_path)
+        if self.merges:
+            df["topic"] = df["topic"].map(lambda t: self.merges.get(int(t), int(t))).astype("int32")
+        return df
 
 
 # ----------------------------------------------------------- persistence ----
@@ -209,9 +215,28 @@ def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts
                           opts, row["llm"], row["llm_sha256"],
                           round((started["finished_at"] or 0) - started["started_at"], 3) if started else 0.0,
                           row["created_at"], str(ws.home / row["assignments_path"]), topics, where=opts.get("where"))
+    _apply_edits(ws, res)
     if texts:
         _add_representative_ids(ws, res)
     return res
+
+
+def _apply_edits(ws: Workspace, res: DiscoveryResult) -> None:
+    """A person's names and merges of this run's topics (inhouse.topics.edits), over the discovered ones."""
+    names, merges = topic_edits(ws, res.run_id)
+    by_id = {t.topic: t for t in res.topics}
+    for topic, (name, user) in names.items():
+        if topic in by_id:
+            by_id[topic].name, by_id[topic].name_source = name, f"person:{user}"
+    res.merges = {t: into for t, into in resolve_merges(merges).items() if t in by_id and into in by_id}
+    for t, into in sorted(res.merges.items()):
+        src, dst = by_id[t], by_id[into]
+        src.merged_into = into
+        dst.merged.append(t)
+        dst.size += src.size
+        dst.share = round(dst.share + src.share, 6)
+        if dst.share_of_all is not None and src.share_of_all is not None:
+            dst.share_of_all = round(dst.share_of_all + src.share_of_all, 6)
 
 
 def doc_texts(ws: Workspace, dataset: str, doc_ids: list[int]) -> dict[int, str]:
@@ -260,3 +285,34 @@ def write_assignments(result: DiscoveryResult, path: str | Path, *, ws: Workspac
     if result.within:
         out["parent"] = df["parent"].to_numpy()
     return write_table(out, Path(path), what="topics")
+
+
+# ------------------------------------------------- a person's edits ----
+
+def topic_edits(ws: Workspace, run_id: int) -> tuple[dict[int, tuple[str, str]], dict[int, int]]:
+    """The run's standing edits: ``{topic: (name, user)}`` and merges ``{topic: into}``."""
+    names: dict[int, tuple[str, str]] = {}
+    merges: dict[int, int] = {}
+    for r in ws.db.execute("SELECT topic, kind, name, into_topic, user FROM topic_edits WHERE run_id = ? "
+                           "AND undone_at IS NULL ORDER BY id", (run_id,)):
+        if r["kind"] == "name":
+            names[int(r["topic"])] = (r["name"], r["user"])
+        else:
+            merges[int(r["topic"])] = int(r["into_topic"])
+    return names, merges
+
+
+def resolve_merges(merges: dict[int, int]) -> dict[int, int]:
+    """Each merged topic mapped to the topic it finally belongs to (chains followed, never looping).
+
+    >>> resolve_merges({3: 1, 1: 0, 5: 2})
+    {3: 0, 1: 0, 5: 2}
+    """
+    out = {}
+    for t in merges:
+        seen, cur = {t}, merges[t]
+        while cur in merges and merges[cur] not in seen:
+            seen.add(cur)
+            cur = merges[cur]
+        out[t] = cur
+    return out

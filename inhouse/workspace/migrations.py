@@ -251,4 +251,20 @@ SCHEMA_MIGRATIONS: list[str] = [
     ALTER TABLE labels ADD COLUMN label_col TEXT NOT NULL DEFAULT 'label';
     CREATE INDEX labels_col ON labels(dataset_id, label_col, doc_id)
     """,
+    # topic edits (issue 11): a person's names for topics and merges of topics, kept beside the discovered
+    # ones (nothing of the run is rewritten); an edit is undone by setting undone_at
+    """
+    CREATE TABLE topic_edits (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES discoveries(run_id) ON DELETE CASCADE,
+        topic INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('name', 'merge')),
+        name TEXT,
+        into_topic INTEGER,
+        user TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        undone_at REAL
+    );
+    CREATE INDEX topic_edits_run ON topic_edits(run_id, kind, topic)
+    """,
 ]
