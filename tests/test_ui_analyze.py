@@ -16,6 +16,7 @@ import time
 import pytest
 
 from serverkit import Server, create_token
+from uikit import browser  # noqa: F401  (the session fixture)
 
 ROWS = 900
 
@@ -129,5 +130,124 @@ def test_pipeline_refusals(served):
         r = c.post("/pipelines", json={**body, "path": "/etc/passwd"})
         assert r.status_code == 422  # no field takes a path
         r = c.post("/pipelines", json={**body, "summaries": "llm", "llm": "minilm-l6"})
-        assert r.status_code in (404, 422) and r.json()["fix"], r.text
+        assert r.status_code in (400, 404, 422) and r.json()["fix"], r.text
         assert not [j for j in c.get("/jobs", params={"kind": "pipeline", "status": "queued"}).json()["jobs"]]
+
+
+# --------------------------------------------------------------- browser ----
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_analyze_screen_runs_a_pipeline(browser, served):
+    from uikit import assert_clean, open_page, shot
+
+    server, tokens, _ = served
+    page = open_page(browser, server.url, tokens["editor"])
+    page.goto("/#/analyze?dataset=cc")
+    assert page.get_by_label("Dataset").input_value() == "cc"
+    assert page.get_by_label("Model version").input_value() == "intents@production"
+    page.get_by_label("Time bucket").select_option("week")
+    page.get_by_role("button", name="Run pipeline").click()
+    page.locator(".job-panel").wait_for()
+    page.wait_for_url("**/#/analyze/*", timeout=150_000)
+    run_id = int(page.url.rsplit("/", 1)[1])
+    page.get_by_role("heading", name="Category volumes per week").wait_for()
+    with server.client(tokens["viewer"]) as c:
+        d = c.get(f"/pipelines/{run_id}").json()
+    assert d["user"] == "editor-user" and d["dataset"] == "cc" and d["model"] == "intents@1"
+    # the chart: one line per category (up to 10), emerging marked in its legend
+    assert page.locator("svg.chart path").count() == min(10, len(d["volumes"]["series"]))
+    flagged = page.locator("section.card", has=page.get_by_role("heading", name="Emerging and declining"))
+    assert flagged.locator("tbody tr").count() == len(d["flagged"]) > 0
+    assert "app_problem" in flagged.inner_text() and "▲ emerging" in flagged.inner_text()
+    assert page.locator(".summary-card").count() == len(d["summaries"]) > 0
+    cost = page.locator("section.card", has=page.get_by_role("heading", name="Cost"))
+    assert "openai-gpt-4o-mini" in cost.inner_text() and "Assumptions" in cost.inner_text()
+    shot(page, "analyze-dashboard", readme=True)
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="Download report").click()
+    html = open(dl.value.path(), encoding="utf-8").read()
+    assert dl.value.suggested_filename == "report.html"
+    assert html.startswith("<!DOCTYPE html>") and f"(run {run_id})" in html and "<section id='volumes'>" in html
+    assert_clean(page)
+
+
+@pytest.mark.browser
+def test_access_admin_creates_and_revokes_a_token(browser, served):
+    from uikit import assert_clean, open_page, shot
+
+    server, tokens, _ = served
+    page = open_page(browser, server.url, tokens["admin"])
+    page.goto("/#/access")
+    page.get_by_label("Name").fill("ui-bot")
+    page.get_by_label("Role").select_option("editor")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("input.secret").input_value()
+    assert secret.startswith("ih_")
+    with server.client(secret) as c:
+        assert c.get("/me").json() == {"name": "ui-bot", "role": "editor"}
+    page.locator("button[data-revoke='ui-bot']").click()
+    page.locator("dialog").get_by_role("button", name="Revoke").click()
+    page.locator("button[data-revoke='ui-bot']").wait_for(state="detached")
+    with server.client(secret) as c:  # the server caches a token's lookup for up to 2 s
+        deadline = time.monotonic() + 6
+        while c.get("/me").status_code != 401 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert c.get("/me").status_code == 401
+    audit = page.locator("section.card", has=page.get_by_role("heading", name="Audit log"))
+    page.get_by_label("Action (prefix)").fill("token.")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_function("() => [...document.querySelectorAll('section.card tbody tr')].some(r => r.innerText.includes('token.revoke'))")
+    rows = audit.locator("tbody tr").all_inner_texts()
+    assert any("token.revoke" in r and "ui-bot" in r and "admin-user" in r for r in rows), rows
+    assert any("token.create" in r and "ui-bot" in r for r in rows), rows
+    assert all("token." in r for r in rows), rows
+    shot(page, "access-audit", readme=True)
+    assert_clean(page)
+
+
+@pytest.mark.browser
+def test_viewer_sees_access_analyze_and_jobs_without_controls(browser, served, api_run):
+    from uikit import assert_clean, open_page
+
+    server, tokens, _ = served
+    page = open_page(browser, server.url, tokens["viewer"])
+    page.goto("/#/access")
+    page.get_by_text("The audit log and API tokens need an admin").wait_for()
+    assert "viewer-user" in page.locator(".whoami").inner_text()
+    assert page.get_by_role("button", name="Create token").count() == 0 and page.locator("[data-revoke]").count() == 0
+    page.goto("/#/analyze")
+    assert page.get_by_role("button", name="Run pipeline").is_disabled()
+    assert page.get_by_label("Dataset").is_disabled()
+    page.locator(f"a[href='#/analyze/{api_run}']").first.click()
+    page.get_by_role("heading", name="Category volumes per week").wait_for()
+    page.goto("/#/jobs")
+    page.get_by_role("link", name=f"Dashboard of run #{api_run}").wait_for()
+    enabled = page.locator("main button:not([disabled])").all_inner_texts()
+    assert "Cancel" not in enabled
+    assert_clean(page)
+
+
+@pytest.mark.browser
+def test_jobs_screen_follows_and_cancels_a_job(browser, served):
+    from uikit import assert_clean, open_page, shot
+
+    server, tokens, _ = served
+    with server.client(tokens["editor"]) as c:
+        job_id = c.post("/pipelines", json={"dataset": "cc", "model": "intents@1", "every": "month",
+                                            "summaries": "none"}).json()["job_id"]
+    page = open_page(browser, server.url, tokens["editor"])
+    page.goto("/#/jobs")
+    page.get_by_text("live: refreshing").wait_for()
+    row = page.locator("tbody tr", has_text=f"#{job_id}")
+    assert "pipeline" in row.inner_text() and "editor-user" in row.inner_text()
+    row.click()
+    panel = page.locator(f".job-panel[data-job='{job_id}']")
+    panel.wait_for()
+    shot(page, "jobs")
+    panel.get_by_role("button", name="Cancel").click()
+    row.get_by_text("cancelled").wait_for(timeout=30_000)
+    with server.client(tokens["viewer"]) as c:
+        assert c.get(f"/jobs/{job_id}").json()["status"] == "cancelled"
+    page.get_by_text("live: refreshing").wait_for(state="detached")
+    assert_clean(page)
