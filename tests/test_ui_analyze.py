@@ -156,7 +156,7 @@ def test_analyze_screen_runs_a_pipeline(browser, served):
         d = c.get(f"/pipelines/{run_id}").json()
     assert d["user"] == "editor-user" and d["dataset"] == "cc" and d["model"] == "intents@1"
     # the chart: one line per category (up to 10), emerging marked in its legend
-    assert page.locator("svg.chart path").count() == min(10, len(d["volumes"]["series"]))
+    assert page.locator("svg.chart path").count() == min(12, len(d["volumes"]["series"]))
     flagged = page.locator("section.card", has=page.get_by_role("heading", name="Emerging and declining"))
     assert flagged.locator("tbody tr").count() == len(d["flagged"]) > 0
     assert "app_problem" in flagged.inner_text() and "▲ emerging" in flagged.inner_text()
@@ -208,7 +208,7 @@ def test_access_admin_creates_and_revokes_a_token(browser, served):
 
 @pytest.mark.browser
 def test_viewer_sees_access_analyze_and_jobs_without_controls(browser, served, api_run):
-    from uikit import assert_clean, open_page
+    from uikit import assert_clean, open_page, shot
 
     server, tokens, _ = served
     page = open_page(browser, server.url, tokens["viewer"])
@@ -219,6 +219,7 @@ def test_viewer_sees_access_analyze_and_jobs_without_controls(browser, served, a
     page.goto("/#/analyze")
     assert page.get_by_role("button", name="Run pipeline").is_disabled()
     assert page.get_by_label("Dataset").is_disabled()
+    shot(page, "analyze-start")
     page.locator(f"a[href='#/analyze/{api_run}']").first.click()
     page.get_by_role("heading", name="Category volumes per week").wait_for()
     page.goto("/#/jobs")
@@ -234,8 +235,15 @@ def test_jobs_screen_follows_and_cancels_a_job(browser, served):
 
     server, tokens, _ = served
     with server.client(tokens["editor"]) as c:
+        ok = c.post("/classify/jobs", json={"dataset": "cc", "model": "intents@1", "split": "test",
+                                            "format": "csv"}).json()["job_id"]
+        bad = c.post("/training", json={"dataset": "cc", "name": "never", "method": "head",
+                                        "label_col": "nosuch"}).json()["job_id"]
+        assert wait_job(c, ok)["status"] == "done"
+        failed = wait_job(c, bad)
+        assert failed["status"] == "failed", failed
         job_id = c.post("/pipelines", json={"dataset": "cc", "model": "intents@1", "every": "month",
-                                            "summaries": "none"}).json()["job_id"]
+                                            "min_topic_size": 12}).json()["job_id"]
     page = open_page(browser, server.url, tokens["editor"])
     page.goto("/#/jobs")
     page.get_by_text("live: refreshing").wait_for()
@@ -250,4 +258,34 @@ def test_jobs_screen_follows_and_cancels_a_job(browser, served):
     with server.client(tokens["viewer"]) as c:
         assert c.get(f"/jobs/{job_id}").json()["status"] == "cancelled"
     page.get_by_text("live: refreshing").wait_for(state="detached")
+    # a failed job: its message in the list, message and fix in its detail
+    page.locator("tbody tr", has_text=f"#{bad}").click()
+    box = page.locator(".job-detail .error-box")
+    assert failed["error"]["message"] in box.inner_text() and "Fix:" in box.inner_text()
+    # a finished classify job: its output file
+    with page.expect_download() as dl:
+        page.locator(f"a[data-output='{ok}']").click()
+    assert dl.value.suggested_filename.endswith(".csv")
+    assert open(dl.value.path(), encoding="utf-8").read().count("\n") > 10
     assert_clean(page)
+
+
+@pytest.mark.browser
+def test_empty_workspace_says_what_to_do(browser, tmp_path):
+    from uikit import assert_clean, open_page
+
+    token = create_token(tmp_path, "first-admin", "admin")
+    server = Server(tmp_path)
+    try:
+        page = open_page(browser, server.url, token)
+        page.goto("/#/analyze")
+        page.get_by_role("heading", name="No datasets yet — import a CSV or run the demo").wait_for()
+        page.get_by_role("heading", name="No pipeline runs yet").wait_for()
+        assert page.get_by_role("link", name="Import data").is_visible()
+        page.goto("/#/jobs")
+        page.get_by_role("heading", name="No jobs yet").wait_for()
+        with server.client(token) as c:
+            assert c.get("/pipelines").json() == {"runs": []}
+        assert_clean(page)
+    finally:
+        server.stop()

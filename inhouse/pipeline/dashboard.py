@@ -129,7 +129,8 @@ def summary(ws: Workspace, r) -> dict:
     res = json.loads(r["result"] or "{}")
     steps = {s["name"]: s for s in res.get("steps", [])}
     trends = (steps.get("trends") or {}).get("result") or {}
-    flagged = [c for c in (trends.get("categories") or {}).get("categories", []) if c["status"] != "stable"]
+    flagged = [c for level in ("categories", "subtopics") for c in (trends.get(level) or {}).get("categories", [])
+               if c["status"] != "stable"]
     return {"id": r["id"], "name": res.get("name"), "dataset": res.get("dataset"), "model": r["model"],
             "user": r["user"], "status": r["status"], "started_at": r["started_at"], "finished_at": r["finished_at"],
             "seconds": res.get("seconds"), "documents": (steps.get("classify") or {}).get("result", {}).get("rows"),

@@ -59,7 +59,7 @@ async function start(view, query, alive) {
     { key: "model", label: "Model" },
     { key: "every", label: "Bucket" },
     { key: "documents", label: "Documents", num: true },
-    { key: "emerging", label: "Emerging", num: true },
+    { key: "emerging", label: "Emerging", num: true, title: "categories and sub-topics" },
     { key: "declining", label: "Declining", num: true },
     { key: "user", label: "By" },
     { key: "started_at", label: "Started", render: (r) => when(r.started_at) },
@@ -84,8 +84,8 @@ function form(datasets, mopts, llms, query, alive) {
   const prod = mopts.find(([v]) => v.endsWith("@production"));
   const mSel = select(mopts, (prod || mopts[0])[0], { name: "model" });
   const every = select(EVERY, "week", { name: "every" });
-  const summ = select([["extractive", "Extractive: keywords and representative messages (fast)"],
-    ...llms.map((m) => [`llm:${m.name}`, `Written by the local LLM ${m.name} (slower)`]),
+  const summ = select([["extractive", "Extractive (keywords, examples)"],
+    ...llms.map((m) => [`llm:${m.name}`, `Written by ${m.name} (local LLM, slower)`]),
     ["none", "No summaries"]], "extractive", { name: "summaries" });
   const subs = h("input", { type: "checkbox", name: "subtopics", checked: true });
   const area = h("div", { class: "run-area" });
@@ -104,7 +104,7 @@ function form(datasets, mopts, llms, query, alive) {
       field("Dataset", dsSel, "Its documents are classified; it needs a time column."),
       field("Model version", mSel, "An alias (e.g. production) is resolved once when the run starts."),
       field("Time bucket", every, "Volumes and trends per day, week or month."),
-      field("Summaries", summ, llms.length ? "One summary per category." : "One summary per category. No local LLM is installed, so summaries are extractive."),
+      field("Summaries", summ, llms.length ? "One summary per category: its keywords and most representative messages, or written by a local LLM." : "One summary per category: its keywords and most representative messages (no local LLM is installed)."),
       h("label", { class: "check" }, subs, " Find sub-topics inside each category and flag the emerging ones")),
     h("div", { class: "row" }, go, can("editor") ? null : h("span", { class: "muted" }, "Running a pipeline needs the editor role.")),
     area);
@@ -134,19 +134,20 @@ async function dashboard(view, runId) {
     stat(v ? `${v.every}s` : "periods", v ? fmt(v.periods.length) : "—", v ? `recent window: last ${v.recent_periods}` : null),
     stat("emerging", fmt(emerging.length), "categories and sub-topics"),
     stat("declining", fmt(declining.length)),
-    stat("throughput", t.docs_per_second ? `${fmt(t.docs_per_second)} /s` : "—", t.backend ? `classify on ${t.backend}` : null),
+    stat("throughput", t.docs_per_second ? `${fmt(t.docs_per_second)} docs/s` : "—",
+      t.computed ? `classified ${fmt(t.computed)} on ${t.backend}` : t.documents ? "predictions reused from an earlier run" : null),
     stat("run time", duration(d.seconds))));
 
   // volumes
   if (v && v.series.length) {
-    const shown = v.series.slice(0, 10);
+    const shown = v.series.slice(0, 12);
     const marks = Object.fromEntries(v.series.filter((s) => s.status !== "stable").map((s) => [s.name, s.status]));
     view.append(card(`Category volumes per ${v.every}`,
       h("div", { class: "chart-box" }, lineChart(v.periods, shown.map((s) => ({ name: s.name, values: s.counts })),
         { title: `documents per ${v.every} and category`, yLabel: "documents", marks })),
       h("p", { class: "muted small" }, `${fmt(v.documents)} documents over ${v.periods.length} ${v.every}s. `,
         "▲ thick line: emerging; ▼ dashed: declining (recent ", String(v.recent_periods), ` ${v.every}s against the ones before). `,
-        v.series.length > shown.length ? `${v.series.length - shown.length} smaller categories not drawn.` : "")));
+        v.series.length > shown.length ? `${v.series.length - shown.length} smaller ${v.series.length - shown.length === 1 ? "category" : "categories"} not drawn.` : "")));
   } else {
     view.append(card("Category volumes", h("p", { class: "muted" }, "This run has no trends step, so there are no volumes over time.")));
   }

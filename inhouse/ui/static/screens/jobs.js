@@ -43,7 +43,7 @@ export async function render(view, params, query) {
     if (ACTIVE.has(j.status)) {
       const p = jobPanel(j.id, title);
       p.done.then(refresh, refresh);
-      clear(detail, card(title, h("p", { class: "muted" }, what(j)), p.el));
+      clear(detail, card(null, p.el, h("p", { class: "muted small" }, what(j), ` · by ${j.user || "—"} · created ${when(j.created_at)}`)));
     } else {
       clear(detail, card(title,
         h("p", {}, badge(j.status, tone(j.status)), " ", what(j), ` · by ${j.user || "—"} · created ${when(j.created_at)} · took ${duration(took(j))}`),
