@@ -50,7 +50,9 @@ async function tokens(box, reloadAudit) {
       { key: "revoke", label: "", render: (t) => button("Revoke", async () => {
         const ok = await confirmDialog({ title: `Revoke the token ${t.name}?`, danger: true, confirm: "Revoke",
           body: h("div", {}, h("p", {}, `Every program and person using the ${t.role} token `, h("strong", {}, t.name),
-            " is refused from the next request on."), h("p", { class: "muted" }, "This cannot be undone; create a new token instead.")) });
+            " is refused from the next request on."),
+            t.name === principal().name ? h("p", { class: "warn-own" }, "This is the token you are signed in with: you will be signed out.") : null,
+            h("p", { class: "muted" }, "This cannot be undone; create a new token instead.")) });
         if (!ok) return;
         await api.del(`/tokens/${enc(t.name)}`);
         toast(`Token ${t.name} revoked.`, "good");
