@@ -85,6 +85,7 @@ def test_pipeline_dashboard_data(served, api_run):
     assert any(f["parent"] == "app_problem" for f in subs)
     assert len(d["summaries"]) == len(v["series"]) and all(s["texts"] for s in d["summaries"])
     assert d["cost"]["documents"] == ROWS and d["cost"]["tokens"] > 0
+    assert d["cost"]["all_documents"]["tokens"] == d["cost"]["tokens"]  # everything was classified in this run
     assert "openai-gpt-4o-mini" in d["cost"]["api"] and d["cost_assumptions"]["prices"]
     assert d["throughput"]["docs_per_second"] > 0
     names = {f["name"] for f in d["files"]}
@@ -138,7 +139,7 @@ def test_pipeline_refusals(served):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_analyze_screen_runs_a_pipeline(browser, served):
+def test_analyze_screen_runs_a_pipeline(browser, served, api_run):
     from uikit import assert_clean, open_page, shot
 
     server, tokens, _ = served
@@ -163,7 +164,12 @@ def test_analyze_screen_runs_a_pipeline(browser, served):
     assert page.locator(".summary-card").count() == len(d["summaries"]) > 0
     cost = page.locator("section.card", has=page.get_by_role("heading", name="Cost"))
     assert "openai-gpt-4o-mini" in cost.inner_text() and "Assumptions" in cost.inner_text()
+    # this run reused the API run's predictions; the closed-API price still covers every document it analyzed
+    full = d["cost"]["all_documents"]
+    assert full["documents"] == ROWS and full["reused"] == ROWS and full["tokens"] > 0
+    assert f"The same {ROWS} documents on" in cost.inner_text()
     shot(page, "analyze-dashboard", readme=True)
+    page.screenshot(path=str(shot(page, "analyze-dashboard-full").with_name("analyze-dashboard-full.png")), full_page=True)
     with page.expect_download() as dl:
         page.get_by_role("link", name="Download report").click()
     html = open(dl.value.path(), encoding="utf-8").read()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .. import registry
 from ..errors import NotFound, UsageError
-from ..workspace.costs import CHAT_OUTPUT_TOKENS_PER_DOC, prices, run_cost
+from ..workspace.costs import CHAT_OUTPUT_TOKENS_PER_DOC, api_equivalent, prices, record_cost, run_cost
 from ..workspace.store import Workspace
 
 EVERY = ("day", "week", "month")
@@ -148,6 +148,33 @@ def list_runs(ws: Workspace, *, dataset: str | None = None, limit: int = 50, off
     return out[offset:offset + limit]
 
 
+def price_all_documents(ws: Workspace, run_id: int) -> dict | None:
+    """Add to a run's cost what classifying ALL its documents would cost on the closed APIs.
+
+    A run classifies only documents without a prediction of its pinned model, so
+    its own cost covers the new ones; the dashboard compares like with like: every
+    document the run analyzed, its tokens counted with the model's own tokenizer.
+    """
+    from .costing import count_tokens
+    from ..workspace.documents import read_documents
+
+    r = _row(ws, run_id)
+    c = (_steps(r).get("classify") or {}).get("result") or {}
+    cost = run_cost(ws, run_id)
+    if cost is None or not c.get("rows"):
+        return cost
+    if c.get("computed") == c.get("rows") and cost.get("documents") == c["rows"]:
+        full = {"documents": cost["documents"], "tokens": cost["tokens"], "api": cost.get("api") or {}}
+    else:
+        base = ((registry.resolve(ws, r["model"]).manifest or {}).get("base") or {}).get("name")
+        texts = read_documents(ws, json.loads(r["result"] or "{}")["dataset"], columns=["doc_id", "text"])["text"].tolist()
+        tokens = count_tokens(ws, base, texts) if base else sum(len(t.split()) for t in texts)
+        full = {"documents": len(texts), "tokens": tokens, "api": api_equivalent(ws, len(texts), tokens)}
+    cost["all_documents"] = {**full, "reused": c.get("reused"), "computed": c.get("computed")}
+    record_cost(ws, run_id, "pipeline", cost)
+    return cost
+
+
 def _flags(cats: list[dict], level: str) -> list[dict]:
     keep = ("category", "name", "parent", "status", "share_baseline", "share_recent", "share_ratio", "q_value",
             "total", "recent_count", "baseline_count")
@@ -193,7 +220,8 @@ def dashboard(ws: Workspace, run_id: int) -> dict:
         "cost": cost,
         "cost_assumptions": {
             "local": "Run on this machine: no per-token charge; the cost is the CPU time and memory shown.",
-            "api": "The same input tokens (counted with the model's own tokenizer) at each closed API's list price; "
+            "api": "Every document this run analyzed, its input tokens counted with the model's own tokenizer, at each "
+                   "closed API's list price (documents whose predictions this run reused from an earlier run count too); "
                    f"chat models also answer {CHAT_OUTPUT_TOKENS_PER_DOC} output tokens per document (a label).",
             "prices": [p.to_dict() for p in prices(ws)],
             "change": "Set your own prices with: inhouse prices set MODEL --input X --output Y --read-on YYYY-MM-DD"},

@@ -84,7 +84,7 @@ def run_kind(ws: Workspace, job_id: int, kind: str, p: dict) -> dict:
 
 def run_pipeline_job(ws: Workspace, job_id: int, p: dict) -> dict:
     """POST /pipelines: the pipeline file of the checked choices, run like ``inhouse pipeline run``."""
-    from ..pipeline.dashboard import check_request, write_spec
+    from ..pipeline.dashboard import check_request, price_all_documents, write_spec
     from ..pipeline.runner import run_pipeline
     from ..progress import task
 
@@ -93,6 +93,7 @@ def run_pipeline_job(ws: Workspace, job_id: int, p: dict) -> dict:
     n = 2 + (req["summaries"] != "none") + bool(req["subtopics"]) + 1
     with task("pipeline steps", total=n, unit="step") as t:
         r = run_pipeline(ws, path, on_step=lambda s: t.advance(1, step=s["name"], status=s["status"]))
+    price_all_documents(ws, r["run_id"])
     return {k: r[k] for k in ("run_id", "name", "dataset", "model", "model_sha256", "steps", "seconds")}
 
 

@@ -11,6 +11,7 @@ const ROLE_TEXT = {
 const enc = encodeURIComponent;
 
 export async function render(view) {
+  view.classList.add("screen-access");
   const me = principal();
   view.append(h("div", { class: "page-head" }, h("h1", {}, "Access")));
   view.append(card("You",
@@ -51,7 +52,7 @@ async function tokens(box, reloadAudit) {
         const ok = await confirmDialog({ title: `Revoke the token ${t.name}?`, danger: true, confirm: "Revoke",
           body: h("div", {}, h("p", {}, `Every program and person using the ${t.role} token `, h("strong", {}, t.name),
             " is refused from the next request on."),
-            t.name === principal().name ? h("p", { class: "warn-own" }, "This is the token you are signed in with: you will be signed out.") : null,
+            t.name === principal().name ? h("p", { class: "access-warn-own" }, "This is the token you are signed in with: you will be signed out.") : null,
             h("p", { class: "muted" }, "This cannot be undone; create a new token instead.")) });
         if (!ok) return;
         await api.del(`/tokens/${enc(t.name)}`);

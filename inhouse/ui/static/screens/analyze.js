@@ -10,6 +10,7 @@ const EVERY = [["day", "day"], ["week", "week"], ["month", "month"]];
 const enc = encodeURIComponent;
 
 export async function render(view, params, query) {
+  view.classList.add("screen-analyze");
   let alive = true;
   if (params.run) await dashboard(view, params.run);
   else await start(view, query, () => alive);
@@ -198,14 +199,20 @@ function money(x, cur) { return `${x < 0.01 && x > 0 ? x.toFixed(5) : x.toFixed(
 function costCard(d) {
   const c = d.cost, a = d.cost_assumptions;
   if (!c) return card("Cost", h("p", { class: "muted" }, "No cost was recorded for this run."));
-  const apis = Object.entries(c.api || {}).sort((x, y) => y[1].cost - x[1].cost);
+  const all = c.all_documents || { documents: c.documents, tokens: c.tokens, api: c.api };
+  const apis = Object.entries(all.api || {}).sort((x, y) => y[1].cost - x[1].cost);
+  const top = apis[0]?.[1];
   return card("Cost",
-    h("div", { class: "cost-local" },
-      h("div", { class: "cost-big" }, "0.00 USD"),
-      h("div", {}, h("strong", {}, "This run, on this machine"), h("div", { class: "muted small" },
-        `${fmt(c.documents)} documents · ${fmt(c.tokens)} tokens · ${fmt(c.cpu_seconds, 1)} CPU s · ${fmt(c.wall_seconds, 1)} s wall · peak ${fmt(c.peak_rss_mb)} MB`))),
+    h("div", { class: "cost-compare" },
+      h("div", { class: "cost-side" }, h("div", { class: "cost-big good" }, "0.00 USD"),
+        h("strong", {}, "This run, on this machine"),
+        h("div", { class: "muted small" }, `${fmt(c.cpu_seconds, 1)} CPU s · ${fmt(c.wall_seconds, 1)} s wall · peak ${fmt(c.peak_rss_mb)} MB`)),
+      top ? h("div", { class: "cost-side" }, h("div", { class: "cost-big bad" }, money(top.cost, top.currency)),
+        h("strong", {}, `The same ${fmt(all.documents)} documents on ${apis[0][0]}`),
+        h("div", { class: "muted small" }, `${fmt(all.tokens)} input tokens at the list price read on ${top.price_read_on}`)) : null),
+    all.reused ? h("p", { class: "muted small" }, `This run reused ${fmt(all.reused)} predictions made earlier by the same model version and classified ${fmt(all.computed)} new documents; the prices below are for all ${fmt(all.documents)} documents it analyzed.`) : null,
     table([
-      { key: "model", label: "Same tokens on a closed API" },
+      { key: "model", label: "Same documents on a closed API" },
       { key: "input_tokens", label: "Input tokens", num: true },
       { key: "output_tokens", label: "Output tokens", num: true },
       { key: "cost", label: "Would cost", render: (r) => h("strong", {}, money(r.cost, r.currency)) },

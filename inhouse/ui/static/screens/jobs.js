@@ -30,6 +30,7 @@ function outcome(j) {
 }
 
 export async function render(view, params, query) {
+  view.classList.add("screen-jobs");
   const kind = select(KINDS.map((k) => [k, k || "any kind"]), query.kind || "", { name: "kind", "data-readonly-ok": "" });
   const status = select(STATUSES.map((s) => [s, s || "any status"]), query.status || "", { name: "status", "data-readonly-ok": "" });
   const listBox = h("div");
