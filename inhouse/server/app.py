@@ -124,10 +124,10 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
         return {"status": "ok", "version": __version__, "schema_version": ctx.ws.schema_version()}
 
     from . import (openai, routes_classify, routes_data, routes_importx, routes_jobs, routes_label, routes_models,
-                   routes_session, routes_traindeploy)
+                   routes_pipelines, routes_session, routes_traindeploy)
 
     modules = (routes_data, routes_importx, routes_label, routes_models, routes_traindeploy, routes_classify,
-               routes_jobs, routes_session, openai)
+               routes_pipelines, routes_jobs, routes_session, openai)
     for module in modules:
         app.include_router(module.router)
     table = RouteTable([m.router for m in modules], public=PUBLIC + tuple(public))

@@ -40,7 +40,7 @@ from ..workspace.store import Workspace, current_user
 
 log = logging.getLogger("inhouse.server.jobs")
 
-KINDS = ("train", "embed", "classify", "discover", "evaluate", "summarize")
+KINDS = ("train", "embed", "classify", "discover", "evaluate", "summarize", "pipeline")
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
 MAX_ATTEMPTS = 3

@@ -1,0 +1,72 @@
+"""Pipeline runs: start one on a dataset (a job), list them, a run's dashboard data, and the files it wrote.
+
+The client chooses a dataset, a model version and a time bucket; the server
+builds the pipeline file itself (:mod:`inhouse.pipeline.dashboard`), so no
+path from outside is ever read. A run's files are served by name, and only
+names the run recorded as its outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+from pydantic import Field
+
+from ..pipeline import dashboard
+from .auth import role
+from .common import Body, Id, JobAccepted, accepted, page, ws_of
+
+router = APIRouter()
+MEDIA = {".html": "text/html; charset=utf-8", ".csv": "text/csv; charset=utf-8", ".jsonl": "application/x-ndjson",
+         ".parquet": "application/vnd.apache.parquet"}
+
+
+class PipelineRequest(Body):
+    dataset: str = Field(..., min_length=1, max_length=200, description="The dataset to analyze (ingested).")
+    model: str = Field(..., min_length=1, max_length=300,
+                       description="A trained classifier version or alias: NAME, NAME@N or NAME@ALIAS.")
+    every: Literal["day", "week", "month"] = Field("week", description="The time bucket of the volumes and trends.")
+    summaries: Literal["none", "extractive", "llm"] = Field(
+        "extractive", description="One summary per category: representative documents (extractive) or written "
+                                  "by a local LLM (llm).")
+    llm: str | None = Field(None, min_length=1, max_length=200,
+                            description="The local generative model for summaries 'llm' (default smollm2-135m).")
+    subtopics: bool = Field(True, description="Discover sub-topics inside each category and flag their trends.")
+    min_topic_size: int = Field(10, ge=2, le=100_000, description="Smallest sub-topic.")
+    recent: int | None = Field(None, ge=1, le=1000, description="Periods in the recent window (default: a quarter).")
+    format: Literal["parquet", "csv"] = Field("parquet", description="The predictions file's format.")
+    title: str | None = Field(None, min_length=1, max_length=200, description="The report's title.")
+
+
+@router.post("/pipelines", tags=["pipelines"], summary="Run a pipeline on a dataset (a job)", status_code=202,
+             **role("editor"))
+def start_pipeline(request: Request, body: PipelineRequest) -> JobAccepted:
+    ws = ws_of(request)
+    params = dashboard.check_request(ws, body.model_dump())
+    return accepted(ws, "pipeline", params)
+
+
+@router.get("/pipelines", tags=["pipelines"], summary="Pipeline runs, newest first", **role("viewer"))
+def list_pipelines(request: Request, dataset: str | None = Query(None, max_length=200),
+                   pg: tuple[int, int] = Depends(page)) -> dict:
+    limit, offset = pg
+    return {"runs": dashboard.list_runs(ws_of(request), dataset=dataset, limit=limit, offset=offset)}
+
+
+@router.get("/pipelines/{run_id}", tags=["pipelines"],
+            summary="A run's dashboard: volumes, flagged categories and sub-topics, summaries, cost, files",
+            **role("viewer"))
+def get_pipeline(request: Request, run_id: Id) -> dict:
+    return dashboard.dashboard(ws_of(request), run_id)
+
+
+@router.get("/pipelines/{run_id}/files/{name}", tags=["pipelines"], summary="Download a file the run wrote",
+            response_class=FileResponse, **role("viewer"),
+            responses={200: {"content": {"application/octet-stream": {}, "text/html": {}, "text/csv": {}}}})
+def pipeline_file(request: Request, run_id: Id,
+                  name: str = PathParam(..., min_length=1, max_length=200, description="A name from the run's files.")):
+    path = dashboard.run_file(ws_of(request), run_id, name)
+    return FileResponse(path, filename=path.name, media_type=MEDIA.get(path.suffix.lower(), "application/octet-stream"))
