@@ -168,7 +168,7 @@ def test_analyze_screen_runs_a_pipeline(browser, served, api_run):
     full = d["cost"]["all_documents"]
     assert full["documents"] == ROWS and full["reused"] == ROWS and full["tokens"] > 0
     assert f"The same {ROWS} documents on" in cost.inner_text()
-    shot(page, "analyze-dashboard", readme=True)
+    shot(page, "analyze-dashboard")
     page.screenshot(path=str(shot(page, "analyze-dashboard-full").with_name("analyze-dashboard-full.png")), full_page=True)
     with page.expect_download() as dl:
         page.get_by_role("link", name="Download report").click()

@@ -267,7 +267,7 @@ def test_import_screen_previews_maps_uploads_and_shows_the_quarantine(served, br
     page.select_option("#map-id", "message_id")
     assert page.locator("#import-go").is_enabled()
     page.locator(".card", has_text="2. Preview").evaluate(SCROLL_TO)
-    shot(page, "import-preview", readme=True)
+    shot(page, "import-preview")
     page.click("#import-go")
     page.get_by_text("Import summary: june").wait_for()
     page.locator(".import-result table tbody tr").nth(1).wait_for()
@@ -313,7 +313,7 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     assert biggest["name"] in first.inner_text() and biggest["keywords"][0] in first.inner_text()
     assert first.get_by_role("link", name="Label this topic").get_attribute("href") == \
         f"#/datasets/calls/label?topic={biggest['topic']}&run={run['run_id']}"
-    shot(page, "explore-topics", readme=True)
+    shot(page, "explore-topics")
     page.click("#topics-more")
     assert page.locator(".topic-card").count() == len(topics)
 

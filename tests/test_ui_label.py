@@ -198,7 +198,7 @@ def test_label_a_topic_then_documents_one_at_a_time_with_the_keyboard(served, br
         ids = a.loc[a.topic == topic["topic"], "doc_id"].tolist()
         assert all(got[d] == "topic_label" for d in ids)
         page.locator("svg.chart").first.wait_for()
-        shot(page, "label-topics", readme=True)
+        shot(page, "label-topics")
 
         # one at a time: number keys, n for a new label, s to skip, u to undo
         page.get_by_role("button", name="One at a time").click()

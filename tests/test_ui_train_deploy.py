@@ -92,7 +92,7 @@ def test_train_in_the_browser_then_diff_and_promote(served, browser):
     page.locator(".train-weights .train-head-note").wait_for()
     page.locator(".train-eval").scroll_into_view_if_needed()
     page.evaluate("document.querySelector('.train-eval').scrollIntoView()")
-    shot(page, "train-results", readme=True)
+    shot(page, "train-results")
 
     job = c.get(f"/jobs/{job_id}").json()
     assert job["status"] == "done" and job["result"]["ref"] == "intents@1" and job["params"]["args"]["method"] == "head"
@@ -147,7 +147,7 @@ def test_train_in_the_browser_then_diff_and_promote(served, browser):
     text = dialog.inner_text()
     assert "intents@1" in text and "intents@2" in text and f"{d['flipped']} of {d['documents']} predictions flip" in text
     assert (dialog.locator(".deploy-worse").count() == 1) == (d["metrics"]["macro_f1"]["delta"] < 0)
-    shot(page, "deploy-promote-confirm", readme=True)
+    shot(page, "deploy-promote-confirm")
     dialog.get_by_role("button", name="Promote @2").click()
     page.locator(".page-head .badge", has_text="production → @2").wait_for()
     assert c.get("/models/intents/aliases").json()["aliases"]["production"] == 2

@@ -13,7 +13,6 @@ script errors are collected in ``page.errors``.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -85,8 +84,12 @@ def shot(page, name: str, *, readme: bool = False) -> Path:
     page.wait_for_timeout(150)  # let transitions settle
     page.screenshot(path=str(path), full_page=False)
     if readme and os.environ.get("INHOUSE_UPDATE_SCREENSHOTS"):
+        from PIL import Image  # small PNGs for the repository: 256 colours are plenty for a UI
+
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+        with Image.open(path) as im:
+            small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            small.save(SCREENSHOTS / f"{name}.png", optimize=True)
     return path
 
 
