@@ -117,3 +117,27 @@ def test_sign_in_through_the_form_keeps_the_token_out_of_the_url_and_out_of_scri
     assert page.context.cookies() == [] or all(c["name"] != "inhouse_session" for c in page.context.cookies())
     assert_clean(page)
     page.context.close()
+
+
+@pytest.mark.browser
+def test_explore_and_label_in_the_navigation_lead_to_the_dataset_last_worked_on(served, browser, tmp_path):
+    server, tokens, _ = served
+    page = open_page(browser, server.url, tokens["editor"])
+    page.locator("nav a[data-nav=explore]").click()
+    page.get_by_text("No datasets yet").wait_for()
+    csv = tmp_path / "t.csv"
+    csv.write_text("text\nmy card has not arrived\nhow do I reset my pin\n", encoding="utf-8")
+    with server.client(tokens["editor"]) as c:
+        for name in ("alpha", "beta"):
+            with open(csv, "rb") as f:
+                r = c.post("/datasets", files={"file": ("t.csv", f, "text/csv")}, data={"dataset": name})
+            assert r.status_code == 200, r.text
+    page.locator("nav a[data-nav=label]").click()
+    page.get_by_role("heading", name="Label: choose a dataset").wait_for()
+    page.get_by_role("link", name="beta").click()
+    page.wait_for_url("**/#/datasets/beta/label")
+    page.locator("nav a[data-nav=explore]").click()
+    page.wait_for_url("**/#/datasets/beta")  # the dataset last worked on, not the choice again
+    page.locator("main h1").first.wait_for()
+    assert_clean(page)
+    page.context.close()

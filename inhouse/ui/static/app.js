@@ -7,6 +7,8 @@ const ROUTES = [
   ["/", "home", "home"],
   ["/datasets", "home", "home"],
   ["/import", "import", "import"],
+  ["/explore", "pick", "explore"],
+  ["/label", "pick", "label"],
   ["/datasets/:name", "explore", "explore"],
   ["/datasets/:name/docs/:doc", "explore", "explore"],
   ["/datasets/:name/label", "label", "label"],
@@ -21,8 +23,8 @@ const ROUTES = [
 ];
 
 const NAV = [
-  ["home", "#/", "Overview"], ["import", "#/import", "Import"], ["explore", "#/datasets", "Explore"],
-  ["label", "#/datasets", "Label"], ["train", "#/train", "Train"], ["deploy", "#/models", "Deploy"],
+  ["home", "#/", "Overview"], ["import", "#/import", "Import"], ["explore", "#/explore", "Explore"],
+  ["label", "#/label", "Label"], ["train", "#/train", "Train"], ["deploy", "#/models", "Deploy"],
   ["analyze", "#/analyze", "Analyze"], ["jobs", "#/jobs", "Jobs"], ["access", "#/access", "Access"],
 ];
 
@@ -76,7 +78,8 @@ async function route() {
     const mod = await import(`./screens/${r.module}.js`);
     if (mine !== seq) return;
     clear(view);
-    const out = await mod.render(view, r.params, r.query);
+    if (r.params.name) localStorage.setItem("inhouse.dataset", r.params.name);  // where Explore and Label lead next
+    const out = await mod.render(view, r.params, r.query, r);
     if (mine !== seq) { if (typeof out === "function") out(); return; }
     cleanup = typeof out === "function" ? out : null;
     view.focus({ preventScroll: true });
