@@ -4,6 +4,7 @@
   points at it, so the CLI and ``Workspace.open()`` find the same folder.
 * ``shared_data``: the folder of real datasets (``../shared/data`` beside the
   repository); the test is skipped when it is missing.
+* ``browser``: the session's headless Chromium for the web UI's tests (``uikit.py``).
 * ``run_cli``: runs the real ``inhouse`` command in-process and returns
   ``(exit_code, stdout, stderr)``; ``.json`` parses stdout.
 
@@ -34,6 +35,14 @@ def ws(tmp_path_factory, monkeypatch) -> Workspace:
     workspace = Workspace.open(home)
     yield workspace
     workspace.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """The session's one headless Chromium (Debian's, driven by Playwright): see ``uikit.py``."""
+    from uikit import launch_browser
+
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="session")

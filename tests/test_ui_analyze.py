@@ -14,9 +14,7 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from serverkit import Server, create_token
-from uikit import browser  # noqa: F401  (the session fixture)
 
 ROWS = 900
 
@@ -24,6 +22,7 @@ ROWS = 900
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     from conftest import invoke_cli
+
     from inhouse.demo.data import write_csv
 
     home = tmp_path_factory.mktemp("analyze-ws")

@@ -17,9 +17,8 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-
 from serverkit import Server, create_token
-from uikit import assert_clean, browser, open_page, shot  # noqa: F401  (browser is a fixture)
+from uikit import assert_clean, open_page, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 N = 400

@@ -13,7 +13,7 @@ import re
 
 import pytest
 from serverkit import Server, create_token
-from uikit import assert_clean, browser, open_page, shot  # noqa: F401  (browser is a fixture)
+from uikit import assert_clean, open_page, shot
 
 N = 300
 SCROLL_TO = "e => window.scrollTo(0, e.getBoundingClientRect().top + window.scrollY - 64)"  # below the sticky bar

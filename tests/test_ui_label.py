@@ -13,9 +13,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from serverkit import REPO, Server, create_token
-from uikit import browser  # noqa: F401  (the session fixture)
 
 
 def _cli(home, *args: str) -> None:

@@ -8,9 +8,8 @@ routes); the browser half signs in through the real form in Chromium.
 from __future__ import annotations
 
 import pytest
-
 from serverkit import Server, create_token
-from uikit import assert_clean, browser, open_page, shot  # noqa: F401  (browser is a fixture)
+from uikit import assert_clean, open_page, shot
 
 
 @pytest.fixture(scope="module")

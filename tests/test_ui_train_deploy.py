@@ -10,11 +10,8 @@ import re
 import time
 
 import pytest
-import uikit
 from serverkit import Server, banking_slice, create_token
 from uikit import assert_clean, open_page, shot
-
-browser = uikit.browser  # the session's Chromium fixture, used here
 
 EDITOR = "dana-editor"
 

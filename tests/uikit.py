@@ -26,9 +26,9 @@ ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-us
         "--disable-features=Translate,OptimizationHints,MediaRouter", "--metrics-recording-only"]
 
 
-@pytest.fixture(scope="session")
-def browser():
-    """One headless Chromium for the session."""
+def launch_browser():
+    """Yields one headless Chromium; ``conftest.browser`` is the session's (one Playwright per process: a second
+    sync Playwright started while the first is alive fails with 'Sync API inside the asyncio loop')."""
     if not Path(CHROMIUM).is_file():
         if os.environ.get("INHOUSE_REQUIRE_BROWSER"):
             pytest.fail(f"{CHROMIUM} is missing: install it with apt-get install -y chromium")
@@ -84,7 +84,9 @@ def shot(page, name: str, *, readme: bool = False) -> Path:
     page.wait_for_timeout(150)  # let transitions settle
     page.screenshot(path=str(path), full_page=False)
     if readme and os.environ.get("INHOUSE_UPDATE_SCREENSHOTS"):
-        from PIL import Image  # small PNGs for the repository: 256 colours are plenty for a UI
+        from PIL import (
+            Image,  # small PNGs for the repository: 256 colours are plenty for a UI
+        )
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         with Image.open(path) as im:
