@@ -433,3 +433,31 @@ def test_explore_filters_by_prediction_and_shows_it_on_the_document(served, trai
     assert page.locator("#doc-model").input_value() == trained
     assert_clean(page)
     page.context.close()
+
+
+@pytest.mark.browser
+def test_a_semicolon_file_is_previewed_and_imported_with_its_separator(served, browser, tmp_path):
+    """Regression: the preview spotted ';' but the upload had no way to pass it, so such files could not be imported."""
+    server, tokens, _ = served
+    path = tmp_path / "export.csv"
+    path.write_text("message_id;text;intent\nS1;my card has not arrived yet;card_delivery\n"
+                    "S2;how do I reset my pin, please;account_access\nS3;I was charged twice;billing_dispute\n",
+                    encoding="utf-8")
+    with server.client(tokens["editor"]) as c:
+        assert _preview(c, "export.csv", path.read_bytes()).json()["suggested_delimiter"] == ";"
+        r = c.post("/datasets", files={"file": ("export.csv", path.read_bytes())},
+                   data={"dataset": "semi_api", "text_col": "text", "delimiter": ";"})
+        assert r.status_code == 200 and r.json()["stored"] == 3, r.text
+    page = open_page(browser, server.url, tokens["editor"])
+    page.goto("/#/import")
+    page.set_input_files("#import-file", str(path))
+    page.get_by_text("separated by ';'").wait_for()
+    assert page.locator("#map-text").input_value() == "text" and page.locator("#map-id").input_value() == "message_id"
+    page.fill("#dataset-name", "semi")
+    page.click("#import-go")
+    page.get_by_text("Import summary: semi").wait_for()
+    with server.client(tokens["viewer"]) as c:
+        docs = c.get("/datasets/semi/documents").json()["documents"]
+    assert sorted(d["text"] for d in docs)[0] == "I was charged twice" and len(docs) == 3
+    assert_clean(page)
+    page.context.close()

@@ -111,6 +111,7 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
         fix = ("rename it to .tsv" if hint == "\t" else
                f"save it with commas, or ingest it on the server with: inhouse ingest --delimiter {hint!r}")
         out["warnings"] = [f"the header reads as one column {columns[0]!r}; the file looks separated by {sep}: {fix}."]
+        out["suggested_delimiter"] = hint
     return out
 
 

@@ -54,7 +54,9 @@ def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV,
            dataset: str = Form(..., pattern=NAME), text_col: str = Form("text"), label_col: str | None = Form(None),
            time_col: str | None = Form(None), id_col: str | None = Form(None), split_col: str | None = Form(None),
            label_sep: str | None = Form(None), redact_pii: bool = Form(False),
-           max_chars: int = Form(100_000, ge=1, le=10_000_000), encoding: str = Form("utf-8")) -> dict:
+           max_chars: int = Form(100_000, ge=1, le=10_000_000), encoding: str = Form("utf-8"),
+           delimiter: str | None = Form(None, max_length=10, description="CSV field separator, e.g. ';' "
+                                        "(default: ',' for .csv, tab for .tsv)")) -> dict:
     """Stores the upload under the workspace's tmp/ with a generated name, ingests it with the same column
     mapping, quarantine and idempotency as ``inhouse ingest``, and removes the temporary copy."""
     ws = ws_of(request)
@@ -73,7 +75,7 @@ def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV,
         res = ingest_api.ingest(ws, tmp, dataset, text_col=text_col, label_col=label_col or None,
                                 time_col=time_col or None, id_col=id_col or None, split_col=split_col or None,
                                 redact_pii=redact_pii, max_chars=max_chars, label_sep=label_sep or None,
-                                encoding=encoding)
+                                encoding=encoding, delimiter=delimiter or None)
     finally:
         tmp.unlink(missing_ok=True)
     d = res.to_dict()

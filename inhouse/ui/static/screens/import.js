@@ -37,8 +37,19 @@ export async function render(view) {
     form.append("file", file, file.name);
     let pv;
     try { pv = await api.form("/datasets/preview", form); } catch (e) { clear(pickMsg, errorBox(e)); return; }
+    if (pv.suggested_delimiter) {
+      // the header read as one column: read the file again with the separator it seems to use, and say so
+      const again = new FormData();
+      again.append("file", file, file.name);
+      again.append("delimiter", pv.suggested_delimiter);
+      try {
+        const pv2 = await api.form("/datasets/preview", again);
+        if (pv2.columns.length > 1) pv = { ...pv2, delimiter: pv.suggested_delimiter };
+      } catch (e) { /* keep the first preview and its warning */ }
+    }
     clear(pickMsg, h("span", { class: "muted" }, `${file.name} · ${fmt(file.size)} bytes · ${pv.format.toUpperCase()} · `
-      + `${pv.columns.length} columns · first ${fmt(pv.rows_read)} rows read`));
+      + `${pv.columns.length} columns · first ${fmt(pv.rows_read)} rows read`
+      + (pv.delimiter ? ` · separated by ${pv.delimiter === "\t" ? "tabs" : `'${pv.delimiter}'`}` : "")));
     const existing = await api.get("/datasets").then((r) => r.datasets.map((d) => d.name), () => []);
     showPreview(stage, file, pv, new Set(existing));
   });
@@ -140,6 +151,7 @@ function showPreview(stage, file, pv, existing) {
     fd.append("text_col", selects.text.value);
     for (const role of ["label", "time", "id", "split"]) if (selects[role].value) fd.append(`${role}_col`, selects[role].value);
     fd.append("redact_pii", pii.checked ? "true" : "false");
+    if (pv.delimiter) fd.append("delimiter", pv.delimiter);
     const bar = progress("Uploading");
     const box = card("Importing", bar);
     clear(result, box);
