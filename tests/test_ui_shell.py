@@ -7,6 +7,7 @@ routes); the browser half signs in through the real form in Chromium.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from serverkit import Server, create_token
 from uikit import assert_clean, open_page, shot
@@ -138,5 +139,31 @@ def test_explore_and_label_in_the_navigation_lead_to_the_dataset_last_worked_on(
     page.locator("nav a[data-nav=explore]").click()
     page.wait_for_url("**/#/datasets/beta")  # the dataset last worked on, not the choice again
     page.locator("main h1").first.wait_for()
+    assert_clean(page)
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_markup_in_the_data_is_shown_as_text_never_run(served, browser, tmp_path):
+    """An attacker's text, label and file name go through every screen as text: no element, no script."""
+    server, tokens, _ = served
+    evil = '<img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
+    csv = tmp_path / "x.csv"
+    pd.DataFrame({"text": [evil, "an ordinary message about my card"], "label": ["<b>bold</b>", "card"]}).to_csv(csv, index=False)
+    with server.client(tokens["editor"]) as c, open(csv, "rb") as f:
+        r = c.post("/datasets", files={"file": ('<svg onload=alert(1)>.csv', f, "text/csv")},
+                   data={"dataset": "xss", "label_col": "label"})
+        assert r.status_code == 200, r.text
+        doc = next(d for d in c.get("/datasets/xss/documents").json()["documents"] if d["text"] == evil)
+    page = open_page(browser, server.url, tokens["editor"])
+    for screen in ("#/datasets/xss", f"#/datasets/xss/docs/{doc['doc_id']}", "#/datasets/xss/label", "#/"):
+        page.goto("/" + screen)
+        page.locator("main h1").first.wait_for()
+        page.locator("main .loading").first.wait_for(state="detached")
+        page.wait_for_timeout(200)
+        assert page.locator("main img[src=x], main script, main b, main svg[onload]").count() == 0, screen
+        assert page.title() == "inhouse", screen
+    page.goto(f"/#/datasets/xss/docs/{doc['doc_id']}")
+    page.get_by_text(evil).first.wait_for()  # the text itself, shown literally
     assert_clean(page)
     page.context.close()
