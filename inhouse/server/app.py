@@ -123,10 +123,10 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
     def health() -> dict:
         return {"status": "ok", "version": __version__, "schema_version": ctx.ws.schema_version()}
 
-    from . import (openai, routes_classify, routes_data, routes_importx, routes_jobs, routes_label, routes_models,
-                   routes_pipelines, routes_session, routes_traindeploy)
+    from . import (openai, routes_classify, routes_data, routes_documents, routes_jobs, routes_label, routes_models,
+                   routes_pipelines, routes_session)
 
-    modules = (routes_data, routes_importx, routes_label, routes_models, routes_traindeploy, routes_classify,
+    modules = (routes_data, routes_documents, routes_label, routes_models, routes_classify,
                routes_pipelines, routes_jobs, routes_session, openai)
     for module in modules:
         app.include_router(module.router)

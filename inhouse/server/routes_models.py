@@ -1,4 +1,4 @@
-"""Models (base and trained), versions, aliases (compare-and-set), diff, evaluations, training."""
+"""Models (base and trained), versions, aliases (compare-and-set), diff, evaluations, training, weight changes."""
 
 from __future__ import annotations
 
@@ -170,3 +170,25 @@ def start_training(request: Request, body: TrainRequest) -> JobAccepted:
     except TypeError as e:
         raise UsageError(f"training arguments: {e}") from None
     return accepted(ws, "train", {"dataset": body.dataset, "name": body.name, "args": args})
+
+
+# ---------------------------------------------------------------- weights ----
+
+@router.get("/versions/{ref}/weights", tags=["models"], summary="How far training moved the weights, per layer",
+            **role("viewer"))
+def version_weights(request: Request, ref: str,
+                    against: str | None = Query(None, max_length=300, description="A base model or another version "
+                                                "(default: the version's own base)."),
+                    tensors: bool = Query(False, description="Also list every tensor (long for full fine-tunes).")) -> dict:
+    """Relative change ``||W_tuned - W_base|| / ||W_base||`` per encoder layer and overall, the share of weights
+    that moved, LoRA adapters' ranks and norms, and the classifier head's norms. For ``head`` versions the
+    encoder is the frozen base: 0 change, and ``classes`` lists what pulls hardest toward each class."""
+    from ..analysis.explain import weight_changes
+
+    if len(ref) > 300:
+        raise UsageError(f"the version reference is {len(ref)} characters long; expected at most 300.",
+                         fix="Use NAME, NAME@N or NAME@ALIAS.")
+    out = weight_changes(ws_of(request), ref, against)
+    if not tensors:
+        out.pop("tensors", None)
+    return out

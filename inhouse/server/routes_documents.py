@@ -1,4 +1,4 @@
-"""Import preview and document detail: what the Import and Explore screens need beyond routes_data.
+"""A file's preview before import, one document, a topic's documents (the web UI's Import and Explore use them).
 
 ``POST /datasets/preview`` reads only the first bytes of an upload (the whole
 file for Parquet, whose index is at its end, within the upload limit) into the
