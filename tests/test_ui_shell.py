@@ -167,3 +167,27 @@ def test_markup_in_the_data_is_shown_as_text_never_run(served, browser, tmp_path
     page.get_by_text(evil).first.wait_for()  # the text itself, shown literally
     assert_clean(page)
     page.context.close()
+
+
+@pytest.mark.browser
+def test_keyboard_g_then_a_letter_goes_to_a_screen_and_question_mark_lists_the_keys(served, browser):
+    server, tokens, _ = served
+    page = open_page(browser, server.url, tokens["viewer"])
+    page.locator("main h1").first.wait_for()
+    page.keyboard.press("g")
+    page.keyboard.press("t")
+    page.wait_for_url("**/#/train")
+    page.keyboard.press("g")
+    page.keyboard.press("j")
+    page.wait_for_url("**/#/jobs")
+    page.keyboard.press("?")
+    keys = page.get_by_role("dialog", name="Keyboard shortcuts")
+    keys.wait_for()
+    assert "g then d" in keys.inner_text() and "Deploy" in keys.inner_text()
+    page.keyboard.press("Escape")
+    keys.wait_for(state="detached")
+    page.keyboard.press("t")  # no "g" before it: stays
+    page.wait_for_timeout(200)
+    assert page.url.endswith("#/jobs")
+    assert_clean(page)
+    page.context.close()

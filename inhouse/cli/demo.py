@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -51,3 +52,6 @@ def demo_cmd(ctx, rows: int, seed: int, out_dir: str, no_llm: bool, as_json: boo
     else:
         click.echo(f"done in {report['seconds']:.0f} s. Workspace: {report['workspace']}  Outputs: {report['out_dir']}")
         click.echo(f"report: {report['report']}")
+        home = shlex.quote(str(report["workspace"]))
+        click.echo(f"in the browser: inhouse --home {home} tokens create me --role admin, then "
+                   f"inhouse --home {home} serve, and open http://127.0.0.1:8080/ (sign in with that token)")

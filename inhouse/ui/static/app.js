@@ -57,6 +57,7 @@ function shell(navKey) {
       h("nav", { class: "nav", "aria-label": "main" }, NAV.map(([k, href, text]) =>
         h("a", { href, class: k === navKey ? "active" : "", "data-nav": k }, text))),
       h("div", { class: "who" }, h("span", { class: "user" }, me.name), " ", badge(me.role, me.role === "viewer" ? "muted" : "info"),
+        button("Keys ?", () => showKeys(), { kind: "small link", title: "Keyboard shortcuts (?)" }),
         button("Sign out", async () => { await api.del("/session"); location.hash = "#/signin"; location.reload(); }, { kind: "small link" }))),
     me.role === "viewer" ? h("div", { class: "banner" }, "You are signed in as a viewer: you can see everything; changes need an editor or admin token.") : null,
     main);
@@ -113,6 +114,38 @@ function signIn() {
   clear(root, h("div", { class: "signin-wrap" }, form));
   input.focus();
 }
+
+// ------------------------------------------------------------ keyboard ----
+// "g" then a letter goes to a screen; "?" lists every key. Screens add their own (Label: 1-9 u s n; a document: j k).
+const GO = { o: ["#/", "Overview"], i: ["#/import", "Import"], e: ["#/explore", "Explore"], l: ["#/label", "Label"],
+  t: ["#/train", "Train"], d: ["#/models", "Deploy"], a: ["#/analyze", "Analyze"], j: ["#/jobs", "Jobs"], c: ["#/access", "Access"] };
+const SCREEN_KEYS = [["/", "search (Explore)"], ["1–9", "give the numbered label (Label, one at a time)"], ["u", "undo the last label"],
+  ["s", "skip this document"], ["n", "a new label"], ["j / k, ← / →", "next / previous document"], ["Esc", "close a dialog"]];
+let gAt = 0;
+
+function showKeys() {
+  if (document.querySelector("dialog.keys")) return;
+  const rows = [...Object.entries(GO).map(([k, [, name]]) => [`g then ${k}`, name]), ...SCREEN_KEYS];
+  const dlg = h("dialog", { class: "modal keys", "aria-label": "Keyboard shortcuts" }, h("h3", {}, "Keyboard shortcuts"),
+    h("table", { class: "table" }, h("tbody", {}, rows.map(([k, what]) => h("tr", {}, h("td", {}, h("kbd", {}, k)), h("td", {}, what))))),
+    h("div", { class: "actions" }, h("button", { type: "button", class: "btn", onclick: () => { dlg.close(); dlg.remove(); } }, "Close")));
+  dlg.addEventListener("close", () => dlg.remove());
+  document.body.append(dlg);
+  dlg.showModal();
+}
+
+window.addEventListener("keydown", (e) => {
+  if (e.ctrlKey || e.metaKey || e.altKey || !document.querySelector(".topbar")) return;
+  if (e.target.closest?.("input, textarea, select, [contenteditable], dialog")) return;
+  if (e.key === "?") { e.preventDefault(); e.stopImmediatePropagation(); showKeys(); return; }
+  if (e.key === "g") { gAt = Date.now(); e.stopImmediatePropagation(); return; }
+  if (gAt && Date.now() - gAt < 1500 && GO[e.key]) {
+    e.preventDefault(); e.stopImmediatePropagation();  // the screen's own keys (j, l, ...) do not also fire
+    gAt = 0; location.hash = GO[e.key][0];
+    return;
+  }
+  gAt = 0;
+}, { capture: true });
 
 whenSignedOut(() => {
   if (!location.hash.startsWith("#/signin")) { sessionStorage.setItem("inhouse.next", location.hash || "#/"); location.hash = "#/signin"; }
