@@ -42,6 +42,10 @@ class Server:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.read_log()[-3000:]}")
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    time.sleep(0.1)
+                    if self.proc.poll() is not None:  # another process answered on this port; ours failed to bind
+                        raise RuntimeError(f"server exited with {self.proc.returncode} while port {self.port} "
+                                           f"answered for another process: {self.read_log()[-3000:]}")
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
