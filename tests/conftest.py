@@ -37,6 +37,19 @@ def ws(tmp_path_factory, monkeypatch) -> Workspace:
     workspace.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test leaves its pages' pictures and text under test-artifacts/ui/failed/ (CI keeps them)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and "browser" in getattr(item, "fixturenames", ()):
+        import uikit
+
+        if report.failed:
+            uikit.keep_failure(item.name)
+        uikit.close_pages()  # a test's pages do not poll and stream in the background of the next tests
+
+
 @pytest.fixture(scope="session")
 def browser():
     """The session's one headless Chromium (Debian's, driven by Playwright): see ``uikit.py``."""

@@ -65,9 +65,39 @@ def open_page(browser, base_url: str, token: str | None = None, *, width: int = 
 
     ctx.route("**/*", gate)
     page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.console = []
+    page.on("console", lambda m: page.console.append(f"{m.type}: {m.text}"[:500]))
+    OPEN_PAGES.append(page)
     if token is not None:
         sign_in(page, token)
     return page
+
+
+OPEN_PAGES: list = []  # every page of the running test, for the picture and log kept when it fails
+
+
+def keep_failure(name: str) -> None:
+    """Screenshots, URL, text and console of the pages a failed test left open, under test-artifacts/ui/failed/."""
+    out = ARTIFACTS / "failed"
+    for i, page in enumerate(OPEN_PAGES):
+        try:
+            if page.is_closed():
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out / f"{name}-{i}.png"), full_page=True)
+            (out / f"{name}-{i}.txt").write_text(f"{page.url}\n\n{page.locator('body').inner_text(timeout=2000)}\n\n"
+                                                 + "\n".join(page.console[-50:]), encoding="utf-8")
+        except Exception as e:  # the browser may be gone: keep what we can
+            (out / f"{name}-{i}.txt").write_text(f"could not capture: {e}", encoding="utf-8")
+
+
+def close_pages() -> None:
+    for page in OPEN_PAGES:
+        try:
+            page.context.close()
+        except Exception:  # already closed, or the browser is gone
+            pass
+    OPEN_PAGES.clear()
 
 
 def sign_in(page, token: str) -> None:
