@@ -191,3 +191,30 @@ def test_keyboard_g_then_a_letter_goes_to_a_screen_and_question_mark_lists_the_k
     assert page.url.endswith("#/jobs")
     assert_clean(page)
     page.context.close()
+
+
+@pytest.mark.browser
+def test_a_slow_answer_to_an_old_navigation_does_not_paint_over_the_new_screen(served, browser):
+    """Regression: after sign-in the page routed twice, and when the older /me answered last its spinner stayed."""
+    server, tokens, _ = served
+    page = open_page(browser, server.url, tokens["viewer"])
+    page.locator("main h1").first.wait_for()
+    held = []
+
+    def me(route):
+        if not held:
+            held.append(route)  # the first navigation's /me: answered only after the second has drawn its screen
+        else:
+            route.continue_()
+
+    page.route("**/me", me)
+    page.evaluate("location.hash = '#/jobs'")
+    page.wait_for_timeout(100)
+    page.evaluate("location.hash = '#/train'")
+    page.locator(".nav a.active", has_text="Train").wait_for()
+    page.locator("main .loading").first.wait_for(state="detached")
+    held[0].continue_()
+    page.wait_for_timeout(500)
+    assert page.locator(".nav a.active").inner_text() == "Train"
+    assert page.locator("main .loading").count() == 0 and page.url.endswith("#/train")
+    assert_clean(page)

@@ -69,7 +69,12 @@ async function route() {
   if (cleanup) { try { cleanup(); } catch (e) { console.error(e); } cleanup = null; }
   if (location.hash.startsWith("#/signin")) return signIn();
   let me;
-  try { me = await api.get("/me"); } catch (e) { if (e.status === 401) return signIn(); return clear(root, errorBox(e)); }
+  try { me = await api.get("/me"); } catch (e) {
+    if (mine !== seq) return;
+    if (e.status === 401) return signIn();
+    return clear(root, errorBox(e));
+  }
+  if (mine !== seq) return;  // a newer navigation started while this one waited: it draws the page, not this one
   setPrincipal(me);
   const r = parseHash();
   if (!r) { const v = shell(null); return clear(v, errorBox({ message: `no screen at ${location.hash}.`, fix: "Go to the overview." })); }
@@ -105,10 +110,11 @@ function signIn() {
     try {
       await api.post("/session", { token: input.value });
       input.value = "";
-      const next = sessionStorage.getItem("inhouse.next") || "#/";
+      let next = sessionStorage.getItem("inhouse.next") || "#/";
       sessionStorage.removeItem("inhouse.next");
-      location.hash = next === "#/signin" ? "#/" : next;
+      if (next.startsWith("#/signin")) next = "#/";
       if (location.hash === next) route();
+      else location.hash = next;  // the hashchange routes, once
     } catch (err) { clear(msg, errorBox(err)); }
   });
   clear(root, h("div", { class: "signin-wrap" }, form));
