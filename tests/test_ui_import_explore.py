@@ -419,6 +419,11 @@ def test_explore_filters_by_prediction_and_shows_it_on_the_document(served, trai
     page.goto("/#/datasets/calls")
     page.locator(".docs-box tbody tr").first.wait_for()
     page.select_option("#filter-model", trained)
+    with server.client(tokens["viewer"]) as c:
+        known = c.get(f"/versions/{trained}").json()["manifest"]["labels"]
+    page.wait_for_timeout(300)
+    # the choices are the model's own labels, in its order
+    assert page.locator("#filter-predicted option").all_inner_texts() == ["any prediction", *known]
     page.select_option("#filter-predicted", "card_lost")
     with server.client(tokens["viewer"]) as c:
         want = c.get("/datasets/calls/documents", params={"model": trained, "predicted": "card_lost", "limit": 25}).json()

@@ -151,6 +151,14 @@ def documents(request: Request, name: str,
     t0, t1 = _parse_time(time_from, "time_from"), _parse_time(time_to, "time_to")
     if predicted is not None and model is None:
         raise UsageError("predicted=... needs model=... (the version whose predictions to filter by).")
+    limit, offset = pg
+    if model is None:  # one page, filtered and counted in DuckDB: milliseconds, not a read of every document
+        from ..data.search import search_documents
+
+        found = search_documents(ws, name, q=q, label=label, unlabelled=unlabelled, split=split, time_from=t0,
+                                 time_to=t1, limit=limit, offset=offset)
+        return {"dataset": name, "total": found["total"], "limit": limit, "offset": offset, "predictions": None,
+                "documents": found["documents"]}
     df = read_documents(ws, name, columns=["doc_id", "text", "text_hash", "label", "labels", "time", "split",
                                            "source_id"], split=split)
     if q:
@@ -180,7 +188,6 @@ def documents(request: Request, name: str,
         pred = {"model": clf.version.ref, "sha256": clf.sha256}
         if predicted is not None:
             df = df[df["predicted"] == predicted]
-    limit, offset = pg
     total = len(df)
     rows = df.iloc[offset:offset + limit].drop(columns=["text_hash"])
     out = []

@@ -187,7 +187,24 @@ async function renderDataset(view, name, query) {
   const docsCard = card("Documents", filters, topicChip, docsBox, pager);
   view.append(docsCard);
   for (const el of [labelSel, fromIn, toIn, predSel]) el.addEventListener("change", apply);
-  modelSel.addEventListener("change", () => { predSel.disabled = !modelSel.value; if (!modelSel.value) predSel.value = ""; apply(); });
+  modelSel.addEventListener("change", async () => {
+    predSel.disabled = !modelSel.value;
+    if (!modelSel.value) predSel.value = "";
+    await predictedOptions();
+    apply();
+  });
+  if (state.model) predictedOptions();
+
+  // the "Predicted" choices are the chosen model's own labels (it may know labels the dataset lacks, or fewer)
+  async function predictedOptions() {
+    const keep = predSel.value;
+    let names = labels.map(([l]) => l);
+    if (modelSel.value) {
+      try { names = (await api.get(`/versions/${enc(modelSel.value)}`)).manifest?.labels || names; } catch (e) { /* keep the dataset's */ }
+    }
+    predSel.replaceChildren(...[["", "any prediction"], ...names.map((l) => [l, l])]
+      .map(([v, t]) => h("option", { value: v, selected: v === keep }, t)));
+  }
 
   function apply() {
     Object.assign(state, { q: searchInput.value.trim(), label: labelSel.value, from: fromIn.value, to: toIn.value,
