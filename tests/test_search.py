@@ -67,3 +67,15 @@ def test_people_labels_replace_the_files_and_undone_ones_do_not_count(calls):
     vip = search_documents(calls, "calls", label="vip")
     assert vip["total"] == 4 and all(d["labels"] == ["vip"] for d in vip["documents"])
     assert search_documents(calls, "calls", label="gone")["total"] == 0
+
+
+def test_documents_by_id_reads_just_those_in_the_order_asked(calls):
+    from inhouse.data.search import documents_by_id
+
+    every = read_documents(calls, "calls", columns=["doc_id", "text"]).set_index("doc_id")["text"]
+    ids = [399, 3, 250, 3 + 1]
+    got = documents_by_id(calls, "calls", ids)
+    assert got["doc_id"].tolist() == ids and got["text"].tolist() == [every[i] for i in ids]
+    assert documents_by_id(calls, "calls", []).empty
+    with pytest.raises(ValueError, match="unknown document columns"):
+        documents_by_id(calls, "calls", [1], columns=("text; DROP TABLE x",))

@@ -135,6 +135,7 @@ def _stored_embeddings(ws: Workspace, dataset: str, texts: list[str]) -> tuple[n
 def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: str = "auto", limit: int = 20,
             exclude: list[int] | None = None, seed: int = 0, label_col: str | None = None) -> QueueResult:
     """The next ``limit`` unlabelled documents of ``dataset`` worth labelling (see the module docstring)."""
+    from ..data.search import documents_by_id
     from ..workspace.documents import read_documents
     from ..workspace.labelsets import label_columns, resolve_label_col
 
@@ -163,10 +164,12 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
         from ..classifiers.load import load_classifier
 
         clf = load_classifier(ws, ref)  # NotFound for a ref that names no version
+    # the ids (and labels) of every document, but the texts of the sampled candidates only: a million
+    # documents' texts are seconds to read, three thousand are milliseconds
     if fresh:
-        df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash"])
+        df = read_documents(ws, dataset, columns=["doc_id"])
     else:
-        df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "label"], label_col=col.name)
+        df = read_documents(ws, dataset, columns=["doc_id", "label"], label_col=col.name)
         df = df[df["label"].isna()]
     unlabelled = len(df)
     if exclude:
@@ -174,6 +177,7 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
     if len(df) > MAX_CANDIDATES:
         keep = np.sort(np.random.default_rng(seed).choice(len(df), MAX_CANDIDATES, replace=False))
         df = df.iloc[keep]
+    df = documents_by_id(ws, dataset, df["doc_id"].astype(np.int64).tolist())
     texts = df["text"].tolist()
     ids = df["doc_id"].astype(np.int64).tolist()
     out = QueueResult(dataset, "uncertainty" if clf else "diversity", reason, clf.version.ref if clf else None, col.name,
