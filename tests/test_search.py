@@ -79,3 +79,10 @@ def test_documents_by_id_reads_just_those_in_the_order_asked(calls):
     assert documents_by_id(calls, "calls", []).empty
     with pytest.raises(ValueError, match="unknown document columns"):
         documents_by_id(calls, "calls", [1], columns=("text; DROP TABLE x",))
+
+
+def test_matching_ids_are_the_ids_of_every_match_in_order(calls):
+    from inhouse.data.search import matching_ids
+
+    for case in ({}, {"unlabelled": True}, {"label": "vip"}, {"q": "card", "split": "test"}):
+        assert matching_ids(calls, "calls", **case).tolist() == _reference(calls, **case)["doc_id"].tolist()

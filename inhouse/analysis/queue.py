@@ -135,7 +135,7 @@ def _stored_embeddings(ws: Workspace, dataset: str, texts: list[str]) -> tuple[n
 def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: str = "auto", limit: int = 20,
             exclude: list[int] | None = None, seed: int = 0, label_col: str | None = None) -> QueueResult:
     """The next ``limit`` unlabelled documents of ``dataset`` worth labelling (see the module docstring)."""
-    from ..data.search import documents_by_id
+    from ..data.search import documents_by_id, matching_ids
     from ..workspace.documents import read_documents
     from ..workspace.labelsets import label_columns, resolve_label_col
 
@@ -167,17 +167,18 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
     # the ids (and labels) of every document, but the texts of the sampled candidates only: a million
     # documents' texts are seconds to read, three thousand are milliseconds
     if fresh:
-        df = read_documents(ws, dataset, columns=["doc_id"])
+        ids_all = matching_ids(ws, dataset)
+    elif col.kind == "ingest":  # the dataset's own label column: found in DuckDB, people's labels laid over
+        ids_all = matching_ids(ws, dataset, unlabelled=True)
     else:
         df = read_documents(ws, dataset, columns=["doc_id", "label"], label_col=col.name)
-        df = df[df["label"].isna()]
-    unlabelled = len(df)
+        ids_all = df.loc[df["label"].isna(), "doc_id"].to_numpy(dtype=np.int64)
+    unlabelled = len(ids_all)
     if exclude:
-        df = df[~df["doc_id"].isin([int(x) for x in exclude])]
-    if len(df) > MAX_CANDIDATES:
-        keep = np.sort(np.random.default_rng(seed).choice(len(df), MAX_CANDIDATES, replace=False))
-        df = df.iloc[keep]
-    df = documents_by_id(ws, dataset, df["doc_id"].astype(np.int64).tolist())
+        ids_all = ids_all[~np.isin(ids_all, [int(x) for x in exclude])]
+    if len(ids_all) > MAX_CANDIDATES:
+        ids_all = ids_all[np.sort(np.random.default_rng(seed).choice(len(ids_all), MAX_CANDIDATES, replace=False))]
+    df = documents_by_id(ws, dataset, ids_all.tolist())
     texts = df["text"].tolist()
     ids = df["doc_id"].astype(np.int64).tolist()
     out = QueueResult(dataset, "uncertainty" if clf else "diversity", reason, clf.version.ref if clf else None, col.name,

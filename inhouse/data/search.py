@@ -36,40 +36,11 @@ def search_documents(ws: Workspace, dataset: str, *, q: str | None = None, label
     """
     import pandas as pd
 
-    info = ws.dataset(dataset)
-    parts = [str(p) for p in ws.dataset_parts(dataset)]
-    if not parts:
+    con, where, params = _filtered(ws, dataset, q=q, label=label, unlabelled=unlabelled, split=split,
+                                   time_from=time_from, time_to=time_to)
+    if con is None:
         return {"total": 0, "documents": []}
-    lc = resolve_label_col(ws, dataset, None)
-    overrides = user_labels(ws, info.id, lc.key)
-    con = connect(ws)
     try:
-        con.register("people", pd.DataFrame({"doc_id": pd.Series(list(overrides), dtype="int64"),
-                                             "label": pd.Series(list(overrides.values()), dtype="object")}))
-        con.execute("SET TimeZone = 'UTC'")  # times come back in UTC whatever the machine's zone
-        files = "[" + ", ".join(sql_string(p) for p in parts) + "]"  # a view cannot take parameters: quoted literals
-        con.execute("CREATE TEMP VIEW docs AS SELECT d.doc_id, d.text, d.time, d.split, d.source_id, "
-                    "CASE WHEN p.label IS NOT NULL THEN [p.label] ELSE COALESCE(d.labels, []) END AS labels "
-                    f"FROM read_parquet({files}) d LEFT JOIN people p USING (doc_id)")
-        conds, params = [], []
-        if q:
-            conds.append("strpos(lower(text), lower(?)) > 0")
-            params.append(q)
-        if label is not None:
-            conds.append("list_contains(labels, ?)")
-            params.append(label)
-        if unlabelled:
-            conds.append("len(labels) = 0")
-        if split is not None:
-            conds.append("split = ?")
-            params.append(split)
-        if time_from is not None:
-            conds.append("time IS NOT NULL AND time >= ?")
-            params.append(time_from.to_pydatetime())
-        if time_to is not None:
-            conds.append("time IS NOT NULL AND time < ?")
-            params.append(time_to.to_pydatetime())
-        where = ("WHERE " + " AND ".join(conds)) if conds else ""
         total = con.execute(f"SELECT COUNT(*) FROM docs {where}", params).fetchone()[0]
         df = con.execute(f"SELECT doc_id, text, labels, time, split, source_id FROM docs {where} "
                          "ORDER BY doc_id LIMIT ? OFFSET ?", [*params, limit, offset]).fetchdf()
@@ -84,6 +55,64 @@ def search_documents(ws: Workspace, dataset: str, *, q: str | None = None, label
                     "split": r["split"], "source_id": r["source_id"]})
     return {"total": int(total), "documents": out}
 
+
+def matching_ids(ws: Workspace, dataset: str, **filters):
+    """The doc_ids (an int64 array, in document order) of every document that matches ``filters`` (the keyword
+    filters of :func:`search_documents`), without reading any text the filters do not need."""
+    import numpy as np
+
+    con, where, params = _filtered(ws, dataset, **filters)
+    if con is None:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        ids = con.execute(f"SELECT doc_id FROM docs {where} ORDER BY doc_id", params).fetchnumpy()["doc_id"]
+    finally:
+        con.close()
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _filtered(ws: Workspace, dataset: str, *, q=None, label=None, unlabelled=False, split=None, time_from=None,
+              time_to=None):
+    """(connection with the view ``docs``, WHERE clause, parameters); (None, "", []) for a dataset with no parts."""
+    import pandas as pd
+
+    info = ws.dataset(dataset)
+    parts = [str(p) for p in ws.dataset_parts(dataset)]
+    if not parts:
+        return None, "", []
+    lc = resolve_label_col(ws, dataset, None)
+    overrides = user_labels(ws, info.id, lc.key)
+    con = connect(ws)
+    try:
+        con.register("people", pd.DataFrame({"doc_id": pd.Series(list(overrides), dtype="int64"),
+                                             "label": pd.Series(list(overrides.values()), dtype="object")}))
+        con.execute("SET TimeZone = 'UTC'")  # times come back in UTC whatever the machine's zone
+        files = "[" + ", ".join(sql_string(p) for p in parts) + "]"  # a view cannot take parameters: quoted literals
+        con.execute("CREATE TEMP VIEW docs AS SELECT d.doc_id, d.text, d.time, d.split, d.source_id, "
+                    "CASE WHEN p.label IS NOT NULL THEN [p.label] ELSE COALESCE(d.labels, []) END AS labels "
+                    f"FROM read_parquet({files}) d LEFT JOIN people p USING (doc_id)")
+    except BaseException:
+        con.close()
+        raise
+    conds, params = [], []
+    if q:
+        conds.append("strpos(lower(text), lower(?)) > 0")
+        params.append(q)
+    if label is not None:
+        conds.append("list_contains(labels, ?)")
+        params.append(label)
+    if unlabelled:
+        conds.append("len(labels) = 0")
+    if split is not None:
+        conds.append("split = ?")
+        params.append(split)
+    if time_from is not None:
+        conds.append("time IS NOT NULL AND time >= ?")
+        params.append(time_from.to_pydatetime())
+    if time_to is not None:
+        conds.append("time IS NOT NULL AND time < ?")
+        params.append(time_to.to_pydatetime())
+    return con, ("WHERE " + " AND ".join(conds)) if conds else "", params
 
 
 def documents_by_id(ws: Workspace, dataset: str, doc_ids: list[int],
