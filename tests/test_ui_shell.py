@@ -218,3 +218,23 @@ def test_a_slow_answer_to_an_old_navigation_does_not_paint_over_the_new_screen(s
     assert page.locator(".nav a.active").inner_text() == "Train"
     assert page.locator("main .loading").count() == 0 and page.url.endswith("#/train")
     assert_clean(page)
+
+
+@pytest.mark.browser
+def test_a_token_revoked_while_its_page_is_open_sends_the_user_to_sign_in_and_back(served, browser):
+    server, tokens, home = served
+    temp = create_token(home, "temp-user", "editor")
+    page = open_page(browser, server.url, temp)
+    page.goto("/#/jobs")
+    page.locator("main h1", has_text="Jobs").wait_for()
+    with server.client(tokens["admin"]) as c:
+        assert c.delete("/tokens/temp-user").status_code == 200
+    page.wait_for_timeout(2500)  # the server trusts a verified token for 2 s
+    page.locator("nav a[data-nav=train]").click()
+    page.get_by_label("API token").wait_for()  # the next request was refused: back to sign-in
+    assert "#/signin" in page.url
+    page.get_by_label("API token").fill(tokens["editor"])
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(".topbar .user").filter(has_text="editor-user").wait_for()
+    page.wait_for_url("**/#/train")  # where the user was going
+    assert_clean(page)
