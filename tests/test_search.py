@@ -86,3 +86,10 @@ def test_matching_ids_are_the_ids_of_every_match_in_order(calls):
 
     for case in ({}, {"unlabelled": True}, {"label": "vip"}, {"q": "card", "split": "test"}):
         assert matching_ids(calls, "calls", **case).tolist() == _reference(calls, **case)["doc_id"].tolist()
+
+
+def test_doc_ids_pick_documents_with_people_labels_laid_over(calls):
+    got = search_documents(calls, "calls", doc_ids=[399, 0, 5], limit=10)
+    assert [d["doc_id"] for d in got["documents"]] == [0, 5, 399] and got["total"] == 3
+    assert got["documents"][0]["labels"] == ["vip"] and got["documents"][1]["label"] == "card_lost"
+    assert search_documents(calls, "calls", doc_ids=[], limit=10)["total"] == 0

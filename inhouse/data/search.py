@@ -27,17 +27,17 @@ COLUMNS = ["doc_id", "text", "label", "labels", "time", "split", "source_id"]
 
 def search_documents(ws: Workspace, dataset: str, *, q: str | None = None, label: str | None = None,
                      unlabelled: bool = False, split: str | None = None, time_from=None, time_to=None,
-                     limit: int = 50, offset: int = 0) -> dict[str, Any]:
+                     doc_ids: list[int] | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
     """``{"total", "documents"}``: the documents that match, counted, and the page ``[offset, offset + limit)``.
 
     ``q`` is a case-insensitive substring of the text; ``label`` an effective
     label (people's over the file's); ``time_from`` inclusive, ``time_to``
-    exclusive (pandas Timestamps in UTC). Documents come in document order.
+    exclusive (pandas Timestamps in UTC); ``doc_ids`` only these documents. Documents come in document order.
     """
     import pandas as pd
 
     con, where, params = _filtered(ws, dataset, q=q, label=label, unlabelled=unlabelled, split=split,
-                                   time_from=time_from, time_to=time_to)
+                                   time_from=time_from, time_to=time_to, doc_ids=doc_ids)
     if con is None:
         return {"total": 0, "documents": []}
     try:
@@ -72,7 +72,7 @@ def matching_ids(ws: Workspace, dataset: str, **filters):
 
 
 def _filtered(ws: Workspace, dataset: str, *, q=None, label=None, unlabelled=False, split=None, time_from=None,
-              time_to=None):
+              time_to=None, doc_ids=None):
     """(connection with the view ``docs``, WHERE clause, parameters); (None, "", []) for a dataset with no parts."""
     import pandas as pd
 
@@ -112,6 +112,9 @@ def _filtered(ws: Workspace, dataset: str, *, q=None, label=None, unlabelled=Fal
     if time_to is not None:
         conds.append("time IS NOT NULL AND time < ?")
         params.append(time_to.to_pydatetime())
+    if doc_ids is not None:
+        conds.append("doc_id IN (SELECT unnest(?::BIGINT[]))")
+        params.append([int(d) for d in doc_ids])
     return con, ("WHERE " + " AND ".join(conds)) if conds else "", params
 
 

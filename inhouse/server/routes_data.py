@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from pathlib import Path
 from typing import Annotated, Literal
@@ -145,58 +144,41 @@ def documents(request: Request, name: str,
               model: str | None = Query(None, description="A classifier version: add its prediction to each row."),
               predicted: str | None = Query(None, description="With model: only documents it predicts as this."),
               pg: tuple[int, int] = Depends(page)) -> dict:
-    from ..workspace.documents import read_documents
-
     ws = ws_of(request)
     t0, t1 = _parse_time(time_from, "time_from"), _parse_time(time_to, "time_to")
     if predicted is not None and model is None:
         raise UsageError("predicted=... needs model=... (the version whose predictions to filter by).")
-    limit, offset = pg
-    if model is None:  # one page, filtered and counted in DuckDB: milliseconds, not a read of every document
-        from ..data.search import search_documents
+    from ..data.search import documents_by_id, matching_ids, search_documents
 
-        found = search_documents(ws, name, q=q, label=label, unlabelled=unlabelled, split=split, time_from=t0,
-                                 time_to=t1, limit=limit, offset=offset)
+    limit, offset = pg
+    filters = dict(q=q, label=label, unlabelled=unlabelled, split=split, time_from=t0, time_to=t1)
+    if model is None:  # one page, filtered and counted in DuckDB: milliseconds, not a read of every document
+        found = search_documents(ws, name, **filters, limit=limit, offset=offset)
         return {"dataset": name, "total": found["total"], "limit": limit, "offset": offset, "predictions": None,
                 "documents": found["documents"]}
-    df = read_documents(ws, name, columns=["doc_id", "text", "text_hash", "label", "labels", "time", "split",
-                                           "source_id"], split=split)
-    if q:
-        df = df[df["text"].str.contains(re.escape(q), case=False, na=False)]
-    if label is not None:
-        df = df[df["labels"].map(lambda ls: label in ls)]
-    if unlabelled:
-        df = df[df["label"].isna()]
-    if t0 is not None:
-        df = df[df["time"].notna() & (df["time"] >= t0)]
-    if t1 is not None:
-        df = df[df["time"].notna() & (df["time"] < t1)]
-    pred = None
-    if model is not None:
-        from ..classifiers.load import load_classifier
-        from ..classifiers.predict import cached_proba
+    # with a model: the same filters find the candidates, the model scores their texts, the page comes back
+    from ..classifiers.load import load_classifier
+    from ..classifiers.predict import cached_proba
 
-        if len(df) > CANDIDATE_LIMIT:
-            raise InputError(f"{len(df):,} documents match; filtering by prediction reads at most {CANDIDATE_LIMIT:,}.",
-                             fix="Narrow the search (q, label, split, time), or classify the dataset first: "
-                                 "POST /classify/jobs")
-        clf = load_classifier(ws, model)
-        probs = cached_proba(clf, df["text"].tolist(), df["text_hash"].tolist())
-        idx = probs.argmax(axis=1) if len(df) else []
-        df = df.assign(predicted=[clf.labels[i] for i in idx],
-                       predicted_score=[round(float(probs[r, i]), 6) for r, i in enumerate(idx)])
-        pred = {"model": clf.version.ref, "sha256": clf.sha256}
-        if predicted is not None:
-            df = df[df["predicted"] == predicted]
-    total = len(df)
-    rows = df.iloc[offset:offset + limit].drop(columns=["text_hash"])
-    out = []
-    for r in rows.to_dict("records"):
-        r["time"] = None if r["time"] is None or str(r["time"]) == "NaT" else r["time"].isoformat()
-        r["labels"] = list(r["labels"])
-        r["label"] = r["label"] if isinstance(r["label"], str) else None
-        out.append(r)
-    return {"dataset": name, "total": total, "limit": limit, "offset": offset, "predictions": pred, "documents": out}
+    ids = matching_ids(ws, name, **filters)
+    if len(ids) > CANDIDATE_LIMIT:
+        raise InputError(f"{len(ids):,} documents match; filtering by prediction reads at most {CANDIDATE_LIMIT:,}.",
+                         fix="Narrow the search (q, label, split, time), or classify the dataset first: "
+                             "POST /classify/jobs")
+    clf = load_classifier(ws, model)
+    cand = documents_by_id(ws, name, ids.tolist())
+    probs = cached_proba(clf, cand["text"].tolist(), cand["text_hash"].tolist())
+    best = probs.argmax(axis=1) if len(cand) else []
+    scored = [(int(d), clf.labels[i], round(float(probs[r, i]), 6)) for r, (d, i) in enumerate(zip(ids, best))]
+    if predicted is not None:
+        scored = [x for x in scored if x[1] == predicted]
+    page_rows = scored[offset:offset + limit]
+    by_id = {d: (p, sc) for d, p, sc in page_rows}
+    out = search_documents(ws, name, doc_ids=list(by_id), limit=limit)["documents"] if by_id else []
+    for r in out:
+        r["predicted"], r["predicted_score"] = by_id[r["doc_id"]]
+    return {"dataset": name, "total": len(scored), "limit": limit, "offset": offset,
+            "predictions": {"model": clf.version.ref, "sha256": clf.sha256}, "documents": out}
 
 
 # ----------------------------------------------------------------- topics ----

@@ -15,6 +15,7 @@ from pydantic import Field
 from . import tokens
 from .auth import COOKIE
 from .common import Body, ws_of
+from .errors import ApiError
 
 router = APIRouter()
 MAX_AGE = 12 * 3600
@@ -28,8 +29,6 @@ class SignIn(Body):
 def sign_in(request: Request, response: Response, body: SignIn) -> dict:
     t = tokens.verify_token(ws_of(request), body.token.strip())
     if t is None:
-        from .errors import ApiError
-
         raise ApiError(401, "the token is unknown or revoked.", fix="Paste the whole token (it starts with ih_), "
                        "or ask an admin for a new one: inhouse tokens create NAME --role viewer")
     response.set_cookie(COOKIE, body.token.strip(), max_age=MAX_AGE, httponly=True, samesite="strict",
