@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"training"},
     {"analysis", "exchange"},
     {"pipeline"},
+    {"service"},
     {"server"},
     {"ui"},
     {"demo"},
