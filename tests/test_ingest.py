@@ -295,8 +295,11 @@ def test_wrong_column_fails_at_once_listing_columns_and_flag(ws, tmp_path, run_c
 def test_bad_inputs_are_explained(ws, tmp_path, run_cli):
     with pytest.raises(InputError, match="file not found"):
         ingest(ws, tmp_path / "missing.csv", "d")
-    (tmp_path / "data.xlsx").write_bytes(b"PK")
+    (tmp_path / "data.xls").write_bytes(b"PK")
     with pytest.raises(InputError, match=r"supported are \.csv, \.tsv, \.jsonl"):
+        ingest(ws, tmp_path / "data.xls", "d")
+    (tmp_path / "data.xlsx").write_bytes(b"PK")
+    with pytest.raises(InputError, match=r"data.xlsx: not a readable .xlsx workbook"):
         ingest(ws, tmp_path / "data.xlsx", "d")
     (tmp_path / "empty.csv").write_bytes(b"")
     with pytest.raises(InputError, match="empty.csv: the file is empty"):
@@ -314,7 +317,8 @@ def test_parse_time_accepts_iso_dates_and_epochs():
     assert parse_time("2024-01-05T10:00:00+02:00") == parse_time("2024-01-05T08:00:00Z") == parse_time(1704441600)
     assert parse_time("2024-01-05") == parse_time("20240105") == parse_time("1704412800.0")
     assert parse_time(None) is None and parse_time(" ") is None
-    for bad in ("yesterday", "1704441600000", "2024-13-01"):
+    assert parse_time("1704441600000") == parse_time(1704441600)  # epoch milliseconds
+    for bad in ("yesterday", "2024-13-01", "May 2024", "10:30"):
         with pytest.raises(ValueError):
             parse_time(bad)
 

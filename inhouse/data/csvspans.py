@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from ..errors import ColumnNotFound, InputError
+from .headers import header_names
 from .textlines import LineReader, Row
 
 MAX_RECORD_LINES = 1000  # default: lines one quoted field may span before its quote is taken as stray
@@ -149,11 +150,8 @@ class CsvReader(LineReader):
         if problem:
             raise InputError(f"{self.path.name}: the header line has {problem[1]}.",
                              fix="Save the file as UTF-8, or pass --encoding (e.g. --encoding cp1252).")
-        dupes = sorted({c for c in header if header.count(c) > 1})
-        if dupes:
-            raise InputError(f"{self.path.name}: the header names {dupes} more than once; columns are {header}.",
-                             fix="Give every column a distinct name.")
-        self.columns = header
+        self.original_columns = header
+        self.columns, self.header_renames = header_names(header)  # blank, padded and repeated names renamed
         self.delimiter_hint = delimiter_hint(header, self.delimiter)
 
     def rows(self) -> Iterator[Row]:

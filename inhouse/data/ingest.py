@@ -51,10 +51,12 @@ from ..workspace.documents import doc_schema
 from ..workspace.files import atomic_path, json_dumps, pid_alive, text_hash
 from ..workspace.store import Workspace, current_user
 from . import duck
-from .csvspans import MAX_RECORD_LINES, DelimiterMismatch, delimiter_flag, parse_delimiter
+from .csvspans import MAX_RECORD_LINES, delimiter_flag
+from .dates import TimeParser
+from .options import IngestOptions, check_columns, resolve_columns, time_parser
 from .pii import Redactor
-from .readers import Reader, Row, check_encoding, detect_format, open_reader
-from .revise import POLICIES, DuplicateIds, carry_labels, count_repeated_texts, rewrite_part
+from .readers import Reader, Row, detect_format, open_reader
+from .revise import DuplicateIds, carry_labels, count_repeated_texts, rewrite_part
 from .values import BadRow, Converter, parse_time
 
 __all__ = ["MAX_RECORD_LINES", "IngestOptions", "IngestResult", "ingest", "parse_time", "reap_stale_ingests", "running_ingests",
@@ -62,51 +64,6 @@ __all__ = ["MAX_RECORD_LINES", "IngestOptions", "IngestResult", "ingest", "parse
 
 MAX_CHUNK_CHARS = 64 << 20  # a part is also cut when its texts reach this many characters
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-@dataclass
-class IngestOptions:
-    """How to read a file; stored with every ingest so it can be repeated."""
-
-    text_col: str = "text"
-    label_col: str | None = None
-    time_col: str | None = None
-    id_col: str | None = None
-    split_col: str | None = None
-    redact_pii: bool = False
-    max_chars: int = 100_000
-    label_sep: str | None = None
-    chunk_rows: int = 100_000
-    encoding: str = "utf-8"
-    delimiter: str | None = None
-    max_record_lines: int = MAX_RECORD_LINES
-    on_duplicate_id: str = "quarantine"
-    max_quarantine_share: float = 0.10
-
-    def validate(self) -> "IngestOptions":
-        if not self.text_col:
-            raise UsageError("--text-col must name a column.")
-        if self.max_chars < 1:
-            raise UsageError(f"--max-chars must be at least 1, got {self.max_chars}.")
-        if self.chunk_rows < 1:
-            raise UsageError(f"--chunk-rows must be at least 1, got {self.chunk_rows}.")
-        if self.label_sep == "":
-            raise UsageError("--label-sep must not be empty.", fix="Use e.g. --label-sep '|'.")
-        if self.max_record_lines < 1:
-            raise UsageError(f"--max-record-lines must be at least 1, got {self.max_record_lines}.")
-        if self.on_duplicate_id not in POLICIES:
-            raise UsageError(f"--on-duplicate-id must be one of {list(POLICIES)}, got {self.on_duplicate_id!r}.")
-        if not 0.0 <= self.max_quarantine_share <= 1.0:
-            raise UsageError(f"--max-quarantine-share must be between 0 and 1, got {self.max_quarantine_share}.",
-                             fix="Use e.g. 0.1 for 10%, or 1.0 to never fail on quarantined rows.")
-        self.delimiter = parse_delimiter(self.delimiter)
-        self.encoding = check_encoding(self.encoding)
-        return self
-
-    def flags(self) -> dict[str, str]:
-        """Column option -> the CLI flag that sets it."""
-        return {"text_col": "--text-col", "label_col": "--label-col", "time_col": "--time-col",
-                "id_col": "--id-col", "split_col": "--split-col"}
 
 
 @dataclass
@@ -121,7 +78,10 @@ class IngestResult:
     ``replaced_ingest`` / ``replaced_documents``: what ``replace=True`` swapped
     out; ``user_labels_*``: labels people set on removed documents, how many
     were carried to the new document with the same id/row and text, and how
-    many were dropped. ``error``: set when the quarantine is over the limit.
+    many were dropped. ``renamed_columns``: header names that were blank,
+    padded, repeated or built-in, and the names they were stored under
+    (``{"from", "to", "why"}``). ``day_order``: how numeric dates were read
+    and what settled it. ``error``: set when the quarantine is over the limit.
     """
 
     dataset: str
@@ -154,6 +114,11 @@ class IngestResult:
     user_labels_on_removed: int = 0
     user_labels_carried: int = 0
     user_labels_dropped: int = 0
+    renamed_columns: list[dict] = field(default_factory=list)
+    day_order: str | None = None
+    sheet: str | None = None
+    conversations: int = 0
+    texts_with_html_entities: int = 0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -169,7 +134,8 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
            label_sep: str | None = None, chunk_rows: int = 100_000, encoding: str = "utf-8",
            delimiter: str | None = None, max_record_lines: int = MAX_RECORD_LINES,
            on_duplicate_id: str = "quarantine", max_quarantine_share: float = 0.10,
-           replace: bool = False) -> IngestResult:
+           replace: bool = False, time_format: str | None = None, dayfirst: bool | None = None,
+           sheet: str | None = None, unescape_html: bool = False, speaker: list[str] | None = None) -> IngestResult:
     """Add the rows of ``path`` to ``dataset`` (created if new) and report what happened.
 
     The same bytes are ingested once per dataset; ``replace=True`` reads them
@@ -183,6 +149,15 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
     When more than ``max_quarantine_share`` of the rows were quarantined, the
     good rows are stored and ``result.error`` says so (see the module docstring).
 
+    ``text_col`` may be a list (the columns are joined with a line break); a
+    text cell holding a list of turns is one conversation, counting only the
+    turns of ``speaker`` when given (:mod:`inhouse.data.conversations`).
+    Times: see :mod:`inhouse.data.dates`; ``time_format`` is a strftime
+    format, ``dayfirst`` True/False fixes the order of dates like 05/06/2011
+    (None: settled from the file). ``sheet``: the .xlsx sheet (name or
+    1-based number; default the first). ``unescape_html``: decode entities
+    and strip markup from texts.
+
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> ingest(ws, "tickets.jsonl", "tickets", label_col="intent", time_col="created").to_dict()
     {'dataset': 'tickets', 'ingest_id': 1, 'read': 1200, 'stored': 1198, 'quarantined': 2, ...}
@@ -192,7 +167,8 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
                          split_col=split_col, redact_pii=redact_pii, max_chars=max_chars, label_sep=label_sep,
                          chunk_rows=chunk_rows, encoding=encoding, delimiter=delimiter,
                          max_record_lines=max_record_lines, on_duplicate_id=on_duplicate_id,
-                         max_quarantine_share=max_quarantine_share).validate()
+                         max_quarantine_share=max_quarantine_share, time_format=time_format, dayfirst=dayfirst,
+                         sheet=sheet, unescape_html=unescape_html, speaker=speaker).validate()
     check_dataset_name(dataset)
     path = _check_file(Path(path))
     fmt, _ = detect_format(path)
@@ -200,10 +176,17 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
         raise UsageError(f"--delimiter applies to .csv and .tsv files; {path.name} is {fmt}.",
                          fix="Leave out --delimiter.")
     line_limit = max(8 << 20, opts.max_chars * 4 + (1 << 20))
-    reader = open_reader(path, encoding=opts.encoding, line_limit=line_limit, batch_rows=min(opts.chunk_rows, 10_000),
-                         delimiter=opts.delimiter, max_record_lines=opts.max_record_lines)
+
+    def reopen() -> Reader:
+        return open_reader(path, encoding=opts.encoding, line_limit=line_limit,
+                           batch_rows=min(opts.chunk_rows, 10_000), delimiter=opts.delimiter,
+                           max_record_lines=opts.max_record_lines, sheet=opts.sheet)
+
+    reader = reopen()
     try:
-        deferred = _check_columns(reader, path, opts)
+        opts = resolve_columns(opts, reader)
+        deferred = check_columns(reader, path, opts)
+        times = time_parser(opts, reopen, path.name)
         sha = file_sha256(ws, path)
         ds_id = _ensure_dataset(ws, dataset)
         reap_stale_ingests(ws, dataset)
@@ -217,7 +200,8 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
                                      f"add --replace: its documents are swapped for the new ones in one step "
                                      f"(inhouse ingest {path.name} --dataset {dataset} --replace ...).")
         ingest_id = _start_ingest(ws, ds_id, path, sha, opts)
-        run = _IngestRun(ws, dataset, ds_id, ingest_id, opts, started, replacing=done[0] if done else None)
+        run = _IngestRun(ws, dataset, ds_id, ingest_id, opts, started, replacing=done[0] if done else None,
+                         times=times)
         try:
             res = run.execute(reader, path, sha, deferred)
         except BaseException as e:
@@ -357,7 +341,7 @@ class _IngestRun:
     """One ingest from start to commit: rows -> documents, parts and quarantine."""
 
     def __init__(self, ws: Workspace, dataset: str, ds_id: int, ingest_id: int, opts: IngestOptions,
-                 started: float | None = None, replacing: int | None = None):
+                 started: float | None = None, replacing: int | None = None, times: TimeParser | None = None):
         self.ws, self.dataset, self.ds_id, self.ingest_id, self.opts = ws, dataset, ds_id, ingest_id, opts
         self.started = time.monotonic() if started is None else started
         self.replacing = replacing
@@ -366,6 +350,7 @@ class _IngestRun:
         self.quarantine = _Quarantine(ws.home / "quarantine" / dataset, ingest_id, self.redactor)
         self.rewrites: list[tuple[int, str, str | None, int, int | None]] = []  # keep-last: earlier parts changed
         self.delete_after_commit: list[Path] = []
+        self.convert = Converter(opts, self.redactor, times)
         self._clear()
 
     def _clear(self) -> None:
@@ -373,7 +358,7 @@ class _IngestRun:
         self.buf_chars = 0
 
     def execute(self, reader: Reader, path: Path, sha: str, deferred: list[tuple[str, str]] = ()) -> IngestResult:
-        convert = Converter(self.opts, self.redactor)
+        convert = self.convert
         read = 0
         with progress.task(f"ingesting {path.name}", total=reader.total, unit=reader.unit) as t:
             for row in reader.rows():
@@ -398,6 +383,7 @@ class _IngestRun:
                 raise ColumnNotFound(path.name, col, reader.columns, flag)
         res = IngestResult(self.dataset, self.ingest_id, str(path), sha, reader_format(path), read=read,
                            blank_lines=reader.blank, replaced_ingest=self.replacing)
+        describe_reading(res, reader, convert, self.opts)
         hint = getattr(reader, "delimiter_hint", None)
         if hint:
             res.warnings.append(f"the header reads as one column {reader.columns[0]!r}, which holds "
@@ -553,7 +539,7 @@ class _IngestRun:
                           " first_doc_id = ?, end_doc_id = ? WHERE id = ?",
                           (now, json_dumps(stats), str(qfile) if qfile else None, res.first_doc_id,
                            res.end_doc_id, self.ingest_id))
-                columns = _merge_columns(ws, self.ds_id, self.opts, reader.columns)
+                columns = _merge_columns(ws, self.ds_id, self.opts, self.convert.names.stored())
                 c.execute("UPDATE datasets SET columns = ? WHERE id = ?", (json_dumps(columns), self.ds_id))
                 ws.audit("ingest", self.dataset, ingest_id=self.ingest_id, file=res.source, stored=res.stored,
                          quarantined=res.quarantined, replaced=self.replacing, removed_earlier=res.removed_earlier,
@@ -654,29 +640,6 @@ def _check_file(path: Path) -> Path:
     return path.resolve()
 
 
-def _check_columns(reader: Reader, path: Path, opts: IngestOptions) -> list[tuple[str, str]]:
-    """Fail at once on a column the file does not have; return JSONL columns to look for in the rest of the file.
-
-    A JSONL key may first appear after the lines the reader sampled: a mapped
-    column other than the text missing from the sample is looked for while
-    reading, and the ingest fails (nothing stored) if no line has it.
-    """
-    if getattr(reader, "sampled_objects", None) == 0:
-        return []  # JSONL whose first lines are all unreadable: every row will be quarantined with its reason
-    deferred = []
-    for attr, flag in opts.flags().items():
-        col = getattr(opts, attr)
-        if col is None or col in reader.columns:
-            continue
-        if getattr(reader, "sample_complete", True) is False and attr != "text_col":
-            deferred.append((col, flag))
-        elif reader.delimiter_hint:
-            raise DelimiterMismatch(path.name, col, reader.columns, flag, reader.delimiter, reader.delimiter_hint)
-        else:
-            raise ColumnNotFound(path.name, col, reader.columns, flag)
-    return deferred
-
-
 def _ensure_dataset(ws: Workspace, name: str) -> int:
     with ws.tx() as c:
         c.execute("INSERT OR IGNORE INTO datasets (name, created_at) VALUES (?, ?)", (name, time.time()))
@@ -721,12 +684,43 @@ def _abandon(ws: Workspace, dataset: str, ingest_id: int, error: str, status: st
         pass
 
 
-def _merge_columns(ws: Workspace, ds_id: int, opts: IngestOptions, columns: list[str]) -> dict:
+def _merge_columns(ws: Workspace, ds_id: int, opts: IngestOptions, meta_names: list[str]) -> dict:
+    """The dataset's column mapping after this ingest; ``meta_names`` are the stored metadata names."""
     row = ws.db.execute("SELECT columns FROM datasets WHERE id = ?", (ds_id,)).fetchone()
     before = json.loads(row[0] or "{}")
     mapped = {"text": opts.text_col, "label": opts.label_col, "time": opts.time_col, "id": opts.id_col,
               "split": opts.split_col}
-    meta = list(dict.fromkeys(before.get("meta", []) + [c for c in columns if c not in mapped.values()]))
+    meta = list(dict.fromkeys(before.get("meta", []) + meta_names))
     return {**mapped, "meta": meta}
+
+
+ENTITY_SHARE = 0.01  # suggest --unescape-html when this share of the stored texts holds HTML entities
+
+
+def describe_reading(res: IngestResult, reader: Reader, convert: Converter, opts: IngestOptions) -> None:
+    """Renamed columns, the day/month order, conversations and HTML entities: into ``res`` and its warnings."""
+    for c in reader.columns:
+        if c not in convert.mapped:
+            convert.names(c)  # a column no row had a value in is still named
+    final = {r["from"]: r for r in convert.renames}
+    renamed = []
+    for r in reader.header_renames:
+        later = final.pop(r["to"], None)
+        renamed.append({"from": r["from"], "to": later["to"] if later else r["to"],
+                        "why": r["why"] + (f"; {later['why']}" if later else "")})
+    renamed += [{"from": r["from"], "to": r["to"], "why": r["why"]} for r in final.values()]
+    res.renamed_columns = renamed
+    if renamed:
+        res.warnings.append("renamed columns: " + ", ".join(f"{r['from']!r} -> {r['to']!r} ({r['why']})"
+                                                           for r in renamed))
+    t = convert.times
+    if t.dayfirst is not None:
+        res.day_order = ("day first" if t.dayfirst else "month first") + (f" ({t.settled_by})" if t.settled_by else "")
+    res.sheet = getattr(reader, "sheet", None)
+    res.conversations = convert.conversations
+    res.texts_with_html_entities = convert.entities
+    if not opts.unescape_html and convert.entities >= 3 and convert.entities >= ENTITY_SHARE * res.read:
+        res.warnings.append(f"{convert.entities:,} texts hold HTML entities like &rsquo; or &amp;; to store them "
+                            f"as plain text, ingest again with --unescape-html --replace")
 
 

@@ -1,4 +1,4 @@
-"""Read CSV, TSV, JSONL, Parquet and plain-text files as a stream of rows.
+"""Read CSV, TSV, JSONL, JSON arrays, Excel (.xlsx), Parquet and plain-text files as a stream of rows.
 
 A reader knows its columns before it reads any data (so a wrong column name
 fails at once) and then yields one :class:`Row` per data row, in bounded
@@ -27,15 +27,17 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import InputError
+from ..errors import InputError, MissingDependency, UsageError
 from .csvspans import MAX_RECORD_LINES, CsvReader
+from .headers import header_names
 from .textlines import LineReader, Reader, Row, check_encoding
 
-__all__ = ["CsvReader", "JsonlReader", "LineReader", "ParquetReader", "Reader", "Row", "TextReader",
+__all__ = ["CsvReader", "JsonArrayReader", "JsonlReader", "XlsxReader", "LineReader", "ParquetReader", "Reader", "Row", "TextReader",
            "check_encoding", "detect_format", "open_reader"]
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".txt": "txt"}
-SUPPORTED = ".csv, .tsv, .jsonl, .ndjson, .parquet, .txt (the text formats also as .gz)"
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".txt": "txt",
+           ".json": "json", ".xlsx": "xlsx"}
+SUPPORTED = ".csv, .tsv, .jsonl, .ndjson, .json, .xlsx, .parquet, .txt (the text formats also as .gz)"
 JSONL_SAMPLE = 1000  # lines read to learn a JSONL file's keys
 
 
@@ -55,21 +57,29 @@ def detect_format(path: Path) -> tuple[str, bool]:
         found = f"extension {ext!r}" if ext else "no extension"
         raise InputError(f"{path.name}: cannot tell the format from {found}; supported are {SUPPORTED}.",
                          fix="Rename the file to the extension that matches its contents.")
-    if fmt == "parquet" and compressed:
-        raise InputError(f"{path.name}: gzip-compressed Parquet is not supported (Parquet compresses itself).",
+    if fmt in ("parquet", "xlsx") and compressed:
+        raise InputError(f"{path.name}: gzip-compressed {fmt} is not supported (it compresses itself).",
                          fix=f"Decompress it first: gunzip {path.name}")
     return fmt, compressed
 
 
 def open_reader(path: Path, *, encoding: str = "utf-8", line_limit: int = 8 << 20, batch_rows: int = 10_000,
-                delimiter: str | None = None, max_record_lines: int = MAX_RECORD_LINES) -> Reader:
+                delimiter: str | None = None, max_record_lines: int = MAX_RECORD_LINES,
+                sheet: str | None = None) -> Reader:
     """The reader for ``path``, chosen by its extension, with its columns read.
 
-    ``delimiter`` and ``max_record_lines`` apply to CSV/TSV (see :mod:`inhouse.data.csvspans`).
+    ``delimiter`` and ``max_record_lines`` apply to CSV/TSV (see :mod:`inhouse.data.csvspans`),
+    ``sheet`` (a name, or a 1-based number) to .xlsx (default: the first sheet).
     """
     fmt, compressed = detect_format(path)
+    if sheet is not None and fmt != "xlsx":
+        raise UsageError(f"--sheet applies to .xlsx files; {path.name} is {fmt}.", fix="Leave out --sheet.")
     if fmt == "parquet":
         return ParquetReader(path, batch_rows)
+    if fmt == "xlsx":
+        return XlsxReader(path, sheet)
+    if fmt == "json":
+        return JsonArrayReader(path, compressed, encoding)
     if fmt in ("csv", "tsv"):
         return CsvReader(path, fmt, compressed, encoding, line_limit, delimiter=delimiter,
                          max_record_lines=max_record_lines)
@@ -185,6 +195,126 @@ class ParquetReader(Reader):
                     yield Row(row, None, None, f"<row {row} could not be read>", ("malformed row", str(rec)))
                 else:
                     yield Row(row, None, rec, None, None)
+
+
+class JsonArrayReader(Reader):
+    """A JSON file holding an array of objects (or an object whose one list holds them, as APIs export).
+
+    The whole file is parsed at once (JSON arrays cannot be read in pieces
+    with the standard library): for files of millions of rows, use JSONL.
+    Columns are the keys in order of first appearance.
+    """
+
+    unit = "row"
+
+    def __init__(self, path: Path, compressed: bool, encoding: str):
+        import gzip
+
+        self.path = path
+        opener = gzip.open if compressed else open
+        try:
+            with opener(path, "rt", encoding=encoding) as f:
+                data = json.load(f)
+        except (ValueError, OSError) as e:
+            raise InputError(f"{path.name}: not a readable JSON file ({e}).",
+                             fix="Check that the export finished; for one object per line, name the file .jsonl.") from None
+        if isinstance(data, dict):
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                raise InputError(f"{path.name}: expected a JSON array of objects, found an object with keys "
+                                 f"{list(data)[:10]}.", fix="Export the rows as a JSON array: [{...}, {...}]")
+            data = lists[0]
+        if not isinstance(data, list):
+            raise InputError(f"{path.name}: expected a JSON array of objects, found a {type(data).__name__}.",
+                             fix="Export the rows as a JSON array: [{...}, {...}]")
+        self._items = data
+        self.columns = list(dict.fromkeys(k for o in data if isinstance(o, dict) for k in o))
+        self._done = 0
+
+    @property
+    def total(self) -> int:
+        return len(self._items)
+
+    def position(self) -> int:
+        return self._done
+
+    def rows(self) -> Iterator[Row]:
+        for i, obj in enumerate(self._items, start=1):
+            self._done = i
+            if isinstance(obj, dict):
+                yield Row(i, None, obj, None, None)
+            else:
+                raw = json.dumps(obj, ensure_ascii=False, default=str)
+                yield Row(i, None, None, raw, ("malformed row", f"expected a JSON object, found a {type(obj).__name__}"))
+
+
+class XlsxReader(Reader):
+    """One sheet of an Excel workbook (openpyxl, read-only): the first row names the columns.
+
+    Cells keep their types (dates are datetimes, numbers numbers); empty rows
+    count as blank lines; ``row`` is the sheet's row number minus the header.
+    """
+
+    unit = "row"
+
+    def __init__(self, path: Path, sheet: str | None):
+        try:
+            import openpyxl
+        except ImportError:
+            raise MissingDependency("openpyxl", "excel", "reading .xlsx files") from None
+        self.path = path
+        try:
+            self._wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except Exception as e:  # zipfile.BadZipFile, KeyError, InvalidFileException: openpyxl's own words
+            raise InputError(f"{path.name}: not a readable .xlsx workbook ({type(e).__name__}: {e}).",
+                             fix="Open it in Excel or LibreOffice and save it again as .xlsx (or as CSV).") from None
+        names = self._wb.sheetnames
+        if sheet is None:
+            ws = self._wb[names[0]]
+        elif sheet in names:
+            ws = self._wb[sheet]
+        elif sheet.isdigit() and 1 <= int(sheet) <= len(names):
+            ws = self._wb[names[int(sheet) - 1]]
+        else:
+            self._wb.close()
+            raise InputError(f"{path.name}: no sheet {sheet!r}; its sheets are {names}.",
+                             fix="Use --sheet with one of them (or its number, 1 for the first).")
+        self.sheet = ws.title
+        self._rows = ws.iter_rows(values_only=True)
+        header = next(self._rows, None)
+        while header is not None and all(v is None for v in header):
+            header = next(self._rows, None)
+        if header is None:
+            self._wb.close()
+            raise InputError(f"{path.name}: sheet {self.sheet!r} is empty.", fix="Use --sheet to pick the sheet with the rows.")
+        while header and header[-1] is None:
+            header = header[:-1]
+        self.original_columns = ["" if v is None else str(v) for v in header]
+        self.columns, self.header_renames = header_names(self.original_columns)
+        self._done = 0
+
+    def position(self) -> int:
+        return self._done
+
+    def close(self) -> None:
+        self._wb.close()
+
+    def rows(self) -> Iterator[Row]:
+        n, row = len(self.columns), 0
+        for cells in self._rows:
+            if all(v is None or (isinstance(v, str) and not v.strip()) for v in cells):
+                self.blank += 1
+                continue
+            row += 1
+            self._done = row
+            extra = [v for v in cells[n:] if v is not None]
+            if extra:
+                raw = json.dumps(list(cells), ensure_ascii=False, default=str)
+                yield Row(row, None, None, raw, ("wrong field count", f"{len(extra)} filled cells right of the "
+                                                 f"{n} named columns {self.columns}"))
+                continue
+            values = dict(zip(self.columns, list(cells[:n]) + [None] * (n - len(cells))))
+            yield Row(row, None, values, None, None)
 
 
 def _one_record(batch, i: int) -> dict | Exception:

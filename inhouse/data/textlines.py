@@ -47,6 +47,7 @@ class Reader:
     unit = "B"
     blank = 0
     delimiter_hint: str | None = None
+    header_renames: tuple[dict, ...] | list[dict] = ()  # {"column", "from", "to", "why"}: header names made usable
 
     def rows(self) -> Iterator[Row]:  # pragma: no cover - interface
         raise NotImplementedError
