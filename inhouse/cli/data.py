@@ -31,9 +31,19 @@ def init_cmd(ctx, as_json: bool) -> None:
 @cli.command("ingest")
 @click.argument("path", type=click.Path(dir_okay=True))
 @click.option("--dataset", "-d", required=True, help="Dataset to add the rows to (created if new).")
-@click.option("--text-col", default="text", show_default=True, help="Column with the document text.")
+@click.option("--text-col", "text_cols", multiple=True, default=["text"], show_default=True,
+              help="Column with the document text; repeat to join several (--text-col subject --text-col body). "
+                   "A column holding a list of turns makes one document per conversation.")
 @click.option("--label-col", help="Column with the label(s); empty means unlabelled.")
-@click.option("--time-col", help="Column with a timestamp: ISO 8601, a date, or epoch seconds (naive = UTC).")
+@click.option("--time-col", help="Column with a timestamp: ISO 8601, 'May 30, 2011', '30/05/2011', Excel serial "
+                                "days, epoch seconds or milliseconds (naive = UTC).")
+@click.option("--time-format", metavar="STRFTIME", help="Read --time-col with this strftime format, e.g. '%d.%m.%Y %H:%M'.")
+@click.option("--dayfirst/--monthfirst", default=None,
+              help="Order of dates like 05/06/2011 (default: settled by the file's dates, e.g. one with 30 in it).")
+@click.option("--sheet", help="Sheet of an .xlsx file: its name or number (default: the first).")
+@click.option("--unescape-html", is_flag=True, help="Decode HTML entities (&rsquo; -> ’) and strip markup from texts.")
+@click.option("--speaker", "speakers", multiple=True, metavar="NAME",
+              help="Conversations: only the turns of this speaker make the text (repeat for several).")
 @click.option("--id-col", help="Column with your own id for each row (kept as source_id).")
 @click.option("--split-col", help="Column with the split name (train/test/...).")
 @click.option("--label-sep", help="Split multi-label values on this separator, e.g. '|'.")
@@ -55,13 +65,16 @@ def init_cmd(ctx, as_json: bool) -> None:
 @click.option("--chunk-rows", type=int, default=100_000, show_default=True, help="Rows per Parquet part.")
 @json_option
 @pass_ctx
-def ingest_cmd(ctx, path: str, dataset: str, text_col: str, label_col: str | None, time_col: str | None,
-               id_col: str | None, split_col: str | None, label_sep: str | None, redact_pii: bool,
+def ingest_cmd(ctx, path: str, dataset: str, text_cols: tuple, label_col: str | None, time_col: str | None,
+               time_format: str | None, dayfirst: bool | None, sheet: str | None, unescape_html: bool,
+               speakers: tuple, id_col: str | None, split_col: str | None, label_sep: str | None, redact_pii: bool,
                max_chars: int, encoding: str, delimiter: str | None, max_record_lines: int, on_duplicate_id: str,
                max_quarantine_share: float, replace: bool, chunk_rows: int, as_json: bool) -> None:
-    """Add the rows of a CSV, TSV, JSONL, Parquet or text file to a dataset.
+    """Add the rows of a CSV, TSV, JSONL, JSON, Excel (.xlsx), Parquet or text file to a dataset.
 
-    Other columns are kept as metadata. Bad rows go to a quarantine file with
+    Other columns are kept as metadata; header names that are blank, repeated,
+    padded or built-in (text, time, label, row...) are renamed (column_1,
+    label_2) and the ingest says so. Bad rows go to a quarantine file with
     their row number and reason; ingesting the same file again adds nothing
     (add --replace to read it again with other options). When more than
     --max-quarantine-share of the rows were quarantined, the good rows are
@@ -74,8 +87,13 @@ def ingest_cmd(ctx, path: str, dataset: str, text_col: str, label_col: str | Non
       banking77.csv -> 'banking77' (ingest #1): read 13,083, stored 13,083, duplicates 0, quarantined 0 [0.7s]
       $ inhouse ingest export.csv -d tickets --delimiter ';' --id-col ticket_id --on-duplicate-id keep-last
       $ inhouse ingest banking77.csv -d banking77 --label-col label --replace
+      $ inhouse ingest reviews.tsv -d reviews --text-col Text --time-col Date      # Date like 'May 30, 2011'
+      $ inhouse ingest tickets.xlsx -d tickets --sheet 2 --text-col subject --text-col body --unescape-html
+      $ inhouse ingest calls.jsonl -d calls --text-col turns --speaker customer
     """
-    res = ingest_api.ingest(ctx.ws, path, dataset, text_col=text_col, label_col=label_col, time_col=time_col,
+    res = ingest_api.ingest(ctx.ws, path, dataset, text_col=list(text_cols),
+                            time_format=time_format, dayfirst=dayfirst, sheet=sheet, unescape_html=unescape_html,
+                            speaker=list(speakers) or None, label_col=label_col, time_col=time_col,
                             id_col=id_col, split_col=split_col, redact_pii=redact_pii, max_chars=max_chars,
                             label_sep=label_sep, chunk_rows=chunk_rows, encoding=encoding, delimiter=delimiter,
                             max_record_lines=max_record_lines, on_duplicate_id=on_duplicate_id,
@@ -114,6 +132,10 @@ def _print_ingest(res, name: str) -> None:
                        f"{res.removed_earlier:,}")
     if res.blank_lines:
         click.echo(f"skipped {res.blank_lines:,} blank lines")
+    if res.day_order:
+        click.echo(f"dates read {res.day_order}")
+    if res.conversations:
+        click.echo(f"conversations: {res.conversations:,}")
     if res.redacted:
         click.echo("masked: " + ", ".join(f"{n:,} {kind}" for kind, n in res.redacted.items()))
     if res.quarantined:

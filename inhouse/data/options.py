@@ -75,9 +75,6 @@ class IngestOptions:
                              fix="Use codes like --time-format '%d.%m.%Y %H:%M' (see `man strftime`).")
         if self.time_format is not None and self.dayfirst is not None:
             raise UsageError("--time-format already fixes the day/month order; leave out --dayfirst/--monthfirst.")
-        if (self.time_format or self.dayfirst is not None) and not self.time_col:
-            raise UsageError("--time-format, --dayfirst and --monthfirst read the --time-col; none was given.",
-                             fix="Add --time-col with the column that holds the times.")
         self.speaker = [s for s in (self.speaker or []) if s] or None
         self.delimiter = parse_delimiter(self.delimiter)
         self.encoding = check_encoding(self.encoding)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import InputError
 from .readers import detect_format, open_reader
-from .values import parse_time
+from .dates import AmbiguousDate, DayOrder, TimeParser
 
 __all__ = ["ROLES", "column_checks", "guess_dataset_name", "guess_mapping", "preview_file"]
 
@@ -44,7 +44,7 @@ _ISO_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
 def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = "utf-8",
-                 delimiter: str | None = None, source: str | None = None) -> dict[str, Any]:
+                 delimiter: str | None = None, source: str | None = None, sheet: str | None = None) -> dict[str, Any]:
     """Columns, the first ``n`` rows, unreadable rows among the first ``sample``, and the guessed mapping.
 
     Reads at most ``sample`` rows, whatever the file's size. Raises InputError
@@ -59,7 +59,7 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
     name = source or path.name
     fmt, _ = detect_format(path)
     try:
-        reader = open_reader(path, encoding=encoding, delimiter=delimiter)
+        reader = open_reader(path, encoding=encoding, delimiter=delimiter, sheet=sheet)
     except UnicodeError as e:  # e.g. utf-16 without a byte-order mark
         raise InputError(f"{name}: cannot be read as {encoding} ({e}).",
                          fix="Pick the file's real encoding (usually utf-8), or save it as UTF-8.") from None
@@ -90,6 +90,8 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
                 row_nums.append(r.row)
         hint = getattr(reader, "delimiter_hint", None)
         columns = list(reader.columns)  # JSONL learns keys as it reads
+        renamed = list(reader.header_renames)
+        sheets = getattr(reader, "sheet", None)
     finally:
         reader.close()
     if not columns and not problems:
@@ -105,12 +107,17 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
     out = {"source": name, "format": fmt, "columns": columns, "rows": rows[:n], "rows_read": read,
            "problems": problems[:50], "guess": guess, "notes": notes, "dataset": guess_dataset_name(name),
            "checks": column_checks(columns, rows, row_nums),
-           "truncated_tail": truncated_tail}
+           "truncated_tail": truncated_tail, "renamed_columns": renamed}
+    if sheets:
+        out["sheet"] = sheets
+    if renamed:
+        out.setdefault("warnings", []).append("renamed columns: " + ", ".join(
+            f"{r['from']!r} -> {r['to']!r} ({r['why']})" for r in renamed))
     if hint and len(columns) == 1:
         sep = "tabs" if hint == "\t" else repr(hint)
         fix = ("rename it to .tsv" if hint == "\t" else
                f"save it with commas, or ingest it on the server with: inhouse ingest --delimiter {hint!r}")
-        out["warnings"] = [f"the header reads as one column {columns[0]!r}; the file looks separated by {sep}: {fix}."]
+        out.setdefault("warnings", []).append(f"the header reads as one column {columns[0]!r}; the file looks separated by {sep}: {fix}.")
         out["suggested_delimiter"] = hint
     return out
 
@@ -218,9 +225,10 @@ def column_checks(columns: list[str], rows: list[dict], row_nums: list[int], exa
     out: dict[str, dict] = {}
     for c in columns:
         found: dict[str, dict] = {}
+        parse = _column_time_parser([r.get(c) for r in rows])
         for row, r in zip(row_nums, rows):
             v = r.get(c)
-            for role, problem in (("text", _text_problem(c, v)), ("time", _time_problem(c, v))):
+            for role, problem in (("text", _text_problem(c, v)), ("time", _time_problem(c, v, parse))):
                 if problem:
                     f = found.setdefault(role, {"count": 0, "examples": []})
                     f["count"] += 1
@@ -242,14 +250,24 @@ def _text_problem(col: str, v: Any) -> tuple[str, str] | None:
     return None
 
 
-def _time_problem(col: str, v: Any) -> tuple[str, str] | None:
+def _time_problem(col: str, v: Any, parse: TimeParser) -> tuple[str, str] | None:
     if v is None or isinstance(v, (_dt.date, _dt.datetime)) or (isinstance(v, str) and not v.strip()):
         return None
     try:
-        parse_time(v if isinstance(v, str) else str(v))
+        parse(v if isinstance(v, str) else str(v))
+    except AmbiguousDate as e:
+        return "ambiguous date", f"column {col!r}: {e}"
     except (ValueError, OverflowError) as e:
         return "bad timestamp", f"column {col!r}: {e}"
     return None
+
+
+def _column_time_parser(values: list) -> TimeParser:
+    """A parser whose day/month order is settled by ``values`` where they settle it (as the ingest does)."""
+    order = DayOrder()
+    for i, v in enumerate(values, 1):
+        order.see(i, v)
+    return TimeParser(None, order.dayfirst, order.settled_by)
 
 
 def guess_dataset_name(filename: str) -> str:
@@ -257,7 +275,7 @@ def guess_dataset_name(filename: str) -> str:
     stem = Path(filename or "").name
     while True:
         p = Path(stem)
-        if p.suffix.lower() in (".gz", ".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".txt"):
+        if p.suffix.lower() in (".gz", ".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".txt", ".json", ".xlsx"):
             stem = p.stem
         else:
             break
@@ -285,6 +303,7 @@ def _stats(values: list) -> dict:
     nonempty = [v for v in values if v is not None and str(v).strip() != ""]
     strs = [v for v in nonempty if isinstance(v, str)]
     times = iso = 0
+    parse_time = TimeParser(dayfirst=False)  # only whether values read as times: either order will do
     for v in nonempty[:200]:
         if isinstance(v, (_dt.date, _dt.datetime)):
             times += 1

@@ -20,7 +20,7 @@ from .common import BIG, Body, Id, JobAccepted, accepted, clean, page, ws_of
 
 router = APIRouter()
 UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".txt", ".csv.gz", ".tsv.gz", ".jsonl.gz",
-                   ".ndjson.gz", ".txt.gz")
+                   ".ndjson.gz", ".txt.gz", ".json", ".json.gz", ".xlsx")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 CANDIDATE_LIMIT = 50_000
 
@@ -32,7 +32,7 @@ def upload_suffix(filename: str | None) -> str:
         if name.endswith(s):
             return s
     raise InputError(f"uploaded file {filename!r}: expected one of {list(UPLOAD_SUFFIXES)}.",
-                     fix="Upload a CSV, TSV, JSON Lines, Parquet or text file with its usual extension.")
+                     fix="Upload a CSV, TSV, JSON Lines, JSON, Excel (.xlsx), Parquet or text file with its usual extension.")
 
 
 def _quarantine_head(path: str | None, n: int = 20) -> list[dict]:
@@ -49,13 +49,21 @@ def _quarantine_head(path: str | None, n: int = 20) -> list[dict]:
 
 @router.post("/datasets", tags=["datasets"], summary="Upload a file into a dataset (like inhouse ingest)",
              **role("editor", upload=True))
-def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV, JSONL, Parquet or text (.gz too)"),
-           dataset: str = Form(..., pattern=NAME), text_col: str = Form("text"), label_col: str | None = Form(None),
+def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV, JSONL, JSON, .xlsx, Parquet or text "
+                                                     "(.gz too)"),
+           dataset: str = Form(..., pattern=NAME),
+           text_col: list[str] = Form(["text"], description="Text column; repeat the field to join several."),
+           label_col: str | None = Form(None),
            time_col: str | None = Form(None), id_col: str | None = Form(None), split_col: str | None = Form(None),
            label_sep: str | None = Form(None), redact_pii: bool = Form(False),
            max_chars: int = Form(100_000, ge=1, le=10_000_000), encoding: str = Form("utf-8"),
            delimiter: str | None = Form(None, max_length=10, description="CSV field separator, e.g. ';' "
-                                        "(default: ',' for .csv, tab for .tsv)")) -> dict:
+                                        "(default: ',' for .csv, tab for .tsv)"),
+           time_format: str | None = Form(None, max_length=100, description="strftime format of the time column"),
+           dayfirst: bool | None = Form(None, description="Order of dates like 05/06/2011 (default: from the file)"),
+           sheet: str | None = Form(None, max_length=100, description=".xlsx sheet: name or number (default: first)"),
+           unescape_html: bool = Form(False, description="Decode HTML entities and strip markup from texts"),
+           speaker: list[str] | None = Form(None, description="Conversations: only these speakers' turns")) -> dict:
     """Stores the upload under the workspace's tmp/ with a generated name, ingests it with the same column
     mapping, quarantine and idempotency as ``inhouse ingest``, and removes the temporary copy."""
     ws = ws_of(request)
@@ -71,7 +79,10 @@ def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV,
                     raise ApiError(413, f"the upload is over {limit:,} bytes.", fix="Split the file, or ingest it "
                                    "on the server with: inhouse ingest")
                 out.write(chunk)
-        res = ingest_api.ingest(ws, tmp, dataset, text_col=text_col, label_col=label_col or None,
+        res = ingest_api.ingest(ws, tmp, dataset, text_col=[c for c in text_col if c] or "text",
+                                time_format=time_format or None, dayfirst=dayfirst, sheet=sheet or None,
+                                unescape_html=unescape_html, speaker=[s for s in speaker or [] if s] or None,
+                                label_col=label_col or None,
                                 time_col=time_col or None, id_col=id_col or None, split_col=split_col or None,
                                 redact_pii=redact_pii, max_chars=max_chars, label_sep=label_sep or None,
                                 encoding=encoding, delimiter=delimiter or None)

@@ -24,17 +24,21 @@ from .routes_data import upload_suffix
 
 router = APIRouter()
 PREVIEW_BYTES = 2 << 20  # text formats: the preview reads at most this much of the upload
+WHOLE_FILE_SUFFIXES = (".parquet", ".xlsx", ".json", ".json.gz")  # readable only whole: up to the upload limit
 
 
 @router.post("/datasets/preview", tags=["datasets"], summary="Columns, first rows and a guessed column mapping of a file",
              **role("editor", upload=True))
-def preview(request: Request, file: UploadFile = File(..., description="CSV, TSV, JSONL, Parquet or text (.gz too)"),
+def preview(request: Request, file: UploadFile = File(..., description="CSV, TSV, JSONL, JSON, .xlsx, Parquet or text "
+                                                      "(.gz too)"),
             n: int = Form(20, ge=1, le=200, description="Rows to return."),
-            encoding: str = Form("utf-8", max_length=40), delimiter: str | None = Form(None, max_length=10)) -> dict:
+            encoding: str = Form("utf-8", max_length=40), delimiter: str | None = Form(None, max_length=10),
+            sheet: str | None = Form(None, max_length=100, description=".xlsx sheet: name or number")) -> dict:
     """Reads the first rows only; nothing is stored. The answer's ``guess`` is a column mapping for POST /datasets."""
     ws = ws_of(request)
     suffix = upload_suffix(file.filename)
-    if suffix == ".parquet":
+    whole = suffix in WHOLE_FILE_SUFFIXES
+    if whole:
         limit = request.app.state.ctx.settings.max_upload_bytes
     else:
         limit = PREVIEW_BYTES
@@ -44,7 +48,7 @@ def preview(request: Request, file: UploadFile = File(..., description="CSV, TSV
         with open(tmp, "wb") as out:
             while chunk := file.file.read(min(1 << 20, limit - size + 1)):
                 if size + len(chunk) > limit:
-                    if suffix == ".parquet":
+                    if whole:
                         raise ApiError(413, f"the upload is over {limit:,} bytes.",
                                        fix="Split the file, or ingest it on the server with: inhouse ingest")
                     chunk, cut = chunk[:limit - size], True
@@ -62,7 +66,7 @@ def preview(request: Request, file: UploadFile = File(..., description="CSV, TSV
         source = (file.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:200]
         try:
             res = preview_file(tmp, n=n, encoding=check_encoding(encoding), delimiter=parse_delimiter(delimiter or None),
-                               source=source)
+                               source=source, sheet=sheet or None)
         except InhouseError as e:  # the readers name the temporary copy: say the user's file name instead
             e.message = e.message.replace(tmp.name, source)
             e.args = (e.message,)

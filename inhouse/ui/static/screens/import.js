@@ -12,11 +12,11 @@ const ROLES = [
   ["split", "Split", "train/test values, if the file has them."],
 ];
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-const ACCEPT = ".csv,.tsv,.jsonl,.ndjson,.parquet,.txt,.gz";
+const ACCEPT = ".csv,.tsv,.jsonl,.ndjson,.json,.xlsx,.parquet,.txt,.gz";
 
 export async function render(view) {
   view.append(h("div", { class: "page-head" }, h("h1", {}, "Import data"),
-    h("span", { class: "muted" }, "CSV, TSV, JSON Lines, Parquet or plain text (also .gz)")));
+    h("span", { class: "muted" }, "CSV, TSV, JSON Lines, JSON, Excel (.xlsx), Parquet or plain text (also .gz)")));
   if (!can("editor")) {
     view.append(empty("Importing needs an editor", "You are signed in as a viewer: you can explore the datasets that are " +
       "there. Ask an admin for an editor token to import files.", h("a", { class: "btn", href: "#/" }, "See the datasets")));
