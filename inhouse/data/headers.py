@@ -28,12 +28,15 @@ __all__ = ["BUILTIN_NAMES", "MetaNames", "header_names", "unique_names"]
 BUILTIN_NAMES = tuple(dict.fromkeys((*RESERVED_COLUMNS, DEFAULT_LABEL_COL, "labels", "source_id")))
 
 
-def unique_names(names: Iterable[Any], *, reserved: Iterable[str] = ()) -> tuple[list[str], list[dict]]:
+def unique_names(names: Iterable[Any], *, reserved: Iterable[str] = (), fold: bool = True
+                 ) -> tuple[list[str], list[dict]]:
     """``(names, renames)``: each name stripped, blank ones ``column_<position>``, clashes ``<name>_2``, ``_3``...
 
-    ``renames`` lists ``{"column": position (1-based), "from": original, "to": new, "why": reason}``.
+    ``fold``: names that differ only in case clash too. ``renames`` lists
+    ``{"column": position (1-based), "from": original, "to": new, "why": reason}``.
     """
-    taken = {str(r).casefold() for r in reserved}
+    key = str.casefold if fold else str
+    taken = {key(str(r)) for r in reserved}
     reserved_set = set(taken)
     out, renames, first_at = [], [], {}
     for i, raw in enumerate(names, start=1):
@@ -41,17 +44,17 @@ def unique_names(names: Iterable[Any], *, reserved: Iterable[str] = ()) -> tuple
         base = orig.strip() or f"column_{i}"
         why = "blank" if not orig.strip() else ("padded with spaces" if base != orig else None)
         name = base
-        if name.casefold() in taken:
+        if key(name) in taken:
             k = 2
-            while f"{base}_{k}".casefold() in taken:
+            while key(f"{base}_{k}") in taken:
                 k += 1
             name = f"{base}_{k}"
-            why = ("a built-in column name" if base.casefold() in reserved_set else
-                   f"clashes with column {first_at.get(base.casefold(), '?')}"
+            why = ("a built-in column name" if key(base) in reserved_set else
+                   f"clashes with column {first_at.get(key(base), '?')}"
                    + ("" if base in out else " (case-insensitive)"))
-        taken.add(name.casefold())
-        first_at.setdefault(name.casefold(), i)
-        first_at.setdefault(base.casefold(), i)
+        taken.add(key(name))
+        first_at.setdefault(key(name), i)
+        first_at.setdefault(key(base), i)
         out.append(name)
         if name != orig:
             renames.append({"column": i, "from": orig, "to": name, "why": why})
@@ -59,8 +62,11 @@ def unique_names(names: Iterable[Any], *, reserved: Iterable[str] = ()) -> tuple
 
 
 def header_names(header: list[Any]) -> tuple[list[str], list[dict]]:
-    """A file's header made usable as dict keys: blank, padded and repeated names renamed (see :func:`unique_names`)."""
-    return unique_names(header)
+    """A file's header made usable as dict keys: blank, padded and repeated names renamed (see :func:`unique_names`).
+
+    Names differing only in case stay apart here; :class:`MetaNames` parts them when they are stored.
+    """
+    return unique_names(header, fold=False)
 
 
 class MetaNames:
