@@ -269,3 +269,55 @@ def test_transcripts_with_timed_turns_keep_turn_count_and_duration(ws, tmp_path,
     assert docs["text"].tolist()[1] == "turn 0 of call 1\nturn 2 of call 1"
     every_command_works(run_cli, tmp_path, "c", ["duration_s = '90.0'", "turns = '5'"], trends_by=None)
     ok(run_cli, "trends", "--dataset", "c", "--by", "turns", "--every", "day", "--min-count", "1", "--json")
+
+
+# ------------------------------------------------------------------ REST ----
+
+@pytest.mark.slow
+def test_the_api_takes_the_same_options_and_previews_xlsx_and_json(ws, tmp_path):
+    import openpyxl
+    from serverkit import Server, create_token
+
+    wb = openpyxl.Workbook()
+    wb.active.title = "Readme"
+    wb.active.append(["nothing here"])
+    sheet = wb.create_sheet("Data")
+    sheet.append(["", "subject", "body", "sent"])
+    for i, (day, month) in enumerate([(5, 6), (30, 5), (1, 2)]):
+        sheet.append([i, f"Subject {i}", f"Body &amp; more {i}", f"{day:02d}/{month:02d}/2011"])
+    xlsx = tmp_path / "mail.xlsx"
+    wb.save(xlsx)
+    amb = tmp_path / "amb.csv"
+    amb.write_text("text,sent\na,05/06/2011\nb,01/02/2011\n", "utf-8")
+    rows = json.dumps([{"text": "one", "when": "May 30, 2011"}, {"text": "two", "when": "June 1, 2011"}])
+    token = create_token(ws.home, "ed", "editor")
+    server = Server(ws.home)
+    try:
+        with server.client(token) as c:
+            pv = c.post("/datasets/preview", files={"file": ("mail.xlsx", xlsx.read_bytes())}, data={"sheet": "Data"})
+            assert pv.status_code == 200, pv.text
+            pv = pv.json()
+            assert pv["columns"] == ["column_1", "subject", "body", "sent"] and pv["sheet"] == "Data"
+            assert pv["guess"]["time"] == "sent" and any("column_1" in w for w in pv["warnings"])
+            pj = c.post("/datasets/preview", files={"file": ("rows.json", rows.encode())}).json()
+            assert pj["format"] == "json" and pj["guess"]["time"] == "when" and pj["dataset"] == "rows"
+            r = c.post("/datasets", files={"file": ("mail.xlsx", xlsx.read_bytes())},
+                       data={"dataset": "mail", "sheet": "Data", "text_col": ["subject", "body"], "time_col": "sent",
+                             "unescape_html": "true"})
+            assert r.status_code == 200, r.text
+            d = r.json()
+            assert (d["stored"], d["quarantined"], d["sheet"]) == (3, 0, "Data")
+            assert d["renamed_columns"] == [{"from": "", "to": "column_1", "why": "blank"}]
+            assert d["day_order"] == "day first (row 2 reads '30/05/2011')"
+            r = c.post("/datasets", files={"file": ("amb.csv", amb.read_bytes())}, data={"dataset": "amb",
+                                                                                         "time_col": "sent"})
+            assert r.status_code == 400 and "--dayfirst" in r.text, r.text
+            r = c.post("/datasets", files={"file": ("amb.csv", amb.read_bytes())},
+                       data={"dataset": "amb", "time_col": "sent", "dayfirst": "false"})
+            assert r.status_code == 200 and r.json()["day_order"] == "month first (given)", r.text
+            docs = c.get("/datasets/mail").json()
+            assert docs["rows"] == 3
+    finally:
+        server.stop()
+    texts = read_documents(ws, "mail").sort_values("source_row")["text"].tolist()
+    assert texts[0] == "Subject 0\nBody & more 0"

@@ -40,7 +40,7 @@ ID_NAMES = ("id", "uuid", "key", "guid")
 SPLIT_NAMES = ("split", "subset", "fold", "partition")
 SPLIT_VALUES = {"train", "test", "validation", "valid", "val", "dev", "eval", "holdout"}
 MAX_LABELS = 200  # more distinct values than this is not a label column
-_ISO_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = "utf-8",
@@ -158,7 +158,7 @@ def guess_mapping(columns: list[str], rows: list[dict]) -> tuple[dict[str, str |
     else:
         pick("split", None, "no column with train/test values")
 
-    # time: parses as a date/time (ISO; epoch numbers only under a time-like name)
+    # time: parses as a date/time (written as a date; epoch numbers only under a time-like name)
     times = []
     for c in columns:
         if c in taken:
@@ -303,7 +303,7 @@ def _stats(values: list) -> dict:
     nonempty = [v for v in values if v is not None and str(v).strip() != ""]
     strs = [v for v in nonempty if isinstance(v, str)]
     times = iso = 0
-    parse_time = TimeParser(dayfirst=False)  # only whether values read as times: either order will do
+    parse_time = _column_time_parser(nonempty[:200])
     for v in nonempty[:200]:
         if isinstance(v, (_dt.date, _dt.datetime)):
             times += 1
@@ -314,7 +314,10 @@ def _stats(values: list) -> dict:
         try:
             if parse_time(str(v)) is not None:
                 times += 1
-                iso += bool(_ISO_LIKE.match(str(v).strip()))
+                iso += isinstance(v, str) and not _NUMBER.match(v.strip())  # written as a date, not a bare number
+        except AmbiguousDate:  # a date all the same, whichever way round
+            times += 1
+            iso += 1
         except (ValueError, OverflowError):
             pass
     scale = len(nonempty) / max(1, min(200, len(nonempty)))
