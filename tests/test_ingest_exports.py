@@ -321,3 +321,18 @@ def test_the_api_takes_the_same_options_and_previews_xlsx_and_json(ws, tmp_path)
         server.stop()
     texts = read_documents(ws, "mail").sort_values("source_row")["text"].tolist()
     assert texts[0] == "Subject 0\nBody & more 0"
+
+
+def test_the_demo_generator_writes_transcripts_that_ingest_as_conversations(ws, tmp_path, run_cli):
+    from inhouse.demo.data import generate, write_transcripts
+
+    path = write_transcripts(tmp_path / "calls.jsonl", n=300, seed=3)
+    res = ok(run_cli, "ingest", path, "-d", "calls", "--text-col", "turns", "--speaker", "customer",
+             "--label-col", "intent", "--time-col", "started_at", "--id-col", "conversation_id", "--json").json
+    assert (res["read"], res["stored"], res["conversations"]) == (300, 300, 300)
+    docs = read_documents(ws, "calls").sort_values("source_row")
+    messages = [r["text"] for r in generate(300, 3)]
+    assert [t.split("\n")[0] for t in docs["text"]] == messages  # the customer's first turn is the corpus message
+    metas = [json.loads(m) for m in docs["meta"]]
+    assert all(m["turns"] >= 4 and m["duration_s"] > 0 and m["speaker_turns"] >= 1 for m in metas)
+    every_command_works(run_cli, tmp_path, "calls", ["channel = 'chat'"], trends_by="label")

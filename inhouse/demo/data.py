@@ -5,6 +5,8 @@ many phrasings (greetings, typos, amounts, order numbers, the odd e-mail
 address), tagged by agents for about two thirds of the rows, with a planted
 trend: from the last three weeks on, a new problem — the mobile app crashing
 after the 5.2 update — appears inside the ``app_problem`` intent and grows.
+:func:`write_transcripts` gives the same messages as agent/customer chat
+transcripts (JSON Lines with a list of turns), for ``--text-col turns``.
 
     >>> rows = generate(n=200, seed=0)
     >>> sorted(rows[0])
@@ -199,4 +201,56 @@ def write_csv(path: str | Path, n: int = 6000, seed: int = 7) -> Path:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    return path
+
+
+AGENT_OPENERS = ["Hello, thanks for contacting us. How can I help?", "Hi! What can I do for you today?",
+                 "Good day, you are speaking with support. How may I help?"]
+AGENT_REPLIES = ["Let me look into that for you.", "I understand. Could you confirm your customer number?",
+                 "Thanks for your patience, I am checking this now.", "Sorry about that, I can help with this."]
+CUSTOMER_FOLLOWUPS = ["It is {customer}.", "Ok, thanks.", "How long will it take?", "Please hurry, it is urgent.",
+                      "I already tried that twice."]
+AGENT_CLOSERS = ["Done, is there anything else?", "I have fixed this for you. Have a nice day!",
+                 "I have escalated it; you will hear from us within 24 hours."]
+
+
+def transcripts(n: int = 600, seed: int = 7) -> list[dict]:
+    """``n`` contact-center conversations built on :func:`generate`'s messages (same intents and planted trend).
+
+    Each has ``turns`` of ``{"speaker": "agent"|"customer", "text", "time"}``:
+    the customer's message from the corpus is their first turn.
+
+    >>> t = transcripts(3, seed=0)[0]
+    >>> sorted(t), [x["speaker"] for x in t["turns"]][:3]
+    (['channel', 'conversation_id', 'intent', 'started_at', 'turns'], ['agent', 'customer', 'agent'])
+    """
+    rng = random.Random(seed + 1)
+    out = []
+    for row in generate(n, seed):
+        t = datetime.strptime(row["timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        said = [("agent", rng.choice(AGENT_OPENERS)), ("customer", row["text"]), ("agent", rng.choice(AGENT_REPLIES))]
+        for _ in range(rng.randrange(0, 3)):
+            said += [("customer", rng.choice(CUSTOMER_FOLLOWUPS).format(customer=row["customer_id"])),
+                     ("agent", rng.choice(AGENT_REPLIES))]
+        said.append(("agent", rng.choice(AGENT_CLOSERS)))
+        turns = []
+        for speaker, text in said:
+            turns.append({"speaker": speaker, "text": text, "time": t.strftime("%Y-%m-%dT%H:%M:%SZ")})
+            t += timedelta(seconds=rng.randrange(8, 90))
+        out.append({"conversation_id": "T" + row["message_id"][1:], "started_at": row["timestamp"],
+                    "channel": rng.choice(["chat", "phone-transcript"]), "intent": row["intent"], "turns": turns})
+    return out
+
+
+def write_transcripts(path: str | Path, n: int = 600, seed: int = 7) -> Path:
+    """Write :func:`transcripts` as JSON Lines to ``path`` (atomically) and return it.
+
+    Ingest them with: inhouse ingest PATH -d calls --text-col turns --speaker customer --label-col intent
+    """
+    import json
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for conv in transcripts(n, seed):
+            f.write(json.dumps(conv, ensure_ascii=False) + "\n")
     return path
