@@ -175,13 +175,7 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
     if opts.delimiter is not None and fmt not in ("csv", "tsv"):
         raise UsageError(f"--delimiter applies to .csv and .tsv files; {path.name} is {fmt}.",
                          fix="Leave out --delimiter.")
-    line_limit = max(8 << 20, opts.max_chars * 4 + (1 << 20))
-
-    def reopen() -> Reader:
-        return open_reader(path, encoding=opts.encoding, line_limit=line_limit,
-                           batch_rows=min(opts.chunk_rows, 10_000), delimiter=opts.delimiter,
-                           max_record_lines=opts.max_record_lines, sheet=opts.sheet)
-
+    reopen = _reader_of(path, opts)
     reader = reopen()
     try:
         opts = resolve_columns(opts, reader)
@@ -215,6 +209,18 @@ def ingest(ws: Workspace, path: str | os.PathLike, dataset: str, *, text_col: st
     _check_quarantine_share(res, opts, path)
     res.seconds = round(time.monotonic() - started, 3)
     return res
+
+def _reader_of(path: Path, opts: IngestOptions):
+    """A function that opens a fresh reader of ``path`` with ``opts`` (the ingest may read the file twice)."""
+    line_limit = max(8 << 20, opts.max_chars * 4 + (1 << 20))
+
+    def reopen() -> Reader:
+        return open_reader(path, encoding=opts.encoding, line_limit=line_limit,
+                           batch_rows=min(opts.chunk_rows, 10_000), delimiter=opts.delimiter,
+                           max_record_lines=opts.max_record_lines, sheet=opts.sheet)
+
+    return reopen
+
 
 def check_dataset_name(name: str) -> str:
     if not _NAME_RE.match(name or ""):
