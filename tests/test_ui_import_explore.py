@@ -99,6 +99,9 @@ def test_preview_of_other_formats_and_odd_columns(served, tmp_path):
         bad_time = odd["checks"]["created"]["time"]
         assert bad_time["count"] == 1 and bad_time["examples"][0]["row"] == 12
         assert bad_time["examples"][0]["reason"] == "bad timestamp" and "yesterday" in bad_time["examples"][0]["detail"]
+        dup = _preview(c, "dup.csv", b"a,a\n1,2\n").json()  # a repeated name is renamed, as the ingest does
+        assert dup["columns"] == ["a", "a_2"] and dup["rows"] == [{"a": "1", "a_2": "2"}]
+        assert dup["warnings"] == ["renamed columns: 'a' -> 'a_2' (clashes with column 1)"]
         semi = _preview(c, "semi.csv", b"text;label\nhello there;a\n").json()
         assert semi["columns"] == ["text;label"] and "';'" in semi["warnings"][0]
 
@@ -121,7 +124,6 @@ def test_preview_reads_only_the_beginning_of_a_large_file(served, tmp_path):
     ("binary.csv", b"a,b\n\xff\xfe\x00\x01,\xff\n\xfe\xfe,\xff\n", 422, ["binary.csv", "not valid utf-8", "encoding"]),
     ("one-bad.csv", b"a,b\n\x00\xff\xfe,1\n", 422, ["one-bad.csv, row 1", "undecodable", "UTF-8"]),
     ("broken.parquet", b"not parquet at all", 422, ["broken.parquet", "not a readable Parquet"]),
-    ("dup.csv", b"a,a\n1,2\n", 422, ["distinct"]),
     ("lists.jsonl", b"[1, 2]\n\"x\"\n", 422, ["lists.jsonl, row 1", "expected a JSON object", "format"]),
     ("damaged.csv.gz", b"not gzip at all", 422, ["damaged.csv.gz", "compressed data is damaged"]),
     ("blank.tsv", b"\n\n", 422, ["no columns found", "header"]),
