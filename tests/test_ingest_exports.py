@@ -246,7 +246,10 @@ def test_abcd_transcripts_become_one_document_per_conversation(ws, tmp_path, run
     meta = json.loads(docs["meta"].tolist()[0])
     assert (meta["turns"], meta["speaker_turns"]) == (len(first["turns"]), len(said))
     assert "text_2" in meta  # the file's own 'text' column is kept, renamed
-    every_command_works(run_cli, tmp_path, "calls", ["turns = '29'", "flow = 'product_defect'"], None)
+    every_command_works(run_cli, tmp_path, "calls", ["turns = '29'", "flow = 'product_defect'",
+                                                     "CAST(turns AS INTEGER) > 25"], None)
+    r = run_cli("datasets", "export", "calls", "--where", "turns > 25", "--output", tmp_path / "x.csv")
+    assert r.exit_code == 2 and "cannot be evaluated" in r.stderr and "CAST(turns AS INTEGER)" in r.stderr, r.stderr
 
 
 def test_transcripts_with_timed_turns_keep_turn_count_and_duration(ws, tmp_path, run_cli):

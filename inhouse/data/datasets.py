@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import Conflict
+from ..errors import Conflict, UsageError
 from ..workspace.store import Workspace
 from . import duck
 from .ingest import reap_stale_ingests, running_ingests
@@ -190,6 +190,8 @@ def export_documents(ws: Workspace, name: str, output: str | Path, *, where: str
     import time as _time
 
     from ..workspace.documents import write_table
+    import duckdb
+
     from ..workspace.filters import check_where, documents_view, filter_columns, quote
     from ..workspace.labelsets import resolve_label_col
 
@@ -204,7 +206,12 @@ def export_documents(ws: Workspace, name: str, output: str | Path, *, where: str
     try:
         documents_view(con, ws, name, filter_columns(ws, name))
         cond = " WHERE " + check_where(where, filter_columns(ws, name), name) if where else ""
-        df = con.execute(f"SELECT {', '.join(quote(c.name) for c in order)} FROM docs{cond} ORDER BY doc_id").fetchdf()
+        try:
+            df = con.execute(f"SELECT {', '.join(quote(c.name) for c in order)} FROM docs{cond} ORDER BY doc_id").fetchdf()
+        except duckdb.Error as e:  # e.g. a metadata column (text) compared with a number
+            raise UsageError(f"--where {where!r} cannot be evaluated: {str(e).splitlines()[0]}",
+                             fix="Metadata columns hold text: compare with 'quoted' values, or cast, e.g. "
+                                 "CAST(turns AS INTEGER) > 5.") from None
     finally:
         con.close()
     out = write_table(df, output, what="documents")
