@@ -230,6 +230,10 @@ def test_json_array_files_and_the_html_entity_hint(ws, tmp_path, run_cli):
     res = ok(run_cli, "ingest", path2, "-d", "j2", "--unescape-html", "--json").json
     assert res["stored"] == 5 and not any("--unescape-html" in w for w in res["warnings"])
     assert read_documents(ws, "j2").sort_values("source_row")["text"].tolist()[0] == "It’s ticket 0"
+    lines = tmp_path / "lines.json"  # one object per line, saved as .json
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    res = ok(run_cli, "ingest", lines, "-d", "j3", "--speaker", "customer", "--json").json
+    assert res["stored"] == 5 and any("--speaker customer had no effect" in w for w in res["warnings"])
 
 
 # ---------------------------------------------------------- conversations ----

@@ -724,6 +724,9 @@ def describe_reading(res: IngestResult, reader: Reader, convert: Converter, opts
         res.day_order = ("day first" if t.dayfirst else "month first") + (f" ({t.settled_by})" if t.settled_by else "")
     res.sheet = getattr(reader, "sheet", None)
     res.conversations = convert.conversations
+    if opts.speaker and not convert.conversations:
+        res.warnings.append(f"--speaker {' '.join(opts.speaker)} had no effect: no text cell held a list of turns "
+                            "(a conversation); check --text-col")
     res.texts_with_html_entities = convert.entities
     if not opts.unescape_html and convert.entities >= 3 and convert.entities >= ENTITY_SHARE * res.read:
         res.warnings.append(f"{convert.entities:,} texts hold HTML entities like &rsquo; or &amp;; to store them "

@@ -79,7 +79,10 @@ def open_reader(path: Path, *, encoding: str = "utf-8", line_limit: int = 8 << 2
     if fmt == "xlsx":
         return XlsxReader(path, sheet)
     if fmt == "json":
-        return JsonArrayReader(path, compressed, encoding)
+        try:
+            return JsonArrayReader(path, compressed, encoding)
+        except _JsonLines:  # one object per line, saved as .json: read as JSON Lines
+            return JsonlReader(path, "jsonl", compressed, encoding, line_limit)
     if fmt in ("csv", "tsv"):
         return CsvReader(path, fmt, compressed, encoding, line_limit, delimiter=delimiter,
                          max_record_lines=max_record_lines)
@@ -197,8 +200,14 @@ class ParquetReader(Reader):
                     yield Row(row, None, rec, None, None)
 
 
+class _JsonLines(Exception):
+    """A .json file that holds one object per line."""
+
+
 class JsonArrayReader(Reader):
     """A JSON file holding an array of objects (or an object whose one list holds them, as APIs export).
+
+    A .json file with one object per line is read as JSON Lines instead.
 
     The whole file is parsed at once (JSON arrays cannot be read in pieces
     with the standard library): for files of millions of rows, use JSONL.
@@ -215,6 +224,11 @@ class JsonArrayReader(Reader):
         try:
             with opener(path, "rt", encoding=encoding) as f:
                 data = json.load(f)
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data" and e.doc[:e.pos].lstrip().startswith("{"):
+                raise _JsonLines() from None
+            raise InputError(f"{path.name}: not a readable JSON file ({e}).",
+                             fix="Check that the export finished; for one object per line, name the file .jsonl.") from None
         except (ValueError, OSError) as e:
             raise InputError(f"{path.name}: not a readable JSON file ({e}).",
                              fix="Check that the export finished; for one object per line, name the file .jsonl.") from None
