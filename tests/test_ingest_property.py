@@ -97,7 +97,7 @@ def day_order(spec: dict) -> bool | None:
 
 
 @pytest.mark.slow
-@settings(max_examples=30, deadline=None, derandomize=True,
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(spec=files())
 def test_every_row_is_stored_or_quarantined_and_every_command_answers(spec, ws, tmp_path, run_cli):
