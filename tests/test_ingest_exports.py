@@ -308,6 +308,8 @@ def test_the_api_takes_the_same_options_and_previews_xlsx_and_json(ws, tmp_path)
             assert pv["guess"]["time"] == "sent" and any("column_1" in w for w in pv["warnings"])
             pj = c.post("/datasets/preview", files={"file": ("rows.json", rows.encode())}).json()
             assert pj["format"] == "json" and pj["guess"]["time"] == "when" and pj["dataset"] == "rows"
+            assert "warnings" not in pj
+            assert any("--unescape-html" in w for w in pv["warnings"])  # 3 bodies hold &amp;
             r = c.post("/datasets", files={"file": ("mail.xlsx", xlsx.read_bytes())},
                        data={"dataset": "mail", "sheet": "Data", "text_col": ["subject", "body"], "time_col": "sent",
                              "unescape_html": "true"})

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import InputError
 from .readers import detect_format, open_reader
 from .dates import AmbiguousDate, DayOrder, TimeParser
+from .markup import has_entities
 
 __all__ = ["ROLES", "column_checks", "guess_dataset_name", "guess_mapping", "preview_file"]
 
@@ -110,6 +111,11 @@ def preview_file(path: Path, *, n: int = 20, sample: int = 500, encoding: str = 
            "truncated_tail": truncated_tail, "renamed_columns": renamed}
     if sheets:
         out["sheet"] = sheets
+    marked = sum(isinstance(r.get(guess["text"]), str) and has_entities(r[guess["text"]]) for r in rows) if guess["text"] else 0
+    if marked >= 3 or (marked and marked * 10 >= len(rows)):
+        out.setdefault("warnings", []).append(
+            f"{marked} of the first {len(rows)} texts hold HTML entities like &rsquo; or &amp;: import with "
+            "--unescape-html (unescape_html=true) to store them as plain text.")
     if renamed:
         out.setdefault("warnings", []).append("renamed columns: " + ", ".join(
             f"{r['from']!r} -> {r['to']!r} ({r['why']})" for r in renamed))
