@@ -18,7 +18,8 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 OPEN = {"/health", "/session"}  # liveness, and sign-in/out (which checks the token it is given)
 # POST routes a viewer may call: they compute an answer and change nothing
 INFERENCE = {("post", "/classify"), ("post", "/classify/batch"), ("post", "/classify/stream"),
-             ("post", "/v1/embeddings"), ("post", "/v1/chat/completions"), ("post", "/v1/classifications")}
+             ("post", "/v1/embeddings"), ("post", "/v1/chat/completions"), ("post", "/v1/classifications"),
+             ("post", "/diff/jobs")}  # a diff reads two versions' answers; as a job since it takes tens of seconds
 
 
 @pytest.fixture(scope="module")
