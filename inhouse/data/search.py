@@ -4,9 +4,9 @@ The Explore screen (``GET /datasets/{name}/documents``) asks for a page of 25
 out of millions; reading every document into pandas for each page took
 seconds at a million. Here the filters (text contains, effective label,
 unlabelled, split, time range) and the count run inside DuckDB, and only the
-page's rows come back. People's labels are laid over the file's the same way
-:func:`inhouse.workspace.documents.read_documents` does: a person's last label
-for a document replaces the file's labels.
+page's rows come back. People's labels are laid over the file's by the one
+overlay (:func:`inhouse.workspace.labelsets.overlay_people_labels`): a person's
+last label for a document replaces the file's labels.
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> page = search_documents(ws, "calls", q="refund", label="refund_request", limit=25)
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..workspace.labelsets import resolve_label_col, user_labels
+from ..workspace.labelsets import overlay_people_labels, resolve_label_col
 from .predictions import PredictionSet
 from ..workspace.store import Workspace
 from .duck import connect, sql_string
@@ -94,11 +94,9 @@ def _filtered(ws: Workspace, dataset: str, *, q=None, label=None, unlabelled=Fal
     if not parts:
         return None, "", []
     lc = resolve_label_col(ws, dataset, None)
-    overrides = user_labels(ws, info.id, lc.key)
     con = connect(ws)
     try:
-        con.register("people", pd.DataFrame({"doc_id": pd.Series(list(overrides), dtype="int64"),
-                                             "label": pd.Series(list(overrides.values()), dtype="object")}))
+        people_join, labels = overlay_people_labels(con, ws, info.id, lc.key)
         con.execute("SET TimeZone = 'UTC'")  # times come back in UTC whatever the machine's zone
         files = "[" + ", ".join(sql_string(p) for p in parts) + "]"  # a view cannot take parameters: quoted literals
         pred_cols, pred_join = "", ""
@@ -107,9 +105,8 @@ def _filtered(ws: Workspace, dataset: str, *, q=None, label=None, unlabelled=Fal
             stored = predictions.sql_source() if predictions.parts() else \
                 "(SELECT NULL::BIGINT AS doc_id, NULL::VARCHAR AS label, NULL::DOUBLE AS score WHERE false)"
             pred_join = f" LEFT JOIN {stored} s ON s.doc_id = d.doc_id"
-        con.execute("CREATE TEMP VIEW docs AS SELECT d.doc_id, d.text, d.time, d.split, d.source_id, "
-                    "CASE WHEN p.label IS NOT NULL THEN [p.label] ELSE COALESCE(d.labels, []) END AS labels"
-                    f"{pred_cols} FROM read_parquet({files}) d LEFT JOIN people p USING (doc_id){pred_join}")
+        con.execute(f"CREATE TEMP VIEW docs AS SELECT d.doc_id, d.text, d.time, d.split, d.source_id, {labels} AS labels"
+                    f"{pred_cols} FROM read_parquet({files}) d {people_join}{pred_join}")
     except BaseException:
         con.close()
         raise
