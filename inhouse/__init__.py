@@ -50,7 +50,7 @@ _LAZY = {
     "label_docs": "data.labels", "label_topic": "topics.labeling", "undo": "data.labels",
     "TrainingArguments": "training.arguments", "TrainResult": "training.train",
     "Classifier": "classifiers.base", "load_classifier": "classifiers.load",
-    "classify": "classifiers.predict", "classify_texts": "classifiers.predict",
+    "classify": "service.classify", "classify_texts": "classifiers.predict",
     "weight_changes": "analysis.explain",
     "resolve": "registry", "set_alias": "registry", "remove_alias": "registry", "remove_version": "registry",
     "versions": "registry", "record_evaluation": "registry",

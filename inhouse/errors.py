@@ -15,6 +15,7 @@ expected, what was found, and how to fix it::
     ├── NetworkBlocked        an outbound connection was refused   network             6
     ├── MissingDependency     an optional extra is not installed   missing_dependency  7
     └── Conflict              a state that forbids the action      conflict            8
+        └── NotClassified     a dataset's predictions not stored   not_classified      8
 
 ``kind`` is the stable word the CLI prints under ``--json`` as
 ``{"error": kind, "message": ..., "fix": ..., "exit_code": ...}``. The CLI adds
@@ -110,3 +111,10 @@ class Conflict(InhouseError):
     exit_code = 8
     http_status = 409
     kind = "conflict"
+
+
+class NotClassified(Conflict):
+    """A request reads stored predictions (Explore's filter, a diff) and the dataset has none by that version:
+    its fix is the classify job that stores them (requests never classify a whole dataset themselves)."""
+
+    kind = "not_classified"

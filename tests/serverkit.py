@@ -96,3 +96,15 @@ def create_token(home: Path, name: str, role: str) -> str:
     lines = r.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("ih_"), r.stdout
     return lines[0]
+
+
+def wait_job(c: httpx.Client, job_id: int, timeout: float = 180) -> dict:
+    """Poll ``GET /jobs/{job_id}`` until it ends; the finished job (asserted ``done``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.get(f"/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed", "cancelled"):
+            assert job["status"] == "done", job
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish in {timeout}s")

@@ -330,7 +330,7 @@ def test_diff_of_a_version_with_itself_agrees_fully_and_with_another_does_not(tr
 
 @pytest.mark.slow
 def test_folder_export_then_import_predicts_identically(trained, ws, run_cli, tmp_path):
-    from inhouse.classifiers.predict import classify
+    from inhouse.service.classify import classify
 
     out = tmp_path / "usb" / "intents-1"
     r = run_cli("--home", trained["home"], "models", "export", "intents@1", "--out", out, "--json")

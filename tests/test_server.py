@@ -18,7 +18,8 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 OPEN = {"/health", "/session"}  # liveness, and sign-in/out (which checks the token it is given)
 # POST routes a viewer may call: they compute an answer and change nothing
 INFERENCE = {("post", "/classify"), ("post", "/classify/batch"), ("post", "/classify/stream"),
-             ("post", "/v1/embeddings"), ("post", "/v1/chat/completions"), ("post", "/v1/classifications")}
+             ("post", "/v1/embeddings"), ("post", "/v1/chat/completions"), ("post", "/v1/classifications"),
+             ("post", "/diff/jobs")}  # a diff reads two versions' answers; as a job since it takes tens of seconds
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,9 @@ def test_upload_ingests_with_column_mapping_and_reports_the_quarantine(served, t
 
 @pytest.mark.slow
 def test_documents_search_filter_and_paginate(served):
-    server, tokens, _ = served
+    from conftest import invoke_cli
+
+    server, tokens, home = served
     with server.client(tokens["viewer"]) as c:
         all_docs = c.get("/datasets/b5/documents", params={"limit": 1000}).json()
         assert all_docs["total"] == 100
@@ -141,8 +144,13 @@ def test_documents_search_filter_and_paginate(served):
         times = c.get("/datasets/b5/documents", params={"time_from": "2026-01-01T10:00:00Z",
                                                        "time_to": "2026-01-01T20:00:00Z"}).json()
         assert times["total"] == 10
-        pred = c.get("/datasets/b5/documents", params={"model": "intents@production", "predicted": "exchange_rate",
-                                                      "split": "test"}).json()
+        q = {"model": "intents@production", "predicted": "exchange_rate", "split": "test"}
+        first = c.get("/datasets/b5/documents", params=q)  # no stored predictions: 409, never computed here
+        assert first.status_code == 409 and first.json()["error"] == "not_classified", first.text
+        assert "POST /classify/jobs" in first.json()["fix"]
+        r = invoke_cli("--home", home, "classify", "intents@production", "--dataset", "b5", "--split", "test")
+        assert r.exit_code == 0, r.stderr
+        pred = c.get("/datasets/b5/documents", params=q).json()
         assert pred["predictions"]["model"] == "intents@1" and pred["total"] > 0
         assert {d["predicted"] for d in pred["documents"]} == {"exchange_rate"}
         r = c.get("/datasets/b5/documents", params={"time_from": "yesterday-ish"})

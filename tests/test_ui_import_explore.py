@@ -188,13 +188,22 @@ def trained(served):
 
 @pytest.mark.slow
 def test_document_detail_with_a_model_prediction(served, trained):
-    server, tokens, _ = served
+    from conftest import invoke_cli
+
+    server, tokens, home = served
     with server.client(tokens["viewer"]) as c:
-        listed = c.get("/datasets/calls/documents", params={"model": trained, "limit": 5}).json()["documents"]
-        for row in listed:
+        unstored = c.get("/datasets/calls/documents/1", params={"model": trained}).json()["prediction"]
+        assert not unstored["stored"] and unstored["label"]  # one text: computed for this request alone
+        # only the test split is classified (the browser test below meets the rest unclassified)
+        r = invoke_cli("--home", home, "classify", trained, "--dataset", "calls", "--split", "test")
+        assert r.exit_code == 0, r.stderr
+        assert c.get("/datasets/calls/documents", params={"model": trained}).json()["error"] == "not_classified"
+        listed = c.get("/datasets/calls/documents", params={"model": trained, "split": "test", "limit": 5}).json()
+        for row in listed["documents"]:
             d = c.get(f"/datasets/calls/documents/{row['doc_id']}", params={"model": trained}).json()
             p = d["prediction"]
-            assert p["model"] == trained and p["label"] == row["predicted"] == p["top"][0]["label"]
+            assert p["model"] == trained and p["stored"] and p["label"] == row["predicted"]
+            assert p["label"] == p["top"][0]["label"] or p["abstained"]
             assert abs(p["score"] - row["predicted_score"]) < 1e-5
             assert [t["score"] for t in p["top"]] == sorted((t["score"] for t in p["top"]), reverse=True)
 
@@ -417,12 +426,22 @@ def test_viewer_sees_but_cannot_import_or_discover(served, browser):
 @pytest.mark.slow
 def test_explore_filters_by_prediction_and_shows_it_on_the_document(served, trained, browser):
     server, tokens, _ = served
-    page = open_page(browser, server.url, tokens["viewer"])
+    page = open_page(browser, server.url, tokens["editor"])
     page.goto("/#/datasets/calls")
     page.locator(".docs-box tbody tr").first.wait_for()
     page.select_option("#filter-model", trained)
     with server.client(tokens["viewer"]) as c:
-        known = c.get(f"/versions/{trained}").json()["manifest"]["labels"]
+        manifest = c.get(f"/versions/{trained}").json()["manifest"]
+    abstains = (manifest.get("abstain") or {}).get("threshold") is not None
+    known = manifest["labels"] + ([manifest["abstain"].get("label") or "other"] if abstains else [])
+    # no stored predictions for the whole dataset: the page offers the classify job, follows it, then filters
+    start = page.get_by_role("button", name=f"Classify this dataset with {trained}")
+    start.wait_for()
+    assert "no stored prediction" in page.locator(".classify-first").inner_text()
+    shot(page, "explore-classify-first")
+    start.click()
+    page.locator(".docs-box .job-panel").wait_for()
+    page.locator(f".docs-box th:has-text('Predicted ({trained})')").wait_for(timeout=120_000)
     page.wait_for_timeout(300)
     # the choices are the model's own labels, in its order
     assert page.locator("#filter-predicted option").all_inner_texts() == ["any prediction", *known]

@@ -7,10 +7,9 @@ the API trains ``intents@2``; then the browser diffs them and promotes @2 throug
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
-from serverkit import Server, banking_slice, create_token
+from serverkit import Server, banking_slice, create_token, wait_job
 from uikit import assert_clean, open_page, shot
 
 EDITOR = "dana-editor"
@@ -31,17 +30,6 @@ def served(tmp_path_factory, shared_data):
         yield server, tokens
     finally:
         server.stop()
-
-
-def wait_job(c, job_id: int, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = c.get(f"/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            assert job["status"] == "done", job
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish in {timeout}s")
 
 
 def test_weights_route_refuses_bad_refs(served):
@@ -135,6 +123,8 @@ def test_train_in_the_browser_then_diff_and_promote(served, browser):
     assert page.locator(".deploy-diff").get_attribute("data-flipped") == str(d["flipped"])
     assert f"{d['flipped']} of {d['documents']}" in page.locator(".deploy-diff .stats").inner_text()
     assert page.locator(".deploy-diff svg.chart text.label").count() >= 5
+    ran = c.get("/jobs", params={"kind": "diff"}).json()["jobs"]  # the page's diff ran as a job, not in a request
+    assert ran and ran[0]["status"] == "done" and ran[0]["result"]["flipped"] == d["flipped"]
     shot(page, "deploy-versions")
 
     # ---- promote @2 with the confirmation: it names both versions and how many predictions flip

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import registry
 from ..classifiers.load import load_classifier
+from ..classifiers.predict import cached_proba
 from ..errors import UsageError
 from ..training.metrics import label_report
 from ..workspace.documents import ROW_COLUMN, id_column, id_output_name, read_documents
@@ -167,7 +168,7 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
         raise UsageError("models diff compares single-label classifiers.", fix="Compare multi-label versions with inhouse eval.")
     df = _documents(ws, dataset, split, limit)
     texts, hashes = df["text"].tolist(), df["text_hash"].tolist()
-    pa, pb = ca.predict_proba(texts, hashes), cb.predict_proba(texts, hashes)
+    pa, pb = cached_proba(ca, texts, hashes), cached_proba(cb, texts, hashes)  # cached, and reports progress
     la, sa = _top(ca, pa)
     lb, sb = _top(cb, pb)
     gold = [g if isinstance(g, str) else None for g in df["label"].tolist()]

@@ -1,9 +1,11 @@
-"""Batch prediction: cached probabilities, top-k, and ``classify`` of a dataset or a file.
+"""Prediction of a few texts in memory: cached probabilities and top-k, and the row checks classify shares.
 
-:func:`classify_texts` is the one core of batch prediction (cache, top-k);
-:func:`classify` wraps it for a dataset or a file and writes the output file.
-A file is read row by row with ingest's readers (:func:`inhouse.data.readers.open_reader`),
-so it is numbered, decoded and quoted exactly as ``inhouse ingest`` would.
+:func:`classify_texts` and :func:`cached_proba` answer a short list of texts
+(one document's prediction, an evaluation's test rows, an export's parity
+check), caching probabilities by (model sha256, text hash). Classifying a
+whole dataset or file is one engine only, the streamed, resumable
+:func:`inhouse.service.classify.classify` (:mod:`inhouse.pipeline.classify`);
+it shares :func:`text_problem`, :func:`id_value` and :func:`check_input` from here.
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> classify_texts(load_classifier(ws, "intents"), ["card still not here"], top_k=2)["top_labels"]
@@ -12,21 +14,16 @@ so it is numbered, decoded and quoted exactly as ``inhouse ingest`` would.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ColumnNotFound, InputError, UsageError
+from ..errors import InputError
 from ..models.embeddings import EmbeddingCache
 from ..progress import task
-from ..data.readers import check_encoding, open_reader
-from ..workspace.documents import (ROW_COLUMN, TABLE_SUFFIXES, id_column, id_output_name, read_documents,
-                                   write_table)
 from ..workspace.files import text_hash
 from ..workspace.store import Workspace
 from .base import Classifier
-from .load import load_classifier
 
 # ---------------------------------------------------------- predictions ----
 
@@ -99,7 +96,7 @@ def read_table(path: Path):
     """A small CSV, Parquet or JSON Lines file as a DataFrame (by extension).
 
     For a few texts (e.g. an export's parity check); ``classify --input``
-    streams rows with ingest's readers instead (:func:`classify`).
+    streams rows with ingest's readers instead (:mod:`inhouse.pipeline.classify`).
     """
     import pandas as pd
 
@@ -116,59 +113,7 @@ def read_table(path: Path):
                      fix="Convert the file, or rename it with the right extension.")
 
 
-# --------------------------------------------------------------- classify ----
-
-class _Predictions:
-    """Output columns filled row by row; rows without a usable text get ``error`` and no label."""
-
-    def __init__(self, clf: Classifier, top_k: int, cache: bool, abstain: bool = True):
-        self.clf, self.top_k, self.cache, self.abstain = clf, top_k, cache, abstain
-        self.cols: dict[str, list] = {k: [] for k in ("label", "score", "abstained", "top_labels", "top_scores")}
-        if clf.multi_label:
-            self.cols["labels"] = []
-        self.error: list[str | None] = []
-        self._todo: list[tuple[int, str, str | None]] = []  # (output row, text, hash)
-
-    @property
-    def names(self) -> list[str]:
-        """The output's own columns (a user's id column of the same name is written as ``source_id``)."""
-        return [*self.cols, "error", "model", "model_sha256"]
-
-    @property
-    def pending(self) -> int:
-        """Rows waiting for :meth:`flush`."""
-        return len(self._todo)
-
-    def add(self, text: str | None, error: str | None = None, text_hash: str | None = None) -> None:
-        i = len(self.error)
-        for k, col in self.cols.items():
-            col.append([] if k in ("top_labels", "top_scores", "labels") else None)
-        self.error.append(error)
-        if error is None:
-            self._todo.append((i, text, text_hash))
-
-    def flush(self) -> None:
-        if not self._todo:
-            return
-        rows, texts, hashes = zip(*self._todo)
-        hashes = [h if h is not None else text_hash(t) for t, h in zip(texts, hashes)]
-        pred = classify_texts(self.clf, list(texts), hashes, top_k=self.top_k, cache=self.cache, abstain=self.abstain)
-        for k, col in self.cols.items():
-            for i, v in zip(rows, pred[k]):
-                col[i] = v
-        self._todo = []
-
-    def frame(self, keys: dict[str, list]):
-        import pandas as pd
-
-        self.flush()
-        df = pd.DataFrame({**keys, **self.cols})
-        df["score"] = pd.array(self.cols["score"], dtype="Float64")
-        df["abstained"] = pd.array(self.cols["abstained"], dtype="boolean")
-        df["error"] = pd.array(self.error, dtype="string")
-        df["model"], df["model_sha256"] = self.clf.version.ref, self.clf.sha256
-        return df
-
+# ------------------------------------------------------------ row checks ----
 
 def text_problem(value, text_col: str) -> tuple[str | None, str | None]:
     """``(text, None)`` when ``value`` can be classified, else ``(None, "reason: detail")`` (ingest's rules)."""
@@ -204,109 +149,3 @@ def check_input(path: Path) -> Path:
     if path.stat().st_size == 0:
         raise InputError(f"{path.name}: the file is empty (0 bytes).", fix="Check that the export finished.")
     return path
-
-
-def _classify_dataset(ws: Workspace, clf: Classifier, dataset: str, split: str | None, top_k: int, cache: bool,
-                      where: str | None = None, abstain: bool = True):
-    df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "source_id", "source_row"], split=split,
-                        where=where)
-    preds = _Predictions(clf, top_k, cache, abstain)
-    for text, h in zip(df["text"].tolist(), df["text_hash"].tolist()):
-        t, err = text_problem(text, "text")
-        preds.add(t, err, h)
-    id_name = id_output_name(id_column(ws, dataset), preds.names)
-    keys: dict[str, list] = {}
-    if id_name:
-        keys[id_name] = [None if v is None else str(v) for v in df["source_id"].tolist()]
-    keys[ROW_COLUMN] = [None if v is None or v != v else int(v) for v in df["source_row"].tolist()]
-    keys["doc_id"] = df["doc_id"].astype("int64").tolist()
-    return preds.frame(keys), {"id_column": id_name}
-
-
-def _classify_file(clf: Classifier, path: Path, text_col: str, id_col: str | None, encoding: str,
-                   top_k: int, cache: bool, chunk_rows: int, abstain: bool = True):
-    """Stream the rows of ``path`` with ingest's readers; one output row per input row, in order."""
-    path = check_input(path)
-    reader = open_reader(path, encoding=check_encoding(encoding))
-    try:
-        if getattr(reader, "sampled_objects", None) != 0:  # JSONL whose first lines all fail: every row says why
-            for col, flag in ((text_col, "--text-col"), (id_col, "--id-col")):
-                if col is not None and col not in reader.columns:
-                    raise ColumnNotFound(path.name, col, reader.columns, flag)
-        preds = _Predictions(clf, top_k, cache, abstain)
-        ids: list[str | None] = []
-        rows: list[int] = []
-        for r in reader.rows():
-            rows.append(r.row)
-            values = r.values or {}
-            ids.append(id_value(values.get(id_col)) if id_col else None)
-            if r.problem is not None:
-                preds.add(None, f"{r.problem[0]}: {r.problem[1]}")
-            else:
-                preds.add(*text_problem(values.get(text_col), text_col))
-            if preds.pending >= chunk_rows:
-                preds.flush()
-        blank = reader.blank
-    finally:
-        reader.close()
-    id_name = id_output_name(id_col, preds.names)
-    keys = {id_name: ids} if id_name else {}
-    keys[ROW_COLUMN] = rows
-    return preds.frame(keys), {"id_column": id_name, "blank_lines": blank}
-
-
-def classify(ws: Workspace, ref: str, *, output: str, dataset: str | None = None, input_path: str | None = None,
-             text_col: str = "text", id_col: str | None = None, split: str | None = None, top_k: int = 3,
-             cache: bool = True, encoding: str = "utf-8", chunk_rows: int = 10_000, where: str | None = None,
-             abstain: bool = True) -> dict:
-    """Predict every row of a dataset or file and write one row per input, in input order.
-
-    Every output row carries ``row`` (the 1-based data row of the source file,
-    as ingest numbers it: header and blank CSV lines not counted), the user's
-    id (``--id-col`` of the file, or the dataset's ingest ``--id-col``), and
-    ``error``: null, or why the row got no label (``empty text: ...``, or the
-    reader's problem such as ``malformed row: ...``). ``--dataset`` outputs also
-    carry the internal ``doc_id``. ``where`` keeps only the documents of the
-    dataset for which the filter holds; ``abstain=False`` always answers a
-    label of the model, never its ``other``.
-
-    Illustrative (needs a workspace with data; not run as a doctest):
-    >>> classify(ws, "intents", dataset="banking77", output="preds.parquet")["rows"]
-    13083
-    """
-    import pandas as pd
-
-    if (dataset is None) == (input_path is None):
-        raise UsageError("give exactly one of --dataset or --input.", fix="Example: --dataset tickets, or --input new.csv")
-    if where and dataset is None:
-        raise UsageError("--where filters the documents of --dataset; it does not apply to --input.",
-                         fix="Ingest the file first, or leave out --where.")
-    if input_path is None and id_col is not None and id_col != id_column(ws, dataset):
-        raise UsageError(f"--id-col names a column of --input; the ids of dataset {dataset!r} come from its ingest "
-                         f"(id column: {id_column(ws, dataset) or 'none, so rows are numbered'}).",
-                         fix="Leave out --id-col: the output already has the dataset's ids.")
-    if chunk_rows < 1:
-        raise UsageError(f"chunk_rows must be at least 1, found {chunk_rows}.")
-    if Path(output).suffix.lower() not in TABLE_SUFFIXES:  # say so before the work, not after it:
-        write_table(None, output, what="predictions")  # checks the extension first and raises its UsageError
-    t0 = time.time()
-    clf = load_classifier(ws, ref)
-    if dataset is not None:
-        df, extra = _classify_dataset(ws, clf, dataset, split, top_k, cache, where, abstain)
-    else:
-        df, extra = _classify_file(clf, Path(input_path), text_col, id_col, encoding, top_k, cache, chunk_rows,
-                                   abstain)
-    out = Path(output)
-    write_table(df, out, what="predictions")
-    errors = df["error"].dropna()
-    reasons = {k: int(v) for k, v in errors.map(lambda e: e.split(":", 1)[0]).value_counts().items()}
-    result = {"output": str(out), "rows": len(df), "errors": int(len(errors)), "error_reasons": reasons,
-              "where": where, "abstained": int(df["abstained"].fillna(False).sum()),
-              "abstain_label": clf.other_label if clf.can_abstain and abstain else None, **extra, "model": clf.version.ref, "model_sha256": clf.sha256,
-              "seconds": round(time.time() - t0, 3),
-              "label_counts": {k: int(v) for k, v in
-                               pd.Series(df["label"], dtype=object).dropna().value_counts().head(20).items()}}
-    ws.record_run("classify", {"dataset": dataset, "input": input_path, "output": str(out), "top_k": top_k,
-                               "encoding": encoding if input_path else None, "where": where, "abstain": abstain},
-                  result, model=clf.version.ref, model_sha256=clf.sha256, started_at=t0)
-    return result

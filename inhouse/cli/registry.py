@@ -358,9 +358,10 @@ def diff_cmd(ctx, old: str, new: str, dataset: str, split: str | None, limit: in
       accuracy   0.902 -> 0.915 (+0.013)   macro_f1 0.899 -> 0.913 (+0.014)
       ...
     """
-    from ..analysis.diff import diff_versions, render_diff
+    from ..analysis.diff import render_diff
+    from ..service.diff import diff
 
-    d = diff_versions(ctx.ws, old, new, dataset, split=split, limit=limit, examples=examples)
+    d = diff(ctx.ws, old, new, dataset, split=split, limit=limit, examples=examples)
     if as_json:
         emit_json(d)
     else:

@@ -283,12 +283,11 @@ def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, encoding, sp
       $ inhouse classify intents@production --dataset tickets --json     # stored; --output to export too
       $ inhouse classify intents --dataset tickets --engine ray --ray-address 10.0.0.5:6379
     """
-    from ..pipeline.classify import ClassifyOptions, classify
+    from ..service.classify import classify
 
-    opts = ClassifyOptions(top_k=top_k, chunk_rows=chunk_rows, engine=engine, backend=backend,
-                           ray_address=ray_address, workers=workers, abstain=not no_abstain)
     r = classify(ctx.ws, model, output=output, dataset=dataset, input_path=input_path, text_col=text_col,
-                 id_col=id_col, split=split, encoding=encoding, options=opts, where=where)
+                 id_col=id_col, split=split, encoding=encoding, where=where, top_k=top_k, chunk_rows=chunk_rows,
+                 engine=engine, backend=backend, ray_address=ray_address, workers=workers, abstain=not no_abstain)
     if as_json:
         emit_json(r)
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Conflict, UsageError
+from ..workspace.labelsets import DEFAULT_LABEL_COL, overlay_people_labels
 from ..workspace.store import Workspace
 from . import duck
 from .ingest import reap_stale_ingests, running_ingests
@@ -109,22 +110,14 @@ def remove_dataset(ws: Workspace, name: str, *, force: bool = False) -> dict[str
 def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, Any]:
     empty = {"rows": 0, "labels": {}, "unlabelled": 0, "splits": {}, "no_split": 0, "time_range": None,
              "distinct_texts": 0, "user_labels": 0}
-    overrides = ws.db.execute("SELECT doc_id, label FROM labels WHERE dataset_id = ? AND label_col = 'label'"
-                              " AND undone_at IS NULL ORDER BY id", (ds_id,)).fetchall()
     if not parts:
         return empty
-    import pandas as pd
-
     con = duck.connect(ws)
     try:
         listing = duck.sql_list([str(p) for p in parts])  # a view cannot take parameters
         con.execute(f"CREATE TEMP VIEW docs AS SELECT doc_id, labels, split, time, text_hash FROM read_parquet({listing})")
-        last = dict((d, l) for d, l in overrides)
-        user = pd.DataFrame({"doc_id": list(last), "label": list(last.values())}, columns=["doc_id", "label"])
-        user["doc_id"] = user["doc_id"].astype("int64")
-        con.register("user_labels", user)
-        con.execute("CREATE TEMP VIEW eff AS SELECT d.doc_id, CASE WHEN u.label IS NOT NULL THEN [CAST(u.label AS VARCHAR)]"
-                    " ELSE d.labels END AS labels FROM docs d LEFT JOIN user_labels u USING (doc_id)")
+        people_join, labels = overlay_people_labels(con, ws, ds_id, DEFAULT_LABEL_COL, name="user_labels")
+        con.execute(f"CREATE TEMP VIEW eff AS SELECT d.doc_id, {labels} AS labels FROM docs d {people_join}")
         rows, distinct, tmin, tmax = con.execute(
             "SELECT COUNT(*), COUNT(DISTINCT text_hash), epoch_us(MIN(time)), epoch_us(MAX(time)) FROM docs").fetchone()
         labels = con.execute("SELECT label, COUNT(*) AS n FROM (SELECT unnest(labels) AS label FROM eff)"

@@ -156,7 +156,8 @@ def _doc_chunk(index: int, doc_ids: list[int], texts: list) -> Chunk:
     return make_chunk(index, {"doc_id": doc_ids}, [t for t, _ in checked], [e for _, e in checked])
 
 
-def _count_docs(ws: Workspace, dataset: str, split: str | None) -> int:
+def count_docs(ws: Workspace, dataset: str, split: str | None) -> int:
+    """How many documents ``dataset`` has (in ``split``), counted in DuckDB without reading their texts."""
     import duckdb
 
     parts = [str(p) for p in ws.dataset_parts(dataset)]
@@ -256,7 +257,7 @@ def classify_dataset(ws: Workspace, v: registry.Version, dataset: str, *, split:
 
         allowed = np.sort(np.asarray(matching_doc_ids(ws, dataset, where), dtype=np.int64))
         done = done[np.isin(done, allowed)] if len(done) else done
-    total = _count_docs(ws, dataset, split) if allowed is None else len(allowed)
+    total = count_docs(ws, dataset, split) if allowed is None else len(allowed)
     multi = bool(v.manifest.get("multi_label"))
     schema = prediction_schema(multi)
     runner = _runner(ws, v, opts, meter, ws.dir("tmp", "classify-ray", f"{pset.dataset_id}-{v.sha256[:16]}"))

@@ -41,6 +41,7 @@ from ..workspace.store import Workspace, current_user
 log = logging.getLogger("inhouse.server.jobs")
 
 KINDS = ("train", "embed", "classify", "discover", "evaluate", "summarize", "pipeline")
+KINDS += ("diff",)  # issue 16: version diff runs as a job (its runner: worker.ENGINE_KINDS)
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
 MAX_ATTEMPTS = 3

@@ -153,14 +153,24 @@ class ClassifyDataset(Body):
     model: str = Field(..., max_length=300)
     dataset: str = Field(..., max_length=200)
     split: str | None = None
+    where: str | None = Field(None, max_length=2000, description="Only the documents for which this filter holds.")
     top_k: int = Field(3, ge=1, le=100)
-    format: Literal["parquet", "csv", "jsonl"] = "parquet"
+    abstain: bool = Field(True, description="false: always the most likely label, never the version's 'other'.")
+    format: Literal["parquet", "csv", "jsonl"] | None = Field(
+        "parquet", description="The job's output file (GET /jobs/{id}/output); null: only keep the dataset's "
+                               "prediction set (what Explore's Predicted filter reads).")
 
 
 @router.post("/classify/jobs", tags=["classify"], summary="Classify a whole dataset as a job", status_code=202,
              **role("editor"))
 def classify_dataset(request: Request, body: ClassifyDataset) -> JobAccepted:
+    """The same engine as ``inhouse classify --dataset`` (streamed, resumable, kept as the dataset's prediction
+    set keyed by the version's sha256): only documents without a stored prediction are computed."""
     ws = ws_of(request)
     registry.resolve(ws, body.model)
     ws.dataset(body.dataset)
+    if body.where:
+        from ..workspace.filters import matching_doc_ids
+
+        matching_doc_ids(ws, body.dataset, body.where)  # a bad filter is a 400 now, not a failed job later
     return accepted(ws, "classify", body.model_dump())

@@ -22,7 +22,6 @@ router = APIRouter()
 UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".txt", ".csv.gz", ".tsv.gz", ".jsonl.gz",
                    ".ndjson.gz", ".txt.gz", ".json", ".json.gz", ".xlsx")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-CANDIDATE_LIMIT = 50_000
 
 
 def upload_suffix(filename: str | None) -> str:
@@ -159,7 +158,7 @@ def documents(request: Request, name: str,
     t0, t1 = _parse_time(time_from, "time_from"), _parse_time(time_to, "time_to")
     if predicted is not None and model is None:
         raise UsageError("predicted=... needs model=... (the version whose predictions to filter by).")
-    from ..data.search import documents_by_id, matching_ids, search_documents
+    from ..data.search import matching_ids, search_documents
 
     limit, offset = pg
     filters = dict(q=q, label=label, unlabelled=unlabelled, split=split, time_from=t0, time_to=t1)
@@ -167,29 +166,14 @@ def documents(request: Request, name: str,
         found = search_documents(ws, name, **filters, limit=limit, offset=offset)
         return {"dataset": name, "total": found["total"], "limit": limit, "offset": offset, "predictions": None,
                 "documents": found["documents"]}
-    # with a model: the same filters find the candidates, the model scores their texts, the page comes back
-    from ..classifiers.load import load_classifier
-    from ..classifiers.predict import cached_proba
+    # with a model: its stored predictions (classify's prediction set) for the same candidates, read in DuckDB;
+    # a request never classifies the dataset itself (409 not_classified names the classify job to start)
+    from ..service.classify import stored_predictions
 
-    ids = matching_ids(ws, name, **filters)
-    if len(ids) > CANDIDATE_LIMIT:
-        raise InputError(f"{len(ids):,} documents match; filtering by prediction reads at most {CANDIDATE_LIMIT:,}.",
-                         fix="Narrow the search (q, label, split, time), or classify the dataset first: "
-                             "POST /classify/jobs")
-    clf = load_classifier(ws, model)
-    cand = documents_by_id(ws, name, ids.tolist())
-    probs = cached_proba(clf, cand["text"].tolist(), cand["text_hash"].tolist())
-    best = probs.argmax(axis=1) if len(cand) else []
-    scored = [(int(d), clf.labels[i], round(float(probs[r, i]), 6)) for r, (d, i) in enumerate(zip(ids, best))]
-    if predicted is not None:
-        scored = [x for x in scored if x[1] == predicted]
-    page_rows = scored[offset:offset + limit]
-    by_id = {d: (p, sc) for d, p, sc in page_rows}
-    out = search_documents(ws, name, doc_ids=list(by_id), limit=limit)["documents"] if by_id else []
-    for r in out:
-        r["predicted"], r["predicted_score"] = by_id[r["doc_id"]]
-    return {"dataset": name, "total": len(scored), "limit": limit, "offset": offset,
-            "predictions": {"model": clf.version.ref, "sha256": clf.sha256}, "documents": out}
+    pset = stored_predictions(ws, name, model, matching_ids(ws, name, **filters))
+    found = search_documents(ws, name, **filters, predictions=pset, predicted=predicted, limit=limit, offset=offset)
+    return {"dataset": name, "total": found["total"], "limit": limit, "offset": offset,
+            "predictions": {"model": pset.model, "sha256": pset.model_sha256}, "documents": found["documents"]}
 
 
 # ----------------------------------------------------------------- topics ----

@@ -106,13 +106,37 @@ def remove_alias(request: Request, name: str, alias: str,
 
 # ------------------------------------------------------------ diff & eval ----
 
-@router.get("/diff", tags=["evaluations"], summary="Compare two versions on a dataset", **role("viewer"))
+@router.get("/diff", tags=["evaluations"], summary="Compare two versions on a few documents (more: POST /diff/jobs)",
+            **role("viewer"))
 def diff(request: Request, old: str = Query(..., max_length=300), new: str = Query(..., max_length=300),
          dataset: str = Query(..., max_length=200), split: str | None = Query(None, max_length=200),
          limit: int | None = Query(None, ge=1, le=1_000_000), examples: int = Query(10, ge=0, le=1000)) -> dict:
-    from ..analysis.diff import diff_versions
+    """Inside the request only up to 2,000 documents; beyond that 409, whose fix is the diff job."""
+    from ..service.diff import inline_diff
 
-    return diff_versions(ws_of(request), old, new, dataset, split=split, limit=limit, examples=examples)
+    return inline_diff(ws_of(request), old, new, dataset, split=split or None, limit=limit, examples=examples)
+
+
+class DiffRequest(Body):
+    old: str = Field(..., max_length=300, description="NAME@N or NAME@ALIAS: the version in use")
+    new: str = Field(..., max_length=300, description="The candidate version")
+    dataset: str = Field(..., max_length=200)
+    split: str | None = Field(None, max_length=200, description="null: every row")
+    limit: int | None = Field(None, ge=1, le=100_000_000, description="At most this many documents (the first).")
+    examples: int = Field(10, ge=0, le=1000)
+
+
+@router.post("/diff/jobs", tags=["evaluations"], summary="Compare two versions on a dataset, as a job",
+             status_code=202, **role("viewer"))
+def start_diff(request: Request, body: DiffRequest) -> JobAccepted:
+    """Both versions classify the same documents (tens of seconds on real data): the job reports progress and
+    its result is the diff (GET /jobs/{id}). A viewer may start one: reading a diff changes nothing but the
+    run log, as GET /diff did inside the request."""
+    ws = ws_of(request)
+    registry.resolve(ws, body.old)
+    registry.resolve(ws, body.new)
+    ws.dataset(body.dataset)
+    return accepted(ws, "diff", {**body.model_dump(), "split": body.split or None})
 
 
 class EvaluateRequest(Body):

@@ -52,11 +52,8 @@ def run_kind(ws: Workspace, job_id: int, kind: str, p: dict) -> dict:
         from ..models.embeddings import embed_dataset
 
         return embed_dataset(ws, p["dataset"], p["model"], split=p.get("split"))[0].to_dict()
-    if kind == "classify":
-        from ..classifiers.predict import classify
-
-        return classify(ws, p["model"], output=_output_path(ws, job_id, p.get("format", "parquet")),
-                        dataset=p["dataset"], split=p.get("split"), top_k=p.get("top_k", 3))
+    if kind in ENGINE_KINDS:
+        return ENGINE_KINDS[kind](ws, job_id, p)
     if kind == "discover":
         from ..topics.discover import discover
 
@@ -80,6 +77,29 @@ def run_kind(ws: Workspace, job_id: int, kind: str, p: dict) -> dict:
     if kind == "pipeline":
         return run_pipeline_job(ws, job_id, p)
     raise InhouseError(f"job kind {kind!r} has no runner")
+
+
+# ---- job kinds of the service layer's engines (issue 16: one engine per operation); kept together for a merge ----
+
+def _classify_job(ws: Workspace, job_id: int, p: dict) -> dict:
+    """POST /classify/jobs: the one classify engine every door runs (the dataset's prediction set is kept)."""
+    from ..service.classify import classify
+
+    fmt = p.get("format", "parquet")
+    return classify(ws, p["model"], dataset=p["dataset"], split=p.get("split"), where=p.get("where"),
+                    top_k=p.get("top_k", 3), abstain=p.get("abstain", True),
+                    output=_output_path(ws, job_id, fmt) if fmt else None)
+
+
+def _diff_job(ws: Workspace, job_id: int, p: dict) -> dict:
+    """POST /diff/jobs: two versions compared on a dataset, with progress."""
+    from ..service.diff import diff
+
+    return diff(ws, p["old"], p["new"], p["dataset"], split=p.get("split"), limit=p.get("limit"),
+                examples=p.get("examples", 10))
+
+
+ENGINE_KINDS = {"classify": _classify_job, "diff": _diff_job}
 
 
 def run_pipeline_job(ws: Workspace, job_id: int, p: dict) -> dict:

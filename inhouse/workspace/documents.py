@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .files import atomic_path
-from .labelsets import resolve_label_col, user_labels
+from .labelsets import overlay_people_labels, resolve_label_col, user_labels
 from .store import Workspace
 
 __all__ = ["DOC_COLUMNS", "doc_schema", "read_documents", "user_labels", "id_column", "id_output_name",
@@ -67,39 +67,59 @@ def read_documents(ws: Workspace, dataset: str, *, columns: list[str] | None = N
         from .filters import matching_doc_ids
 
         keep_ids = matching_doc_ids(ws, dataset, where)
+    in_sql = need_labels and lc.kind != "metadata"  # people's labels laid over in the same query
     if not parts:
         df = pd.DataFrame({c: [] for c in base_cols})
     else:
         con = duckdb.connect()
-        files = [str(p) for p in parts]
-        conds, params = [], []
-        if split is not None:
-            conds.append("split = ?")
-            params.append(split)
-        if keep_ids is not None:
-            conds.append("doc_id IN (SELECT unnest(?))")
-            params.append(keep_ids.tolist())
-        cond = ("WHERE " + " AND ".join(conds)) if conds else ""
-        df = con.execute(
-            f"SELECT {', '.join(base_cols)} FROM read_parquet(?) {cond} ORDER BY doc_id",
-            [files, *params],
-        ).fetchdf()
-        con.close()
+        try:
+            files = [str(p) for p in parts]
+            conds, params = [], []
+            if split is not None:
+                conds.append("d.split = ?")
+                params.append(split)
+            if keep_ids is not None:
+                conds.append("d.doc_id IN (SELECT unnest(?))")
+                params.append(keep_ids.tolist())
+            cond = ("WHERE " + " AND ".join(conds)) if conds else ""
+            sel = [f"d.{c}" for c in base_cols if not (in_sql and c == "labels")]
+            join = ""
+            if in_sql:
+                join, expr = overlay_people_labels(con, ws, info.id, lc.key,
+                                                   base="d.labels" if lc.kind == "ingest" else "NULL")
+                sel.append(f"{expr} AS labels")
+            df = con.execute(f"SELECT {', '.join(sel)} FROM read_parquet(?) d {join} {cond} ORDER BY d.doc_id",
+                             [files, *params]).fetchdf()
+        finally:
+            con.close()
     if need_labels:
-        overrides = user_labels(ws, info.id, lc.key)
-        if lc.kind == "ingest":
-            labels = [list(v) if v is not None else [] for v in df["labels"]]
-        elif lc.kind == "metadata":
-            labels = [_meta_labels(m, lc.name) for m in df["meta"]]
-        else:
-            labels = [[] for _ in range(len(df))]
-        if overrides:
-            labels = [[overrides[d]] if d in overrides else l for d, l in zip(df["doc_id"].tolist(), labels)]
+        if in_sql:
+            labels = [list(v) if v is not None else [] for v in df["labels"]] if len(df) else []
+        else:  # a metadata column: its values read from each document's meta, then the same overlay
+            labels = _overlay_meta(ws, info.id, lc, df)
         df["labels"] = labels
         df["label"] = [l[0] if l else None for l in labels]
         if labelled_only:
             df = df[df["label"].notna()].reset_index(drop=True)
     return df[[c for c in want if c in df.columns]]
+
+
+def _overlay_meta(ws: Workspace, dataset_id: int, lc, df) -> list[list[str]]:
+    """The labels of metadata column ``lc`` per row of ``df`` (with ``doc_id`` and ``meta``), people's laid over."""
+    import duckdb
+    import pyarrow as pa
+
+    base = pa.table({"doc_id": pa.array(df["doc_id"].tolist(), pa.int64()),
+                     "labels": pa.array([_meta_labels(m, lc.name) for m in df["meta"]], pa.list_(pa.string())),
+                     "pos": pa.array(range(len(df)), pa.int64())})
+    con = duckdb.connect()
+    try:
+        con.register("base", base)
+        join, expr = overlay_people_labels(con, ws, dataset_id, lc.key)
+        rows = con.execute(f"SELECT {expr} FROM base d {join} ORDER BY d.pos").fetchall()
+    finally:
+        con.close()
+    return [list(r[0]) for r in rows]
 
 
 def _meta_labels(meta, column: str) -> list[str]:

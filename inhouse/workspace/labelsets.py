@@ -46,6 +46,38 @@ def user_labels(ws: Workspace, dataset_id: int, label_col: str = DEFAULT_LABEL_C
     return {r[0]: r[1] for r in rows}
 
 
+def overlay_people_labels(con, ws: Workspace, dataset_id: int, label_col: str = DEFAULT_LABEL_COL, *,
+                          base: str = "d.labels", doc: str = "d.doc_id", name: str = "people") -> tuple[str, str]:
+    """The one overlay of people's labels on a document's own labels, for a DuckDB query on ``con``.
+
+    Registers the last label people set into ``label_col`` per document as the
+    relation ``name`` and returns ``(join, labels)``: the ``LEFT JOIN`` to add
+    after the documents' ``FROM`` (whose doc id is ``doc``) and the expression
+    of the effective labels, a list: ``[the person's label]`` where a person set
+    one, else ``base`` (the file's labels, ``[]`` when none). Every reader of
+    labels (:func:`inhouse.workspace.documents.read_documents`, Explore's search,
+    a dataset's label counts) lays them over the same way through this function.
+
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> class _Ws:  # the labels table of a workspace, reduced to what is read here
+    ...     class db:
+    ...         execute = staticmethod(lambda q, args: [(1, "refund")])
+    >>> join, labels = overlay_people_labels(con, _Ws, 1)
+    >>> con.execute(f"SELECT d.doc_id, {labels} FROM (VALUES (0, ['card']), (1, ['card'])) d(doc_id, labels) "
+    ...             f"{join} ORDER BY 1").fetchall()
+    [(0, ['card']), (1, ['refund'])]
+    """
+    import pyarrow as pa
+
+    people = user_labels(ws, dataset_id, label_col)
+    con.register(name, pa.table({"doc_id": pa.array(list(people), pa.int64()),
+                                 "label": pa.array(list(people.values()), pa.string())}))
+    labels = (f"CASE WHEN {name}.label IS NOT NULL THEN [{name}.label] "
+              f"ELSE COALESCE({base}, []::VARCHAR[]) END")
+    return f"LEFT JOIN {name} ON {name}.doc_id = {doc}", labels
+
+
 def people_label_sets(ws: Workspace, dataset_id: int) -> list[str]:
     """Names of the label columns people wrote into (besides ``label``), in order of first use."""
     rows = ws.db.execute("SELECT label_col, MIN(id) AS first FROM labels WHERE dataset_id = ? AND label_col != ?"

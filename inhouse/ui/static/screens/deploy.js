@@ -6,11 +6,18 @@ import { jobPanel } from "../job.js";
 import { h, clear, card, stat, badge, field, select, button, empty, errorBox, table, confirmDialog, toast, can, fmt, pct, when, truncate } from "../dom.js";
 
 const enc = encodeURIComponent;
-// diffs already computed on this page (the promote dialog reuses the one the user just looked at)
+// diffs already computed on this page (the promote dialog reuses the one the user just looked at). A diff runs
+// as a job on the server (both versions classify the same documents: seconds to minutes); `show` gets the job's
+// progress panel while it runs.
 const diffs = new Map();
-function getDiff(q) {
+function getDiff(q, show = () => {}) {
   const key = JSON.stringify(q);
-  if (!diffs.has(key)) diffs.set(key, api.get("/diff", q).catch((e) => { diffs.delete(key); throw e; }));
+  if (!diffs.has(key)) diffs.set(key, (async () => {
+    const job = await api.post("/diff/jobs", { ...q, split: q.split || null });
+    const panel = jobPanel(job.job_id, `Comparing ${q.old} and ${q.new} on ${q.dataset}`);
+    show(panel.el);
+    return (await panel.done).result;
+  })().catch((e) => { diffs.delete(key); throw e; }));
   return diffs.get(key);
 }
 
@@ -122,7 +129,8 @@ function diffCard(name, versions, prodVersion, datasets, trainDs) {
   const run = button("Compare", async () => {
     clear(out, h("p", { class: "muted" }, "Classifying with both versions…"));
     try {
-      const d = await getDiff({ old: oldSel.value, new: newSel.value, dataset: dsSel.value, split: splitSel.value, examples: 25 });
+      const d = await getDiff({ old: oldSel.value, new: newSel.value, dataset: dsSel.value, split: splitSel.value, examples: 25 },
+        (panel) => clear(out, panel));
       clear(out, renderDiff(d));
     } catch (e) { clear(out, errorBox(e)); }
   }, { kind: "primary", id: "diff-run" });
@@ -173,7 +181,8 @@ async function promote(name, v, versions, prodVersion, rerender) {
     summary);
   if (cur) {
     const ds = v.dataset?.name;
-    api.get(`/datasets/${enc(ds)}`).then((d) => getDiff({ old: cur.ref, new: v.ref, dataset: ds, split: d.splits?.test ? "test" : "", examples: 25 }))
+    api.get(`/datasets/${enc(ds)}`).then((d) => getDiff({ old: cur.ref, new: v.ref, dataset: ds, split: d.splits?.test ? "test" : "", examples: 25 },
+      (panel) => clear(summary, panel)))
       .then((d) => clear(summary, h("p", { class: "deploy-flips" }, h("strong", {}, `${fmt(d.flipped)} of ${fmt(d.documents)} predictions flip`),
         ` on ${d.dataset}/${d.split || "all"}`, d.labelled ? ` (${fmt(d.fixed)} fixed, ${fmt(d.broken)} broken; macro-F1 ${fmt(d.metrics.macro_f1.old, 3)} → ${fmt(d.metrics.macro_f1.new, 3)})` : "", "."),
         d.metrics?.macro_f1?.delta < 0 ? h("p", { class: "deploy-worse" }, `⚠ ${v.ref} scores lower than ${cur.ref} on these rows: it breaks more answers than it fixes.`) : null))

@@ -200,7 +200,11 @@ async function renderDataset(view, name, query) {
     const keep = predSel.value;
     let names = labels.map(([l]) => l);
     if (modelSel.value) {
-      try { names = (await api.get(`/versions/${enc(modelSel.value)}`)).manifest?.labels || names; } catch (e) { /* keep the dataset's */ }
+      try {
+        const m = (await api.get(`/versions/${enc(modelSel.value)}`)).manifest || {};
+        names = m.labels || names;
+        if (m.abstain && m.abstain.threshold !== null && m.abstain.threshold !== undefined) names = [...names, m.abstain.label || "other"];
+      } catch (e) { /* keep the dataset's */ }
     }
     predSel.replaceChildren(...[["", "any prediction"], ...names.map((l) => [l, l])]
       .map(([v, t]) => h("option", { value: v, selected: v === keep }, t)));
@@ -230,7 +234,11 @@ async function renderDataset(view, name, query) {
       model: state.model, predicted: state.model ? state.predicted : "" };
     if (state.label === "__none__") q.unlabelled = "true"; else q.label = state.label;
     let res;
-    try { res = await api.get(`/datasets/${enc(name)}/documents`, q); } catch (e) { if (mine === docSeq) clear(docsBox, errorBox(e)); return; }
+    try { res = await api.get(`/datasets/${enc(name)}/documents`, q); } catch (e) {
+      if (mine !== docSeq) return;
+      clear(docsBox, e.kind === "not_classified" ? classifyFirst(e, state.model) : errorBox(e));
+      return;
+    }
     if (mine !== docSeq) return;
     const mq = state.model ? `?model=${enc(state.model)}` : "";
     const cols = [
@@ -246,6 +254,23 @@ async function renderDataset(view, name, query) {
       table(cols, res.documents, { onRow: (d) => { location.hash = `#/datasets/${enc(name)}/docs/${d.doc_id}${mq}`; },
         empty: "No document matches: loosen the search or clear the filters." }));
     pageButtons(res);
+  }
+
+  // the model has no stored predictions on this dataset: offer the classify job (the filter never computes them)
+  function classifyFirst(e, model) {
+    const box = h("div", { class: "classify-first", "data-model": model },
+      h("p", {}, e.message), h("p", { class: "muted" }, "The Predicted filter reads the predictions classify stored; " +
+        "classifying computes only the documents that have none yet and keeps them for every later filter."));
+    box.append(button(`Classify this dataset with ${model}`, async () => {
+      let job;
+      try { job = await api.post("/classify/jobs", { model, dataset: name, format: null }); } catch (err) { box.append(errorBox(err)); return; }
+      const panel = jobPanel(job.job_id, `Classifying ${name} with ${model}`);
+      box.replaceChildren(panel.el);
+      try { await panel.done; } catch { return; }
+      if (box.isConnected && state.model === model) loadDocs();
+    }, { role: "editor", kind: "primary", id: "classify-first" }));
+    if (!can("editor")) box.append(h("p", { class: "muted" }, "An editor can start it."));
+    return box;
   }
 
   async function loadTopicDocs(mine) {

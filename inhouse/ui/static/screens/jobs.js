@@ -4,7 +4,7 @@ import { api } from "../api.js";
 import { jobPanel } from "../job.js";
 import { h, clear, card, table, badge, select, button, duration, when, errorBox, empty, truncate } from "../dom.js";
 
-const KINDS = ["", "train", "embed", "classify", "discover", "evaluate", "summarize", "pipeline"];
+const KINDS = ["", "train", "embed", "classify", "discover", "evaluate", "summarize", "pipeline", "diff"];
 const STATUSES = ["", "queued", "running", "done", "failed", "cancelled"];
 const ACTIVE = new Set(["queued", "running"]);
 const tone = (s) => (s === "done" ? "good" : s === "failed" ? "bad" : s === "running" ? "info" : s === "cancelled" ? "warn" : "muted");
@@ -23,7 +23,9 @@ function what(j) {
 function outcome(j) {
   if (j.status === "failed" && j.error) return h("span", { class: "job-error" }, truncate(j.error.message || String(j.error), 90));
   if (j.status !== "done") return j.progress?.current ? h("span", { class: "muted" }, j.progress.current) : null;
-  if (j.kind === "classify") return h("a", { href: `/jobs/${j.id}/output`, download: "", "data-output": j.id }, "Download output");
+  if (j.kind === "classify" && j.result?.output) return h("a", { href: `/jobs/${j.id}/output`, download: "", "data-output": j.id }, "Download output");
+  if (j.kind === "classify") return h("a", { href: `#/datasets/${encodeURIComponent(j.params?.dataset || "")}?model=${encodeURIComponent(j.result?.model || "")}` }, "Explore the predictions");
+  if (j.kind === "diff" && j.result?.new) return h("a", { href: `#/models/${encodeURIComponent(j.result.new.ref.split("@")[0])}` }, `${j.result.flipped} of ${j.result.documents} flip`);
   if (j.kind === "pipeline" && j.result?.run_id) return h("a", { href: `#/analyze/${j.result.run_id}` }, `Dashboard of run #${j.result.run_id}`);
   if (j.kind === "train" && j.result?.ref) return h("a", { href: `#/models/${encodeURIComponent(j.result.ref.split("@")[0])}` }, j.result.ref);
   return h("span", { class: "muted" }, "done");

@@ -1,0 +1,51 @@
+"""``models diff`` as one operation: the CLI, ``POST /diff/jobs`` (its job worker) and a small ``GET /diff``
+all call :func:`diff`.
+
+A diff classifies the same documents with two versions; on a real dataset that
+is tens of seconds (51 s was seen inside one request), so the server runs it
+as a job with progress (``kind: "diff"``) and answers ``GET /diff`` inline only
+for at most :data:`INLINE_DOCUMENTS` documents.
+
+    Illustrative (needs a workspace with data; not run as a doctest):
+    >>> d = diff(ws, "intents@1", "intents@2", "banking77", split="test")
+    >>> d["agreement"], d["flipped"]
+    (0.964, 110)
+"""
+
+from __future__ import annotations
+
+from ..analysis.diff import diff_versions
+from ..errors import Conflict
+from ..pipeline.classify import count_docs
+from ..progress import task
+from ..workspace.store import Workspace
+
+INLINE_DOCUMENTS = 2_000  # GET /diff compares at most this many documents inside a request
+
+
+def diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None, limit: int | None = None,
+         examples: int = 10) -> dict:
+    """Compare versions ``old`` and ``new`` on ``dataset`` (see :func:`inhouse.analysis.diff.diff_versions`)."""
+    with task(f"comparing {old} and {new} on {dataset}", total=1, unit="diff") as t:
+        out = diff_versions(ws, old, new, dataset, split=split, limit=limit, examples=examples)
+        t.advance(1)
+    return out
+
+
+def documents_to_compare(ws: Workspace, dataset: str, split: str | None, limit: int | None) -> int:
+    """How many documents a diff of ``dataset`` (``split``, at most ``limit``) classifies twice."""
+    n = count_docs(ws, dataset, split)
+    return min(n, limit) if limit else n
+
+
+def inline_diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None,
+                limit: int | None = None, examples: int = 10) -> dict:
+    """:func:`diff` inside a request, refused (409) beyond :data:`INLINE_DOCUMENTS` documents: that is a job."""
+    ws.dataset(dataset)
+    n = documents_to_compare(ws, dataset, split, limit)
+    if n > INLINE_DOCUMENTS:
+        raise Conflict(f"comparing {old} and {new} on {n:,} documents of {dataset!r} is long work; a request "
+                       f"compares at most {INLINE_DOCUMENTS:,}.",
+                       fix=f"Start it as a job and follow its progress: POST /diff/jobs {{\"old\": \"{old}\", "
+                           f"\"new\": \"{new}\", \"dataset\": \"{dataset}\"}} (or pass limit <= {INLINE_DOCUMENTS}).")
+    return diff(ws, old, new, dataset, split=split, limit=limit, examples=examples)
