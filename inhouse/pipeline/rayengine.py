@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .. import netguard
 from ..errors import MissingDependency, UsageError
 from ..workspace.files import atomic_path
 
@@ -168,7 +169,9 @@ class RayRunner:
             os.environ.setdefault(k, val)
         started_here = not ray.is_initialized()
         if started_here:
-            kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True)
+            # every Ray worker, on this machine or a cluster's, starts with telemetry off and the Hub offline
+            kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True,
+                      runtime_env={"env_vars": netguard.worker_env()})
             if self.opts.ray_address:
                 ray.init(address=self.opts.ray_address, **kw)
             else:
