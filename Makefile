@@ -21,6 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 demo: install
 	$(VENV)/bin/inhouse --home $(DEMO_HOME) demo
+	@echo "(or put inhouse on this shell's PATH: . $(VENV)/bin/activate)"
 
 test: install
 	$(PY) -m pytest -q tests
