@@ -283,8 +283,12 @@ def offline():
     """The guard for a block of a host program: inside it nothing but loopback is reached, after it the
     socket layer is as it was (unless :func:`install` turned it on for good).
 
+        >>> import socket, inhouse
         >>> with inhouse.offline():
-        ...     inhouse.classify(ws, "intents@production", dataset="tickets", output="preds.parquet")
+        ...     socket.getaddrinfo("huggingface.co", 443)
+        Traceback (most recent call last):
+        ...
+        inhouse.errors.NetworkBlocked: inhouse refused the DNS look-up of 'huggingface.co': ...
     """
     global _depth, _installed
     with _lock:
