@@ -281,7 +281,8 @@ def install() -> None:
 @contextlib.contextmanager
 def offline():
     """The guard for a block of a host program: inside it nothing but loopback is reached, after it the
-    socket layer is as it was (unless :func:`install` turned it on for good).
+    socket layer and the variables are as they were (unless :func:`install` turned it on for good). The
+    socket layer is the process's: while the block runs, the guard holds for every thread. Blocks nest.
 
         >>> import socket, inhouse
         >>> with inhouse.offline():

@@ -1,6 +1,7 @@
 """No byte leaves, native code included (issue 16 §0): every process is traced by the kernel, not by Python.
 
-``inhouse train`` + ``classify`` (ONNX), ``inhouse serve`` answering a classification, and a Ray job
+``inhouse train`` + ``classify`` (ONNX), ``inhouse serve`` answering a classification and running a job in
+its worker process, and a Ray job
 (``classify --engine ray``) run under ``strace -f -e trace=connect,sendto``, which sees every process they
 start and every native thread (ONNX Runtime's telemetry, Ray's raylet and workers). The test fails on any
 connect or sendto to a non-loopback address and on any DNS query (anything sent to port 53, loopback
@@ -23,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from inhouse import netguard
 from inhouse.demo.data import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +86,9 @@ def test_the_trace_parser_catches_what_it_must():
 
 
 def _env(home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORT_", "RAY_", "HF_", "TRANSFORMERS_"))}
+    # as a user's shell starts it: none of the variables inhouse sets (so the test fails if inhouse stops setting them)
+    ours = {*netguard.TELEMETRY_ENV, *netguard.OFFLINE_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith(("ORT_", "RAY_"))}
     return {**env, "PYTHONPATH": str(REPO), "INHOUSE_HOME": str(home)}
 
 
@@ -135,7 +139,7 @@ def test_train_and_classify_on_onnx_reach_nothing_but_loopback(home):
     assert egress(trace) == []
 
 
-def test_serve_answering_a_classification_reaches_nothing_but_loopback(home):
+def test_serve_answering_a_classification_and_running_a_job_reaches_nothing_but_loopback(home):
     import httpx
 
     if not (home / "preds.csv").exists():
@@ -156,9 +160,17 @@ def test_serve_answering_a_classification_reaches_nothing_but_loopback(home):
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
+        auth = {"Authorization": f"Bearer {token}"}
         r = httpx.post(url + "/classify", json={"model": "intents", "text": "my card has not arrived yet"},
-                       headers={"Authorization": f"Bearer {token}"}, timeout=120)
+                       headers=auth, timeout=120)
         assert r.status_code == 200, r.text
+        # a job: its worker process is traced too
+        job = httpx.post(url + "/classify/jobs", json={"model": "intents", "dataset": "t"}, headers=auth).json()
+        while (state := httpx.get(f"{url}/jobs/{job['job_id']}", headers=auth).json())["status"] in ("queued",
+                                                                                                     "running"):
+            assert time.monotonic() < deadline + 300, state
+            time.sleep(1)
+        assert state["status"] == "done", state
         time.sleep(LINGER_S)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
