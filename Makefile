@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 DEMO_HOME ?= demo-workspace
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench wheel clean
 
 install: $(STAMP)
 
@@ -21,6 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 demo: install
 	$(VENV)/bin/inhouse --home $(DEMO_HOME) demo
+	@echo "(or put inhouse on this shell's PATH: . $(VENV)/bin/activate)"
 
 test: install
 	$(PY) -m pytest -q tests
@@ -32,6 +33,10 @@ test-fast: install
 bench: install
 	@if [ -f requirements-bench.txt ]; then $(PIP) install -q -r requirements-bench.txt; fi
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# the wheel `pip install` takes (dependencies declared in pyproject.toml; install torch first, see README)
+wheel: install
+	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 clean:
 	rm -rf $(VENV) $(DEMO_HOME) .pytest_cache

@@ -2,7 +2,8 @@
 
 Discover topics in your own text, fine-tune open models on the labels, pin
 immutable versions, and run pipelines over millions of documents, with data
-that never leaves the machine. The CLI and (later) the server are thin doors
+that never leaves the machine (``with inhouse.offline():`` refuses every
+non-loopback connection inside a host program). The CLI and (later) the server are thin doors
 over the functions listed in ``__all__``; everything else may change.
 
 Heavy modules (torch, transformers) load only when one of their names is first
@@ -18,7 +19,11 @@ from importlib import import_module
 
 from . import netguard as _netguard
 
-_netguard.install()  # before anything imports huggingface_hub
+# Only defaults, and only telemetry: set before any library that reads them loads (ONNX Runtime's native
+# telemetry never passes through Python's sockets). The socket guard itself is not turned on by an import (a
+# host program keeps its network): the CLI, the server and the job workers turn it on, a host program uses
+# ``with inhouse.offline():``.
+_netguard.telemetry_off()
 
 from .errors import (  # noqa: E402
     ColumnNotFound,
@@ -31,6 +36,7 @@ from .errors import (  # noqa: E402
     NotFound,
     UsageError,
 )
+from .netguard import offline  # noqa: E402
 from .version import __version__  # noqa: E402
 from .workspace.documents import read_documents  # noqa: E402
 from .workspace.store import Workspace  # noqa: E402
@@ -64,7 +70,7 @@ _STAGE_MODULES = {"ingest": "data.ingest", "train": "training.train", "evaluate"
                   "registry": "registry"}
 
 __all__ = [
-    "__version__", "Workspace", "read_documents",
+    "__version__", "Workspace", "read_documents", "offline",
     "InhouseError", "UsageError", "InputError", "ColumnNotFound", "NotFound", "IntegrityError",
     "NetworkBlocked", "MissingDependency", "Conflict",
     *_LAZY, *_STAGE_MODULES,

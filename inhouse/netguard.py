@@ -1,8 +1,19 @@
 """Keep every byte on this machine.
 
-:func:`install` (run when ``inhouse`` is imported) forces the Hugging Face and
-telemetry offline variables (whatever the environment said) and wraps the
-socket layer so that nothing but loopback or a Unix socket is reached:
+Two layers, both opt-in for a host process and on in every door inhouse owns
+(the ``inhouse`` command, ``inhouse serve``, its job workers, the pipeline's
+Ray workers):
+
+1. :func:`telemetry_off` switches off the usage statistics, telemetry and
+   update checks of every dependency that has one, by environment variable,
+   before that library loads. Native code (ONNX Runtime's telemetry threads,
+   Ray's usage reporter) never passes through Python's socket module, so only
+   these variables stop it. ``import inhouse`` sets them as *defaults* (a
+   variable the environment already sets is kept): they only stop reports
+   about the process, never a connection the host program makes itself.
+2. :func:`install` (and the :func:`offline` context) also forces the Hugging
+   Face offline variables and wraps the socket layer so that nothing but
+   loopback or a Unix socket is reached:
 
 - ``socket.connect`` / ``connect_ex`` (TCP and UDP) to a non-loopback address;
 - ``sendto`` / ``sendmsg`` (UDP) to a non-loopback address;
@@ -15,32 +26,50 @@ Each fails at once with :class:`inhouse.errors.NetworkBlocked`. Servers bound
 to 127.0.0.1 and clients connecting to them keep working.
 
     >>> import socket, inhouse
-    >>> socket.create_connection(("203.0.113.5", 443), timeout=1)
+    >>> with inhouse.offline():
+    ...     socket.create_connection(("203.0.113.5", 443), timeout=1)
     Traceback (most recent call last):
     ...
     inhouse.errors.NetworkBlocked: inhouse refused an outbound connection to 203.0.113.5:443: data and models never leave this machine. ...
+
+``tests/test_egress.py`` proves it for native code too: classify, train, serve
+and a Ray job run under ``strace`` and no process tries to resolve or reach a
+non-loopback address.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
 import sys
+import threading
 
 from .errors import NetworkBlocked
 
-# forced: a user's environment may not switch these off
+# Telemetry, usage statistics and update checks: off before any library that reads them loads. Found by
+# reading the installed libraries (grep for TELEMETRY, USAGE_STATS, ANALYTICS, UPDATE_CHECK, DO_NOT_TRACK).
+# Set as defaults by ``import inhouse``: they stop only reports about the process, never a host's own calls.
+TELEMETRY_ENV = {
+    "ORT_DISABLE_TELEMETRY": "1",             # onnxruntime: native telemetry threads, ~9 s after the first run
+    "RAY_USAGE_STATS_ENABLED": "0",           # ray: usage report from the head node
+    "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
+    "HF_HUB_DISABLE_TELEMETRY": "1",          # huggingface_hub (and transformers, sentence-transformers)
+    "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+    "DO_NOT_TRACK": "1",                      # the cross-tool convention (huggingface_hub reads it)
+    "DISABLE_TELEMETRY": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+}
+# Forced inside the guard only (a user's environment may not switch these off): no Hub downloads, no training
+# reports to hosted trackers. Not set on import: a host program may use the Hub or wandb itself.
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_HUB_DISABLE_UPDATE_CHECK": "1",
     "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
-    "DO_NOT_TRACK": "1",
-    "DISABLE_TELEMETRY": "1",
-    "GRADIO_ANALYTICS_ENABLED": "False",
+    "WANDB_MODE": "disabled",                 # transformers' Trainer reports to any tracker that is installed
+    "DISABLE_MLFLOW_INTEGRATION": "TRUE",
 }
 # defaults only: quieter output, which a user may change
 QUIET_ENV = {
@@ -182,8 +211,27 @@ def _guarded_getfqdn(name: str = "") -> str:
     return text
 
 
+def telemetry_off(*, force: bool = False) -> dict[str, str]:
+    """Switch off every dependency's telemetry and update checks (defaults only, unless ``force``).
+
+    Returns the variables as set, for processes started elsewhere (a Ray cluster's ``runtime_env``).
+    """
+    for key, value in TELEMETRY_ENV.items():
+        if force:
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in TELEMETRY_ENV}
+
+
+def worker_env() -> dict[str, str]:
+    """The variables a process inhouse starts needs from birth (telemetry off, Hub offline)."""
+    return {**TELEMETRY_ENV, **OFFLINE_ENV}
+
+
 def force_offline() -> None:
-    """Set the offline variables (overriding the environment), also in libraries that already read them."""
+    """Set the offline and telemetry variables (overriding the environment), also in libraries that already read them."""
+    telemetry_off(force=True)
     for key, value in OFFLINE_ENV.items():
         os.environ[key] = value
     for key, value in QUIET_ENV.items():
@@ -195,25 +243,80 @@ def force_offline() -> None:
             constants.HF_HUB_DISABLE_TELEMETRY = True
 
 
-def install() -> None:
-    """Force the offline variables and refuse non-loopback traffic and DNS (idempotent)."""
+_PATCHES = (
+    (socket.socket, "connect", _guarded_connect), (socket.socket, "connect_ex", _guarded_connect_ex),
+    (socket.socket, "sendto", _guarded_sendto), (socket, "getaddrinfo", _guarded_getaddrinfo),
+    (socket, "gethostbyname", _guarded_gethostbyname), (socket, "gethostbyname_ex", _guarded_gethostbyname_ex),
+    (socket, "gethostbyaddr", _guarded_gethostbyaddr), (socket, "getnameinfo", _guarded_getnameinfo),
+    (socket, "getfqdn", _guarded_getfqdn),
+) + (((socket.socket, "sendmsg", _guarded_sendmsg),) if _original_sendmsg is not None else ())
+_lock = threading.Lock()
+_depth = 0  # open offline() contexts
+_permanent = False  # install() holds the guard for the rest of the process
+_saved: list[tuple[object, str, object]] = []
+
+
+def _patch() -> None:
     global _installed
-    force_offline()
     if _installed:
         return
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
-    socket.socket.sendto = _guarded_sendto  # type: ignore[method-assign]
-    if _original_sendmsg is not None:
-        socket.socket.sendmsg = _guarded_sendmsg  # type: ignore[method-assign]
-    socket.getaddrinfo = _guarded_getaddrinfo
-    socket.gethostbyname = _guarded_gethostbyname
-    socket.gethostbyname_ex = _guarded_gethostbyname_ex
-    socket.gethostbyaddr = _guarded_gethostbyaddr
-    socket.getnameinfo = _guarded_getnameinfo
-    socket.getfqdn = _guarded_getfqdn
+    _saved[:] = [(owner, name, getattr(owner, name)) for owner, name, _ in _PATCHES]
+    for owner, name, guarded in _PATCHES:
+        setattr(owner, name, guarded)
     _installed = True
 
 
+def install() -> None:
+    """Turn the guard on for the rest of this process (idempotent): the doors inhouse owns call it at their start.
+
+    The ``inhouse`` command, ``inhouse serve`` (and each of its uvicorn worker processes), the job workers.
+    """
+    global _permanent
+    with _lock:
+        force_offline()
+        _patch()
+        _permanent = True  # a closing offline() leaves it on
+
+
+@contextlib.contextmanager
+def offline():
+    """The guard for a block of a host program: inside it nothing but loopback is reached, after it the
+    socket layer and the variables are as they were (unless :func:`install` turned it on for good). The
+    socket layer is the process's: while the block runs, the guard holds for every thread. Blocks nest.
+
+        >>> import socket, inhouse
+        >>> with inhouse.offline():
+        ...     socket.getaddrinfo("huggingface.co", 443)
+        Traceback (most recent call last):
+        ...
+        inhouse.errors.NetworkBlocked: inhouse refused the DNS look-up of 'huggingface.co': ...
+    """
+    global _depth, _installed
+    with _lock:
+        saved_env = {k: os.environ.get(k) for k in (*OFFLINE_ENV, *TELEMETRY_ENV)}
+        hub = sys.modules.get("huggingface_hub.constants")
+        hub_offline = getattr(hub, "HF_HUB_OFFLINE", None)
+        force_offline()
+        _patch()
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and not _permanent:
+                for owner, name, original in _saved:
+                    setattr(owner, name, original)
+                _installed = False
+                if hub is not None and hub_offline is not None:
+                    hub.HF_HUB_OFFLINE = hub_offline
+                for k, v in saved_env.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+
+
 def installed() -> bool:
+    """True while the socket guard is on."""
     return _installed

@@ -105,3 +105,13 @@ def invoke_cli(*args: Any, input: str | None = None) -> CliResult:
 def run_cli():
     """``run_cli(*args, input=None) -> CliResult(exit_code, stdout, stderr)``; see :func:`invoke_cli`."""
     return invoke_cli
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline():
+    """Tests run as the CLI and the server do: inside inhouse's socket guard (``import inhouse`` alone no longer
+    turns it on; tests/test_netguard.py checks a host process keeps its network)."""
+    from inhouse.netguard import offline
+
+    with offline():
+        yield

@@ -1,5 +1,7 @@
-"""The process never opens a network connection other than loopback."""
+"""Inside the guard (the CLI, the server, the job workers, ``inhouse.offline()``) nothing but loopback is
+reached; ``import inhouse`` alone leaves a host program's network as it was (issue 16 §8)."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -9,7 +11,16 @@ import urllib.request
 import pytest
 
 import inhouse
+from inhouse import netguard
 from inhouse.errors import NetworkBlocked
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def guarded():
+    with inhouse.offline():
+        yield
 
 
 def test_outbound_tcp_is_refused_with_the_guards_error():
@@ -65,17 +76,75 @@ def test_loopback_still_works():
 def test_offline_variables_are_set_for_hugging_face():
     import os
 
-    assert inhouse._netguard.installed()
+    assert netguard.installed()
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert os.environ["TRANSFORMERS_OFFLINE"] == "1"
 
 
-def test_a_fresh_process_that_imports_inhouse_is_guarded():
-    code = ("import socket, inhouse\n"
-            "try:\n    socket.create_connection(('198.51.100.7', 80), timeout=2)\n"
-            "except inhouse.NetworkBlocked as e:\n    print('blocked:', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.startswith("blocked: inhouse refused an outbound connection to 198.51.100.7:80")
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if k not in netguard.OFFLINE_ENV}  # as a host program starts
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**base, "PYTHONPATH": str(REPO), **env})
+
+
+HOST = """\
+import os, socket, threading
+before = (socket.socket.connect, socket.socket.sendto, socket.getaddrinfo, socket.gethostbyname)
+env_before = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "WANDB_MODE")}
+import inhouse
+import inhouse.cli, inhouse.pipeline.classify  # the library's own modules, loaded as a host program would
+after = (socket.socket.connect, socket.socket.sendto, socket.getaddrinfo, socket.gethostbyname)
+print("same" if before == after else "patched")
+print("env", {k: os.environ.get(k) for k in env_before} == env_before, os.environ["ORT_DISABLE_TELEMETRY"])
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(1)
+threading.Thread(target=lambda: server.accept()[0].sendall(b"hi"), daemon=True).start()
+with socket.create_connection(server.getsockname(), timeout=5) as c:
+    print("local", c.recv(2).decode())
+try:  # a documentation address: nothing answers, but the attempt is the host's own, not refused by us
+    socket.create_connection(("203.0.113.9", 9), timeout=0.5)
+except inhouse.NetworkBlocked as e:
+    print("blocked", e)
+except OSError as e:
+    print("attempted", type(e).__name__)
+else:
+    print("attempted and connected")
+with inhouse.offline():
+    try:
+        socket.create_connection(("203.0.113.9", 9), timeout=0.5)
+    except inhouse.NetworkBlocked:
+        print("offline: blocked", os.environ["HF_HUB_OFFLINE"])
+print("restored" if (socket.socket.connect, socket.getaddrinfo) == before[::2] else "still patched",
+      os.environ.get("HF_HUB_OFFLINE"))
+"""
+
+
+def test_a_host_process_keeps_its_network_after_import_and_gets_the_guard_only_inside_offline():
+    out = _python(HOST)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 6 and lines[3].startswith("attempted "), out.stdout + out.stderr
+    assert lines[:3] + lines[4:] == ["same", "env True 1", "local hi", "offline: blocked 1", "restored None"]
+
+
+def test_the_cli_still_cannot_reach_out():
+    code = ("import click, socket\nfrom inhouse.cli import cli, main\n"
+            "@cli.command('probe')\n@click.option('--json', is_flag=True)\ndef probe(json):\n"
+            "    socket.create_connection(('198.51.100.7', 80), timeout=2)\n"
+            "main(['probe', '--json'])\n")
+    out = _python(code)
+    assert out.returncode == NetworkBlocked.exit_code, out.stdout + out.stderr
+    assert "refused an outbound connection to 198.51.100.7:80" in json.loads(out.stdout)["message"]
+
+
+def test_offline_contexts_nest_and_install_keeps_the_guard_for_the_process():
+    code = ("import socket, inhouse\nfrom inhouse import netguard\noriginal = socket.socket.connect\n"
+            "with inhouse.offline():\n    with inhouse.offline():\n        pass\n"
+            "    print(netguard.installed())\n"
+            "print(netguard.installed(), socket.socket.connect is original)\n"
+            "netguard.install()\nwith inhouse.offline():\n    pass\n"
+            "print(netguard.installed(), socket.socket.connect is original)\n")
+    assert _python(code).stdout.split() == ["True", "False", "True", "True", "False"]
 
 
 def test_dns_lookups_of_outside_names_are_refused_loopback_names_are_not():
@@ -117,12 +186,15 @@ def test_udp_datagrams_to_outside_addresses_are_refused():
 def test_offline_variables_are_forced_even_when_the_environment_says_otherwise():
     import os
 
-    code = ("import huggingface_hub.constants as c, os, inhouse\n"
-            "print(os.environ['HF_HUB_OFFLINE'], os.environ['TRANSFORMERS_OFFLINE'], os.environ['HF_DATASETS_OFFLINE'], "
-            "c.HF_HUB_OFFLINE)\n")
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_DATASETS_OFFLINE": "false"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    assert out.stdout.split() == ["1", "1", "1", "True"], out.stderr
+    code = ("import huggingface_hub.constants as c, os, inhouse\nwith inhouse.offline():\n"
+            "    print(os.environ['HF_HUB_OFFLINE'], os.environ['TRANSFORMERS_OFFLINE'], os.environ['HF_DATASETS_OFFLINE'], "
+            "c.HF_HUB_OFFLINE, os.environ['ORT_DISABLE_TELEMETRY'])\n"
+            "print(os.environ['HF_HUB_OFFLINE'], c.HF_HUB_OFFLINE, os.environ['ORT_DISABLE_TELEMETRY'])\n")
+    env = {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_DATASETS_OFFLINE": "false",
+           "ORT_DISABLE_TELEMETRY": "0"}
+    out = _python(code, **env)
+    # forced inside, the user's own values back after it
+    assert out.stdout.split() == ["1", "1", "1", "True", "1", "0", "False", "0"], out.stderr
 
 
 def test_a_loopback_http_server_still_binds_and_answers():

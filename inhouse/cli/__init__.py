@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from ..errors import Conflict, InhouseError, InputError, IntegrityError
+from ..netguard import offline
 from ..progress import TerminalSink, use
 from ..version import __version__
 from ..workspace.store import Workspace, default_home
@@ -270,7 +271,8 @@ def hoist_home(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``inhouse`` console script."""
     args = hoist_home(list(sys.argv[1:] if argv is None else argv))
-    cli.main(args=args, prog_name="inhouse")
+    with offline():  # the command's door: telemetry off, nothing but loopback leaves (inhouse/netguard.py)
+        cli.main(args=args, prog_name="inhouse")
 
 
 def _register() -> None:

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import sys
 from pathlib import Path
 
 import click
 
 from ..demo import run as demo_api
 from . import cli, emit_json, json_option, pass_ctx
+
+
+def inhouse_command() -> str:
+    """How to run this same ``inhouse`` from the user's shell, as printed: ``inhouse`` when it is the one on
+    $PATH, else the full path of the venv's script (``make demo`` runs .venv/bin/inhouse, which is on no PATH
+    until the venv is activated), else ``PYTHON -m inhouse``."""
+    script = Path(sys.executable).with_name("inhouse")
+    on_path = shutil.which("inhouse")
+    if script.is_file() and os.access(script, os.X_OK):
+        if on_path and Path(on_path).resolve() == script.resolve():
+            return "inhouse"
+        return shlex.quote(str(script.absolute()))
+    return f"{shlex.quote(str(Path(sys.executable).absolute()))} -m inhouse"
+
+
+def next_steps(home) -> list[str]:
+    """The commands the demo ends with, runnable as printed from the same shell."""
+    cmd = f"{inhouse_command()} --home {shlex.quote(str(home))}"
+    return [f"{cmd} tokens create me --role admin", f"{cmd} serve",
+            "# then open http://127.0.0.1:8080/ and sign in with the token"]
 
 
 def _line(name: str, r: dict) -> str:
@@ -52,6 +75,6 @@ def demo_cmd(ctx, rows: int, seed: int, out_dir: str, no_llm: bool, as_json: boo
     else:
         click.echo(f"done in {report['seconds']:.0f} s. Workspace: {report['workspace']}  Outputs: {report['out_dir']}")
         click.echo(f"report: {report['report']}")
-        home = shlex.quote(str(report["workspace"]))
-        click.echo(f"in the browser: inhouse --home {home} tokens create me --role admin, then "
-                   f"inhouse --home {home} serve, and open http://127.0.0.1:8080/ (sign in with that token)")
+        click.echo("in the browser (copy these as they are; the venv need not be activated):")
+        for line in next_steps(report["workspace"]):
+            click.echo(f"  {line}")

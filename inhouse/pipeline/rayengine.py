@@ -18,6 +18,7 @@ cluster.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -26,11 +27,36 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .. import netguard
 from ..errors import MissingDependency, UsageError
 from ..workspace.files import atomic_path
 
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "RAY_DEDUP_LOGS": "0",
            "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+# A local Ray's head processes inherit the environment at ray.init. Even with usage stats off, Ray 2.60's
+# dashboard process (started with include_dashboard=False too, for its UsageStatsHead module) asks the cloud
+# metadata services (169.254.169.254, a DNS look-up of metadata.google.internal) with `requests`; found by
+# tests/test_egress.py. Every plain HTTP request of those processes therefore goes to a closed loopback port
+# (Ray's own gRPC ignores these variables: grpc.enable_http_proxy is 0 unless RAY_grpc_enable_http_proxy).
+_NO_HTTP = "http://127.0.0.1:9"  # the discard port: refused at once, or swallowed locally
+RAY_HEAD_ENV = {"http_proxy": _NO_HTTP, "https_proxy": _NO_HTTP, "HTTP_PROXY": _NO_HTTP, "HTTPS_PROXY": _NO_HTTP,
+                "no_proxy": "127.0.0.1,localhost,::1", "NO_PROXY": "127.0.0.1,localhost,::1"}
+
+
+@contextlib.contextmanager
+def _local_ray_env():
+    """The variables a local Ray's processes start with, set only while they are started (this process keeps its
+    own environment)."""
+    saved = {k: os.environ.get(k) for k in RAY_HEAD_ENV}
+    os.environ.update(RAY_HEAD_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def require_ray(local: bool = True):
@@ -168,12 +194,15 @@ class RayRunner:
             os.environ.setdefault(k, val)
         started_here = not ray.is_initialized()
         if started_here:
-            kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True)
+            # every Ray worker, on this machine or a cluster's, starts with telemetry off and the Hub offline
+            kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True,
+                      runtime_env={"env_vars": netguard.worker_env()})
             if self.opts.ray_address:
                 ray.init(address=self.opts.ray_address, **kw)
             else:
                 # one CPU per actor, plus one for Ray Data's own small tasks (listing files, writing)
-                ray.init(num_cpus=self.opts.workers + 1, _node_ip_address="127.0.0.1", **kw)
+                with _local_ray_env():
+                    ray.init(num_cpus=self.opts.workers + 1, _node_ip_address="127.0.0.1", **kw)
         try:
             _tolerate_missing_aiohttp()
             ctx = ray.data.DataContext.get_current()

@@ -17,7 +17,7 @@ matches nothing; the runner then checks model references.
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> spec = load_spec("examples/contact-center-daily.yaml")
     >>> [s.kind for s in spec.steps]
-    ['ingest', 'classify', 'summarize', 'discover', 'trends', 'report']
+    ['ingest', 'classify', 'embed', 'summarize', 'discover', 'trends', 'report']
 """
 
 from __future__ import annotations

@@ -48,10 +48,10 @@ def step_classify(run, step: Step, meter: CostMeter):
 
 
 def step_embed(run, step: Step, meter: CostMeter):
-    from .embed import embed_dataset_streaming
+    from ..models.embeddings import embed_dataset  # the function `inhouse embed` runs: cached, resumable chunks
 
-    r = embed_dataset_streaming(run.ws, run.spec.dataset, step.options["model"])
-    meter.add(tokens=0)
+    r = embed_dataset(run.ws, run.spec.dataset, step.options["model"])[0].to_dict()
+    meter.add(documents=r["computed"])
     return r, r["computed"], []
 
 

@@ -22,6 +22,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from .. import netguard
 from ..version import __version__
 from ..workspace.store import Workspace
 from . import errors
@@ -85,6 +86,7 @@ def _swagger_static() -> Path | None:
 
 def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()) -> FastAPI:
     """The API; ``public``: more paths (exact, or prefixes ending in /) that need no token, e.g. a UI's files."""
+    netguard.install()  # the server's door (also each uvicorn worker process): nothing but loopback leaves
     settings = settings or Settings.from_env()
     ctx = ServerContext(settings)
 

@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 
+from .. import netguard
 from ..errors import InhouseError
 from ..progress import use
 from ..workspace.store import Workspace, acting_as
@@ -127,6 +128,7 @@ def cost(t0: float) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    netguard.install()  # before any library loads: telemetry off, nothing but loopback leaves
     home, job_id, server_pid = argv[0], int(argv[1]), int(argv[2])
     threading.Thread(target=_watch_parent, args=(server_pid,), daemon=True).start()
     signal.signal(signal.SIGTERM, _terminate)
