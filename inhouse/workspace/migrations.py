@@ -268,3 +268,73 @@ SCHEMA_MIGRATIONS: list[str] = [
     CREATE INDEX topic_edits_run ON topic_edits(run_id, kind, topic)
     """,
 ]
+
+
+def _rebuild(table: str, columns: str, indexes: str = "") -> str:
+    """SQL that rebuilds ``table`` with ``columns`` (its id now AUTOINCREMENT), keeping every row.
+
+    Run with foreign keys off (:meth:`Workspace.migrate` does), so dropping the old
+    table neither cascades into nor checks the tables that reference it.
+    """
+    names = ", ".join(line.split()[0] for line in columns.strip().splitlines()
+                      if line.strip() and not line.strip().startswith(("UNIQUE", "PRIMARY")))
+    return (f"CREATE TABLE {table}__new ({columns});\n"
+            f"INSERT INTO {table}__new ({names}) SELECT {names} FROM {table};\n"
+            f"DROP TABLE {table};\n"
+            f"ALTER TABLE {table}__new RENAME TO {table};\n{indexes}")
+
+
+# ids are never reused (issue 16): SQLite hands a deleted row's id to the next row unless the key is
+# AUTOINCREMENT, and derived data keyed by a removed dataset's id (prediction sets) was served to the next one
+AUTOINCREMENT_IDS = ";\n".join([
+    _rebuild("datasets", """
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        next_doc_id INTEGER NOT NULL DEFAULT 0,
+        columns TEXT NOT NULL DEFAULT '{}'
+    """),
+    _rebuild("runs", """
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        result TEXT NOT NULL DEFAULT '{}',
+        model TEXT,
+        model_sha256 TEXT,
+        user TEXT
+    """),
+    _rebuild("model_versions", """
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        path TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        removed_at REAL,
+        UNIQUE(name, version)
+    """),
+    _rebuild("jobs", """
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        progress TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        error TEXT,
+        params TEXT NOT NULL DEFAULT '{}',
+        result TEXT,
+        user TEXT,
+        started_at REAL,
+        finished_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        worker_pid INTEGER,
+        server_pid INTEGER,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        notes TEXT NOT NULL DEFAULT '[]'
+    """, "CREATE INDEX jobs_status ON jobs(status, id)"),
+])
+SCHEMA_MIGRATIONS.append(AUTOINCREMENT_IDS)

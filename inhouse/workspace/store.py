@@ -199,6 +199,14 @@ class Workspace:
         """Apply the migrations this workspace lacks; return the schema version."""
         conn = self.db
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        conn.execute("PRAGMA foreign_keys=OFF")  # a table rebuild must not cascade into what references it
+        try:
+            self._apply_migrations(conn)
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
+        return len(SCHEMA_MIGRATIONS)
+
+    def _apply_migrations(self, conn: sqlite3.Connection) -> None:
         with self.tx():
             have = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
             for number, sql in enumerate(SCHEMA_MIGRATIONS, start=1):
@@ -208,7 +216,6 @@ class Workspace:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, time.time()))
-        return len(SCHEMA_MIGRATIONS)
 
     def schema_version(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
