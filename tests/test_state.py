@@ -125,3 +125,75 @@ def test_migration_keeps_a_workspace_made_before_it(tmp_path):
         assert ws.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     finally:
         ws.close()
+
+
+def _ingest(run_cli, folder: Path, name: str, texts: list[str]) -> None:
+    path = folder / f"{name}-{abs(hash(tuple(texts))) % 10**8}.csv"
+    pd.DataFrame({"text": texts}).to_csv(path, index=False)
+    r = run_cli("ingest", path, "--dataset", name)
+    assert r.exit_code == 0, r.stderr
+
+
+def _part(ids: list[int], label: str):
+    import pyarrow as pa
+
+    from inhouse.data.predictions import prediction_schema
+
+    n = len(ids)
+    return pa.table({"doc_id": ids, "label": [label] * n, "score": [0.9] * n, "abstained": [False] * n,
+                     "best_label": [label] * n, "top_labels": [[label]] * n, "top_scores": [[0.9]] * n,
+                     "error": [None] * n}, schema=prediction_schema())
+
+
+def test_a_stale_or_foreign_prediction_part_is_recomputed_never_served(ws, run_cli, tmp_path):
+    """Parts made by another model, without provenance, or from texts since replaced are dropped on open."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from inhouse.data.predictions import PredictionSet, find_set
+
+    _ingest(run_cli, tmp_path, "d", ["card not here", "refund please", "lost bag"])
+    mine, other = "a" * 64, "b" * 64
+    s = PredictionSet.open(ws, "d", "m@1", mine)
+    s.add(_part([0, 1], "ok"))
+    assert s.verify() == [] and list(s.done_doc_ids()) == [0, 1]
+    pq.write_table(_part([2], "bare"), s.path / "part-0-bare.parquet")  # written before provenance existed
+    foreign = PredictionSet.open(ws, "d", "m@2", other).add(_part([2], "foreign"))
+    shutil.copy(foreign, s.path / "part-1-foreign.parquet")  # another model's part in this set's folder
+    s = PredictionSet.open(ws, "d", "m@1", mine)
+    assert list(s.done_doc_ids()) == [0, 1] and len(s.parts()) == 1 and s.rows == 2
+    assert set(s.read(["doc_id", "label"])["label"]) == {"ok"}
+    # the same doc ids, other texts: remove the dataset's documents and ingest others under the same id
+    keep = s.parts()[0]
+    saved = keep.read_bytes()
+    r = run_cli("datasets", "rm", "d", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert not s.path.exists()  # rm removes the set's folder ...
+    ws.db.execute("DELETE FROM sqlite_sequence WHERE name = 'datasets'")  # ... and, even were the id reused,
+    _ingest(run_cli, tmp_path, "d", ["something else", "refund please", "new text"])
+    s = PredictionSet.open(ws, "d", "m@1", mine)
+    assert s.dataset_id == 1
+    (s.path / keep.name).write_bytes(saved)  # the old part put back in the new set's folder
+    assert list(find_set(ws, "d", mine).done_doc_ids()) == []  # ... its texts do not match: it is not served
+    assert s.parts() == []
+
+
+def test_a_probability_cache_part_of_another_model_is_not_served_and_parts_are_compacted(ws):
+    import shutil
+
+    import numpy as np
+
+    from inhouse.classifiers.predict import PredictionCache
+    from inhouse.models.embeddings import COMPACT_AT
+
+    a, b = PredictionCache(ws, "a" * 64), PredictionCache(ws, "b" * 64)
+    a.put(["h1"], np.array([[0.2, 0.8]], np.float32))
+    for p in a.dir.iterdir():
+        shutil.copy(p, b.dir / p.name)
+    assert set(a.get(["h1"])) == {"h1"} and b.get(["h1"]) == {}
+    for i in range(COMPACT_AT):
+        a.put([f"x{i}"], np.array([[i, 1.0]], np.float32))
+    assert len(a.parts()) <= 2
+    got = a.get(["h1"] + [f"x{i}" for i in range(COMPACT_AT)])
+    assert len(got) == COMPACT_AT + 1 and got["x7"][0] == 7 and abs(got["h1"][1] - 0.8) < 1e-6
