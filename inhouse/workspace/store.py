@@ -42,6 +42,27 @@ def default_home() -> Path:
 
 
 _acting_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("inhouse_acting_user", default=None)
+_recorded_runs: contextvars.ContextVar[list | None] = contextvars.ContextVar("inhouse_recorded_runs", default=None)
+
+
+@contextlib.contextmanager
+def recording_runs() -> Iterator[list[tuple[str, int]]]:
+    """Collect ``(kind, run id)`` of every run recorded inside the block, in this thread / task only.
+
+    So a caller learns the id of the run its own call recorded, never another
+    process's or thread's (cost metering attaches cost to it).
+
+    >>> with recording_runs() as runs:
+    ...     pass
+    >>> runs
+    []
+    """
+    runs: list[tuple[str, int]] = []
+    token = _recorded_runs.set(runs)
+    try:
+        yield runs
+    finally:
+        _recorded_runs.reset(token)
 
 
 def current_user() -> str:
@@ -236,6 +257,9 @@ class Workspace:
             (kind, started_at or time.time(), time.time(), json_dumps(params), json_dumps(result),
              model, model_sha256, current_user()),
         )
+        collecting = _recorded_runs.get()
+        if collecting is not None:
+            collecting.append((kind, int(cur.lastrowid)))
         return int(cur.lastrowid)
 
     # -- datasets
