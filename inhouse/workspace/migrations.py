@@ -305,7 +305,7 @@ AUTOINCREMENT_IDS = ";\n".join([
         model TEXT,
         model_sha256 TEXT,
         user TEXT
-    """),
+    """, "CREATE INDEX runs_kind ON runs(kind, id)"),  # listing runs of a kind reads only them, newest first
     _rebuild("model_versions", """
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL,
