@@ -111,10 +111,14 @@ def compact_caches(ws: Workspace, dry_run: bool) -> list[dict]:
     return out
 
 
-def collect(ws: Workspace, *, retention: Retention | None = None, dry_run: bool = False) -> dict:
-    """Remove (or, ``dry_run``, list) what retention and the records say can go; see the module docstring."""
+def collect(ws: Workspace, *, retention: Retention | None = None, dry_run: bool = False,
+            now: float | None = None) -> dict:
+    """Remove (or, ``dry_run``, list) what retention and the records say can go; see the module docstring.
+
+    ``now``: the time ages are measured from (default: now; a simulation passes its own clock).
+    """
     r = (retention or load_retention(ws)).validate()
-    now = time.time()
+    now = time.time() if now is None else now
     found = {"pipeline_runs": pipeline_run_folders(ws, r, now), "job_files": job_files(ws, r, now),
              "orphans": orphans(ws), "tmp": tmp_leftovers(ws, r, now)}
     out: dict = {"dry_run": dry_run, "retention": r.__dict__.copy(), "bytes": 0}
