@@ -43,31 +43,22 @@ def _age_days(p: Path, now: float) -> float:
         return 0.0
 
 
-def pipeline_run_folders(ws: Workspace, r: Retention, now: float) -> list[Path]:
-    folder = ws.home / "runs" / "pipelines"
+def _job_entries(ws: Workspace, folder: Path) -> list[tuple[int, Path]]:
+    """(job id, path) of the ``job-N*`` entries of ``folder`` whose job is not queued or running, newest job first."""
     if not folder.is_dir():
         return []
     active = _active_jobs(ws)
-    runs = []
-    for p in folder.iterdir():
-        m = JOB_NAME.fullmatch(p.name)
-        if p.is_dir() and m and int(m.group(1)) not in active:
-            runs.append((int(m.group(1)), p))
-    runs.sort(reverse=True)
-    return [p for _, p in runs[r.keep_pipeline_runs:] if _age_days(p, now) > r.keep_days]
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := JOB_NAME.fullmatch(p.name))]
+    return sorted(((n, p) for n, p in found if n not in active), reverse=True)
+
+
+def pipeline_run_folders(ws: Workspace, r: Retention, now: float) -> list[Path]:
+    runs = [p for _, p in _job_entries(ws, ws.home / "runs" / "pipelines") if p.is_dir()]
+    return [p for p in runs[r.keep_pipeline_runs:] if _age_days(p, now) > r.keep_days]
 
 
 def job_files(ws: Workspace, r: Retention, now: float) -> list[Path]:
-    folder = ws.home / "runs" / "jobs"
-    if not folder.is_dir():
-        return []
-    active = _active_jobs(ws)
-    out = []
-    for p in sorted(folder.iterdir()):
-        m = JOB_NAME.fullmatch(p.name)
-        if m and int(m.group(1)) not in active and _age_days(p, now) > r.keep_days:
-            out.append(p)
-    return out
+    return sorted(p for _, p in _job_entries(ws, ws.home / "runs" / "jobs") if _age_days(p, now) > r.keep_days)
 
 
 def orphans(ws: Workspace) -> list[Path]:
