@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -91,6 +92,10 @@ class PredictionSet:
         parts = self.parts()
         if not parts:
             return []
+        key = (str(self.path), self.model_sha256, _files_key(parts), _files_key(self.ws.dataset_parts(self.dataset)))
+        with _verified_lock:
+            if key in _verified:
+                return []
         stale = [p for p in parts if _part_model(p) != self.model_sha256]
         checked = [p for p in parts if p not in stale]
         stale += _parts_with_foreign_rows(self.ws, self.dataset, checked)
@@ -100,6 +105,11 @@ class PredictionSet:
             p.unlink(missing_ok=True)
         if stale:
             self._recount()
+        else:
+            with _verified_lock:  # the same parts over the same documents need no second check in this process
+                if len(_verified) > 4096:
+                    _verified.clear()
+                _verified.add(key)
         return stale
 
     def _recount(self) -> None:
@@ -173,6 +183,22 @@ class PredictionSet:
 def _row_to_set(ws: Workspace, dataset: str, r) -> PredictionSet:
     return PredictionSet(ws, dataset, r["dataset_id"], r["model"], r["model_sha256"], ws.home / r["path"],
                          r["rows"], r["updated_at"])
+
+
+_verified: set[tuple] = set()
+_verified_lock = threading.Lock()
+
+
+def _files_key(paths: list[Path]) -> tuple:
+    """What identifies the content of these files cheaply: name, size and mtime of each."""
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append((p.name, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((p.name, -1, -1))
+    return tuple(out)
 
 
 def _part_model(part: Path) -> str | None:
