@@ -86,7 +86,11 @@ _ROWS = [("datasets", "name, created_at", "'x' || random(), 0"),
          ("runs", "kind, started_at, status", "'k', 0, 'done'"),
          ("model_versions", "name, version, sha256, path, manifest, created_at",
           "'m', abs(random()) % 100000, 's', 'p', '{}', 0"),
-         ("jobs", "kind, status, created_at, updated_at", "'k', 'queued', 0, 0")]
+         ("jobs", "kind, status, created_at, updated_at", "'k', 'queued', 0, 0"),
+         ("ingests", "dataset_id, source_path, source_sha256, source_size, options, started_at, status",
+          "(SELECT max(id) FROM datasets), 'f', 's' || random(), 1, '{}', 0, 'failed'"),
+         ("labels", "dataset_id, doc_id, label, source, batch, user, created_at",
+          "(SELECT max(id) FROM datasets), 0, 'x', 'ui', 'b', 'u', 0")]
 
 
 def test_migration_keeps_a_workspace_made_before_it(tmp_path):
@@ -111,6 +115,8 @@ def test_migration_keeps_a_workspace_made_before_it(tmp_path):
                  " n_outliers, assignments_path) VALUES (7, 1, 0, 'm', 's', 1, 1, 0, 'p')")
     conn.execute("INSERT INTO jobs (id, kind, status, created_at, updated_at, params) VALUES (3, 'k', 'done', 0, 0,"
                  " '{\"a\": 1}')")
+    conn.execute("INSERT INTO labels (id, dataset_id, doc_id, label, source, batch, user, created_at, label_col)"
+                 " VALUES (4, 1, 0, 'refund', 'ui', 'b', 'ana', 0, 'intent')")
     conn.execute("DELETE FROM datasets WHERE id = 2")
     conn.close()
     ws = Workspace.open(home)
@@ -120,7 +126,9 @@ def test_migration_keeps_a_workspace_made_before_it(tmp_path):
         assert ws.db.execute("SELECT count(*) FROM discoveries WHERE dataset_id = 1").fetchone()[0] == 1
         assert ws.db.execute("SELECT params FROM jobs WHERE id = 3").fetchone()[0] == '{"a": 1}'
         assert ws.db.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert "jobs_status" in {r[0] for r in ws.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        indexes = {r[0] for r in ws.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"jobs_status", "runs_kind", "ingests_once", "labels_doc", "labels_col"} <= indexes
+        assert ws.db.execute("SELECT label_col FROM labels WHERE id = 4").fetchone()[0] == "intent"
         assert ws.db.execute("INSERT INTO runs (kind, started_at, status) VALUES ('k', 0, 'done')").lastrowid == 8
         assert ws.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     finally:

@@ -336,5 +336,35 @@ AUTOINCREMENT_IDS = ";\n".join([
         cancel_requested INTEGER NOT NULL DEFAULT 0,
         notes TEXT NOT NULL DEFAULT '[]'
     """, "CREATE INDEX jobs_status ON jobs(status, id)"),
+    # ingest and label ids fingerprint a dataset's state (pipeline steps are skipped when it is unchanged)
+    _rebuild("ingests", """
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        source_path TEXT NOT NULL,
+        source_sha256 TEXT NOT NULL,
+        source_size INTEGER NOT NULL,
+        options TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL,
+        stats TEXT NOT NULL DEFAULT '{}',
+        quarantine_path TEXT,
+        first_doc_id INTEGER,
+        end_doc_id INTEGER,
+        user TEXT
+    """, "CREATE UNIQUE INDEX ingests_once ON ingests(dataset_id, source_sha256) WHERE status = 'done'"),
+    _rebuild("labels", """
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        doc_id INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        source TEXT NOT NULL,
+        batch TEXT NOT NULL,
+        user TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        undone_at REAL,
+        label_col TEXT NOT NULL DEFAULT 'label'
+    """, "CREATE INDEX labels_doc ON labels(dataset_id, doc_id);\n"
+         "CREATE INDEX labels_col ON labels(dataset_id, label_col, doc_id)"),
 ])
 SCHEMA_MIGRATIONS.append(AUTOINCREMENT_IDS)
