@@ -55,3 +55,11 @@ def test_reused_embeddings_are_shown_as_reused_not_billed(ws, run_cli, tmp_path)
     assert "0 documents computed (30 more reused from stored results, not billed)" in shown.stdout
     listed = run_cli("runs", "list", "--kind", "embed", "--json").json["runs"]
     assert [r["cost"]["reused"] for r in listed] == [30, 0]
+
+
+def test_the_report_says_how_many_documents_were_reused():
+    from inhouse.pipeline.report import cost_table
+
+    cost = {"documents": 20, "reused": 480, "tokens": 300, "cpu_seconds": 1.0, "wall_seconds": 1.0,
+            "docs_per_second": 20, "peak_rss_mb": 300}
+    assert "20 documents computed (480 more reused from stored predictions, not billed)" in cost_table(cost, "run")

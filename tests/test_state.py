@@ -69,6 +69,8 @@ def test_removed_dataset_leaves_no_predictions_for_the_next_one(model_home, run_
     assert got["computed"] == 300 and got["reused"] == 0
     _classify(run_cli, model_home, "--input", second, "--id-col", "message_id", "--output", tmp_path / "in.jsonl")
     assert _labels(tmp_path / "ds.jsonl") == _labels(tmp_path / "in.jsonl")
+    again = _classify(run_cli, model_home, "--dataset", second_name)  # now reused: shown so, not billed (§10)
+    assert again["computed"] == 0 and again["cost"]["documents"] == 0 and again["cost"]["reused"] == 300
     run_cli("--home", model_home, "datasets", "rm", second_name, "--yes")
 
 
