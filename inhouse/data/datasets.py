@@ -122,7 +122,8 @@ def remove_dataset(ws: Workspace, name: str, *, force: bool = False) -> dict[str
 KEPT_ON_REMOVE = {
     "embeddings and cached probabilities": "keyed by (model sha256, text hash), so they are shared with every dataset "
                                            "holding the same text and can never answer for another text; "
-                                           "`inhouse gc` removes those no dataset holds any more",
+                                           "`inhouse gc` removes the cached probabilities of removed model "
+                                           "versions",
     "runs, jobs and the audit log": "the history of who did what, with which model version (their output files "
                                     "made from this dataset are removed)",
     "model versions": "a model trained on the dataset stays usable and reproducible from its manifest",
