@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_MIGRATIONS: list[str] = [
+SCHEMA_MIGRATIONS: list = [  # SQL (statements split on ';'), or a function of the connection
     # 1: the foundation
     """
     CREATE TABLE datasets (
@@ -270,101 +270,44 @@ SCHEMA_MIGRATIONS: list[str] = [
 ]
 
 
-def _rebuild(table: str, columns: str, indexes: str = "") -> str:
-    """SQL that rebuilds ``table`` with ``columns`` (its id now AUTOINCREMENT), keeping every row.
 
-    Run with foreign keys off (:meth:`Workspace.migrate` does), so dropping the old
-    table neither cascades into nor checks the tables that reference it.
+def _autoincrement(conn, table: str) -> None:
+    """Rebuild ``table`` with its id AUTOINCREMENT, keeping every row, column and index it has now.
+
+    The new table's SQL is the current one (whatever columns earlier migrations
+    added) with ``AUTOINCREMENT`` after the id's ``PRIMARY KEY``. Run with foreign
+    keys off (:meth:`Workspace.migrate` does), so dropping the old table neither
+    cascades into nor checks the tables that reference it.
     """
-    names = ", ".join(line.split()[0] for line in columns.strip().splitlines()
-                      if line.strip() and not line.strip().startswith(("UNIQUE", "PRIMARY")))
-    return (f"CREATE TABLE {table}__new ({columns});\n"
-            f"INSERT INTO {table}__new ({names}) SELECT {names} FROM {table};\n"
-            f"DROP TABLE {table};\n"
-            f"ALTER TABLE {table}__new RENAME TO {table};\n{indexes}")
+    import re
+
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+    if "AUTOINCREMENT" in sql.upper():
+        return
+    new_sql, n = re.subn(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", "id INTEGER PRIMARY KEY AUTOINCREMENT", sql, count=1,
+                         flags=re.IGNORECASE)
+    if n != 1:
+        raise RuntimeError(f"table {table}: no 'id INTEGER PRIMARY KEY' column to make AUTOINCREMENT in {sql!r}")
+    new_sql = re.sub(rf"^\s*CREATE\s+TABLE\s+\"?{table}\"?", f"CREATE TABLE {table}__new", new_sql, count=1,
+                     flags=re.IGNORECASE)
+    indexes = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND "
+                                          "sql IS NOT NULL", (table,))]
+    cols = ", ".join(f'"{r[1]}"' for r in conn.execute(f"PRAGMA table_info({table})"))
+    conn.execute(new_sql)
+    conn.execute(f"INSERT INTO {table}__new ({cols}) SELECT {cols} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}__new RENAME TO {table}")
+    for index in indexes:
+        conn.execute(index)
 
 
-# ids are never reused (issue 16): SQLite hands a deleted row's id to the next row unless the key is
-# AUTOINCREMENT, and derived data keyed by a removed dataset's id (prediction sets) was served to the next one
-AUTOINCREMENT_IDS = ";\n".join([
-    _rebuild("datasets", """
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL UNIQUE,
-        created_at REAL NOT NULL,
-        next_doc_id INTEGER NOT NULL DEFAULT 0,
-        columns TEXT NOT NULL DEFAULT '{}'
-    """),
-    _rebuild("runs", """
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        started_at REAL NOT NULL,
-        finished_at REAL,
-        status TEXT NOT NULL,
-        params TEXT NOT NULL DEFAULT '{}',
-        result TEXT NOT NULL DEFAULT '{}',
-        model TEXT,
-        model_sha256 TEXT,
-        user TEXT
-    """, "CREATE INDEX runs_kind ON runs(kind, id)"),  # listing runs of a kind reads only them, newest first
-    _rebuild("model_versions", """
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        name TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
-        path TEXT NOT NULL,
-        manifest TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        removed_at REAL,
-        UNIQUE(name, version)
-    """),
-    _rebuild("jobs", """
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        status TEXT NOT NULL,
-        progress TEXT NOT NULL DEFAULT '{}',
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        error TEXT,
-        params TEXT NOT NULL DEFAULT '{}',
-        result TEXT,
-        user TEXT,
-        started_at REAL,
-        finished_at REAL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        worker_pid INTEGER,
-        server_pid INTEGER,
-        cancel_requested INTEGER NOT NULL DEFAULT 0,
-        notes TEXT NOT NULL DEFAULT '[]'
-    """, "CREATE INDEX jobs_status ON jobs(status, id)"),
-    # ingest and label ids fingerprint a dataset's state (pipeline steps are skipped when it is unchanged)
-    _rebuild("ingests", """
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
-        source_path TEXT NOT NULL,
-        source_sha256 TEXT NOT NULL,
-        source_size INTEGER NOT NULL,
-        options TEXT NOT NULL,
-        started_at REAL NOT NULL,
-        finished_at REAL,
-        status TEXT NOT NULL,
-        stats TEXT NOT NULL DEFAULT '{}',
-        quarantine_path TEXT,
-        first_doc_id INTEGER,
-        end_doc_id INTEGER,
-        user TEXT
-    """, "CREATE UNIQUE INDEX ingests_once ON ingests(dataset_id, source_sha256) WHERE status = 'done'"),
-    _rebuild("labels", """
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
-        doc_id INTEGER NOT NULL,
-        label TEXT NOT NULL,
-        source TEXT NOT NULL,
-        batch TEXT NOT NULL,
-        user TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        undone_at REAL,
-        label_col TEXT NOT NULL DEFAULT 'label'
-    """, "CREATE INDEX labels_doc ON labels(dataset_id, doc_id);\n"
-         "CREATE INDEX labels_col ON labels(dataset_id, label_col, doc_id)"),
-])
+def AUTOINCREMENT_IDS(conn) -> None:  # noqa: N802 - a migration, named like the SQL ones' comments
+    """Ids are never reused (issue 16): SQLite hands a deleted row's id to the next row unless the key is
+    AUTOINCREMENT, and derived data keyed by a removed dataset's id (prediction sets) was served to the next one.
+    Ingest and label ids fingerprint a dataset's state (pipeline steps are skipped when it is unchanged)."""
+    for table in ("datasets", "runs", "model_versions", "jobs", "ingests", "labels"):
+        _autoincrement(conn, table)
+    conn.execute("CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind, id)")  # runs of a kind, newest first
+
+
 SCHEMA_MIGRATIONS.append(AUTOINCREMENT_IDS)

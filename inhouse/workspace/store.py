@@ -233,9 +233,12 @@ class Workspace:
             for number, sql in enumerate(SCHEMA_MIGRATIONS, start=1):
                 if number <= have:
                     continue
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                if callable(sql):  # a migration SQL alone cannot write (a table rebuild that keeps what it finds)
+                    sql(conn)
+                else:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, time.time()))
 
     def schema_version(self) -> int:
