@@ -414,7 +414,9 @@ def test_init_show_and_rm_commands(ws, tmp_path, run_cli):
     assert run_cli("datasets", "show", "nope").exit_code == 4
     assert run_cli("datasets", "rm", "t", "--json").exit_code == 2  # needs --yes
     r = run_cli("datasets", "rm", "t", "--yes", "--json")
-    assert r.exit_code == 0 and r.json == {"name": "t", "rows": 1, "ingests": 1}
+    assert r.exit_code == 0 and {k: r.json[k] for k in ("name", "rows", "ingests")} == {"name": "t", "rows": 1,
+                                                                                         "ingests": 1}
+    assert r.json["removed"]["prediction_sets"] == 0 and "model versions" in r.json["kept"]
     assert run_cli("datasets", "list", "--json").json == {"datasets": []}
     assert not (ws.home / "datasets" / "t").exists() and not (ws.home / "quarantine" / "t").exists()
 

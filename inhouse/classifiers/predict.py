@@ -28,10 +28,18 @@ from .base import Classifier
 # ---------------------------------------------------------- predictions ----
 
 class PredictionCache(EmbeddingCache):
-    """Probability vectors under ``predictions/<model sha256[:16]>/``, keyed by text hash."""
+    """Probability vectors under ``predictions/<model sha256[:16]>/``, keyed by text hash.
+
+    Each part's seal names the model that computed it; a part whose seal names
+    another model, or none (written before seals did), is never served: its
+    entries are computed again.
+    """
+
+    require_model = True
 
     def __init__(self, ws: Workspace, model_sha256: str):
         self.dir = ws.dir("predictions", model_sha256[:16])
+        self.model_sha256 = model_sha256
 
 
 def cached_proba(clf: Classifier, texts: list[str], hashes: list[str] | None = None, *, cache: bool = True,

@@ -268,7 +268,8 @@ def export_docs_cmd(ctx, name: str, output: str, where: str | None, label_cols: 
 @json_option
 @pass_ctx
 def rm_cmd(ctx, name: str, yes: bool, force: bool, as_json: bool) -> None:
-    """Delete a dataset: its documents, ingest records, labels and quarantine files.
+    """Delete a dataset and what was derived from it: documents, ingest records, labels, quarantine files,
+    prediction sets, discovery runs and topic edits, summaries, job outputs (it says what it keeps and why).
 
     A killed ingest on this host is cleaned up by itself; one left "running" by
     another host needs --force (an ingest still running here must be stopped).
@@ -290,3 +291,7 @@ def rm_cmd(ctx, name: str, yes: bool, force: bool, as_json: bool) -> None:
         return
     click.echo(f"removed dataset {name!r} ({out['rows']:,} documents, {out['ingests']} "
                f"ingest{'s' if out['ingests'] != 1 else ''})")
+    derived = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in out["removed"].items() if n)
+    click.echo(f"  also removed what was derived from it: {derived or 'nothing'}")
+    for what, why in out["kept"].items():
+        click.echo(f"  kept {what}: {why}")

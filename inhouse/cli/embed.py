@@ -36,7 +36,7 @@ def embed_cmd(ctx, dataset: str, model: str, split: str | None, where: str | Non
 
     (result, _, _), cost = metered(ctx.ws, "embed",
                                    lambda: embed_dataset(ctx.ws, dataset, model, split=split, where=where),
-                                   dataset, model, split)
+                                   dataset, model, split, reused=lambda out: out[0].reused)
     if as_json:
         emit_json({**result.to_dict(), "cost": cost})
     else:

@@ -129,20 +129,20 @@ def runs_list_cmd(ctx, kind, limit, as_json) -> None:
     \b
     Example:
       $ inhouse runs list --kind classify
-      ID   KIND      WHEN (UTC)           MODEL        DOCS    TOKENS   CPU S  WALL S  DOCS/S  PEAK MB
-      12   classify  2026-11-30 07:02:11  intents@3   13083    208311    14.2     8.1   1615     412
+      ID   KIND      WHEN (UTC)           MODEL        DOCS   REUSED    TOKENS   CPU S  WALL S  DOCS/S  PEAK MB
+      12   classify  2026-11-30 07:02:11  intents@3   13083        0    208311    14.2     8.1   1615     412
     """
     runs = costs_api.list_runs(ctx.ws, kind, limit)
     if as_json:
         emit_json({"runs": runs})
         return
-    click.echo(f"{'ID':<6}{'KIND':<16}{'WHEN (UTC)':<21}{'MODEL':<20}{'DOCS':>9}{'TOKENS':>11}{'CPU S':>8}{'WALL S':>8}"
-               f"{'DOCS/S':>8}{'PEAK MB':>9}")
+    click.echo(f"{'ID':<6}{'KIND':<16}{'WHEN (UTC)':<21}{'MODEL':<20}{'DOCS':>9}{'REUSED':>9}{'TOKENS':>11}{'CPU S':>8}"
+               f"{'WALL S':>8}{'DOCS/S':>8}{'PEAK MB':>9}")
     for r in runs:
         c = r["cost"] or {}
         num = lambda k, f: format(c[k], f) if c.get(k) is not None else "-"  # noqa: E731
         click.echo(f"{r['id']:<6}{r['kind'][:15]:<16}{_when(r['started_at']):<21}{(r['model'] or '-')[:19]:<20}"
-                   f"{num('documents', ','):>9}{num('tokens', ','):>11}{num('cpu_seconds', '.1f'):>8}"
+                   f"{num('documents', ','):>9}{num('reused', ','):>9}{num('tokens', ','):>11}{num('cpu_seconds', '.1f'):>8}"
                    f"{num('wall_seconds', '.1f'):>8}{num('docs_per_second', ',.0f'):>8}{num('peak_rss_mb', ',.0f'):>9}")
 
 
@@ -167,7 +167,8 @@ def runs_show_cmd(ctx, run_id, as_json) -> None:
     if not c:
         click.echo("  cost     not recorded for this run")
         return
-    click.echo(f"  cost     {c['documents']:,} documents, {c['tokens']:,} tokens, {c['cpu_seconds']:.1f} CPU s, "
+    reused = f" ({c['reused']:,} more reused from stored results, not billed)" if c.get("reused") else ""
+    click.echo(f"  cost     {c['documents']:,} documents computed{reused}, {c['tokens']:,} tokens, {c['cpu_seconds']:.1f} CPU s, "
                f"{c['wall_seconds']:.1f} s wall, {c.get('docs_per_second') or 0:,.0f} docs/s, peak {c['peak_rss_mb']:,.0f} MB")
     for name, a in (c.get("api") or {}).items():
         click.echo(f"           on {name}: {a['cost']:.4f} {a['currency']} (price read on {a['price_read_on']})")

@@ -64,7 +64,12 @@ def describe_dataset(ws: Workspace, name: str) -> dict[str, Any]:
 
 
 def remove_dataset(ws: Workspace, name: str, *, force: bool = False) -> dict[str, Any]:
-    """Delete a dataset: its documents, ingests, labels and quarantine files.
+    """Delete a dataset and everything derived from it.
+
+    Removed: documents, ingests, labels (every label set), quarantine files,
+    prediction sets, discovery runs with their topics and topic edits,
+    summaries, and the output files of jobs on the dataset (``removed`` in the
+    result counts them); ``kept`` says what stays and why (:data:`KEPT_ON_REMOVE`).
 
     An ingest still marked running blocks removal, unless it is stale: one
     started on this host whose process has ended is given up automatically;
@@ -94,18 +99,61 @@ def remove_dataset(ws: Workspace, name: str, *, force: bool = False) -> dict[str
                            f"with: inhouse datasets rm {name} --force")
     rows = ws.db.execute("SELECT COALESCE(SUM(rows), 0) FROM parts WHERE dataset_id = ?", (info.id,)).fetchone()[0]
     n_ingests = ws.db.execute("SELECT COUNT(*) FROM ingests WHERE dataset_id = ?", (info.id,)).fetchone()[0]
+    removed = _derived_records(ws, info.id)
+    job_files = _job_outputs(ws, name)
+    removed["job_outputs"] = len(job_files)
     try:
         with ws.tx() as c:
-            for table in ("parts", "labels", "ingests"):
-                c.execute(f"DELETE FROM {table} WHERE dataset_id = ?", (info.id,))
+            for table in ("prediction_sets", "summaries", "discoveries", "parts", "labels", "ingests"):
+                c.execute(f"DELETE FROM {table} WHERE dataset_id = ?", (info.id,))  # topics, topic edits cascade
             c.execute("DELETE FROM datasets WHERE id = ?", (info.id,))
-            ws.audit("dataset.rm", name, rows=rows, ingests=n_ingests)
+            ws.audit("dataset.rm", name, rows=rows, ingests=n_ingests, removed=removed)
     except sqlite3.IntegrityError as e:
         raise Conflict(f"dataset {name!r} is still used by other records ({e}).",
                        fix="Remove what was built from it (embeddings, models, runs) first.") from None
-    for folder in (ws.home / "datasets" / name, ws.home / "quarantine" / name):
+    for folder in (ws.home / "datasets" / name, ws.home / "quarantine" / name,
+                   ws.home / "prediction_sets" / str(info.id)):
         shutil.rmtree(folder, ignore_errors=True)
-    return {"name": name, "rows": rows, "ingests": n_ingests}
+    for f in job_files:
+        shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
+    return {"name": name, "rows": rows, "ingests": n_ingests, "removed": removed, "kept": KEPT_ON_REMOVE}
+
+
+# what ``datasets rm`` keeps, and why (shown by the CLI and in --json)
+KEPT_ON_REMOVE = {
+    "embeddings and cached probabilities": "keyed by (model sha256, text hash), so they are shared with every dataset "
+                                           "holding the same text and can never answer for another text; "
+                                           "`inhouse gc` removes the cached probabilities of removed model "
+                                           "versions",
+    "runs, jobs and the audit log": "the history of who did what, with which model version (their output files "
+                                    "made from this dataset are removed)",
+    "model versions": "a model trained on the dataset stays usable and reproducible from its manifest",
+}
+
+
+def _derived_records(ws: Workspace, ds_id: int) -> dict[str, int]:
+    """How many records were built from dataset ``ds_id``, by kind."""
+    def count(sql: str) -> int:
+        return int(ws.db.execute(sql, (ds_id,)).fetchone()[0])
+
+    return {"prediction_sets": count("SELECT COUNT(*) FROM prediction_sets WHERE dataset_id = ?"),
+            "discovery_runs": count("SELECT COUNT(*) FROM discoveries WHERE dataset_id = ?"),
+            "topic_edits": count("SELECT COUNT(*) FROM topic_edits e JOIN discoveries d USING (run_id)"
+                                 " WHERE d.dataset_id = ?"),
+            "summaries": count("SELECT COUNT(*) FROM summaries WHERE dataset_id = ?"),
+            "labels": count("SELECT COUNT(*) FROM labels WHERE dataset_id = ?"),
+            "label_sets": count("SELECT COUNT(DISTINCT label_col) FROM labels WHERE dataset_id = ?")}
+
+
+def _job_outputs(ws: Workspace, name: str) -> list[Path]:
+    """The files and folders jobs on dataset ``name`` wrote (predictions, pipeline run folders)."""
+    found: list[Path] = []
+    for (job_id,) in ws.db.execute("SELECT id FROM jobs WHERE json_extract(params, '$.dataset') = ?", (name,)):
+        found += sorted((ws.home / "runs" / "jobs").glob(f"job-{int(job_id)}-*"))
+        folder = ws.home / "runs" / "pipelines" / f"job-{int(job_id)}"
+        if folder.is_dir():
+            found.append(folder)
+    return found
 
 def _document_stats(ws: Workspace, ds_id: int, parts: list[Path]) -> dict[str, Any]:
     empty = {"rows": 0, "labels": {}, "unlabelled": 0, "splits": {}, "no_split": 0, "time_range": None,

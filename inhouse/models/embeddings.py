@@ -56,6 +56,7 @@ def prepare_text(text: str) -> str:
 # ------------------------------------------------------------------ cache ----
 
 SEAL_SUFFIX = ".seal.json"
+COMPACT_AT = 64  # a cache folder with this many parts is merged into one on the next write
 _sealed_ok: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256 found intact in this process
 _sealed_lock = threading.Lock()
 _warned: set[str] = set()
@@ -78,8 +79,11 @@ class EmbeddingCache:
     folder must be writable only by the people who run inhouse.
     """
 
+    require_model = False  # True: a part whose seal does not name this model (older seals) is not trusted either
+
     def __init__(self, ws: Workspace, model_sha256: str):
         self.dir = ws.dir("embeddings", model_sha256[:16])
+        self.model_sha256 = model_sha256
 
     @property
     def skipped(self) -> list[Path]:
@@ -93,7 +97,7 @@ class EmbeddingCache:
         """The parts whose bytes match their seal; the others are skipped (see the class docstring)."""
         out = []
         for p in self.parts():
-            problem = _seal_problem(p)
+            problem = _seal_problem(p) or self._model_problem(p)
             if problem is None:
                 out.append(p)
                 continue
@@ -102,6 +106,17 @@ class EmbeddingCache:
                 _warned.add(str(p))
                 log.warning("ignoring cache part %s: %s; its entries will be computed again", p, problem)
         return out
+
+    def _model_problem(self, part: Path) -> str | None:
+        """None if the part's seal names this cache's model (or names none and that is allowed)."""
+        model = getattr(self, "model_sha256", None)
+        try:
+            sealed = json.loads(_seal_path(part).read_text()).get("model_sha256")
+        except (ValueError, OSError, AttributeError):
+            return "its seal is unreadable"
+        if model is None or sealed == model or (sealed is None and not self.require_model):
+            return None
+        return f"its seal names model {str(sealed)[:16]}, not {model[:16]} (a foreign or older part)"
 
     def get(self, hashes: list[str]) -> dict[str, np.ndarray]:
         """The cached vectors among ``hashes`` (from intact parts only)."""
@@ -113,11 +128,18 @@ class EmbeddingCache:
 
         con = duckdb.connect()
         con.register("wanted", pa.table({"h": pa.array(sorted(set(hashes)), pa.string())}))
-        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts) + "]"
-        tbl = con.sql(
-            f"SELECT p.text_hash, any_value(p.vector) AS vector FROM read_parquet({files}) p "
-            "JOIN wanted w ON p.text_hash = w.h GROUP BY p.text_hash"
-        ).to_arrow_table()
+        for attempt in range(3):
+            files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts) + "]"
+            try:
+                tbl = con.sql(
+                    f"SELECT p.text_hash, any_value(p.vector) AS vector FROM read_parquet({files}) p "
+                    "JOIN wanted w ON p.text_hash = w.h GROUP BY p.text_hash"
+                ).to_arrow_table()
+                break
+            except duckdb.IOException:  # another process compacted the parts away under us: list them again
+                if attempt == 2:
+                    raise
+                parts = self.trusted_parts()
         con.close()
         if tbl.num_rows == 0:
             return {}
@@ -139,8 +161,45 @@ class EmbeddingCache:
         final = self.dir / name
         with atomic_path(final) as tmp:
             pq.write_table(table, tmp)
-            seal = {"sha256": sha256_file(tmp), "size": tmp.stat().st_size, "rows": len(hashes), "dim": int(dim)}
+            seal = {"sha256": sha256_file(tmp), "size": tmp.stat().st_size, "rows": len(hashes), "dim": int(dim),
+                    "model_sha256": getattr(self, "model_sha256", None)}
             atomic_write_text(_seal_path(final), json.dumps(seal, sort_keys=True))  # the seal first, then the part
+        if len(self.parts()) >= COMPACT_AT:
+            self.compact()
+
+    def compact(self) -> dict:
+        """Merge the trusted parts into one sealed part (one row per text hash); remove the merged ones.
+
+        Reads then open one file instead of one per write (a document view with
+        ``?model=`` writes a part of one row). Parts that are not trusted are
+        left for :attr:`skipped` / ``inhouse gc``. Returns ``{"parts": merged, "rows": kept}``.
+        """
+        parts = self.trusted_parts()
+        if len(parts) < 2:
+            return {"parts": 0, "rows": 0}
+        import duckdb
+        import pyarrow.parquet as pq
+
+        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts) + "]"
+        con = duckdb.connect()
+        try:
+            tbl = con.sql(f"SELECT text_hash, any_value(vector) AS vector FROM read_parquet({files}) "
+                          "GROUP BY text_hash ORDER BY text_hash").to_arrow_table()
+        finally:
+            con.close()
+        col = tbl.column("vector").combine_chunks()
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        final = self.dir / name
+        with atomic_path(final) as tmp:
+            pq.write_table(tbl.set_column(1, "vector", col), tmp)
+            seal = {"sha256": sha256_file(tmp), "size": tmp.stat().st_size, "rows": tbl.num_rows,
+                    "dim": len(col[0]) if len(col) else 0, "model_sha256": getattr(self, "model_sha256", None),
+                    "compacted": len(parts)}
+            atomic_write_text(_seal_path(final), json.dumps(seal, sort_keys=True))
+        for p in parts:
+            p.unlink(missing_ok=True)
+            _seal_path(p).unlink(missing_ok=True)
+        return {"parts": len(parts), "rows": tbl.num_rows}
 
 
 def _seal_path(part: Path) -> Path:

@@ -423,6 +423,7 @@ def classify(ws: Workspace, ref: str | registry.Version, *, dataset: str | None 
         else:
             r = classify_file(ws, v, Path(input_path), text_col=text_col, id_col=id_col, encoding=encoding,
                               output=out, opts=opts, meter=meter)
+        meter.add(reused=r.get("reused") or 0)  # stored predictions: shown as reused, not billed as computed
     cost = meter.result(ws)
     seconds = round(time.time() - t0, 3)
     rule = DecisionRule(v.manifest)

@@ -140,12 +140,15 @@ def summary(ws: Workspace, r) -> dict:
 
 
 def list_runs(ws: Workspace, *, dataset: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
-    """Pipeline runs, newest first (from the web UI, the API or ``inhouse pipeline run``)."""
-    rows = ws.db.execute("SELECT * FROM runs WHERE kind = 'pipeline' ORDER BY id DESC").fetchall()
-    out = [summary(ws, r) for r in rows]
-    if dataset is not None:
-        out = [s for s in out if s["dataset"] == dataset]
-    return out[offset:offset + limit]
+    """Pipeline runs, newest first (from the web UI, the API or ``inhouse pipeline run``).
+
+    Only the page asked for is read and parsed (the ``runs_kind`` index, the
+    dataset matched in SQL), so listing costs the same after thousands of runs.
+    """
+    cond, params = ("AND json_extract(result, '$.dataset') = ?", [dataset]) if dataset is not None else ("", [])
+    rows = ws.db.execute(f"SELECT * FROM runs WHERE kind = 'pipeline' {cond} ORDER BY id DESC LIMIT ? OFFSET ?",
+                         [*params, int(limit), int(offset)]).fetchall()
+    return [summary(ws, r) for r in rows]
 
 
 def price_all_documents(ws: Workspace, run_id: int) -> dict | None:

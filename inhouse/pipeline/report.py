@@ -195,7 +195,8 @@ def cost_table(cost: dict | None, title: str) -> str:
     rows = "".join(f"<tr><td>{esc(k)}</td><td class='num'>{a['input_tokens']:,}</td><td class='num'>{a['output_tokens']:,}</td>"
                    f"<td class='num'>{a['cost']:.4f} {esc(a['currency'])}</td><td>{esc(a['price_read_on'])}</td></tr>"
                    for k, a in api.items())
-    return (f"<h3>{esc(title)}</h3><p>{cost['documents']:,} documents, {cost['tokens']:,} tokens, "
+    reused = f" ({cost['reused']:,} more reused from stored predictions, not billed)" if cost.get("reused") else ""
+    return (f"<h3>{esc(title)}</h3><p>{cost['documents']:,} documents computed{reused}, {cost['tokens']:,} tokens, "
             f"{cost['cpu_seconds']:.1f} CPU s, {cost['wall_seconds']:.1f} s wall, "
             f"{cost.get('docs_per_second') or 0:,.0f} docs/s, peak memory {cost['peak_rss_mb']:,.0f} MB; "
             "on this machine: no per-token charge.</p>"

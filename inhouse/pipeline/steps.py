@@ -40,7 +40,7 @@ def step_classify(run, step: Step, meter: CostMeter):
                            ray_address=o["ray_address"], workers=o["workers"])
     out = run.out_dir / o["output"]
     r = classify(run.ws, run.version, dataset=run.spec.dataset, output=str(out), options=opts)
-    meter.add(documents=r["computed"], tokens=r["cost"]["tokens"])
+    meter.add(documents=r["computed"], tokens=r["cost"]["tokens"], reused=r.get("reused") or 0)
     keep = ("rows", "computed", "reused", "backend", "precision", "agreement_with_torch", "parity_texts", "fallback",
             "errors", "error_reasons", "label_counts", "model", "model_sha256", "docs_per_second", "seconds",
             "cost", "run_id", "id_column")

@@ -128,6 +128,7 @@ class CostMeter:
         self.interval = interval
         self.documents = 0
         self.tokens = 0
+        self.reused = 0  # documents (or texts) answered from stored results: shown, never billed as work
         self.extra_cpu = 0.0  # CPU seconds spent elsewhere (e.g. Ray workers) and reported back
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -158,16 +159,18 @@ class CostMeter:
             self.wall = time.monotonic() - self._t0
             self.cpu = _cpu_seconds() - self._cpu0
 
-    def add(self, documents: int = 0, tokens: int = 0) -> None:
+    def add(self, documents: int = 0, tokens: int = 0, reused: int = 0) -> None:
+        """Count work done: ``documents`` computed with ``tokens``; ``reused`` ones taken from stored results."""
         with self._lock:
             self.documents += int(documents)
             self.tokens += int(tokens)
+            self.reused += int(reused)
 
     def result(self, ws: Workspace | None = None) -> dict[str, Any]:
-        """The cost block: documents, tokens, cpu_seconds, wall_seconds, docs_per_second, peak_rss_mb, api."""
+        """The cost block: documents (computed), reused (not computed, not billed), tokens, cpu_seconds, wall_seconds, docs_per_second, peak_rss_mb, api."""
         self.stop()
         wall = self.wall or (time.monotonic() - self._t0)
-        out = {"documents": self.documents, "tokens": self.tokens,
+        out = {"documents": self.documents, "reused": self.reused, "tokens": self.tokens,
                "cpu_seconds": round(self.cpu + self.extra_cpu, 3), "wall_seconds": round(wall, 3),
                "docs_per_second": round(self.documents / wall, 1) if wall > 0 else None,
                "peak_rss_mb": round(self._peak / (1 << 20), 1)}

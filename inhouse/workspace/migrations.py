@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SCHEMA_MIGRATIONS: list[str] = [
+SCHEMA_MIGRATIONS: list = [  # SQL (statements split on ';'), or a function of the connection
     # 1: the foundation
     """
     CREATE TABLE datasets (
@@ -268,3 +268,46 @@ SCHEMA_MIGRATIONS: list[str] = [
     CREATE INDEX topic_edits_run ON topic_edits(run_id, kind, topic)
     """,
 ]
+
+
+
+def _autoincrement(conn, table: str) -> None:
+    """Rebuild ``table`` with its id AUTOINCREMENT, keeping every row, column and index it has now.
+
+    The new table's SQL is the current one (whatever columns earlier migrations
+    added) with ``AUTOINCREMENT`` after the id's ``PRIMARY KEY``. Run with foreign
+    keys off (:meth:`Workspace.migrate` does), so dropping the old table neither
+    cascades into nor checks the tables that reference it.
+    """
+    import re
+
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+    if "AUTOINCREMENT" in sql.upper():
+        return
+    new_sql, n = re.subn(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", "id INTEGER PRIMARY KEY AUTOINCREMENT", sql, count=1,
+                         flags=re.IGNORECASE)
+    if n != 1:
+        raise RuntimeError(f"table {table}: no 'id INTEGER PRIMARY KEY' column to make AUTOINCREMENT in {sql!r}")
+    new_sql = re.sub(rf"^\s*CREATE\s+TABLE\s+\"?{table}\"?", f"CREATE TABLE {table}__new", new_sql, count=1,
+                     flags=re.IGNORECASE)
+    indexes = [r[0] for r in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND "
+                                          "sql IS NOT NULL", (table,))]
+    cols = ", ".join(f'"{r[1]}"' for r in conn.execute(f"PRAGMA table_info({table})"))
+    conn.execute(new_sql)
+    conn.execute(f"INSERT INTO {table}__new ({cols}) SELECT {cols} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}__new RENAME TO {table}")
+    for index in indexes:
+        conn.execute(index)
+
+
+def AUTOINCREMENT_IDS(conn) -> None:  # noqa: N802 - a migration, named like the SQL ones' comments
+    """Ids are never reused (issue 16): SQLite hands a deleted row's id to the next row unless the key is
+    AUTOINCREMENT, and derived data keyed by a removed dataset's id (prediction sets) was served to the next one.
+    Ingest and label ids fingerprint a dataset's state (pipeline steps are skipped when it is unchanged)."""
+    for table in ("datasets", "runs", "model_versions", "jobs", "ingests", "labels"):
+        _autoincrement(conn, table)
+    conn.execute("CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind, id)")  # runs of a kind, newest first
+
+
+SCHEMA_MIGRATIONS.append(AUTOINCREMENT_IDS)

@@ -42,6 +42,27 @@ def default_home() -> Path:
 
 
 _acting_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("inhouse_acting_user", default=None)
+_recorded_runs: contextvars.ContextVar[list | None] = contextvars.ContextVar("inhouse_recorded_runs", default=None)
+
+
+@contextlib.contextmanager
+def recording_runs() -> Iterator[list[tuple[str, int]]]:
+    """Collect ``(kind, run id)`` of every run recorded inside the block, in this thread / task only.
+
+    So a caller learns the id of the run its own call recorded, never another
+    process's or thread's (cost metering attaches cost to it).
+
+    >>> with recording_runs() as runs:
+    ...     pass
+    >>> runs
+    []
+    """
+    runs: list[tuple[str, int]] = []
+    token = _recorded_runs.set(runs)
+    try:
+        yield runs
+    finally:
+        _recorded_runs.reset(token)
 
 
 def current_user() -> str:
@@ -199,16 +220,26 @@ class Workspace:
         """Apply the migrations this workspace lacks; return the schema version."""
         conn = self.db
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        conn.execute("PRAGMA foreign_keys=OFF")  # a table rebuild must not cascade into what references it
+        try:
+            self._apply_migrations(conn)
+        finally:
+            conn.execute("PRAGMA foreign_keys=ON")
+        return len(SCHEMA_MIGRATIONS)
+
+    def _apply_migrations(self, conn: sqlite3.Connection) -> None:
         with self.tx():
             have = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
             for number, sql in enumerate(SCHEMA_MIGRATIONS, start=1):
                 if number <= have:
                     continue
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                if callable(sql):  # a migration SQL alone cannot write (a table rebuild that keeps what it finds)
+                    sql(conn)
+                else:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, time.time()))
-        return len(SCHEMA_MIGRATIONS)
 
     def schema_version(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
@@ -229,6 +260,9 @@ class Workspace:
             (kind, started_at or time.time(), time.time(), json_dumps(params), json_dumps(result),
              model, model_sha256, current_user()),
         )
+        collecting = _recorded_runs.get()
+        if collecting is not None:
+            collecting.append((kind, int(cur.lastrowid)))
         return int(cur.lastrowid)
 
     # -- datasets
