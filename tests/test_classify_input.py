@@ -142,9 +142,12 @@ def test_input_errors_say_what_to_do(model_home, run_cli, tmp_path):
     r = run_cli("--home", model_home, "classify", "h", "--input", tmp_path / "a.csv", "--text-col", "body",
                 "--id-col", "ticket", "--output", tmp_path / "o.csv")
     assert r.exit_code == 3 and "column 'ticket' not found" in r.stderr and "--id-col" in r.stderr
-    (tmp_path / "a.xlsx").write_text("x", encoding="utf-8")
-    r = run_cli("--home", model_home, "classify", "h", "--input", tmp_path / "a.xlsx", "--output", tmp_path / "o.csv")
+    (tmp_path / "a.docx").write_text("x", encoding="utf-8")
+    r = run_cli("--home", model_home, "classify", "h", "--input", tmp_path / "a.docx", "--output", tmp_path / "o.csv")
     assert r.exit_code == 3 and "supported are" in r.stderr
+    (tmp_path / "a.xlsx").write_text("x", encoding="utf-8")  # a workbook that is not one says how to fix it
+    r = run_cli("--home", model_home, "classify", "h", "--input", tmp_path / "a.xlsx", "--output", tmp_path / "o.csv")
+    assert r.exit_code == 3 and "a.xlsx" in r.stderr and "save it again" in r.stderr
     (tmp_path / "e.csv").write_text("", encoding="utf-8")
     r = run_cli("--home", model_home, "classify", "h", "--input", tmp_path / "e.csv", "--output", tmp_path / "o.csv")
     assert r.exit_code == 3 and "empty" in r.stderr
