@@ -45,6 +45,7 @@ class Settings:
     max_batch_texts: int = 256  # texts per /classify/batch or /v1 request
     batch_window_ms: float = 5.0  # micro-batching window; 0 turns batching off
     max_model_batch: int = 128  # texts per model call
+    max_request_tokens: int | None = 16384  # texts x tokens one online classify request may ask for; None: no bound
     job_workers: int = 1  # worker processes running jobs at once
     worker_threads: int | None = None  # torch threads per worker process
     prefer_onnx: bool = True
@@ -66,7 +67,8 @@ class ServerContext:
         self.settings = settings
         self.ws = Workspace.open(settings.home)
         self.models = OnlineModels(self.ws, window=settings.batch_window_ms / 1000, max_batch=settings.max_model_batch,
-                                   prefer_onnx=settings.prefer_onnx, model_threads=settings.model_threads)
+                                   prefer_onnx=settings.prefer_onnx, model_threads=settings.model_threads,
+                                   max_request_tokens=settings.max_request_tokens)
         self.dispatcher = Dispatcher(self.ws.home, settings.job_workers, worker_threads=settings.worker_threads) \
             if settings.jobs else None
 

@@ -63,11 +63,19 @@ def _decode(r) -> dict:
 
 
 def submit(ws: Workspace, kind: str, params: dict) -> int:
-    """Queue a job; returns its id. The acting user is recorded and audited."""
+    """Queue a job; returns its id. The acting user is recorded and audited.
+
+    The same job (kind and parameters) already queued or running is returned instead of a second one
+    (reloading a page that started a training must not train twice); checked in the same transaction.
+    """
     if kind not in KINDS:
         raise UsageError(f"job kind {kind!r} is not one of {list(KINDS)}.")
     now = time.time()
     with ws.tx() as db:
+        same = db.execute("SELECT id FROM jobs WHERE kind = ? AND params = ? AND status IN ('queued', 'running') "
+                          "AND cancel_requested = 0 ORDER BY id LIMIT 1", (kind, json_dumps(params))).fetchone()
+        if same is not None:
+            return int(same["id"])
         cur = db.execute("INSERT INTO jobs (kind, status, progress, created_at, updated_at, params, user) "
                          "VALUES (?, 'queued', '{}', ?, ?, ?, ?)", (kind, now, now, json_dumps(params), current_user()))
         job_id = int(cur.lastrowid)
