@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from ..version import __version__
 from ..workspace.store import Workspace
 from . import errors
-from .auth import AuthMiddleware, RouteTable
+from .auth import AuthMiddleware, RouteTable, TokenCache
 from .batching import OnlineModels
 from .jobs import Dispatcher
 
@@ -51,6 +51,7 @@ class Settings:
     prefer_onnx: bool = True
     model_threads: int | None = 1  # torch threads for online models (None: torch's default, one per core)
     jobs: bool = True  # run the dispatcher in this process
+    trusted_proxies: list[str] | None = None  # addresses whose X-Forwarded-Proto/-For are believed (TLS proxies)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -133,6 +134,11 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
     for module in modules:
         app.include_router(module.router)
     table = RouteTable([m.router for m in modules], public=PUBLIC + tuple(public))
+    app.state.token_cache = TokenCache(ctx.ws)
     app.add_middleware(AuthMiddleware, table=table, ws=ctx.ws, max_body=settings.max_body_bytes,
-                       max_upload=settings.max_upload_bytes)
+                       max_upload=settings.max_upload_bytes, cache=app.state.token_cache)
+    if settings.trusted_proxies:  # opt-in: only these addresses may say the client's scheme (https) and address
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
     return app

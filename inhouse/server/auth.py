@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..workspace.store import Workspace, acting_as
@@ -23,13 +24,13 @@ from .errors import ApiError, respond
 
 ROLE_KEY = "x-inhouse-role"
 BODY_KEY = "x-inhouse-max-body"
-COOKIE = "inhouse_session"  # the web UI's sign-in: the token, HttpOnly, SameSite=Strict (POST /session)
+COOKIE = "inhouse_session"  # the web UI's sign-in: a session secret (not the token), HttpOnly, SameSite=Strict
 CSRF_HEADER = b"x-inhouse-client"  # a cookie-signed change must carry it: a page on another site cannot set it
 SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
 def cookie_token(headers: dict) -> str | None:
-    """The session cookie's token from a raw ``cookie`` header, or None."""
+    """The session cookie's secret from a raw ``cookie`` header, or None."""
     raw = headers.get(b"cookie", b"").decode("latin-1")
     for part in raw.split(";"):
         key, _, value = part.strip().partition("=")
@@ -80,37 +81,58 @@ class RouteTable:
         return partial
 
 
+_MISS = object()
+
+
 class TokenCache:
-    """Verified tokens for a few seconds, so a busy server does not hit SQLite per request."""
+    """Verified tokens and sessions for a few seconds, so a busy server does not hit SQLite per request.
+
+    :meth:`cached` never touches the database (the event loop may call it); :meth:`lookup` reads (and notes
+    the token's use) and belongs on a worker thread.
+    """
 
     def __init__(self, ws: Workspace, ttl: float = 2.0):
         self.ws, self.ttl = ws, ttl
-        self._items: dict[str, tuple[float, Principal | None]] = {}
+        self._items: dict[tuple[bool, str], tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, secret: str) -> Principal | None:
-        now = time.monotonic()
+    def cached(self, secret: str, session: bool = False):
+        """The principal for ``secret`` if verified less than ``ttl`` s ago (None: refused), else ``_MISS``."""
         with self._lock:
-            hit = self._items.get(secret)
-        if hit and now - hit[0] < self.ttl:
+            hit = self._items.get((session, secret))
+        if hit and time.monotonic() - hit[0] < self.ttl:
             return hit[1]
-        t = tokens.verify_token(self.ws, secret)
+        return _MISS
+
+    def lookup(self, secret: str, session: bool = False) -> Principal | None:
+        now = time.monotonic()
+        found = self.cached(secret, session)
+        if found is not _MISS:
+            return found
+        t = tokens.verify_session(self.ws, secret) if session else tokens.verify_token(self.ws, secret)
         p = Principal(t.name, t.role) if t else None
         if t:
             tokens.touch(self.ws, t.name)
         with self._lock:
             if len(self._items) > 10_000:
                 self._items.clear()
-            self._items[secret] = (now, p)
+            self._items[(session, secret)] = (now, p)
         return p
+
+    def forget(self, secret: str) -> None:
+        """Drop a secret at once (sign-out), instead of within ``ttl``."""
+        with self._lock:
+            self._items.pop((True, secret), None)
+            self._items.pop((False, secret), None)
 
 
 class AuthMiddleware:
     """Bearer auth, role checks and body-size limits, before routing reads anything."""
 
-    def __init__(self, app: ASGIApp, *, table: RouteTable, ws: Workspace, max_body: int, max_upload: int):
+    def __init__(self, app: ASGIApp, *, table: RouteTable, ws: Workspace, max_body: int, max_upload: int,
+                 cache: TokenCache | None = None):
         self.app, self.table, self.max_body, self.max_upload = app, table, max_body, max_upload
-        self.cache = TokenCache(ws)
+        self.cache = cache or TokenCache(ws)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,6 +145,7 @@ class AuthMiddleware:
             headers = dict(scope.get("headers") or [])
             header = headers.get(b"authorization", b"").decode("latin-1")
             scheme, _, secret = header.partition(" ")
+            session = False
             if not header and (cookie := cookie_token(headers)):
                 # the browser signs this request with the session cookie: a change must also carry the
                 # client header, which a form or script on another site cannot add (no CORS is allowed)
@@ -131,13 +154,19 @@ class AuthMiddleware:
                                          "session cookie without the 'X-Inhouse-Client' header.",
                                          "Send the header from the web UI's own scripts, or use "
                                          "'Authorization: Bearer TOKEN'.")(scope, receive, send)
-                scheme, secret = "bearer", cookie
+                scheme, secret, session = "bearer", cookie, True
             if scheme.lower() != "bearer" or not secret.strip():
                 return await respond(401, "unauthorized", "this route needs an API token: send 'Authorization: Bearer TOKEN'.",
                                      "Ask an admin for one (inhouse tokens create NAME --role viewer).",
                                      {"WWW-Authenticate": "Bearer"})(scope, receive, send)
-            principal = self.cache.lookup(secret.strip())
+            principal = self.cache.cached(secret.strip(), session)
+            if principal is _MISS:  # SQLite (a read, and a note of the token's use) never runs on the event loop
+                principal = await run_in_threadpool(self.cache.lookup, secret.strip(), session)
             if principal is None:
+                if session:
+                    return await respond(401, "unauthorized", "the session has expired or was signed out.",
+                                         "Sign in again with your token.", {"WWW-Authenticate": "Bearer"})(
+                                             scope, receive, send)
                 return await respond(401, "unauthorized", "the API token is unknown or revoked.",
                                      "Check the token, or ask an admin for a new one (inhouse tokens list).",
                                      {"WWW-Authenticate": "Bearer"})(scope, receive, send)
