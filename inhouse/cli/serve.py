@@ -84,6 +84,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
     # the model thread drops the GIL around every tensor op and must get it back quickly while the event loop
     # is busy with other clients; at the default 5 ms a 100-op forward pass can wait whole seconds for it
     sys.setswitchinterval(0.0005)
+    os.umask(0o077)  # what the server and its job workers write (uploads, parts, logs) is the owner's alone
 
     if as_json:  # one line a supervisor can read before the server's own log starts
         emit_json({"version": __version__, "home": str(ws.home), "url": f"{scheme}://{host}:{port}",

@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from ..version import __version__
 from ..workspace.store import Workspace
 from . import errors
-from .auth import AuthMiddleware, RouteTable, TokenCache
+from .auth import ApiHeaders, AuthMiddleware, RouteTable, TokenCache
 from .batching import OnlineModels
 from .jobs import Dispatcher
 
@@ -93,6 +93,10 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        from .routes_data import clean_stale_uploads
+
+        for name in clean_stale_uploads(ctx.ws):  # raw uploads a crash left behind
+            log.warning("removed %s: an upload a stopped server left in tmp/", name)
         if ctx.dispatcher:
             ctx.dispatcher.start()
         yield
@@ -141,4 +145,5 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
+    app.add_middleware(ApiHeaders, skip=("/docs", "/docs-static/") + tuple(public))  # the UI's files set their own
     return app

@@ -11,6 +11,8 @@ so the audit log, labels and alias moves say who.
 
 from __future__ import annotations
 
+import json
+import posixpath
 import threading
 import time
 from dataclasses import dataclass
@@ -133,6 +135,7 @@ class AuthMiddleware:
                  cache: TokenCache | None = None):
         self.app, self.table, self.max_body, self.max_upload = app, table, max_body, max_upload
         self.cache = cache or TokenCache(ws)
+        self.home = str(ws.home)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -187,19 +190,27 @@ class AuthMiddleware:
                                      "/classify/stream).")(scope, receive, send)
         scope.setdefault("state", {})["principal"] = principal
         received = 0
-        started = False
+        started = over = False
+        if principal is not None and principal.role != "admin":  # server paths are an admin's business
+            send = HidePaths(send, self.home)
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    over = True
                     raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message):
             nonlocal started
+            if over:  # the app answered the limit with its own error (a form parser says 400): answer 413 instead
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _too_large(limit)(scope, receive, send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -209,8 +220,95 @@ class AuthMiddleware:
                 await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge as e:
             if not started:
-                await respond(413, "too_large", f"the request body is over {e.limit:,} bytes, the most this route takes.",
-                              "Send less per request (or stream NDJSON to /classify/stream).")(scope, receive, send)
+                await _too_large(e.limit)(scope, receive, send)
+
+
+def _too_large(limit: int):
+    return respond(413, "too_large", f"the request body is over {limit:,} bytes, the most this route takes.",
+                   "Send less per request (or stream NDJSON to /classify/stream); upload bigger files with "
+                   "inhouse serve --max-upload-mb, or ingest them on the server: inhouse ingest")
+
+
+PATH_KEYS = ("path", "file", "dir", "folder", "home", "output", "input", "source", "location")
+
+
+class HidePaths:
+    """A ``send`` that takes absolute server paths out of JSON answers (for everyone but admins).
+
+    A path inside the workspace becomes relative to it (``datasets/b5/part-0.parquet``); another absolute
+    path under a path-like key (``path``, ``*_file``, ``output``, ...) becomes its file name. Streamed
+    answers (NDJSON, events) pass as they are.
+    """
+
+    def __init__(self, send: Send, home: str):
+        self.send, self.home = send, home.rstrip("/")
+        self.start: dict | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            headers = dict(message.get("headers") or [])
+            if headers.get(b"content-type", b"").startswith(b"application/json") and b"content-length" in headers:
+                self.start = message
+                return
+            self.start = None
+        elif message["type"] == "http.response.body" and self.start is not None:
+            self.chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(self.chunks)
+            try:
+                body = json.dumps(self.clean(json.loads(body)), ensure_ascii=False).encode()
+            except ValueError:
+                pass
+            headers = [(k, v) for k, v in self.start.get("headers") or [] if k != b"content-length"]
+            await self.send({**self.start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await self.send({"type": "http.response.body", "body": body})
+            return
+        await self.send(message)
+
+    def clean(self, value, key: str = ""):
+        if isinstance(value, dict):
+            return {k: self.clean(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.clean(v, key) for v in value]
+        if isinstance(value, str) and value.startswith("/") and len(value) < 4096 and not any(c.isspace() for c in value):
+            if value == self.home or value.startswith(self.home + "/"):
+                return value[len(self.home) + 1:] or "."
+            k = key.lower()
+            if any(k == p or k.endswith("_" + p) or k.startswith(p + "_") for p in PATH_KEYS):
+                return posixpath.basename(value.rstrip("/"))
+        return value
+
+
+API_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"),
+               (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+               (b"referrer-policy", b"no-referrer")]
+
+
+class ApiHeaders:
+    """``nosniff``, ``no-store`` and a deny-all CSP on every API answer (errors and new tokens included).
+
+    Paths in ``skip`` (the interactive docs, a UI's own files) keep what their routes set; a header the
+    route already set is never doubled.
+    """
+
+    def __init__(self, app: ASGIApp, skip: tuple[str, ...] = ()):
+        self.app, self.skip = app, skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.skip or any(
+                scope["path"].startswith(p) for p in self.skip if p.endswith("/") and p != "/"):
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers") or []}
+                extra = [(k, v) for k, v in API_HEADERS if k not in have]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class BodyTooLarge(ApiError):

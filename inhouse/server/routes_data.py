@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Annotated, Literal
@@ -35,6 +37,61 @@ def upload_suffix(filename: str | None) -> str:
                      fix="Upload a CSV, TSV, JSON Lines, Parquet or text file with its usual extension.")
 
 
+def check_encoding(encoding: str) -> str:
+    """A text encoding Python knows, or a 400 naming it (a binary codec such as zlib_codec is not one)."""
+    try:
+        "\n".encode(encoding)  # a binary codec (bytes to bytes) refuses str: LookupError, as an unknown name does
+    except LookupError as e:
+        raise UsageError(f"encoding={encoding!r} is not a text encoding ({e}).",
+                         fix="Use a text encoding such as utf-8, utf-8-sig, latin-1 or cp1252.") from None
+    return encoding
+
+
+UPLOAD_GLOB = "upload-*"
+
+
+@contextlib.contextmanager
+def upload_file(ws, suffix: str):
+    """A new owner-only (0600) file under tmp/ for one upload, locked while it lives and removed after.
+
+    The lock tells :func:`clean_stale_uploads` (run when a server starts) which files a crash left behind:
+    a file nobody holds is stale, whatever process wrote it.
+    """
+    import fcntl
+
+    tmp = ws.dir("tmp") / f"upload-{uuid.uuid4().hex}{suffix}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(os.dup(fd), "wb") as out:
+            yield tmp, out
+    finally:
+        tmp.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def clean_stale_uploads(ws) -> list[str]:
+    """Remove upload files no live request holds (left by a crash or a kill); returns their names."""
+    import fcntl
+
+    gone = []
+    for p in ws.dir("tmp").glob(UPLOAD_GLOB):
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a request in another server process is writing or ingesting it
+        else:
+            p.unlink(missing_ok=True)
+            gone.append(p.name)
+        finally:
+            os.close(fd)
+    return gone
+
+
 def _quarantine_head(path: str | None, n: int = 20) -> list[dict]:
     if not path:
         return []
@@ -61,10 +118,10 @@ def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV,
     ws = ws_of(request)
     limit = request.app.state.ctx.settings.max_upload_bytes
     suffix = upload_suffix(file.filename)
-    tmp = ws.dir("tmp") / f"upload-{uuid.uuid4().hex}{suffix}"
-    try:
+    check_encoding(encoding)
+    with upload_file(ws, suffix) as (tmp, out):
         size = 0
-        with open(tmp, "wb") as out:
+        with out:
             while chunk := file.file.read(1 << 20):
                 size += len(chunk)
                 if size > limit:
@@ -75,8 +132,6 @@ def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV,
                                 time_col=time_col or None, id_col=id_col or None, split_col=split_col or None,
                                 redact_pii=redact_pii, max_chars=max_chars, label_sep=label_sep or None,
                                 encoding=encoding, delimiter=delimiter or None)
-    finally:
-        tmp.unlink(missing_ok=True)
     d = res.to_dict()
     d["source"] = Path(file.filename or "upload").name[:200]
     d["bytes"] = size
