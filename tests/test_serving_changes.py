@@ -76,3 +76,82 @@ def test_eight_clients_classify_while_versions_are_saved_and_the_alias_moves(ws)
         np.testing.assert_allclose(got, expected[a["version"]], atol=2e-5)  # that version's own scores
         seen.add(a["version"])
     assert len(answers) > 50 and len(seen) >= 4, (len(answers), seen)
+
+
+def test_a_dropped_model_still_answers_what_was_queued_and_what_comes_late():
+    """The served table drops a model (budget, shutdown) while requests wait on it: they still get rows."""
+    from inhouse.server.batching import MicroBatcher
+
+    release, running = threading.Event(), threading.Event()
+
+    def fn(items):
+        running.set()
+        release.wait(10)
+        return [x * 2 for x in items]
+
+    b = MicroBatcher(fn, window=0.001, name="t")
+    first = b.submit([1, 2])
+    assert running.wait(5)
+    queued = b.submit([3])  # waits behind the running batch
+    b.close()
+    release.set()
+    assert first.result(5) == [2, 4] and queued.result(5) == [6]
+    assert b.submit([4]).result(5) == [8]  # a request that still holds the dropped model
+
+
+def test_the_batcher_interleaves_clients_instead_of_running_one_big_batch_first():
+    from inhouse.server.batching import MicroBatcher
+
+    calls: list[list[str]] = []
+    gate = threading.Event()
+
+    def fn(items):
+        gate.wait(5)
+        calls.append(list(items))
+        return items
+
+    b = MicroBatcher(fn, window=0.05, max_batch=128, name="t", slice=16)
+    big = b.submit([f"a{i}" for i in range(64)], client="a")
+    small = b.submit(["b0"], client="b")
+    gate.set()
+    assert big.result(5) == [f"a{i}" for i in range(64)] and small.result(5) == ["b0"]
+    assert all(len([x for x in c if x.startswith("a")]) <= 16 for c in calls)  # a slice per client per call
+    assert "b0" in calls[0]  # the small request rode in the first model call, not after the big one
+
+
+LONG = ("My card payment was declined twice at the supermarket and then the app froze while I was trying to "
+        "check whether the money had left my account, which it had, so now I do not know what happened. ") * 3
+
+
+@pytest.mark.slow
+def test_one_clients_big_batch_does_not_hold_the_model_and_oversized_work_is_refused(ws):
+    head_version(ws, "intents", seed=0)
+    a, b = create_token(ws, "a", "viewer").token, create_token(ws, "b", "viewer").token
+    live = LiveApp(Settings(home=str(ws.home), jobs=False, batch_window_ms=5))
+    try:
+        with live.client(a) as ca, live.client(b) as cb:
+            too_much = ca.post("/classify/batch", json={"model": "intents@1", "texts": [LONG * 3] * 256})
+            assert too_much.status_code == 413, too_much.text
+            assert "--max-request-tokens" in too_much.json()["message"]
+            assert "/classify/jobs" in too_much.json()["fix"]
+            big = {"model": "intents@1", "texts": [f"{i} {LONG}" for i in range(128)]}
+            assert cb.post("/classify", json={"model": "intents@1", "text": "warm"}).status_code == 200
+            t0 = time.monotonic()
+            assert ca.post("/classify/batch", json=big).status_code == 200
+            alone = time.monotonic() - t0
+            waited: dict[str, float] = {}
+
+            def small():
+                time.sleep(alone * 0.15)
+                t = time.monotonic()
+                assert cb.post("/classify", json={"model": "intents@1", "text": "where is my card"}).status_code == 200
+                waited["b"] = time.monotonic() - t
+
+            th = threading.Thread(target=small)
+            th.start()
+            assert ca.post("/classify/batch", json=big).status_code == 200
+            th.join(60)
+        # one client's 128 long texts alone took `alone` s; the other client's one text waits for one slice
+        assert waited["b"] < alone * 0.5, (waited, alone)
+    finally:
+        live.stop()

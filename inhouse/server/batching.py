@@ -81,7 +81,7 @@ class MicroBatcher:
     def __init__(self, fn: Callable[[list], list], *, window: float = 0.005, max_batch: int = 128, name: str = "",
                  slice: int | None = None):
         self.fn, self.window, self.max_batch = fn, window, max_batch
-        self.slice = max(1, slice or max(BUCKET, max_batch // 4))
+        self.slice = max(1, slice or BUCKET)  # a slice is one of by_length's buckets: no forward pass is lost
         self._cv = threading.Condition()
         self._queues: dict[str, list[tuple[_Request, int, int]]] = {}  # client -> slices, in arrival order
         self._closed = False
