@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from .. import registry
-from ..errors import NotFound, UsageError
+from ..errors import UsageError
 from ..models import catalog as models_api
 from .auth import role
 from .common import Body, JobAccepted, accepted, ws_of
