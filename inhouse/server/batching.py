@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -83,7 +84,7 @@ class MicroBatcher:
         self.fn, self.window, self.max_batch = fn, window, max_batch
         self.slice = max(1, slice or BUCKET)  # a slice is one of by_length's buckets: no forward pass is lost
         self._cv = threading.Condition()
-        self._queues: dict[str, list[tuple[_Request, int, int]]] = {}  # client -> slices, in arrival order
+        self._queues: dict[str, deque[tuple[_Request, int, int]]] = {}  # client -> slices, in arrival order
         self._closed = False
         self._serial = threading.Lock()
         self.batches = 0
@@ -114,7 +115,7 @@ class MicroBatcher:
         with self._cv:
             if not self._closed:
                 req = _Request(items, fut, (len(items) + step - 1) // step)
-                self._queues.setdefault(client, []).extend(
+                self._queues.setdefault(client, deque()).extend(
                     (req, i, min(i + step, len(items))) for i in range(0, len(items), step))
                 self._cv.notify()
                 return fut
@@ -156,9 +157,9 @@ class MicroBatcher:
             for client in list(self._queues):  # round robin: each client's turn, then it goes to the back
                 q, mine = self._queues.pop(client), 0
                 while q and q[0][0].fut.done():  # its request already failed
-                    q.pop(0)
+                    q.popleft()
                 while q and n < self.max_batch and (mine == 0 or mine + q[0][2] - q[0][1] <= self.slice):
-                    req, a, b = q.pop(0)
+                    req, a, b = q.popleft()
                     taken.append((req, a, b))
                     mine, n = mine + b - a, n + b - a
                 if q:
