@@ -145,7 +145,7 @@ def test_every_api_answer_has_csp_nosniff_and_no_store(live):
         assert len(r.headers.get_list("content-security-policy")) == 1
 
 
-def test_uploads_are_owner_only_and_a_crashs_leftovers_go_at_the_next_start(ws):
+def test_uploads_are_owner_only_and_a_crashs_leftovers_go_at_the_next_start_and_at_gc(ws, run_cli):
     with upload_file(ws, ".csv") as (tmp, out):
         assert stat.S_IMODE(tmp.stat().st_mode) == 0o600
         assert clean_stale_uploads(ws) == []  # held by a live request: kept
@@ -157,6 +157,9 @@ def test_uploads_are_owner_only_and_a_crashs_leftovers_go_at_the_next_start(ws):
         assert not crashed.exists()
     finally:
         app.stop()
+    crashed.write_text(CSV)  # and `inhouse models gc` takes one too, between restarts
+    r = run_cli("models", "gc", "--json")
+    assert r.exit_code == 0 and r.json["uploads"] == 1 and not crashed.exists()
 
 
 def test_a_new_workspace_is_owner_only(tmp_path):

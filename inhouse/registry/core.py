@@ -69,6 +69,7 @@ from ..workspace.files import (
     atomic_write_text,
     json_dumps,
     pid_alive,
+    remove_unheld,
     sha256_bytes,
     sha256_file,
 )
@@ -224,17 +225,18 @@ def clean_stale_builds(ws: Workspace) -> list[Path]:
 
 
 def gc(ws: Workspace) -> dict:
-    """Remove what a crash can leave behind: build folders and object folders no version uses.
+    """Remove what a crash can leave behind: build folders, object folders no version uses, and raw uploads
+    no server holds any more (``tmp/upload-*``).
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> gc(ws)
-    {'builds': 0, 'objects': 0}
+    {'builds': 0, 'objects': 0, 'uploads': 0}
     """
     builds = clean_stale_builds(ws)
     objects = ws.dir("models", "objects")
     with ws.tx():  # a save in progress holds this lock, so its folder is never taken for an orphan
         dropped = _drop_orphans(ws, objects)
-    return {"builds": len(builds), "objects": dropped}
+    return {"builds": len(builds), "objects": dropped, "uploads": len(remove_unheld(ws.dir("tmp"), "upload-*"))}
 
 
 def _drop_folder(p: Path) -> None:

@@ -16,6 +16,7 @@ from ..data import datasets as datasets_api
 from ..data import ingest as ingest_api
 from ..data import labels as labels_api
 from ..errors import InputError, UsageError
+from ..workspace.files import remove_unheld
 from .auth import role
 from .errors import ApiError
 from .common import BIG, Body, Id, JobAccepted, accepted, clean, page, ws_of
@@ -72,24 +73,7 @@ def upload_file(ws, suffix: str):
 
 def clean_stale_uploads(ws) -> list[str]:
     """Remove upload files no live request holds (left by a crash or a kill); returns their names."""
-    import fcntl
-
-    gone = []
-    for p in ws.dir("tmp").glob(UPLOAD_GLOB):
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # a request in another server process is writing or ingesting it
-        else:
-            p.unlink(missing_ok=True)
-            gone.append(p.name)
-        finally:
-            os.close(fd)
-    return gone
+    return remove_unheld(ws.dir("tmp"), UPLOAD_GLOB)
 
 
 def _quarantine_head(path: str | None, n: int = 20) -> list[dict]:
