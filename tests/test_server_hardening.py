@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -205,7 +206,8 @@ def test_serve_speaks_tls_with_a_certificate(ws, tmp_path):
         deadline, r = time.monotonic() + 90, None
         while time.monotonic() < deadline and r is None:
             try:
-                r = httpx.get(f"https://127.0.0.1:{port}/health", verify=str(cert), timeout=2)
+                r = httpx.get(f"https://127.0.0.1:{port}/health", verify=ssl.create_default_context(cafile=str(cert)),
+                              timeout=2)
             except httpx.HTTPError:
                 assert proc.poll() is None, proc.stdout.read().decode()
                 time.sleep(0.3)
