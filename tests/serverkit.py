@@ -108,3 +108,38 @@ def wait_job(c: httpx.Client, job_id: int, timeout: float = 180) -> dict:
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} did not finish in {timeout}s")
+
+
+class LiveApp:
+    """``create_app(settings)`` served by a real uvicorn on a free loopback port, in a thread of this process
+    (so a test can reach the server's objects); ``.url``, ``.ctx``, ``.client(token)``, ``.stop()``."""
+
+    def __init__(self, settings, *, app=None, **uvicorn_options):
+        import threading
+
+        import uvicorn
+
+        from inhouse.server.app import create_app
+
+        self.app = app or create_app(settings)
+        self.ctx = self.app.state.ctx
+        self.port = free_port()
+        scheme = "https" if uvicorn_options.get("ssl_certfile") else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    **uvicorn_options))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the in-process server did not start")
+            time.sleep(0.05)
+
+    def client(self, token: str | None = None, timeout: float = 120, **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout, **kw)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)

@@ -29,13 +29,21 @@ from . import cli, emit_json, json_option, pass_ctx
               help="Texts per /classify/batch or /v1 request.")
 @click.option("--model-threads", default=1, show_default=True, type=click.IntRange(0, 1024),
               help="torch threads for online models (0: one per core); the event loop needs a core too.")
+@click.option("--max-request-tokens", default=16384, show_default=True, type=click.IntRange(0, 1 << 30),
+              help="Texts x tokens one online classify request may ask for (bigger: 413, use a classify job); 0: no bound.")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False),
+              help="Serve HTTPS with this certificate (PEM), e.g. for a LAN bind; needs --ssl-keyfile.")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), help="The certificate's private key (PEM).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="IP",
+              help="A TLS-terminating reverse proxy whose X-Forwarded-Proto/-For headers are believed (session cookies "
+                   "then get Secure); repeatable. Without it no forwarded header is believed.")
 @click.option("--no-onnx", is_flag=True, help="Serve versions with PyTorch even when an ONNX export is registered.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @json_option
 @pass_ctx
 def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_mb, max_upload_mb, max_batch, model_threads,
-              no_onnx, log_level, as_json) -> None:
+              max_request_tokens, ssl_certfile, ssl_keyfile, trusted_proxies, no_onnx, log_level, as_json) -> None:
     """Serve the workspace over HTTP: the web UI at /, REST API, /v1 (OpenAI-compatible), jobs, docs at /docs.
 
     Every API route but GET /health needs 'Authorization: Bearer TOKEN' (the web UI signs in with a token
@@ -60,26 +68,35 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
         raise UsageError(f"refusing to serve on {host}, reachable from other machines, while no API token exists "
                          "(the API would be open to anyone who can reach it).",
                          fix="Create one first: inhouse tokens create NAME --role admin")
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise UsageError("--ssl-certfile and --ssl-keyfile go together.",
+                         fix="Give both: the certificate and its private key, as PEM files.")
     settings = Settings(home=str(ws.home), max_body_bytes=max_body_mb << 20, max_upload_bytes=max_upload_mb << 20,
                         max_batch_texts=max_batch, batch_window_ms=batch_window_ms, job_workers=job_workers,
-                        prefer_onnx=not no_onnx, model_threads=model_threads or None)
+                        prefer_onnx=not no_onnx, model_threads=model_threads or None,
+                        max_request_tokens=max_request_tokens or None, trusted_proxies=list(trusted_proxies) or None)
+    scheme = "https" if ssl_certfile else "http"
+    # forwarded headers are believed only from --trusted-proxy (the app applies them), never by uvicorn's default
+    options = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10, timeout_keep_alive=30,
+                   proxy_headers=False, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     from ..version import __version__
 
     # the model thread drops the GIL around every tensor op and must get it back quickly while the event loop
     # is busy with other clients; at the default 5 ms a 100-op forward pass can wait whole seconds for it
     sys.setswitchinterval(0.0005)
+    os.umask(0o077)  # what the server and its job workers write (uploads, parts, logs) is the owner's alone
 
     if as_json:  # one line a supervisor can read before the server's own log starts
-        emit_json({"version": __version__, "home": str(ws.home), "url": f"http://{host}:{port}",
-                   "docs": f"http://{host}:{port}/docs", "tokens": any_token(ws), "workers": workers})
+        emit_json({"version": __version__, "home": str(ws.home), "url": f"{scheme}://{host}:{port}",
+                   "docs": f"{scheme}://{host}:{port}/docs", "tokens": any_token(ws), "workers": workers})
         sys.stdout.flush()
-    click.echo(f"inhouse {__version__} serving {ws.home} on http://{host}:{port} (web UI: /, API docs: /docs)", err=True)
+    click.echo(f"inhouse {__version__} serving {ws.home} on {scheme}://{host}:{port} (web UI: /, API docs: /docs)", err=True)
     if not any_token(ws):
         click.echo("no API token exists yet: create one with: inhouse tokens create NAME --role admin", err=True)
     if workers > 1:
         os.environ[SETTINGS_ENV] = settings.to_env()
-        uvicorn.run("inhouse.ui.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, timeout_graceful_shutdown=10, timeout_keep_alive=30)
+        # each worker process runs a dispatcher, but only the one holding the workspace's dispatcher lock
+        # starts jobs: --job-workers in total, not per process
+        uvicorn.run("inhouse.ui.app:create_app", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10,
-                    timeout_keep_alive=30)
+        uvicorn.run(create_app(settings), **options)

@@ -557,6 +557,7 @@ class _IngestRun:
                                   (self.ds_id, res.sha256)).fetchone()
             _abandon(ws, self.dataset, self.ingest_id, "the same file was ingested concurrently", status="skipped")
             res.skipped, res.stored, res.quarantine_file = True, 0, None
+            res.quarantined, res.quarantine_reasons = 0, {}  # its quarantine file went with it (_abandon)
             res.note = f"the same file was ingested at the same time as ingest #{other[0] if other else '?'}; nothing was added."
 
     def delete_replaced_files(self) -> None:
@@ -682,7 +683,8 @@ def _abandon(ws: Workspace, dataset: str, ingest_id: int, error: str, status: st
         for pattern in (f"{prefix}*", f".{prefix}*"):
             for p in folder.glob(pattern):
                 p.unlink(missing_ok=True)
-        (ws.home / "quarantine" / dataset / f".ingest-{ingest_id}.jsonl.tmp").unlink(missing_ok=True)
+        for name in (f".ingest-{ingest_id}.jsonl.tmp", f"ingest-{ingest_id}.jsonl"):  # never committed: nobody reads it
+            (ws.home / "quarantine" / dataset / name).unlink(missing_ok=True)
         with ws.tx() as c:
             c.execute("UPDATE ingests SET status = ?, finished_at = ?, stats = ? WHERE id = ? AND status = 'running'",
                       (status, time.time(), json_dumps({"error": error}), ingest_id))

@@ -69,6 +69,7 @@ from ..workspace.files import (
     atomic_write_text,
     json_dumps,
     pid_alive,
+    remove_unheld,
     sha256_bytes,
     sha256_file,
 )
@@ -224,17 +225,18 @@ def clean_stale_builds(ws: Workspace) -> list[Path]:
 
 
 def gc(ws: Workspace) -> dict:
-    """Remove what a crash can leave behind: build folders and object folders no version uses.
+    """Remove what a crash can leave behind: build folders, object folders no version uses, and raw uploads
+    no server holds any more (``tmp/upload-*``).
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> gc(ws)
-    {'builds': 0, 'objects': 0}
+    {'builds': 0, 'objects': 0, 'uploads': 0}
     """
     builds = clean_stale_builds(ws)
     objects = ws.dir("models", "objects")
     with ws.tx():  # a save in progress holds this lock, so its folder is never taken for an orphan
         dropped = _drop_orphans(ws, objects)
-    return {"builds": len(builds), "objects": dropped}
+    return {"builds": len(builds), "objects": dropped, "uploads": len(remove_unheld(ws.dir("tmp"), "upload-*"))}
 
 
 def _drop_folder(p: Path) -> None:
@@ -529,13 +531,21 @@ def set_alias(ws: Workspace, ref: str, alias: str, *, expected=_ANY) -> Version:
     return v
 
 
-def remove_alias(ws: Workspace, name: str, alias: str) -> int:
-    """Remove an alias; returns the version it pointed to."""
+def remove_alias(ws: Workspace, name: str, alias: str, *, expected=_ANY) -> int:
+    """Remove an alias; returns the version it pointed to.
+
+    ``expected`` (a version number) makes the removal a compare-and-set like :func:`set_alias`: checked inside
+    the same write transaction as the delete, so a concurrent move is never silently undone.
+    """
     with ws.tx() as db:
         row = db.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
         if row is None:
             raise NotFound(f"{name} has no alias {alias!r}; aliases are {sorted(aliases(ws, name))}.",
                            fix=f"See them with: inhouse models show {name}")
+        if expected is not _ANY and row[0] != expected:
+            raise Conflict(f"{name}@{alias} points to {name}@{row[0]}, not the expected {name}@{expected}; "
+                           "someone moved it.", fix="Look at it again (GET /models/NAME/aliases) and retry with the "
+                           "current version.")
         db.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
         ws.audit("models.unalias", f"{name}@{alias}", previous=row[0])
     return row[0]

@@ -26,7 +26,7 @@ from .. import netguard
 from ..version import __version__
 from ..workspace.store import Workspace
 from . import errors
-from .auth import AuthMiddleware, RouteTable
+from .auth import ApiHeaders, AuthMiddleware, RouteTable, TokenCache
 from .batching import OnlineModels
 from .jobs import Dispatcher
 
@@ -46,11 +46,13 @@ class Settings:
     max_batch_texts: int = 256  # texts per /classify/batch or /v1 request
     batch_window_ms: float = 5.0  # micro-batching window; 0 turns batching off
     max_model_batch: int = 128  # texts per model call
+    max_request_tokens: int | None = 16384  # texts x tokens one online classify request may ask for; None: no bound
     job_workers: int = 1  # worker processes running jobs at once
     worker_threads: int | None = None  # torch threads per worker process
     prefer_onnx: bool = True
     model_threads: int | None = 1  # torch threads for online models (None: torch's default, one per core)
     jobs: bool = True  # run the dispatcher in this process
+    trusted_proxies: list[str] | None = None  # addresses whose X-Forwarded-Proto/-For are believed (TLS proxies)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -67,7 +69,8 @@ class ServerContext:
         self.settings = settings
         self.ws = Workspace.open(settings.home)
         self.models = OnlineModels(self.ws, window=settings.batch_window_ms / 1000, max_batch=settings.max_model_batch,
-                                   prefer_onnx=settings.prefer_onnx, model_threads=settings.model_threads)
+                                   prefer_onnx=settings.prefer_onnx, model_threads=settings.model_threads,
+                                   max_request_tokens=settings.max_request_tokens)
         self.dispatcher = Dispatcher(self.ws.home, settings.job_workers, worker_threads=settings.worker_threads) \
             if settings.jobs else None
 
@@ -92,6 +95,10 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        from .routes_data import clean_stale_uploads
+
+        for name in clean_stale_uploads(ctx.ws):  # raw uploads a crash left behind
+            log.warning("removed %s: an upload a stopped server left in tmp/", name)
         if ctx.dispatcher:
             ctx.dispatcher.start()
         yield
@@ -133,6 +140,12 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
     for module in modules:
         app.include_router(module.router)
     table = RouteTable([m.router for m in modules], public=PUBLIC + tuple(public))
+    app.state.token_cache = TokenCache(ctx.ws)
     app.add_middleware(AuthMiddleware, table=table, ws=ctx.ws, max_body=settings.max_body_bytes,
-                       max_upload=settings.max_upload_bytes)
+                       max_upload=settings.max_upload_bytes, cache=app.state.token_cache)
+    if settings.trusted_proxies:  # opt-in: only these addresses may say the client's scheme (https) and address
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
+    app.add_middleware(ApiHeaders, skip=("/docs", "/docs-static/") + tuple(public))  # the UI's files set their own
     return app

@@ -21,8 +21,10 @@ says so per text (``truncated``), never an error.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -34,7 +36,8 @@ from ..cache import ModelCache
 from ..errors import UsageError
 from ..models.catalog import EMBEDDING_KINDS, get_model
 from ..models.encoders import load_encoder
-from ..workspace.store import Workspace
+from ..workspace.store import Workspace, current_user
+from .errors import ApiError
 
 MAX_TEXT_CHARS = 100_000  # longer texts are cut before tokenizing (the model reads far less anyway)
 BUCKET = 16  # texts per model call inside a batch, grouped by length so little is padding
@@ -54,16 +57,34 @@ def by_length(fn: Callable[[list[str]], np.ndarray], texts: list[str], bucket: i
     return out
 
 
+class _Request:
+    """One call's items, answered when every slice of it has run."""
+
+    __slots__ = ("items", "fut", "rows", "left")
+
+    def __init__(self, items: list, fut: Future, slices: int):
+        self.items, self.fut, self.rows, self.left = items, fut, [None] * len(items), slices
+
+
 class MicroBatcher:
     """Collects calls for ``window`` seconds (or ``max_batch`` items) and runs ``fn`` once on all of them.
 
+    Fair between clients (the acting user, or ``client``): a call's items are cut into slices of at most
+    ``slice`` items, and each model call takes at most ``slice`` items per client, round robin, so one
+    client's big batch runs as several model calls with everyone else's requests in between instead of
+    holding the model for its whole length.
+
+    ``close()`` stops taking new batches once what is queued has run; a call that arrives after it still
+    runs (on its own thread), so a model dropped from the cache never fails a request that already holds it.
     ``window == 0`` turns batching off: each call runs alone, one at a time.
     """
 
-    def __init__(self, fn: Callable[[list], list], *, window: float = 0.005, max_batch: int = 128, name: str = ""):
+    def __init__(self, fn: Callable[[list], list], *, window: float = 0.005, max_batch: int = 128, name: str = "",
+                 slice: int | None = None):
         self.fn, self.window, self.max_batch = fn, window, max_batch
+        self.slice = max(1, slice or BUCKET)  # a slice is one of by_length's buckets: no forward pass is lost
         self._cv = threading.Condition()
-        self._queue: list[tuple[list, Future]] = []
+        self._queues: dict[str, deque[tuple[_Request, int, int]]] = {}  # client -> slices, in arrival order
         self._closed = False
         self._serial = threading.Lock()
         self.batches = 0
@@ -71,26 +92,43 @@ class MicroBatcher:
         if window > 0:
             threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True).start()
 
-    def __call__(self, items: list) -> list:
+    def __call__(self, items: list, client: str | None = None) -> list:
         """Run ``items`` (in a batch with whatever else arrives) and wait for their rows."""
         if self.window <= 0 or not items:
-            with self._serial:
-                self.batches += 1
-                self.items += len(items)
-                return self.fn(items) if items else []
-        return self.submit(items).result()
+            return self._run_serial(items)
+        return self.submit(items, client).result()
 
-    def submit(self, items: list) -> Future:
-        """Queue ``items`` for the next batch; the future gets their rows."""
+    def _run_serial(self, items: list) -> list:
+        with self._serial:
+            self.batches += 1
+            self.items += len(items)
+            return self.fn(items) if items else []
+
+    def submit(self, items: list, client: str | None = None) -> Future:
+        """Queue ``items`` for the next batches; the future gets their rows."""
         fut: Future = Future()
+        if not items:
+            fut.set_result([])
+            return fut
+        client = client if client is not None else current_user()
+        step = self.slice
         with self._cv:
-            if self._closed:
-                raise UsageError("this model was unloaded while the request waited.", fix="Send the request again.")
-            self._queue.append((items, fut))
-            self._cv.notify()
+            if not self._closed:
+                req = _Request(items, fut, (len(items) + step - 1) // step)
+                self._queues.setdefault(client, deque()).extend(
+                    (req, i, min(i + step, len(items))) for i in range(0, len(items), step))
+                self._cv.notify()
+                return fut
+
+        def late() -> None:  # closed: the model is still loaded for whoever holds it
+            try:
+                fut.set_result(self._run_serial(items))
+            except BaseException as e:
+                fut.set_exception(e)
+        threading.Thread(target=late, name="batcher-late", daemon=True).start()
         return fut
 
-    async def run(self, items: list) -> list:
+    async def run(self, items: list, client: str | None = None) -> list:
         """From async code: wait for the batch without holding a thread (serial mode uses one)."""
         if self.window <= 0 or not items:
             from starlette.concurrency import run_in_threadpool
@@ -98,25 +136,36 @@ class MicroBatcher:
             return await run_in_threadpool(self, items)
         import asyncio
 
-        return await asyncio.wrap_future(self.submit(items))
+        return await asyncio.wrap_future(self.submit(items, client))
 
-    def _take(self) -> list[tuple[list, Future]]:
+    def queued(self) -> int:
+        return sum(b - a for q in self._queues.values() for _, a, b in q)
+
+    def _take(self) -> list[tuple[_Request, int, int]]:
         with self._cv:
-            while not self._queue and not self._closed:
+            while not self._queues and not self._closed:
                 self._cv.wait()
-            if self._closed:
+            if not self._queues:
                 return []
             deadline = time.monotonic() + self.window
-            while sum(len(i) for i, _ in self._queue) < self.max_batch:
+            while not self._closed and self.queued() < self.max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cv.wait(left)
             taken, n = [], 0
-            while self._queue and (not taken or n + len(self._queue[0][0]) <= self.max_batch):
-                items, fut = self._queue.pop(0)
-                taken.append((items, fut))
-                n += len(items)
+            for client in list(self._queues):  # round robin: each client's turn, then it goes to the back
+                q, mine = self._queues.pop(client), 0
+                while q and q[0][0].fut.done():  # its request already failed
+                    q.popleft()
+                while q and n < self.max_batch and (mine == 0 or mine + q[0][2] - q[0][1] <= self.slice):
+                    req, a, b = q.popleft()
+                    taken.append((req, a, b))
+                    mine, n = mine + b - a, n + b - a
+                if q:
+                    self._queues[client] = q
+                if n >= self.max_batch:
+                    break
             return taken
 
     def _loop(self) -> None:
@@ -126,27 +175,29 @@ class MicroBatcher:
                 if self._closed:
                     return
                 continue
-            flat = [x for items, _ in taken for x in items]
+            flat = [x for req, a, b in taken for x in req.items[a:b]]
             try:
                 out = self.fn(flat)
                 self.batches += 1
                 self.items += len(flat)
             except BaseException as e:  # every waiting request gets the error, the thread lives on
-                for _, fut in taken:
-                    fut.set_exception(e)
+                for req, _, _ in taken:
+                    if not req.fut.done():
+                        req.fut.set_exception(e)
                 continue
             i = 0
-            for items, fut in taken:
-                fut.set_result(out[i:i + len(items)])
-                i += len(items)
+            for req, a, b in taken:
+                req.rows[a:b] = out[i:i + b - a]
+                i += b - a
+                req.left -= 1
+                if req.left == 0 and not req.fut.done():
+                    req.fut.set_result(req.rows)
 
     def close(self) -> None:
+        """Take no new batches; what is queued still runs (and later calls run on their own threads)."""
         with self._cv:
             self._closed = True
-            pending, self._queue = self._queue, []
             self._cv.notify_all()
-        for _, fut in pending:
-            fut.set_exception(UsageError("the model was unloaded.", fix="Send the request again."))
 
 
 # ------------------------------------------------------------- tokens ----
@@ -178,14 +229,37 @@ class ServedClassifier:
     labels: list[str]
     multi_label: bool
     batcher: MicroBatcher
+    max_tokens: int = 512  # what the model reads of one text
+    max_work: int | None = None  # tokens one request may ask for (texts x tokens); None: no bound
 
-    def classify(self, texts: list[str], top_k: int = 3) -> list[dict]:
+    def classify(self, texts: list[str], top_k: int = 3, *, bounded: bool = True) -> list[dict]:
         texts, chars_cut = cut([str(t) for t in texts])
+        if bounded:
+            self.check_work(texts)
         return self.shape(self.batcher(texts), chars_cut, top_k)
 
-    async def aclassify(self, texts: list[str], top_k: int = 3) -> list[dict]:
+    async def aclassify(self, texts: list[str], top_k: int = 3, *, bounded: bool = True) -> list[dict]:
         texts, chars_cut = cut([str(t) for t in texts])
+        if bounded:
+            self.check_work(texts)
         return self.shape(await self.batcher.run(texts), chars_cut, top_k)
+
+    def work(self, texts: list[str]) -> int:
+        """Model work a request asks for, in tokens: per text about one token per 4 characters (plus the
+        two special ones), never more than the model reads."""
+        return sum(min(self.max_tokens, len(t) // 4 + 2) for t in texts)
+
+    def check_work(self, texts: list[str]) -> None:
+        """Refuse (413) a request whose texts x tokens is over ``max_work``: it would hold the model for long."""
+        if self.max_work is None:
+            return
+        work = self.work(texts)
+        if work > self.max_work:
+            raise ApiError(413, f"{len(texts)} texts of about {work:,} tokens in all (the model reads up to "
+                           f"{self.max_tokens} per text); one request may ask for at most {self.max_work:,} tokens "
+                           "(inhouse serve --max-request-tokens).",
+                           fix="Send fewer or shorter texts per request, stream them to POST /classify/stream, or "
+                               "classify a whole dataset as a job: POST /classify/jobs", kind="too_large")
 
     def shape(self, rows: list, chars_cut: list[bool], top_k: int) -> list[dict]:
         k = max(1, min(top_k, len(self.labels)))
@@ -205,8 +279,9 @@ class ServedClassifier:
         return float(self.served_by.manifest.get("threshold", 0.5))
 
     def describe(self) -> dict:
-        return {"model": self.version.ref, "sha256": self.version.sha256, "runtime": self.runtime,
-                "served_by": self.served_by.ref}
+        """Which version made the answer: the one asked for (its number and hash) and what ran it."""
+        return {"model": self.version.ref, "version": self.version.version, "sha256": self.version.sha256,
+                "runtime": self.runtime, "served_by": self.served_by.ref}
 
 
 def onnx_export_of(ws: Workspace, v: registry.Version) -> registry.Version | None:
@@ -228,6 +303,12 @@ def _proba_fn(ws: Workspace, clf) -> Callable[[list[str]], np.ndarray]:
     return lambda texts: clf.predict_proba(texts)
 
 
+def _max_tokens(clf) -> int:
+    """Tokens the model reads of one text (ONNX's max_length, the manifest's encoder max_length, else 512)."""
+    n = getattr(clf, "max_length", None) or (getattr(clf, "manifest", None) or {}).get("encoder", {}).get("max_length")
+    return int(n or 512)
+
+
 def _limit_fn(ws: Workspace, clf) -> Callable[[list[str]], list[bool]] | None:
     tok = getattr(clf, "tokenizer", None)
     if tok is not None:  # ONNX
@@ -243,44 +324,52 @@ def _limit_fn(ws: Workspace, clf) -> Callable[[list[str]], list[bool]] | None:
     return None
 
 
+def registry_state(ws: Workspace) -> tuple:
+    """A fingerprint of what references resolve to: versions saved or removed, aliases set, moved or removed.
+
+    One read of two small tables (a WAL reader never waits for a writer): the served table compares it per
+    request, so a saved version or a moved alias is seen by the very next request, in every server process.
+    """
+    return tuple(ws.db.execute(
+        "SELECT (SELECT COUNT(*) FROM model_versions), (SELECT COALESCE(MAX(id), 0) FROM model_versions), "
+        "(SELECT COUNT(removed_at) FROM model_versions), (SELECT COUNT(*) FROM aliases), "
+        "(SELECT COALESCE(MAX(set_at), 0) FROM aliases), (SELECT TOTAL(version) FROM aliases)").fetchone())
+
+
 class OnlineModels:
-    """The server's loaded models for online requests: bounded, locked, one batcher per version."""
+    """The server's loaded models for online requests: bounded, locked, one batcher per version.
+
+    A loaded model is keyed by what runs (the version's hash and its ONNX export's, if any), never by a
+    reference: saving a version or moving an alias changes what the next request resolves to, and never
+    unloads a model a request in flight or in a queue already holds (a dropped model's batcher finishes
+    its queue; see :class:`MicroBatcher`).
+    """
 
     def __init__(self, ws: Workspace, *, window: float = 0.005, max_batch: int = 128, prefer_onnx: bool = True,
-                 model_threads: int | None = None):
+                 model_threads: int | None = None, max_request_tokens: int | None = None):
         self.ws, self.window, self.max_batch, self.prefer_onnx = ws, window, max_batch, prefer_onnx
-        self.model_threads = model_threads
+        self.model_threads, self.max_request_tokens = model_threads, max_request_tokens
         self._threads_set = False
         self._classifiers = ModelCache("served classifiers", on_evict=lambda s: s.batcher.close())
         self._encoders = ModelCache("served encoders", on_evict=lambda s: s[1].close())
-        self._versions_seen = -1
-        self._lock = threading.Lock()
-        self._recent: dict[tuple[str, str], tuple[float, Any]] = {}  # (kind, ref) -> (when, served)
+        self._recent: dict[tuple[str, str], tuple[Any, Any]] = {}  # (kind, ref) -> (registry state or time, served)
 
-    REFRESH = 1.0  # seconds a resolved reference is reused: an alias move takes effect within this
+    REFRESH = 1.0  # seconds a resolved base model name is reused (base models are not versioned)
 
     def recent(self, kind: str, ref: str):
-        """The model served for ``ref`` if it was resolved less than REFRESH s ago (no database, no thread hop)."""
+        """The model served for ``ref`` if nothing it resolves through changed since (no thread hop)."""
         hit = self._recent.get((kind, ref))
-        if hit is not None and time.monotonic() - hit[0] < self.REFRESH:
-            return hit[1]
-        return None
+        if hit is None:
+            return None
+        if kind == "encoder":
+            return hit[1] if time.monotonic() - hit[0] < self.REFRESH else None
+        return hit[1] if hit[0] == registry_state(self.ws) else None
 
-    def _remember(self, kind: str, ref: str, value):
+    def _remember(self, kind: str, ref: str, value, state=None):
         if len(self._recent) > 10_000:
             self._recent.clear()
-        self._recent[(kind, ref)] = (time.monotonic(), value)
+        self._recent[(kind, ref)] = (time.monotonic() if state is None else state, value)
         return value
-
-    def _registry_changed(self) -> None:
-        """A new or removed version may bring an ONNX export: drop the served table's choices."""
-        n = self.ws.db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0), COUNT(removed_at) FROM model_versions").fetchone()
-        key = hash(tuple(n))
-        with self._lock:
-            if key != self._versions_seen:
-                if self._versions_seen != -1:
-                    self._classifiers.clear()
-                self._versions_seen = key
 
     def _set_threads(self) -> None:
         """Torch threads for online models (the server process only; job workers keep their own).
@@ -298,11 +387,11 @@ class OnlineModels:
         from ..classifiers.load import load_classifier
 
         self._set_threads()
-        self._registry_changed()
+        state = registry_state(self.ws)  # read before resolving: a change after it is seen next time
         v = registry.resolve(self.ws, ref)
+        target = (onnx_export_of(self.ws, v) if self.prefer_onnx else None) or v
 
         def build() -> ServedClassifier:
-            target = (onnx_export_of(self.ws, v) if self.prefer_onnx else None) or v
             if target.manifest.get("format") == "onnx" and self.model_threads:
                 from ..classifiers.onnx import OnnxClassifier
 
@@ -319,9 +408,13 @@ class OnlineModels:
 
             return ServedClassifier(v, target, "onnx" if target.manifest.get("format") == "onnx" else "torch",
                                     list(clf.labels), clf.multi_label,
-                                    MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref))
+                                    MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref),
+                                    max_tokens=_max_tokens(clf), max_work=self.max_request_tokens)
 
-        return self._remember("classifier", ref, self._classifiers.get_or_load(v.sha256, build, size=lambda s: 64 << 20))
+        served = self._classifiers.get_or_load((v.sha256, target.sha256), build, size=lambda s: 64 << 20)
+        if served.version.ref != v.ref:  # the same files saved under another name or number: name this one
+            served = dataclasses.replace(served, version=v)
+        return self._remember("classifier", ref, served, state)
 
     def encoder(self, name: str) -> tuple[Any, MicroBatcher, Callable | None]:
         """(encoder, batcher of texts -> (vector, truncated), ...) for a base embedding model."""

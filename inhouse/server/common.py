@@ -42,8 +42,8 @@ def page(limit: int = Query(50, ge=1, le=PAGE_MAX, description="Items per page."
 
 
 def accepted(ws: Workspace, kind: str, params: dict[str, Any]) -> JobAccepted:
-    job_id = jobs.submit(ws, kind, params)
-    return JobAccepted(job_id=job_id, status="queued", kind=kind,
+    job_id = jobs.submit(ws, kind, params)  # the same job already queued or running comes back as itself
+    return JobAccepted(job_id=job_id, status=jobs.get(ws, job_id)["status"], kind=kind,
                        links={"self": f"/jobs/{job_id}", "events": f"/jobs/{job_id}/events",
                               "cancel": f"/jobs/{job_id}/cancel"})
 

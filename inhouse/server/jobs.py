@@ -64,11 +64,19 @@ def _decode(r) -> dict:
 
 
 def submit(ws: Workspace, kind: str, params: dict) -> int:
-    """Queue a job; returns its id. The acting user is recorded and audited."""
+    """Queue a job; returns its id. The acting user is recorded and audited.
+
+    The same job (kind and parameters) already queued or running is returned instead of a second one
+    (reloading a page that started a training must not train twice); checked in the same transaction.
+    """
     if kind not in KINDS:
         raise UsageError(f"job kind {kind!r} is not one of {list(KINDS)}.")
     now = time.time()
     with ws.tx() as db:
+        same = db.execute("SELECT id FROM jobs WHERE kind = ? AND params = ? AND status IN ('queued', 'running') "
+                          "AND cancel_requested = 0 ORDER BY id LIMIT 1", (kind, json_dumps(params))).fetchone()
+        if same is not None:
+            return int(same["id"])
         cur = db.execute("INSERT INTO jobs (kind, status, progress, created_at, updated_at, params, user) "
                          "VALUES (?, 'queued', '{}', ?, ?, ?, ?)", (kind, now, now, json_dumps(params), current_user()))
         job_id = int(cur.lastrowid)
@@ -211,7 +219,15 @@ def recover(ws: Workspace) -> list[dict]:
 # ------------------------------------------------------------- dispatcher ----
 
 class Dispatcher:
-    """Runs queued jobs in worker processes, at most ``max_workers`` at a time (one thread per server)."""
+    """Runs queued jobs in worker processes, at most ``max_workers`` at a time (one thread per server).
+
+    Several server processes on one workspace (``inhouse serve --workers N``) each have a dispatcher, but
+    only the one holding the workspace's dispatcher lock (``runs/jobs/dispatcher.lock``, an exclusive
+    ``flock``) claims jobs: ``max_workers`` is the total, not per process. When its process ends, the
+    lock is free and another process's dispatcher takes over (and recovers what the gone one ran).
+    """
+
+    LOCK_NAME = "dispatcher.lock"
 
     def __init__(self, home: Path, max_workers: int = 1, poll: float = 0.25, worker_threads: int | None = None):
         self.ws = Workspace(home)
@@ -221,11 +237,32 @@ class Dispatcher:
         self.procs: dict[int, subprocess.Popen] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
+
+    @property
+    def leading(self) -> bool:
+        """Whether this dispatcher holds the workspace's dispatcher lock (and so runs jobs)."""
+        return self._lock_fd is not None
+
+    def _lead(self) -> bool:
+        """Take the dispatcher lock if it is free (never waits); recover the jobs of a gone leader."""
+        if self._lock_fd is not None:
+            return True
+        import fcntl
+
+        fd = os.open(self.ws.dir("runs", "jobs") / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        for r in recover(self.ws):
+            log.warning("job %s: %s", r["id"], r["note"])
+        return True
 
     def start(self) -> None:
-        recovered = recover(self.ws)
-        for r in recovered:
-            log.warning("job %s: %s", r["id"], r["note"])
+        self._lead()
         self._thread = threading.Thread(target=self._loop, name="inhouse-jobs", daemon=True)
         self._thread.start()
 
@@ -243,6 +280,9 @@ class Dispatcher:
                 p.kill()
         if self.procs:
             recover(self.ws)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor frees the lock for another process
+            self._lock_fd = None
         self.ws.close()
 
     def _loop(self) -> None:
@@ -254,6 +294,8 @@ class Dispatcher:
             self._stop.wait(self.poll)
 
     def _tick(self) -> None:
+        if not self._lead():
+            return
         for job_id, p in list(self.procs.items()):
             code = p.poll()
             if code is not None:

@@ -91,6 +91,23 @@ def _parse_line(line: bytes, n: int) -> tuple[str | None, object, str | None]:
     return None, obj.get("id") if isinstance(obj, dict) else None, f"line {n}: expected a string or {{\"text\": ...}}"
 
 
+async def ndjson_lines(chunks):
+    """The lines of a body arriving in ``chunks``, in time linear in its size: each chunk is searched once
+    for newlines, and a line split over many chunks is joined once (not re-split with every chunk)."""
+    parts: list[bytes] = []
+    async for part in chunks:
+        start = 0
+        while (end := part.find(b"\n", start)) >= 0:
+            parts.append(part[start:end])
+            yield b"".join(parts)
+            parts.clear()
+            start = end + 1
+        if start < len(part):
+            parts.append(part[start:])
+    if parts:
+        yield b"".join(parts)
+
+
 @router.post("/classify/stream", tags=["classify"], summary="Classify NDJSON lines, streamed in and out",
              response_class=StreamingResponse, **role("viewer", upload=True),
              responses={200: {"content": {"application/x-ndjson": {}}, "description": "one JSON object per line"}})
@@ -101,29 +118,20 @@ async def classify_stream(request: Request, model: str = Query(..., max_length=3
     whole in memory."""
     s = await _served(request, model)
 
-    async def lines():
-        buf = b""
-        async for part in request.stream():
-            buf += part
-            *done, buf = buf.split(b"\n")
-            for line in done:
-                yield line
-        if buf:
-            yield buf
-
     async def out():
         n = 0
         pending: list[tuple[int, object, str]] = []
 
         async def flush():
-            rows = await s.aclassify([t for _, _, t in pending], top_k)
+            # unbounded per chunk: a stream is the way to send much, and the batcher slices it fairly
+            rows = await s.aclassify([t for _, _, t in pending], top_k, bounded=False)
             text = "".join(json.dumps({"line": ln, "id": i, **r}, ensure_ascii=False) + "\n"
                            for (ln, i, _), r in zip(pending, rows))
             pending.clear()
             return text
 
         try:
-            async for line in lines():
+            async for line in ndjson_lines(request.stream()):
                 n += 1
                 if not line.strip():
                     continue

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +16,7 @@ from ..data import datasets as datasets_api
 from ..data import ingest as ingest_api
 from ..data import labels as labels_api
 from ..errors import InputError, UsageError
+from ..workspace.files import remove_unheld
 from .auth import role
 from .errors import ApiError
 from .common import BIG, Body, Id, JobAccepted, accepted, clean, page, ws_of
@@ -32,6 +35,44 @@ def upload_suffix(filename: str | None) -> str:
             return s
     raise InputError(f"uploaded file {filename!r}: expected one of {list(UPLOAD_SUFFIXES)}.",
                      fix="Upload a CSV, TSV, JSON Lines, JSON, Excel (.xlsx), Parquet or text file with its usual extension.")
+
+
+def check_encoding(encoding: str) -> str:
+    """A text encoding Python knows, or a 400 naming it (a binary codec such as zlib_codec is not one)."""
+    try:
+        "\n".encode(encoding)  # a binary codec (bytes to bytes) refuses str: LookupError, as an unknown name does
+    except LookupError as e:
+        raise UsageError(f"encoding={encoding!r} is not a text encoding ({e}).",
+                         fix="Use a text encoding such as utf-8, utf-8-sig, latin-1 or cp1252.") from None
+    return encoding
+
+
+UPLOAD_GLOB = "upload-*"
+
+
+@contextlib.contextmanager
+def upload_file(ws, suffix: str):
+    """A new owner-only (0600) file under tmp/ for one upload, locked while it lives and removed after.
+
+    The lock tells :func:`clean_stale_uploads` (run when a server starts) which files a crash left behind:
+    a file nobody holds is stale, whatever process wrote it.
+    """
+    import fcntl
+
+    tmp = ws.dir("tmp") / f"upload-{uuid.uuid4().hex}{suffix}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(os.dup(fd), "wb") as out:
+            yield tmp, out
+    finally:
+        tmp.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def clean_stale_uploads(ws) -> list[str]:
+    """Remove upload files no live request holds (left by a crash or a kill); returns their names."""
+    return remove_unheld(ws.dir("tmp"), UPLOAD_GLOB)
 
 
 def _quarantine_head(path: str | None, n: int = 20) -> list[dict]:
@@ -68,10 +109,10 @@ def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV,
     ws = ws_of(request)
     limit = request.app.state.ctx.settings.max_upload_bytes
     suffix = upload_suffix(file.filename)
-    tmp = ws.dir("tmp") / f"upload-{uuid.uuid4().hex}{suffix}"
-    try:
+    check_encoding(encoding)
+    with upload_file(ws, suffix) as (tmp, out):
         size = 0
-        with open(tmp, "wb") as out:
+        with out:
             while chunk := file.file.read(1 << 20):
                 size += len(chunk)
                 if size > limit:
@@ -85,8 +126,6 @@ def upload(request: Request, file: UploadFile = File(..., description="CSV, TSV,
                                 time_col=time_col or None, id_col=id_col or None, split_col=split_col or None,
                                 redact_pii=redact_pii, max_chars=max_chars, label_sep=label_sep or None,
                                 encoding=encoding, delimiter=delimiter or None)
-    finally:
-        tmp.unlink(missing_ok=True)
     d = res.to_dict()
     d["source"] = Path(file.filename or "upload").name[:200]
     d["bytes"] = size

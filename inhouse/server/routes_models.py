@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from .. import registry
-from ..errors import NotFound, UsageError
+from ..errors import UsageError
 from ..models import catalog as models_api
 from .auth import role
 from .common import Body, JobAccepted, accepted, ws_of
@@ -91,16 +91,7 @@ def move_alias(request: Request, name: str, alias: str, body: AliasMove) -> dict
                **role("editor"))
 def remove_alias(request: Request, name: str, alias: str,
                  expected_current: int = Query(..., ge=1, le=2**62, description="The version it points to now.")) -> dict:
-    ws = ws_of(request)
-    now = registry.aliases(ws, name).get(alias)
-    if now is None:
-        raise NotFound(f"{name} has no alias {alias!r}.", fix=f"See them with: GET /models/{name}/aliases")
-    if now != expected_current:
-        from ..errors import Conflict
-
-        raise Conflict(f"{name}@{alias} points to {name}@{now}, not the expected {name}@{expected_current}.",
-                       fix="Look again and retry with the current version.")
-    was = registry.remove_alias(ws, name, alias)
+    was = registry.remove_alias(ws_of(request), name, alias, expected=expected_current)  # checked in its transaction
     return {"name": name, "alias": alias, "removed": True, "was": was}
 
 

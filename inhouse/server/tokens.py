@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -110,10 +111,64 @@ def verify_token(ws: Workspace, secret: str) -> Token | None:
 
 
 def touch(ws: Workspace, name: str) -> None:
-    """Note when a token was last used (at most about once a minute per token)."""
+    """Note when a token was last used (at most about once a minute per token).
+
+    Best effort and never waits: while another process holds the write lock the note is skipped (a
+    request must not wait up to the busy timeout for a bookkeeping write).
+    """
     now = time.time()
-    ws.db.execute("UPDATE tokens SET last_used_at = ? WHERE name = ? AND revoked_at IS NULL "
-                  "AND (last_used_at IS NULL OR last_used_at < ?)", (now, name, now - 60))
+    db = ws.db
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        db.execute("UPDATE tokens SET last_used_at = ? WHERE name = ? AND revoked_at IS NULL "
+                   "AND (last_used_at IS NULL OR last_used_at < ?)", (now, name, now - 60))
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e).lower() and "busy" not in str(e).lower():
+            raise
+    finally:
+        db.execute("PRAGMA busy_timeout=60000")
+
+
+# --------------------------------------------------------------- sessions ----
+
+SESSION_PREFIX = "ihs_"
+SESSION_SECONDS = 12 * 3600
+
+
+def create_session(ws: Workspace, token: Token, seconds: float = SESSION_SECONDS) -> tuple[str, float]:
+    """A browser session for a verified token: (secret for the cookie, expiry time). Only its hash is stored."""
+    secret = SESSION_PREFIX + secrets.token_urlsafe(32)
+    now = time.time()
+    with ws.tx() as db:
+        r = db.execute("SELECT id FROM tokens WHERE name = ? AND revoked_at IS NULL", (token.name,)).fetchone()
+        if r is None:
+            raise NotFound(f"no live token named {token.name!r}.", fix="Sign in with a live token.")
+        db.execute("DELETE FROM sessions WHERE expires_at < ? OR revoked_at < ?", (now, now - 86400))  # stays small
+        db.execute("INSERT INTO sessions (secret_sha256, token_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                   (token_hash(secret), r["id"], now, now + seconds))
+        ws.audit("session.create", token.name, role=token.role)
+    return secret, now + seconds
+
+
+def verify_session(ws: Workspace, secret: str) -> Token | None:
+    """The live token behind a live, unexpired session, or None (revoking the token ends its sessions)."""
+    if not secret or len(secret) > 256 or not secret.startswith(SESSION_PREFIX):
+        return None
+    digest = token_hash(secret)
+    r = ws.db.execute("SELECT t.*, s.secret_sha256 AS session_sha256 FROM sessions s JOIN tokens t ON t.id = s.token_id "
+                      "WHERE s.secret_sha256 = ? AND s.revoked_at IS NULL AND s.expires_at > ? "
+                      "AND t.revoked_at IS NULL", (digest, time.time())).fetchone()
+    if r is None or not hmac.compare_digest(r["session_sha256"], digest):
+        return None
+    return _row(r)
+
+
+def revoke_session(ws: Workspace, secret: str) -> bool:
+    """End a session (sign-out); True if it was live."""
+    with ws.tx() as db:
+        cur = db.execute("UPDATE sessions SET revoked_at = ? WHERE secret_sha256 = ? AND revoked_at IS NULL",
+                         (time.time(), token_hash(secret or "")))
+    return cur.rowcount > 0
 
 
 def any_token(ws: Workspace) -> bool:

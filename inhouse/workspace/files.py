@@ -43,6 +43,32 @@ def pid_alive(pid: Any) -> bool:
     return True
 
 
+def remove_unheld(folder: Path, pattern: str) -> list[str]:
+    """Remove the files matching ``pattern`` in ``folder`` that no process holds an ``flock`` on; their names.
+
+    For temp files a writer holds locked while they live (the server's raw uploads): a file nobody holds
+    was left by a crash, whichever process wrote it.
+    """
+    import fcntl
+
+    gone = []
+    for p in folder.glob(pattern):
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # alive: a request in some process is writing or reading it
+        else:
+            p.unlink(missing_ok=True)
+            gone.append(p.name)
+        finally:
+            os.close(fd)
+    return gone
+
+
 def json_dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
 

@@ -267,6 +267,19 @@ SCHEMA_MIGRATIONS: list = [  # SQL (statements split on ';'), or a function of t
     );
     CREATE INDEX topic_edits_run ON topic_edits(run_id, kind, topic)
     """,
+    # sessions (issue 16 §5): a browser's sign-in is a random
+    # session secret (stored as sha256) that expires and is revoked at sign-out, never the API token itself
+    """
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        token_id INTEGER NOT NULL REFERENCES tokens(id),
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE INDEX sessions_token ON sessions(token_id)
+    """,
 ]
 
 

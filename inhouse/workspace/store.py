@@ -139,11 +139,19 @@ class Workspace:
         return p
 
     def init(self) -> "Workspace":
+        new = not self.home.exists()
         self.home.mkdir(parents=True, exist_ok=True)
+        if new:  # owner-only: raw uploads, quarantined rows and tokens' hashes are nobody else's business
+            os.chmod(self.home, 0o700)
         for sub in ("datasets", "embeddings", "models", "quarantine", "runs", "tmp"):
-            (self.home / sub).mkdir(exist_ok=True)
+            (self.home / sub).mkdir(mode=0o700, exist_ok=True)
+        fresh_db = not self.db_path.exists()
         with self.init_lock():
             self.migrate()
+        if fresh_db:
+            for name in (self.DB_NAME, self.DB_NAME + "-wal", self.DB_NAME + "-shm", self.LOCK_NAME):
+                with contextlib.suppress(OSError):
+                    os.chmod(self.home / name, 0o600)
         return self
 
     @contextlib.contextmanager
@@ -159,7 +167,7 @@ class Workspace:
         except ImportError:  # pragma: no cover - not POSIX: rely on the retries alone
             yield
             return
-        fd = os.open(self.home / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.home / self.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
