@@ -33,7 +33,7 @@ def pipeline_run_cmd(ctx, file: str, as_json: bool) -> None:
       ...
       report: examples/out/report.html
     """
-    from ..pipeline.runner import run_pipeline
+    from ..service.pipelines import run_file as run_pipeline
 
     def show(step: dict) -> None:
         if not as_json:

@@ -7,7 +7,6 @@ import click
 from ..data import labels as labels_api
 from ..errors import UsageError
 from ..models.catalog import DEFAULT_ENCODER
-from ..topics.labeling import label_topic
 from . import cli, emit_json, json_option, pass_ctx
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -83,7 +82,7 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
       $ inhouse discover --dataset banking77 --within label --output subtopics.csv
       $ inhouse discover --dataset air --where "label = 'negative'" --compare negative_reason
     """
-    from ..topics.discover import discover
+    from ..service.topics import discover
     from ..topics.runs import load_discovery, write_assignments
 
     if run_id is not None:
@@ -247,24 +246,10 @@ def label_cmd(ctx, dataset, topic, docs, doc_ids, where, label, into, overwrite,
     if not dataset or not label:
         raise UsageError("labelling needs --dataset and --as LABEL.",
                          fix="e.g. inhouse label --dataset D --topic 3 --as refund_request")
-    if topic is not None and (docs or doc_ids):
-        raise UsageError("give --topic or --doc/--doc-id, not both.")
-    if topic is not None:
-        b = label_topic(ctx.ws, dataset, topic, label, run=run_id, into=into, overwrite=overwrite, where=where)
-    else:
-        found = labels_api.find_docs(ctx.ws, dataset, list(docs)) if docs else []
-        found += labels_api.find_docs(ctx.ws, dataset, list(doc_ids), internal=True) if doc_ids else []
-        if where:
-            from ..workspace.filters import matching_doc_ids
+    from ..service.topics import label as label_service
 
-            matched = matching_doc_ids(ctx.ws, dataset, where).tolist()
-            found = [d for d in found if d in set(matched)] if (docs or doc_ids) else matched
-            if not found:
-                raise UsageError(f"no document of {dataset!r} matches --where {where!r}; nothing was labelled.",
-                                 fix="Check the filter with: inhouse datasets export " + dataset +
-                                     " --where ... --output sample.csv")
-        b = labels_api.label_docs(ctx.ws, dataset, found, label, into=into, overwrite=overwrite,
-                                  source=f"where:{where}" if where and not (docs or doc_ids) else "manual")
+    b = label_service(ctx.ws, dataset, label, topic=topic, run=run_id, docs=list(docs), doc_ids=list(doc_ids),
+                      where=where, into=into, overwrite=overwrite)
     if as_json:
         emit_json(b.to_dict())
         return
@@ -333,10 +318,10 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
           --every day --tz America/Los_Angeles
     """
     from ..analysis.trends import chart as draw
-    from ..analysis.trends import chart_left_out, trends
+    from ..analysis.trends import chart_left_out
+    from ..service.analysis import trends
 
-    by = label_col if by == "label" and label_col else by
-    res = trends(ctx.ws, dataset, by=by, every=every, within=within, recent=recent, alpha=alpha,
+    res = trends(ctx.ws, dataset, by=by, label_col=label_col, every=every, within=within, recent=recent, alpha=alpha,
                  min_ratio=min_ratio, run=run_id, split=split, where=where, tz=tz, min_count=min_count)
     left = {}
     if chart:
@@ -424,14 +409,13 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, wher
     row in the ingested file when the dataset has none; --json gives them as
     `ids`, with `id_column` saying which.
     """
-    from ..analysis.summarize import summarize
+    from ..service.analysis import summarize
 
-    by = label_col if by == "label" and label_col else by
-    out = summarize(ctx.ws, dataset, by=by, llm=llm, n_docs=n_docs, run=run_id, split=split,
-                    categories=list(categories) or None, where=where, confirm=llm_confirm(yes, as_json))
+    r = summarize(ctx.ws, dataset, by=by, label_col=label_col, llm=llm, n_docs=n_docs, run=run_id, split=split,
+                  categories=list(categories), where=where, confirm=llm_confirm(yes, as_json))
+    out = r["summaries"]
     if as_json:
-        emit_json({"dataset": dataset, "by": by, "run_id": out[0].run_id if out else None,
-                   "summaries": [s.to_dict() for s in out]})
+        emit_json({**r, "summaries": [s.to_dict() for s in out]})
         return
     for s in out:
         label = s.category if s.name == s.category else f"{s.category}: {s.name}"

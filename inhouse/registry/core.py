@@ -529,13 +529,21 @@ def set_alias(ws: Workspace, ref: str, alias: str, *, expected=_ANY) -> Version:
     return v
 
 
-def remove_alias(ws: Workspace, name: str, alias: str) -> int:
-    """Remove an alias; returns the version it pointed to."""
+def remove_alias(ws: Workspace, name: str, alias: str, *, expected=_ANY) -> int:
+    """Remove an alias; returns the version it pointed to.
+
+    ``expected`` (a version number) makes it a compare-and-set, checked inside
+    the write transaction like :func:`set_alias`'s: a :class:`Conflict` if the
+    alias points elsewhere now.
+    """
     with ws.tx() as db:
         row = db.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
         if row is None:
             raise NotFound(f"{name} has no alias {alias!r}; aliases are {sorted(aliases(ws, name))}.",
                            fix=f"See them with: inhouse models show {name}")
+        if expected is not _ANY and row[0] != expected:
+            raise Conflict(f"{name}@{alias} points to {name}@{row[0]}, not the expected {name}@{expected}.",
+                           fix="Look again and retry with the current version.")
         db.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
         ws.audit("models.unalias", f"{name}@{alias}", previous=row[0])
     return row[0]

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from pydantic import Field
 
 from ..pipeline import dashboard
+from ..service.pipelines import check_dashboard_request
 from .auth import role
 from .common import Body, Id, JobAccepted, accepted, page, ws_of
 
@@ -45,7 +46,7 @@ class PipelineRequest(Body):
              **role("editor"))
 def start_pipeline(request: Request, body: PipelineRequest) -> JobAccepted:
     ws = ws_of(request)
-    params = dashboard.check_request(ws, body.model_dump())
+    params = check_dashboard_request(ws, body.model_dump())
     return accepted(ws, "pipeline", params)
 
 
