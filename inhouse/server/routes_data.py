@@ -241,9 +241,9 @@ class LabelRequest(Body):
     @model_validator(mode="after")
     def one_target(self):
         if self.topic is not None and self.doc_ids is not None:
-            raise ValueError("give at most one of topic or doc_ids")
+            raise ValueError("give exactly one of topic or doc_ids (where alone labels every match)")
         if self.topic is None and self.doc_ids is None and self.where is None:
-            raise ValueError("give topic, doc_ids or where")
+            raise ValueError("give exactly one of topic or doc_ids, or a where filter")
         return self
 
 

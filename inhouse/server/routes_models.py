@@ -11,7 +11,7 @@ from .. import registry
 from ..errors import UsageError
 from ..models import catalog as models_api
 from ..service import training as training_service
-from ..service.registry import move_alias, remove_alias
+from ..service import registry as registry_service
 from .auth import role
 from .common import BIG, Body, JobAccepted, accepted, ws_of
 
@@ -83,14 +83,14 @@ def list_aliases(request: Request, name: str) -> dict:
 @router.put("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Move an alias (compare-and-set)",
             **role("editor"))
 def move_alias(request: Request, name: str, alias: str, body: AliasMove) -> dict:
-    return move_alias(ws_of(request), name, alias, body.version, expected=body.expected_current)
+    return registry_service.move_alias(ws_of(request), name, alias, body.version, expected=body.expected_current)
 
 
 @router.delete("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Remove an alias (compare-and-set)",
                **role("editor"))
 def remove_alias(request: Request, name: str, alias: str,
                  expected_current: int = Query(..., ge=1, le=2**62, description="The version it points to now.")) -> dict:
-    r = remove_alias(ws_of(request), name, alias, expected=expected_current)
+    r = registry_service.remove_alias(ws_of(request), name, alias, expected=expected_current)
     return {k: r[k] for k in ("name", "alias", "removed", "was")}
 
 

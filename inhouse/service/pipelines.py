@@ -21,6 +21,17 @@ def run_file(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], None]
     return run_pipeline(ws, path, on_step=on_step)
 
 
+def step_kinds() -> list[dict]:
+    """The steps a pipeline file may name (built-in and registered): kind, and each option's type and default."""
+    from ..pipeline.spec import STEPS
+
+    def type_name(t) -> str:
+        return t.__name__ if isinstance(t, type) else "number"
+
+    return [{"kind": kind, "options": {k: {"type": type_name(t), "required": d is ..., "default": None if d is ... else d}
+                                       for k, (t, d) in schema.items()}} for kind, schema in STEPS.items()]
+
+
 def check_dashboard_request(ws: Workspace, params: dict) -> dict:
     """The dashboard's choices (dataset, model, bucket, summaries ...), checked; what a pipeline job runs."""
     from ..pipeline.dashboard import check_request
