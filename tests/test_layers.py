@@ -213,17 +213,12 @@ PENDING: set[tuple[str, str]] = {
     ("cli.data", "data.datasets"), ("cli.embed", "models.catalog"), ("cli.embed", "pipeline.costing"),
     ("cli.models", "models.catalog"), ("cli.pipeline", "workspace.costs"), ("cli.registry", "analysis.diff"),
     ("cli.registry", "classifiers.predict"), ("cli.registry", "pipeline.onnxcache"),
-    ("cli.topics", "analysis.trends"), ("cli.topics", "data.labels"), ("cli.topics", "models.catalog"),
-    ("cli.topics", "topics.runs"), ("cli.train", "pipeline.classify"), ("server.batching", "cache"),
-    ("server.batching", "classifiers.onnx"), ("server.batching", "models.catalog"),
-    ("server.jobs", "workspace.files"), ("server.openai", "models.catalog"),
+    ("cli.train", "pipeline.classify"), ("server.batching", "cache"), ("server.batching", "classifiers.onnx"),
+    ("server.batching", "models.catalog"), ("server.jobs", "workspace.files"), ("server.openai", "models.catalog"),
     ("server.routes_data", "classifiers.predict"), ("server.routes_data", "data.datasets"),
-    ("server.routes_data", "data.labels"), ("server.routes_data", "data.search"),
-    ("server.routes_documents", "classifiers.predict"), ("server.routes_documents", "data.csvspans"),
-    ("server.routes_documents", "data.preview"), ("server.routes_documents", "data.readers"),
-    ("server.routes_documents", "topics.membership"), ("server.routes_label", "analysis.queue"),
-    ("server.routes_label", "topics.edits"), ("server.routes_models", "models.catalog"),
-    ("server.routes_pipelines", "pipeline.dashboard"),
+    ("server.routes_data", "data.search"), ("server.routes_documents", "classifiers.predict"),
+    ("server.routes_documents", "data.csvspans"), ("server.routes_documents", "data.preview"),
+    ("server.routes_documents", "data.readers"), ("server.routes_documents", "topics.membership"),
 }
 
 

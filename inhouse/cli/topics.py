@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..data import labels as labels_api
 from ..errors import UsageError
-from ..models.catalog import DEFAULT_ENCODER
+from ..service import topics as topics_service
+from ..service.topics import DEFAULT_MODEL
 from . import cli, emit_json, json_option, pass_ctx
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -32,7 +32,7 @@ def _cut(text: str, width: int) -> str:
 @click.option("--dataset", required=True, help="Dataset to find topics in.")
 @click.option("--within", default=None, metavar="COLUMN",
               help="Find sub-topics inside each category of COLUMN (label, topic, split or a column of the file).")
-@click.option("--model", default=DEFAULT_ENCODER, show_default=True, help="Embedding model.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Embedding model.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed: the same seed gives the same topics.")
 @click.option("--n-topics", default=None, type=click.IntRange(min=1),
               help="Exact number of topics (per category with --within); default: chosen from the data.")
@@ -83,7 +83,7 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
       $ inhouse discover --dataset air --where "label = 'negative'" --compare negative_reason
     """
     from ..service.topics import discover
-    from ..topics.runs import load_discovery, write_assignments
+    from ..topics.runs import load_discovery
 
     if run_id is not None:
         res = load_discovery(ctx.ws, dataset, run_id)
@@ -92,7 +92,7 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
                        outliers=outliers, llm=llm, split=split, min_topic_size=min_topic_size, where=where,
                        confirm=llm_confirm(yes, as_json))
     if output:
-        write_assignments(res, output, ws=ctx.ws)
+        topics_service.write_assignments(ctx.ws, res, output)
     comp = None
     if compare:
         from ..topics.compare import compare_topics
@@ -230,14 +230,14 @@ def label_cmd(ctx, dataset, topic, docs, doc_ids, where, label, into, overwrite,
                          "--undo-last or --list.",
                          fix="See: inhouse label --help")
     if list_:
-        batches = labels_api.list_batches(ctx.ws, dataset)
+        batches = topics_service.label_batches(ctx.ws, dataset)
         if as_json:
             emit_json({"batches": [b.to_dict() for b in batches]})
             return
         _print_batches(batches)
         return
     if undo_batch or undo_last:
-        b = labels_api.undo(ctx.ws, undo_batch) if undo_batch else labels_api.undo_last(ctx.ws, dataset)
+        b = topics_service.undo(ctx.ws, undo_batch) if undo_batch else topics_service.undo_last(ctx.ws, dataset)
         if as_json:
             emit_json(b.to_dict())
         else:
@@ -317,16 +317,13 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
       $ inhouse trends --dataset air --by negative_reason --within airline --where "label = 'negative'" \\
           --every day --tz America/Los_Angeles
     """
-    from ..analysis.trends import chart as draw
-    from ..analysis.trends import chart_left_out
-    from ..service.analysis import trends
+    from ..service.analysis import draw_trends, trends
 
     res = trends(ctx.ws, dataset, by=by, label_col=label_col, every=every, within=within, recent=recent, alpha=alpha,
                  min_ratio=min_ratio, run=run_id, split=split, where=where, tz=tz, min_count=min_count)
     left = {}
     if chart:
-        draw(res, chart)
-        left = chart_left_out(res)
+        left = draw_trends(res, chart)
     if as_json:
         emit_json({**res.to_dict(), **({"chart": str(chart), "chart_left_out": left} if chart else {})})
         return

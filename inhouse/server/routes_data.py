@@ -12,7 +12,6 @@ from pydantic import Field, model_validator
 
 from ..data import datasets as datasets_api
 from ..data import ingest as ingest_api
-from ..data import labels as labels_api
 from ..errors import InputError, UsageError
 from ..service import analysis as analysis_service
 from ..service import topics as topics_service
@@ -256,12 +255,12 @@ def label(request: Request, name: str, body: LabelRequest) -> dict:
 
 @router.get("/datasets/{name}/labels", tags=["labels"], summary="Labelling batches, newest first", **role("viewer"))
 def label_batches(request: Request, name: str, limit: int = Query(50, ge=1, le=1000)) -> dict:
-    return {"batches": [b.to_dict() for b in labels_api.list_batches(ws_of(request), name, limit=limit)]}
+    return {"batches": [b.to_dict() for b in topics_service.label_batches(ws_of(request), name, limit=limit)]}
 
 
 @router.post("/labels/{batch}/undo", tags=["labels"], summary="Undo a labelling batch", **role("editor"))
 def undo(request: Request, batch: str) -> dict:
-    return labels_api.undo(ws_of(request), batch).to_dict()
+    return topics_service.undo(ws_of(request), batch).to_dict()
 
 
 # ---------------------------------------------------- trends & summaries ----

@@ -9,7 +9,7 @@ from pydantic import Field, create_model, field_validator
 
 from .. import registry
 from ..errors import UsageError
-from ..models import catalog as models_api
+from ..models.catalog import list_models as base_models
 from ..service import training as training_service
 from ..service import registry as registry_service
 from .auth import role
@@ -21,7 +21,7 @@ router = APIRouter()
 @router.get("/models", tags=["models"], summary="Base models and trained versions", **role("viewer"))
 def list_models(request: Request, name: str | None = Query(None, description="Only this trained model.")) -> dict:
     ws = ws_of(request)
-    base = [] if name else [m.to_dict() for m in models_api.list_models(ws)]
+    base = [] if name else [m.to_dict() for m in base_models(ws)]
     return {"base_models": base, "models": registry.catalog(ws, name)}
 
 

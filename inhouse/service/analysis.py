@@ -19,6 +19,14 @@ def trends(ws: Workspace, dataset: str, *, by: str = "label", label_col: str | N
     return compute(ws, dataset, by=by, **options)
 
 
+def draw_trends(result, path) -> dict:
+    """Draw a trends result as a chart (PNG); returns what was left out of it (the smaller categories)."""
+    from ..analysis.trends import chart, chart_left_out
+
+    chart(result, path)
+    return chart_left_out(result)
+
+
 def summarize(ws: Workspace, dataset: str, *, by: str = "label", label_col: str | None = None,
               categories: list[str] | None = None, confirm=None, **options) -> dict:
     """One summary per category, stored as a run: ``{dataset, by, run_id, summaries}`` (summaries as

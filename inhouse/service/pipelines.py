@@ -54,3 +54,24 @@ def run_dashboard_pipeline(ws: Workspace, job_id: int, p: dict) -> dict:
     except Exception:  # the run is recorded and its report written; only the closed-API comparison is missing
         traceback.print_exc()
     return {k: r[k] for k in ("run_id", "name", "dataset", "model", "model_sha256", "steps", "seconds")}
+
+
+def list_runs(ws: Workspace, *, dataset: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+    """Pipeline runs, newest first (what the dashboard lists)."""
+    from ..pipeline.dashboard import list_runs as runs
+
+    return runs(ws, dataset=dataset, limit=limit, offset=offset)
+
+
+def dashboard(ws: Workspace, run_id: int) -> dict:
+    """A run's dashboard: volumes, flagged categories and sub-topics, summaries, cost, files."""
+    from ..pipeline.dashboard import dashboard as board
+
+    return board(ws, run_id)
+
+
+def run_output(ws: Workspace, run_id: int, name: str) -> Path:
+    """The path of a file the run recorded as one of its outputs (only those)."""
+    from ..pipeline.dashboard import run_file as output
+
+    return output(ws, run_id, name)

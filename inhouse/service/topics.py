@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..models.catalog import DEFAULT_ENCODER as DEFAULT_MODEL
 from ..workspace.store import Workspace
 
 DISCOVER_OPTIONS = ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size", "where")
@@ -56,3 +57,58 @@ def label(ws: Workspace, dataset: str, label: str, *, topic: int | None = None, 
                                  " --where ... --output sample.csv")
     return labels_api.label_docs(ws, dataset, found, label, into=into, overwrite=overwrite,
                                  source=f"where:{where}" if where and not (docs or doc_ids) else "manual")
+
+
+def rename_topic(ws: Workspace, dataset: str, run_id: int, topic: int, name: str) -> dict:
+    """A person's name for a topic of a discovery run (replaces the discovered one)."""
+    from ..topics.edits import rename_topic as rename
+
+    return rename(ws, dataset, run_id, topic, name)
+
+
+def merge_topics(ws: Workspace, dataset: str, run_id: int, *, topic: int, into: int) -> dict:
+    """Merge ``topic`` into ``into`` within a discovery run (undo: :func:`unmerge_topic`)."""
+    from ..topics.edits import merge_topics as merge
+
+    return merge(ws, dataset, run_id, topic=topic, into=into)
+
+
+def unmerge_topic(ws: Workspace, dataset: str, run_id: int, topic: int) -> dict:
+    from ..topics.edits import unmerge_topic as unmerge
+
+    return unmerge(ws, dataset, run_id, topic)
+
+
+def suggest(ws: Workspace, dataset: str, **options):
+    """The unlabelled documents most worth labelling next (:func:`inhouse.analysis.queue.suggest`)."""
+    from ..analysis.queue import suggest as queue
+
+    return queue(ws, dataset, **options)
+
+
+def write_assignments(ws: Workspace, result, output) -> None:
+    """One row per document of a discovery result (your id, row, doc_id, topic, name) to .csv/.parquet/.jsonl."""
+    from ..topics.runs import write_assignments as write
+
+    write(result, output, ws=ws)
+
+
+def label_batches(ws: Workspace, dataset: str | None = None, *, limit: int | None = 50) -> list:
+    """Labelling batches (of ``dataset``, or all), newest first."""
+    from ..data.labels import list_batches
+
+    return list_batches(ws, dataset, limit=limit)
+
+
+def undo(ws: Workspace, batch: str):
+    """Undo a labelling batch: its labels no longer count."""
+    from ..data.labels import undo as undo_batch
+
+    return undo_batch(ws, batch)
+
+
+def undo_last(ws: Workspace, dataset: str | None = None):
+    """Undo the newest labelling batch (of ``dataset``, if given)."""
+    from ..data.labels import undo_last as undo_newest
+
+    return undo_newest(ws, dataset)
