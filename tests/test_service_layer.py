@@ -188,3 +188,36 @@ def test_rest_discovery_with_where_runs_on_the_filtered_documents(api, b5, ws):
     assert job["params"]["where"] == "split = 'train'"
     out = run_job(ws, job["id"], "discover", job["params"])
     assert out["n_documents"] == 30 and out["n_topics"] == 2
+
+
+@pytest.mark.slow
+def test_a_registered_encoder_kind_can_be_added_embedded_with_and_trained_on(ws, b5, tmp_path, run_cli):
+    import numpy as np
+
+    from inhouse import load_encoder
+    from inhouse.models.encoders import Encoder, register_encoder, unregister_encoder
+
+    assert "letters" not in run_cli("models", "add", "--help").stdout
+
+    @register_encoder("letters")
+    class Letters(Encoder):
+        def encode_batch(self, texts):
+            return np.array([[t.lower().count(c) for c in "abcdefghijklmnopqrstuvwxyz"] for t in texts], dtype=np.float32)
+
+    folder = tmp_path / "letters-model"
+    folder.mkdir()
+    (folder / "alphabet.txt").write_text("abcdefghijklmnopqrstuvwxyz\n", encoding="utf-8")
+    try:
+        assert "letters" in run_cli("models", "add", "--help").stdout
+        r = run_cli("models", "add", "abc", folder, "--kind", "letters", "--json")
+        assert r.exit_code == 0, r.stderr
+        v = load_encoder(ws, "abc").encode(["aab", "zz"], normalize=False)
+        assert v.shape == (2, 26) and v[0, 0] == 2 and v[1, 25] == 2
+        t = run_cli("train", "--dataset", b5, "--name", "by-letters", "--method", "head", "--base", "abc", "--json")
+        assert t.exit_code == 0, t.stderr
+        assert t.json["base"] == "abc" and t.json["n_train"] > 0
+        full = run_cli("train", "--dataset", b5, "--name", "nope", "--method", "full", "--base", "abc")
+        assert full.exit_code != 0 and "fine-tuning needs a transformer" in full.stderr
+    finally:
+        unregister_encoder("letters")
+    assert "letters" not in run_cli("models", "add", "--help").stdout

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..models import catalog as models_api
-from . import cli, emit_json, json_option, pass_ctx
+from ..service.models import model_kinds
+from . import LiveChoice, cli, emit_json, json_option, pass_ctx
 
 
 def human_size(n: int) -> str:
@@ -74,7 +75,7 @@ def score(v) -> str:
 @models_group.command("add")
 @click.argument("name")
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--kind", type=click.Choice(models_api.KINDS), help="Override the detected kind.")
+@click.option("--kind", type=LiveChoice(lambda: model_kinds()), help="Override the detected kind.")
 @click.option("--license", "license_", help="The model's license, shown in listings and model cards.")
 @click.option("--trust-code", is_flag=True,
               help="Accept a folder that names custom code (modules.json classes, auto_map). Only for code you audited.")

@@ -8,24 +8,8 @@ from __future__ import annotations
 
 import click
 
-from . import cli, emit_json, json_option, pass_ctx
-
-
-class MethodChoice(click.Choice):
-    """The registered training methods, read when the command runs (so one registered later is offered too)."""
-
-    def __init__(self) -> None:
-        super().__init__([])
-
-    @property
-    def choices(self):
-        from ..service.training import method_names
-
-        return method_names()
-
-    @choices.setter
-    def choices(self, value) -> None:
-        pass
+from ..service.training import method_names
+from . import LiveChoice, cli, emit_json, json_option, pass_ctx
 
 
 def _pct(x: float | None) -> str:
@@ -36,7 +20,7 @@ def _pct(x: float | None) -> str:
 @click.option("--dataset", required=True, help="Dataset with labelled documents.")
 @click.option("--name", required=True, help="Model name; each training adds a version NAME@N.")
 @click.option("--base", default="minilm-l6", show_default=True, help="Base model (inhouse models list).")
-@click.option("--method", type=MethodChoice(), default="full", show_default=True,
+@click.option("--method", type=LiveChoice(lambda: method_names()), default="full", show_default=True,
               help="head: frozen encoder + logistic regression (seconds); setfit: contrastive + head; "
                    "full: end-to-end fine-tuning (best accuracy per CPU minute); lora: adapters (also causal LMs); "
                    "and any method registered with inhouse.training.registry.register_method.")
