@@ -30,7 +30,7 @@ def api(ws):
 @pytest.fixture
 def b5(ws, shared_data, tmp_path, run_cli):
     csv = banking_slice(shared_data, tmp_path, per_label_train=6, per_label_test=2)
-    r = run_cli("ingest", csv, "--dataset", "b5", "--label-col", "label", "--split-col", "split")
+    r = run_cli("ingest", csv, "--dataset", "b5", "--label-col", "label", "--split-col", "split", "--time-col", "created")
     assert r.exit_code == 0, r.stderr
     return "b5"
 
@@ -221,3 +221,14 @@ def test_a_registered_encoder_kind_can_be_added_embedded_with_and_trained_on(ws,
     finally:
         unregister_encoder("letters")
     assert "letters" not in run_cli("models", "add", "--help").stdout
+
+
+def test_rest_trends_with_where_like_the_cli(api, b5, run_cli):
+    client, _ = api
+    where = "split = 'train'"
+    r = client.get(f"/datasets/{b5}/trends", params={"every": "day", "recent": 1, "where": where})
+    assert r.status_code == 200, r.text
+    cli = run_cli("trends", "--dataset", b5, "--every", "day", "--recent", "1", "--where", where, "--json")
+    assert cli.exit_code == 0, cli.stderr
+    assert r.json()["totals"] == cli.json["totals"] and sum(r.json()["totals"]) == 30
+    assert r.json()["where"] == where

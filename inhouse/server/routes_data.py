@@ -271,9 +271,11 @@ def trends(request: Request, name: str, by: str = Query("label", max_length=200)
            every: Literal["day", "week", "month"] = "week", within: str | None = Query(None, max_length=200),
            recent: int | None = Query(None, ge=1, le=10_000), alpha: float = Query(0.05, gt=0, lt=1),
            min_ratio: float = Query(1.25, ge=1, le=1000), run: int | None = Query(None, ge=1, le=BIG),
-           split: str | None = None) -> dict:
+           split: str | None = None,
+           where: str | None = Query(None, max_length=20_000, description="Only documents for which this filter holds "
+                                     "(as the CLI's --where).")) -> dict:
     return analysis_service.trends(ws_of(request), name, by=by, every=every, within=within, recent=recent, alpha=alpha,
-                      min_ratio=min_ratio, run=run, split=split).to_dict()
+                                   min_ratio=min_ratio, run=run, split=split, where=where).to_dict()
 
 
 @router.get("/datasets/{name}/summaries", tags=["analysis"], summary="Stored category summaries", **role("viewer"))

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..models.catalog import DEFAULT_ENCODER as DEFAULT_MODEL
+from ..models.catalog import DEFAULT_ENCODER as DEFAULT_MODEL  # noqa: F401  (the CLI's --model default)
 from ..workspace.store import Workspace
 
 DISCOVER_OPTIONS = ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size", "where")
