@@ -65,9 +65,9 @@ def train_job(ws: Workspace, job_id: int, p: dict) -> dict:
 
 @job_kind("embed")
 def embed_job(ws: Workspace, job_id: int, p: dict) -> dict:
-    from ..models.embeddings import embed_dataset
+    from .models import embed
 
-    return embed_dataset(ws, p["dataset"], p["model"], split=p.get("split"))[0].to_dict()
+    return embed(ws, p["dataset"], p["model"], split=p.get("split"))[0].to_dict()
 
 
 @job_kind("classify")
