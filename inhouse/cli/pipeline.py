@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from ..workspace import costs as costs_api
+from ..service import costs as costs_api
 from . import cli, emit_json, json_option, pass_ctx
 
 
