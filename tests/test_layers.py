@@ -188,3 +188,80 @@ def test_scores_are_computed_in_one_module():
             if isinstance(node, ast.FunctionDef) and node.name in ("_class_metrics", "_summary"):
                 bad.append(f"{path.relative_to(PKG.parent)}:{node.lineno} hand-written metrics {node.name}")
     assert not bad, "compute scores with inhouse.training.metrics instead:\n" + "\n".join(bad)
+
+
+# ------------------------------------------------------------------ doors ----
+# The doors (cli/, server/) are thin: they reach the library through its public API (the names in
+# inhouse.__all__, imported from ``inhouse`` or from the module that defines them) and the service
+# layer (inhouse.service), plus their own package and this small allow-list of what is truly
+# door-specific:
+DOORS = {"cli", "server"}
+DOOR_ALLOWED = {
+    "inhouse.errors": "the one exception tree, which the doors translate into exit codes and 4xx bodies",
+    "inhouse.version": "the version the CLI and the API report",
+    "inhouse.progress": "progress sinks: the CLI draws bars, a job worker writes its row",
+    "inhouse.netguard": "turning the network guard on is the entry points' job",
+    "inhouse.workspace.store": "opening the workspace and naming the acting user (inhouse.Workspace)",
+    "inhouse.server": "the CLI starts the server (inhouse serve) and manages its tokens",
+    "inhouse.ui": "the web UI's files, served by inhouse serve",
+    "inhouse.demo": "inhouse demo",
+}
+# Imports that are still to move behind the service layer (issue 16 §2), as (door module, imported
+# module), both under inhouse. It may only shrink: a new door import outside the rule fails, and so does an entry here that
+# is no longer needed (delete it).
+PENDING: set[tuple[str, str]] = {
+    ("cli.data", "data.datasets"), ("cli.registry", "analysis.diff"), ("cli.registry", "classifiers.predict"),
+    ("cli.registry", "pipeline.onnxcache"), ("server.batching", "cache"),
+    ("server.batching", "classifiers.onnx"), ("server.batching", "models.catalog"),
+    ("server.jobs", "workspace.files"), ("server.openai", "models.catalog"),
+    ("server.routes_data", "data.datasets"),
+    ("server.routes_data", "data.search"), ("server.routes_documents", "data.csvspans"), ("server.routes_documents", "data.preview"),
+    ("server.routes_documents", "data.readers"), ("server.routes_documents", "topics.membership"),
+}
+
+
+def _public_homes() -> dict[str, str]:
+    """public name -> the module that defines it (from inhouse/__init__.py's tables)."""
+    tree = ast.parse((PKG / "__init__.py").read_text(encoding="utf-8"))
+    homes: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and \
+                any(isinstance(t, ast.Name) and t.id in ("_LAZY", "_STAGE_MODULES") for t in node.targets):
+            for k, v in zip(node.value.keys, node.value.values):
+                homes[k.value] = f"inhouse.{v.value}"
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            for a in node.names:
+                homes[a.name] = f"inhouse.{node.module}"
+    return homes
+
+
+def door_violations() -> set[tuple[str, str]]:
+    homes = _public_homes()
+    public_modules = set(homes.values())
+    bad = set()
+    for m, imports in IMPORTS.items():
+        door = stage(m)
+        if door not in DOORS:
+            continue
+        for target, names, _ in imports:
+            if target == "inhouse" or target.startswith(("inhouse.service", f"inhouse.{door}")):
+                continue
+            if not names and (PKG.parent / target.replace(".", "/")).is_dir():
+                continue  # ``from ..data import labels``: the submodule is checked as its own import
+            if any(target == a or target.startswith(a + ".") for a in DOOR_ALLOWED):
+                continue
+            if names and all(homes.get(n) == target for n in names):
+                continue  # public names, imported from where they are defined
+            if not names and target in public_modules and target.rsplit(".", 1)[-1] in homes:
+                continue  # a stage module that is itself public (inhouse.ingest, inhouse.registry, ...)
+            bad.add((m, target))
+    return bad
+
+
+def test_doors_import_only_the_public_api_and_the_service_layer():
+    found = {(m[len("inhouse."):], t[len("inhouse."):]) for m, t in door_violations()}
+    new = sorted(found - PENDING)
+    assert not new, ("cli/ and server/ import only inhouse's public API and inhouse.service (see DOOR_ALLOWED); "
+                     "move these behind a service function:\n" + "\n".join(f"{m} imports {t}" for m, t in new))
+    done = sorted(PENDING - found)
+    assert not done, "these no longer happen: delete them from PENDING:\n" + "\n".join(map(str, done))

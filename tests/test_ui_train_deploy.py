@@ -67,6 +67,12 @@ def test_train_in_the_browser_then_diff_and_promote(served, browser):
     page.locator("input[name=name]").fill("intents")
     page.locator("input[name=method][value=head]").check()
     page.locator("summary", has_text="Advanced options").click()
+    # the methods and the advanced fields come from GET /training/methods: every TrainingArguments field is there
+    schema = c.get("/training/methods").json()
+    assert page.locator("input[name=method]").count() == len(schema["methods"]) >= 4
+    for arg in schema["arguments"]:
+        if arg["name"] not in ("base", "method", "label_col"):
+            assert page.locator(f".train-advanced [name={arg['name']}]").count() == 1, arg
     page.locator("input[name=seed]").fill("0")
     page.get_by_role("button", name="Start training").click()
     page.wait_for_url(re.compile(r"#/train/\d+$"))

@@ -165,16 +165,24 @@ def load_backbone(ws: Workspace, base: str, *, max_length: int = 128, folder: Pa
             return _from_st(str(folder), max_length)
         return _from_hf(str(folder), max_length, pooling=pooling, normalize=normalize)
     model = get_model(ws, base)
-    path = Path(model.path)
-    if model.kind == "sentence-transformers":
-        return _from_st(str(path), max_length)
-    if model.kind == "hf":
-        return _from_hf(str(path), max_length, pooling=pooling, normalize=normalize)
-    if model.kind == "gguf":
-        gguf = path if path.is_file() else sorted(path.glob("*.gguf"))[0]
-        return _from_hf(str(gguf.parent), max_length, gguf_file=gguf.name, pooling=pooling, normalize=normalize)
+    loader = BACKBONE_LOADERS.get(model.kind)
+    if loader is not None:
+        return loader(Path(model.path), max_length, pooling=pooling, normalize=normalize)
     raise UsageError(f"base model {base!r} is a {model.kind} model; fine-tuning needs a transformer.",
                      fix="Use --method head with it, or a base such as 'minilm-l6' or a registered Hugging Face folder.")
+
+
+def _gguf_backbone(path: Path, max_length: int, **pooling) -> Backbone:
+    gguf = path if path.is_file() else sorted(path.glob("*.gguf"))[0]
+    return _from_hf(str(gguf.parent), max_length, gguf_file=gguf.name, **pooling)
+
+
+# base-model kind -> how to load it as a trainable transformer (kinds not here can only train a head)
+BACKBONE_LOADERS = {
+    "sentence-transformers": lambda path, max_length, **_: _from_st(str(path), max_length),
+    "hf": lambda path, max_length, **pooling: _from_hf(str(path), max_length, **pooling),
+    "gguf": _gguf_backbone,
+}
 
 
 def frozen_embeddings(ws: Workspace, base: str, texts: list[str], hashes: list[str] | None = None,

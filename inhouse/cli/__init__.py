@@ -79,6 +79,23 @@ INTERRUPTED_EXIT = 130
 INTERNAL_EXIT = 1
 
 
+class LiveChoice(click.Choice):
+    """The choices of a registry (training methods, model kinds), read when asked: one registered after
+    the command was defined is offered too."""
+
+    def __init__(self, names) -> None:
+        self.names = names
+        super().__init__([])
+
+    @property
+    def choices(self):
+        return tuple(self.names())
+
+    @choices.setter
+    def choices(self, value) -> None:
+        pass
+
+
 def _db_damaged(e: BaseException) -> bool:
     text = str(e).lower()
     return isinstance(e, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text)

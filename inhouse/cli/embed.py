@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..models.catalog import DEFAULT_ENCODER
-from ..models.embeddings import embed_dataset
+from ..service.models import DEFAULT_ENCODER, embed
 from . import cli, emit_json, json_option, pass_ctx
 
 
@@ -32,11 +31,7 @@ def embed_cmd(ctx, dataset: str, model: str, split: str | None, where: str | Non
       $ inhouse embed --dataset banking77
       embedded 13083 documents (13083 distinct texts) with minilm-l6: 13083 computed, 0 reused, 384 dims, 61.2 s
     """
-    from ..pipeline.costing import metered
-
-    (result, _, _), cost = metered(ctx.ws, "embed",
-                                   lambda: embed_dataset(ctx.ws, dataset, model, split=split, where=where),
-                                   dataset, model, split, reused=lambda out: out[0].reused)
+    result, cost = embed(ctx.ws, dataset, model, split=split, where=where)
     if as_json:
         emit_json({**result.to_dict(), "cost": cost})
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import click
 
@@ -44,15 +44,11 @@ def gc_cmd(ctx, dry_run, keep_pipeline_runs, keep_days, tmp_hours, save, as_json
       would remove 41 items, 1.2 GB: 12 pipeline runs, 27 job files, 1 orphans, 1 tmp; would merge 1 cache folder
       $ inhouse gc --keep-pipeline-runs 10 --keep-days 14 --save
     """
-    from ..pipeline.gc import collect
-    from ..workspace.retention import load_retention, save_retention
+    from ..service import maintenance
 
-    given = {k: v for k, v in {"keep_pipeline_runs": keep_pipeline_runs, "keep_days": keep_days,
-                               "tmp_hours": tmp_hours}.items() if v is not None}
-    retention = replace(load_retention(ctx.ws), **given).validate()
-    if save:
-        save_retention(ctx.ws, retention)
-    out = collect(ctx.ws, retention=retention, dry_run=dry_run)
+    retention = maintenance.retention(ctx.ws, save=save, keep_pipeline_runs=keep_pipeline_runs, keep_days=keep_days,
+                                      tmp_hours=tmp_hours)
+    out = maintenance.gc(ctx.ws, retention=retention, dry_run=dry_run)
     if as_json:
         emit_json(out)
         return
@@ -81,10 +77,9 @@ def status_cmd(ctx, as_json) -> None:
         datasets          1.1 GB   1,204 files  documents (Parquet parts) and discovery runs of each dataset
         ...
     """
-    from ..workspace.retention import disk_usage, load_retention
+    from ..service import maintenance
 
-    out = {**disk_usage(ctx.ws), "retention": asdict(load_retention(ctx.ws)),
-           "schema_version": ctx.ws.schema_version()}
+    out = maintenance.status(ctx.ws)
     if as_json:
         emit_json(out)
         return

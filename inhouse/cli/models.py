@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..models import catalog as models_api
-from . import cli, emit_json, json_option, pass_ctx
+from ..models.catalog import add_model, list_models
+from ..service.models import model_kinds
+from . import LiveChoice, cli, emit_json, json_option, pass_ctx
 
 
 def human_size(n: int) -> str:
@@ -40,7 +41,7 @@ def list_cmd(ctx, name: str | None, as_json: bool) -> None:
     from .. import registry
 
     trained = registry.catalog(ctx.ws, name)
-    base = [] if name else models_api.list_models(ctx.ws)
+    base = [] if name else list_models(ctx.ws)
     if as_json:
         emit_json({"base_models": [m.to_dict() for m in base], "models": trained})
         return
@@ -74,7 +75,7 @@ def score(v) -> str:
 @models_group.command("add")
 @click.argument("name")
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--kind", type=click.Choice(models_api.KINDS), help="Override the detected kind.")
+@click.option("--kind", type=LiveChoice(lambda: model_kinds()), help="Override the detected kind.")
 @click.option("--license", "license_", help="The model's license, shown in listings and model cards.")
 @click.option("--trust-code", is_flag=True,
               help="Accept a folder that names custom code (modules.json classes, auto_map). Only for code you audited.")
@@ -88,7 +89,7 @@ def add_cmd(ctx, name: str, path: str, kind: str | None, license_: str | None, t
       $ inhouse models add e5-small /models/e5-small-v2
       added e5-small: hf, 127.8 MB, sha256 4c1f0e...
     """
-    m = models_api.add_model(ctx.ws, name, path, kind=kind, license=license_, trust_code=trust_code)
+    m = add_model(ctx.ws, name, path, kind=kind, license=license_, trust_code=trust_code)
     if as_json:
         emit_json(m.to_dict())
     else:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from ..workspace import costs as costs_api
+from ..service import costs as costs_api
 from . import cli, emit_json, json_option, pass_ctx
 
 
@@ -33,7 +33,7 @@ def pipeline_run_cmd(ctx, file: str, as_json: bool) -> None:
       ...
       report: examples/out/report.html
     """
-    from ..pipeline.runner import run_pipeline
+    from ..service.pipelines import run_file as run_pipeline
 
     def show(step: dict) -> None:
         if not as_json:
@@ -52,6 +52,29 @@ def pipeline_run_cmd(ctx, file: str, as_json: bool) -> None:
 
 
 # ----------------------------------------------------------------- prices ----
+
+@pipeline_group.command("steps")
+@json_option
+def pipeline_steps_cmd(as_json: bool) -> None:
+    """List the steps a pipeline file may name, with their options and defaults (required: ...).
+
+    \b
+    Example:
+      $ inhouse pipeline steps
+      ingest      path (required), text_col=text, time_col, id_col, label_col, split_col, redact_pii=False, ...
+      classify    model (required), top_k=3, engine=local, ...
+    """
+    from ..service.pipelines import step_kinds
+
+    steps = step_kinds()
+    if as_json:
+        emit_json({"steps": steps})
+        return
+    for s in steps:
+        opts = ", ".join(k + (" (required)" if o["required"] else "" if o["default"] is None else f"={o['default']}")
+                         for k, o in s["options"].items())
+        click.echo(f"{s['kind']:<12}{opts}")
+
 
 @cli.group("prices")
 def prices_group() -> None:

@@ -193,13 +193,15 @@ def alias_cmd(ctx, ref: str, alias: str, as_json: bool) -> None:
       $ inhouse models alias intents@3 production
       intents@production -> intents@3 (was intents@2)
     """
-    before = registry.aliases(ctx.ws, registry.resolve(ctx.ws, ref).name).get(alias)
-    v = registry.set_alias(ctx.ws, ref, alias)
+    from ..service.registry import move_alias
+
+    r = move_alias(ctx.ws, ref, alias)
+    before = r["previous"]
     if as_json:
-        emit_json({"name": v.name, "alias": alias, "version": v.version, "ref": v.ref, "sha256": v.sha256, "previous": before})
+        emit_json(r)
     else:
-        was = f" (was {v.name}@{before})" if before is not None and before != v.version else (" (unchanged)" if before == v.version else "")
-        click.echo(f"{v.name}@{alias} -> {v.ref}{was}")
+        was = f" (was {r['name']}@{before})" if before is not None and before != r["version"] else (" (unchanged)" if before == r["version"] else "")
+        click.echo(f"{r['name']}@{alias} -> {r['ref']}{was}")
 
 
 @models_group.command("unalias")
@@ -215,7 +217,9 @@ def unalias_cmd(ctx, name: str, alias: str, as_json: bool) -> None:
       $ inhouse models unalias intents staging
       removed intents@staging (was intents@2)
     """
-    was = registry.remove_alias(ctx.ws, name, alias)
+    from ..service.registry import remove_alias
+
+    was = remove_alias(ctx.ws, name, alias)["was"]
     if as_json:
         emit_json({"name": name, "alias": alias, "previous": was})
     else:

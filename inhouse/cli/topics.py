@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..data import labels as labels_api
 from ..errors import UsageError
-from ..models.catalog import DEFAULT_ENCODER
-from ..topics.labeling import label_topic
+from ..service import topics as topics_service
+from ..service.topics import DEFAULT_MODEL
 from . import cli, emit_json, json_option, pass_ctx
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -33,7 +32,7 @@ def _cut(text: str, width: int) -> str:
 @click.option("--dataset", required=True, help="Dataset to find topics in.")
 @click.option("--within", default=None, metavar="COLUMN",
               help="Find sub-topics inside each category of COLUMN (label, topic, split or a column of the file).")
-@click.option("--model", default=DEFAULT_ENCODER, show_default=True, help="Embedding model.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Embedding model.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed: the same seed gives the same topics.")
 @click.option("--n-topics", default=None, type=click.IntRange(min=1),
               help="Exact number of topics (per category with --within); default: chosen from the data.")
@@ -83,8 +82,8 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
       $ inhouse discover --dataset banking77 --within label --output subtopics.csv
       $ inhouse discover --dataset air --where "label = 'negative'" --compare negative_reason
     """
-    from ..topics.discover import discover
-    from ..topics.runs import load_discovery, write_assignments
+    from ..service.topics import discover
+    from ..topics.runs import load_discovery
 
     if run_id is not None:
         res = load_discovery(ctx.ws, dataset, run_id)
@@ -93,7 +92,7 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
                        outliers=outliers, llm=llm, split=split, min_topic_size=min_topic_size, where=where,
                        confirm=llm_confirm(yes, as_json))
     if output:
-        write_assignments(res, output, ws=ctx.ws)
+        topics_service.write_assignments(ctx.ws, res, output)
     comp = None
     if compare:
         from ..topics.compare import compare_topics
@@ -231,14 +230,14 @@ def label_cmd(ctx, dataset, topic, docs, doc_ids, where, label, into, overwrite,
                          "--undo-last or --list.",
                          fix="See: inhouse label --help")
     if list_:
-        batches = labels_api.list_batches(ctx.ws, dataset)
+        batches = topics_service.label_batches(ctx.ws, dataset)
         if as_json:
             emit_json({"batches": [b.to_dict() for b in batches]})
             return
         _print_batches(batches)
         return
     if undo_batch or undo_last:
-        b = labels_api.undo(ctx.ws, undo_batch) if undo_batch else labels_api.undo_last(ctx.ws, dataset)
+        b = topics_service.undo(ctx.ws, undo_batch) if undo_batch else topics_service.undo_last(ctx.ws, dataset)
         if as_json:
             emit_json(b.to_dict())
         else:
@@ -247,24 +246,10 @@ def label_cmd(ctx, dataset, topic, docs, doc_ids, where, label, into, overwrite,
     if not dataset or not label:
         raise UsageError("labelling needs --dataset and --as LABEL.",
                          fix="e.g. inhouse label --dataset D --topic 3 --as refund_request")
-    if topic is not None and (docs or doc_ids):
-        raise UsageError("give --topic or --doc/--doc-id, not both.")
-    if topic is not None:
-        b = label_topic(ctx.ws, dataset, topic, label, run=run_id, into=into, overwrite=overwrite, where=where)
-    else:
-        found = labels_api.find_docs(ctx.ws, dataset, list(docs)) if docs else []
-        found += labels_api.find_docs(ctx.ws, dataset, list(doc_ids), internal=True) if doc_ids else []
-        if where:
-            from ..workspace.filters import matching_doc_ids
+    from ..service.topics import label as label_service
 
-            matched = matching_doc_ids(ctx.ws, dataset, where).tolist()
-            found = [d for d in found if d in set(matched)] if (docs or doc_ids) else matched
-            if not found:
-                raise UsageError(f"no document of {dataset!r} matches --where {where!r}; nothing was labelled.",
-                                 fix="Check the filter with: inhouse datasets export " + dataset +
-                                     " --where ... --output sample.csv")
-        b = labels_api.label_docs(ctx.ws, dataset, found, label, into=into, overwrite=overwrite,
-                                  source=f"where:{where}" if where and not (docs or doc_ids) else "manual")
+    b = label_service(ctx.ws, dataset, label, topic=topic, run=run_id, docs=list(docs), doc_ids=list(doc_ids),
+                      where=where, into=into, overwrite=overwrite)
     if as_json:
         emit_json(b.to_dict())
         return
@@ -332,16 +317,13 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
       $ inhouse trends --dataset air --by negative_reason --within airline --where "label = 'negative'" \\
           --every day --tz America/Los_Angeles
     """
-    from ..analysis.trends import chart as draw
-    from ..analysis.trends import chart_left_out, trends
+    from ..service.analysis import draw_trends, trends
 
-    by = label_col if by == "label" and label_col else by
-    res = trends(ctx.ws, dataset, by=by, every=every, within=within, recent=recent, alpha=alpha,
+    res = trends(ctx.ws, dataset, by=by, label_col=label_col, every=every, within=within, recent=recent, alpha=alpha,
                  min_ratio=min_ratio, run=run_id, split=split, where=where, tz=tz, min_count=min_count)
     left = {}
     if chart:
-        draw(res, chart)
-        left = chart_left_out(res)
+        left = draw_trends(res, chart)
     if as_json:
         emit_json({**res.to_dict(), **({"chart": str(chart), "chart_left_out": left} if chart else {})})
         return
@@ -424,14 +406,13 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, wher
     row in the ingested file when the dataset has none; --json gives them as
     `ids`, with `id_column` saying which.
     """
-    from ..analysis.summarize import summarize
+    from ..service.analysis import summarize
 
-    by = label_col if by == "label" and label_col else by
-    out = summarize(ctx.ws, dataset, by=by, llm=llm, n_docs=n_docs, run=run_id, split=split,
-                    categories=list(categories) or None, where=where, confirm=llm_confirm(yes, as_json))
+    r = summarize(ctx.ws, dataset, by=by, label_col=label_col, llm=llm, n_docs=n_docs, run=run_id, split=split,
+                  categories=list(categories), where=where, confirm=llm_confirm(yes, as_json))
+    out = r["summaries"]
     if as_json:
-        emit_json({"dataset": dataset, "by": by, "run_id": out[0].run_id if out else None,
-                   "summaries": [s.to_dict() for s in out]})
+        emit_json({**r, "summaries": [s.to_dict() for s in out]})
         return
     for s in out:
         label = s.category if s.name == s.category else f"{s.category}: {s.name}"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from . import cli, emit_json, json_option, pass_ctx
+from ..service.training import method_names
+from . import LiveChoice, cli, emit_json, json_option, pass_ctx
 
 
 def _pct(x: float | None) -> str:
@@ -19,9 +20,10 @@ def _pct(x: float | None) -> str:
 @click.option("--dataset", required=True, help="Dataset with labelled documents.")
 @click.option("--name", required=True, help="Model name; each training adds a version NAME@N.")
 @click.option("--base", default="minilm-l6", show_default=True, help="Base model (inhouse models list).")
-@click.option("--method", type=click.Choice(["head", "setfit", "full", "lora"]), default="full", show_default=True,
+@click.option("--method", type=LiveChoice(lambda: method_names()), default="full", show_default=True,
               help="head: frozen encoder + logistic regression (seconds); setfit: contrastive + head; "
-                   "full: end-to-end fine-tuning (best accuracy per CPU minute); lora: adapters (also causal LMs).")
+                   "full: end-to-end fine-tuning (best accuracy per CPU minute); lora: adapters (also causal LMs); "
+                   "and any method registered with inhouse.training.registry.register_method.")
 @click.option("--label-col", default="label", show_default=True, help="'label', or a metadata column of the dataset.")
 @click.option("--split", default="train", show_default=True, help="Split to train on ('all' for every row).")
 @click.option("--shots", type=int, help="Sample K examples per label (few-shot), with --seed.")
@@ -64,19 +66,16 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
       trained intents@1 (head on minilm-l6): 9003 train / 1000 val rows, 77 labels,
       val accuracy 91.7%, macro-F1 0.915, 52.3 s, sha256 64067f5f3839
     """
-    from ..training.arguments import TrainingArguments
-    from ..training.train import train
+    from ..service.training import train, training_arguments
 
-    args = TrainingArguments(base=base, method=method, label_col=label_col, split=None if split == "all" else split,
+    args = training_arguments(dict(base=base, method=method, label_col=label_col, split=None if split == "all" else split,
                              shots=shots, seed=seed, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                              learning_rate=learning_rate, val_fraction=val_fraction, min_examples=min_examples,
                              max_seq_length=max_seq_length, label_names=label_names, num_threads=threads,
                              where=where, abstain=not no_abstain, other_label=other_label,
                              out_of_scope=list(out_of_scope) or None,
-                             **({"abstain_target": abstain_target} if abstain_target is not None else {}))
-    from ..pipeline.costing import metered
-
-    r, _ = metered(ctx.ws, "train", lambda: train(ctx.ws, dataset, name, args), dataset, args.base)
+                             **({"abstain_target": abstain_target} if abstain_target is not None else {})))
+    r = train(ctx.ws, dataset, name, args)
     if as_json:
         emit_json(r.to_dict())
         return

@@ -31,8 +31,26 @@ from ..workspace.files import json_dumps, sha256_bytes, sha256_file
 from ..workspace.store import Workspace
 from .safety import check_model_code
 
-KINDS = ("sentence-transformers", "hf", "static", "onnx", "gguf")
-EMBEDDING_KINDS = ("sentence-transformers", "hf", "static", "onnx")
+# the kinds of base model there are, built-in first; register_kind adds one (encoders.register_encoder does)
+KINDS = ["sentence-transformers", "hf", "static", "onnx", "gguf"]
+EMBEDDING_KINDS = ["sentence-transformers", "hf", "static", "onnx"]
+BUILTIN_KINDS = tuple(KINDS)
+
+
+def register_kind(kind: str, *, embeds: bool) -> None:
+    """Make ``kind`` a base-model kind (``embeds``: its models turn text into vectors)."""
+    if kind in KINDS:
+        raise UsageError(f"model kind {kind!r} is already registered.")
+    KINDS.append(kind)
+    if embeds:
+        EMBEDDING_KINDS.append(kind)
+
+
+def unregister_kind(kind: str) -> None:
+    if kind in KINDS and kind not in BUILTIN_KINDS:
+        KINDS.remove(kind)
+        if kind in EMBEDDING_KINDS:
+            EMBEDDING_KINDS.remove(kind)
 SKIP_FILES = {".DS_Store"}
 
 

@@ -23,7 +23,7 @@ from ..cache import ModelCache, module_bytes
 from ..errors import UsageError
 from ..progress import task
 from ..workspace.store import Workspace
-from .catalog import DEFAULT_ENCODER, BaseModel, get_model
+from .catalog import BUILTIN_KINDS, DEFAULT_ENCODER, BaseModel, get_model, register_kind, unregister_kind
 
 
 class Encoder(ABC):
@@ -136,6 +136,30 @@ class OnnxEncoder(Encoder):
 ENCODERS = {"sentence-transformers": SentenceTransformerEncoder, "hf": SentenceTransformerEncoder,
             "static": WordLlamaEncoder, "onnx": OnnxEncoder}
 _loaded = ModelCache("encoders")
+
+
+def register_encoder(kind: str):
+    """Class decorator: base models of ``kind`` load as this :class:`Encoder` (``inhouse models add --kind``).
+
+    >>> @register_encoder("hashed")
+    ... class Hashed(Encoder):
+    ...     def encode_batch(self, texts): ...
+    >>> "hashed" in ENCODERS
+    True
+    >>> unregister_encoder("hashed")
+    """
+    def add(cls: type[Encoder]) -> type[Encoder]:
+        register_kind(kind, embeds=True)
+        ENCODERS[kind] = cls
+        return cls
+
+    return add
+
+
+def unregister_encoder(kind: str) -> None:
+    if kind not in BUILTIN_KINDS:
+        ENCODERS.pop(kind, None)
+        unregister_kind(kind)
 
 
 def load_encoder(ws: Workspace, name: str = DEFAULT_ENCODER) -> Encoder:

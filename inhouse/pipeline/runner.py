@@ -29,7 +29,7 @@ from ..errors import InhouseError, NotFound
 from ..workspace.costs import CostMeter, record_cost
 from ..workspace.files import json_dumps
 from ..workspace.store import Workspace
-from .spec import PipelineSpec, Step, load_spec
+from .spec import PipelineSpec, Step, load_spec, step_runner
 
 
 def _dataset_state(ws: Workspace, dataset: str) -> list:
@@ -122,7 +122,7 @@ def run_pipeline(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], N
                          "reason": "inputs unchanged since run " + str(run.previous.get("run_id"))}
                 run.results[step.kind] = prev["result"]
             else:
-                result, rows, outputs = getattr(step_fns, f"step_{step.kind}")(run, step, meter)
+                result, rows, outputs = step_runner(step.kind, step_fns)(run, step, meter)
                 if step.kind == "ingest" and rows == 0:
                     status, reason = "skipped", "no new file"
                 else:

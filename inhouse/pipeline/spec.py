@@ -22,6 +22,7 @@ matches nothing; the runner then checks model references.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,44 @@ STEPS: dict[str, dict[str, tuple[type | tuple, Any]]] = {
     "report": {"out": (str, "report.html"), "title": (str, None)},
 }
 TOP_KEYS = {"name", "dataset", "steps", "description"}
+BUILTIN_STEPS = tuple(STEPS)  # run by inhouse.pipeline.steps.step_<kind>
+_RUNNERS: dict[str, Callable] = {}  # registered steps beyond the built-ins
+
+
+def register_step(kind: str, options: dict[str, tuple[type | tuple, Any]]):
+    """Decorator: a pipeline step ``kind`` whose options are ``{key: (type, default)}`` (``...``: required),
+    run as ``fn(run, step, meter) -> (result dict, rows processed, output paths)`` like the built-ins.
+
+    >>> @register_step("count", {"limit": (int, 10)})
+    ... def count(run, step, meter):
+    ...     return {"limit": step.options["limit"]}, 0, []
+    >>> "count" in step_kinds()
+    True
+    >>> unregister_step("count")
+    """
+    if kind in STEPS:
+        raise UsageError(f"pipeline step {kind!r} is already registered.")
+
+    def add(fn: Callable) -> Callable:
+        STEPS[kind] = dict(options)
+        _RUNNERS[kind] = fn
+        return fn
+
+    return add
+
+
+def unregister_step(kind: str) -> None:
+    if kind in _RUNNERS:
+        del _RUNNERS[kind], STEPS[kind]
+
+
+def step_kinds() -> list[str]:
+    return list(STEPS)
+
+
+def step_runner(kind: str, builtins) -> Callable:
+    """What runs a step of ``kind``: its registered function, or ``builtins.step_<kind>``."""
+    return _RUNNERS.get(kind) or getattr(builtins, f"step_{kind}")
 
 
 @dataclass

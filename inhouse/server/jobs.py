@@ -35,13 +35,13 @@ from pathlib import Path
 
 from ..errors import Conflict, NotFound, UsageError
 from ..progress import Event, Sink
+from ..service.jobs import job_kinds
 from ..workspace.files import json_dumps, pid_alive
 from ..workspace.store import Workspace, current_user
 
 log = logging.getLogger("inhouse.server.jobs")
 
-KINDS = ("train", "embed", "classify", "discover", "evaluate", "summarize", "pipeline")
-KINDS += ("diff",)  # issue 16: version diff runs as a job (its runner: worker.ENGINE_KINDS)
+KINDS = job_kinds()  # the built-in kinds, for the API schema; submit accepts any registered kind
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
 MAX_ATTEMPTS = 3
@@ -69,8 +69,8 @@ def submit(ws: Workspace, kind: str, params: dict) -> int:
     The same job (kind and parameters) already queued or running is returned instead of a second one
     (reloading a page that started a training must not train twice); checked in the same transaction.
     """
-    if kind not in KINDS:
-        raise UsageError(f"job kind {kind!r} is not one of {list(KINDS)}.")
+    if kind not in job_kinds():
+        raise UsageError(f"job kind {kind!r} is not one of {list(job_kinds())}.")
     now = time.time()
     with ws.tx() as db:
         same = db.execute("SELECT id FROM jobs WHERE kind = ? AND params = ? AND status IN ('queued', 'running') "

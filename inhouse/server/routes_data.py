@@ -14,9 +14,9 @@ from pydantic import Field, model_validator
 
 from ..data import datasets as datasets_api
 from ..data import ingest as ingest_api
-from ..data import labels as labels_api
 from ..errors import InputError, UsageError
-from ..workspace.files import remove_unheld
+from ..service import analysis as analysis_service
+from ..service import topics as topics_service
 from .auth import role
 from .errors import ApiError
 from .common import BIG, Body, Id, JobAccepted, accepted, clean, page, ws_of
@@ -72,7 +72,9 @@ def upload_file(ws, suffix: str):
 
 def clean_stale_uploads(ws) -> list[str]:
     """Remove upload files no live request holds (left by a crash or a kill); returns their names."""
-    return remove_unheld(ws.dir("tmp"), UPLOAD_GLOB)
+    from ..service.maintenance import remove_stale_uploads
+
+    return remove_stale_uploads(ws, UPLOAD_GLOB)
 
 
 def _quarantine_head(path: str | None, n: int = 20) -> list[dict]:
@@ -226,6 +228,8 @@ class DiscoverRequest(Body):
     min_topic_size: int = Field(10, ge=1, le=1_000_000)
     llm: str | None = Field(None, description="Name topics with a local generative model.")
     split: str | None = None
+    where: str | None = Field(None, max_length=20_000, description="Only documents for which this filter holds, "
+                              "e.g. \"label = 'negative'\" (as the CLI's --where).")
 
 
 @router.get("/datasets/{name}/topics", tags=["topics"], summary="Discovery runs of a dataset", **role("viewer"))
@@ -264,35 +268,34 @@ class LabelRequest(Body):
     into: str | None = Field(None, min_length=1, max_length=200,
                              description="Label column to write (created on first use); default: the ingest's.")
     overwrite: bool = Field(False, description="Allow replacing labels that came with the file at ingest.")
+    where: str | None = Field(None, min_length=1, max_length=20_000,
+                              description="Label every document for which this filter holds (as the CLI's --where); "
+                                          "with topic or doc_ids: only those of them for which it holds.")
 
     @model_validator(mode="after")
     def one_target(self):
-        if (self.topic is None) == (self.doc_ids is None):
-            raise ValueError("give exactly one of topic or doc_ids")
+        if self.topic is not None and self.doc_ids is not None:
+            raise ValueError("give exactly one of topic or doc_ids (where alone labels every match)")
+        if self.topic is None and self.doc_ids is None and self.where is None:
+            raise ValueError("give exactly one of topic or doc_ids, or a where filter")
         return self
 
 
 @router.post("/datasets/{name}/labels", tags=["labels"], summary="Label a topic or documents (one undoable batch)",
              **role("editor"))
 def label(request: Request, name: str, body: LabelRequest) -> dict:
-    ws = ws_of(request)
-    if body.topic is not None:
-        from ..topics.labeling import label_topic
-
-        return label_topic(ws, name, body.topic, body.label, run=body.run, into=body.into,
-                           overwrite=body.overwrite).to_dict()
-    return labels_api.label_docs(ws, name, body.doc_ids, body.label, into=body.into,
-                                 overwrite=body.overwrite).to_dict()
+    return topics_service.label(ws_of(request), name, body.label, topic=body.topic, run=body.run, doc_ids=body.doc_ids,
+                                where=body.where, into=body.into, overwrite=body.overwrite).to_dict()
 
 
 @router.get("/datasets/{name}/labels", tags=["labels"], summary="Labelling batches, newest first", **role("viewer"))
 def label_batches(request: Request, name: str, limit: int = Query(50, ge=1, le=1000)) -> dict:
-    return {"batches": [b.to_dict() for b in labels_api.list_batches(ws_of(request), name, limit=limit)]}
+    return {"batches": [b.to_dict() for b in topics_service.label_batches(ws_of(request), name, limit=limit)]}
 
 
 @router.post("/labels/{batch}/undo", tags=["labels"], summary="Undo a labelling batch", **role("editor"))
 def undo(request: Request, batch: str) -> dict:
-    return labels_api.undo(ws_of(request), batch).to_dict()
+    return topics_service.undo(ws_of(request), batch).to_dict()
 
 
 # ---------------------------------------------------- trends & summaries ----
@@ -303,11 +306,11 @@ def trends(request: Request, name: str, by: str = Query("label", max_length=200)
            every: Literal["day", "week", "month"] = "week", within: str | None = Query(None, max_length=200),
            recent: int | None = Query(None, ge=1, le=10_000), alpha: float = Query(0.05, gt=0, lt=1),
            min_ratio: float = Query(1.25, ge=1, le=1000), run: int | None = Query(None, ge=1, le=BIG),
-           split: str | None = None) -> dict:
-    from ..analysis.trends import trends as trends_api
-
-    return trends_api(ws_of(request), name, by=by, every=every, within=within, recent=recent, alpha=alpha,
-                      min_ratio=min_ratio, run=run, split=split).to_dict()
+           split: str | None = None,
+           where: str | None = Query(None, max_length=20_000, description="Only documents for which this filter holds "
+                                     "(as the CLI's --where).")) -> dict:
+    return analysis_service.trends(ws_of(request), name, by=by, every=every, within=within, recent=recent, alpha=alpha,
+                                   min_ratio=min_ratio, run=run, split=split, where=where).to_dict()
 
 
 @router.get("/datasets/{name}/summaries", tags=["analysis"], summary="Stored category summaries", **role("viewer"))
@@ -333,6 +336,7 @@ class SummarizeRequest(Body):
     categories: list[str] | None = Field(None, max_length=1000)
     run: int | None = Field(None, ge=1, le=BIG)
     split: str | None = None
+    where: str | None = Field(None, max_length=20_000, description="Only documents for which this filter holds.")
 
 
 @router.post("/datasets/{name}/summaries", tags=["analysis"], summary="Start a summarize job", status_code=202,

@@ -122,38 +122,9 @@ def document(request: Request, name: str, doc_id: int = Path(..., ge=0, le=BIG),
 
 
 def _prediction(ws, dataset: str, doc_id: int, doc: dict, model: str) -> dict:
-    """The version's answer for one document: as classify stored it (what Explore's filter reads), else computed
-    for this one text (cached by text hash), decided by the same rule (abstention included)."""
-    from .. import registry
-    from ..data.predictions import find_set
+    from ..service.classify import document_prediction
 
-    v = registry.resolve(ws, model)
-    try:
-        pset = find_set(ws, dataset, v.sha256)
-    except NotFound:
-        pset = None
-    s = None
-    if pset is not None and pset.parts():
-        import duckdb
-
-        con = duckdb.connect()
-        try:
-            s = con.execute(f"SELECT label, score, abstained, top_labels, top_scores FROM {pset.sql_source()} "
-                            "WHERE doc_id = ? AND label IS NOT NULL LIMIT 1", [doc_id]).fetchone()
-        finally:
-            con.close()
-    if s is not None:
-        return {"model": v.ref, "sha256": v.sha256, "label": s[0], "score": round(float(s[1]), 6),
-                "abstained": bool(s[2]), "stored": True,
-                "top": [{"label": l, "score": round(float(p), 6)} for l, p in zip(s[3], s[4])]}
-    from ..classifiers.load import load_classifier
-    from ..classifiers.predict import classify_texts
-
-    clf = load_classifier(ws, model)
-    p = classify_texts(clf, [doc["text"]], [doc["text_hash"]], top_k=5)
-    return {"model": clf.version.ref, "sha256": clf.sha256, "label": p["label"][0], "score": round(p["score"][0], 6),
-            "abstained": p["abstained"][0], "stored": False,
-            "top": [{"label": l, "score": sc} for l, sc in zip(p["top_labels"][0], p["top_scores"][0])]}
+    return document_prediction(ws, dataset, doc_id, doc["text"], doc["text_hash"], model)
 
 
 @router.get("/datasets/{name}/topics/{run_id}/documents", tags=["topics"],

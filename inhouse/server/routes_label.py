@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import Field
 
 from ..errors import UsageError
+from ..service import topics as topics_service
 from .auth import role
 from .common import BIG, Body, Id, ws_of
 
@@ -32,25 +33,19 @@ class UnmergeRequest(Body):
             summary="Name a topic of a discovery run (a person's name replaces the discovered one)", **role("editor"))
 def rename(request: Request, name: str, run_id: Id, topic: Annotated[int, Path(ge=0, le=BIG)],
            body: RenameRequest) -> dict:
-    from ..topics.edits import rename_topic
-
-    return rename_topic(ws_of(request), name, run_id, topic, body.name)
+    return topics_service.rename_topic(ws_of(request), name, run_id, topic, body.name)
 
 
 @router.post("/datasets/{name}/topics/{run_id}/merges", tags=["topics"],
              summary="Merge one topic into another within a discovery run (undo: .../unmerge)", **role("editor"))
 def merge(request: Request, name: str, run_id: Id, body: MergeRequest) -> dict:
-    from ..topics.edits import merge_topics
-
-    return merge_topics(ws_of(request), name, run_id, topic=body.topic, into=body.into)
+    return topics_service.merge_topics(ws_of(request), name, run_id, topic=body.topic, into=body.into)
 
 
 @router.post("/datasets/{name}/topics/{run_id}/unmerge", tags=["topics"],
              summary="Undo the merge of a topic: it is a topic of its own again", **role("editor"))
 def unmerge(request: Request, name: str, run_id: Id, body: UnmergeRequest) -> dict:
-    from ..topics.edits import unmerge_topic
-
-    return unmerge_topic(ws_of(request), name, run_id, body.topic)
+    return topics_service.unmerge_topic(ws_of(request), name, run_id, body.topic)
 
 
 @router.get("/datasets/{name}/queue", tags=["labels"],
@@ -65,8 +60,6 @@ def queue(request: Request, name: str,
           seed: int = Query(0, ge=0, le=2**31 - 1),
           label_col: str | None = Query(None, max_length=200, description="The label column (default: the ingest's).")
           ) -> dict:
-    from ..analysis.queue import suggest
-
     ids: list[int] = []
     for part in (exclude or "").split(","):
         part = part.strip()
@@ -76,5 +69,5 @@ def queue(request: Request, name: str,
             raise UsageError(f"exclude must be comma-separated doc_ids (integers), found {part[:40]!r}.",
                              fix="e.g. exclude=12,40,41")
         ids.append(int(part))
-    return suggest(ws_of(request), name, model=model or None, strategy=strategy, limit=limit, exclude=ids,
+    return topics_service.suggest(ws_of(request), name, model=model or None, strategy=strategy, limit=limit, exclude=ids,
                    seed=seed, label_col=label_col or None).to_dict()

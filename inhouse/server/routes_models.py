@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import get_args, get_origin
 
 from fastapi import APIRouter, Query, Request
-from pydantic import Field
+from pydantic import Field, create_model, field_validator
 
 from .. import registry
 from ..errors import UsageError
-from ..models import catalog as models_api
+from ..models.catalog import list_models as base_models
+from ..service import training as training_service
+from ..service import registry as registry_service
 from .auth import role
-from .common import Body, JobAccepted, accepted, ws_of
+from .common import BIG, Body, JobAccepted, accepted, ws_of
 
 router = APIRouter()
 
@@ -19,7 +21,7 @@ router = APIRouter()
 @router.get("/models", tags=["models"], summary="Base models and trained versions", **role("viewer"))
 def list_models(request: Request, name: str | None = Query(None, description="Only this trained model.")) -> dict:
     ws = ws_of(request)
-    base = [] if name else [m.to_dict() for m in models_api.list_models(ws)]
+    base = [] if name else [m.to_dict() for m in base_models(ws)]
     return {"base_models": base, "models": registry.catalog(ws, name)}
 
 
@@ -81,18 +83,15 @@ def list_aliases(request: Request, name: str) -> dict:
 @router.put("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Move an alias (compare-and-set)",
             **role("editor"))
 def move_alias(request: Request, name: str, alias: str, body: AliasMove) -> dict:
-    ws = ws_of(request)
-    v = registry.set_alias(ws, f"{name}@{body.version}", alias, expected=body.expected_current)
-    return {"name": v.name, "alias": alias, "version": v.version, "ref": v.ref, "sha256": v.sha256,
-            "previous": body.expected_current}
+    return registry_service.move_alias(ws_of(request), name, alias, body.version, expected=body.expected_current)
 
 
 @router.delete("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Remove an alias (compare-and-set)",
                **role("editor"))
 def remove_alias(request: Request, name: str, alias: str,
                  expected_current: int = Query(..., ge=1, le=2**62, description="The version it points to now.")) -> dict:
-    was = registry.remove_alias(ws_of(request), name, alias, expected=expected_current)  # checked in its transaction
-    return {"name": name, "alias": alias, "removed": True, "was": was}
+    r = registry_service.remove_alias(ws_of(request), name, alias, expected=expected_current)
+    return {k: r[k] for k in ("name", "alias", "removed", "was")}
 
 
 # ------------------------------------------------------------ diff & eval ----
@@ -148,42 +147,75 @@ def start_evaluation(request: Request, body: EvaluateRequest) -> JobAccepted:
 
 # --------------------------------------------------------------- training ----
 
-class TrainRequest(Body):
-    dataset: str = Field(..., max_length=200)
-    name: str = Field(..., max_length=200, description="Model name; each training adds a version NAME@N.")
-    base: str = "minilm-l6"
-    method: Literal["head", "setfit", "full", "lora"] = "full"
-    label_col: str = "label"
-    split: str | None = Field("train", description="null: every row")
-    shots: int | None = Field(None, ge=1, le=1_000_000)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    epochs: float | None = Field(None, gt=0, le=1000)
-    max_steps: int | None = Field(None, ge=1, le=10_000_000)
-    batch_size: int = Field(32, ge=2, le=4096)
-    learning_rate: float | None = Field(None, gt=0, le=1)
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    min_examples: int = Field(0, ge=0, le=1_000_000)
-    max_seq_length: int = Field(128, ge=8, le=8192)
-    label_names: bool = False
-    threads: int | None = Field(None, ge=1, le=1024)
+# Bounds on what a request may ask for (the dataclass's own checks still run); a TrainingArguments field
+# without an entry gets its type's bounds, so a field added to the dataclass is in the API at once.
+TRAIN_LIMITS: dict[str, dict] = {
+    "shots": {"ge": 1, "le": 1_000_000}, "seed": {"ge": 0, "le": 2**31 - 1}, "epochs": {"gt": 0, "le": 1000},
+    "max_steps": {"ge": 1, "le": 10_000_000}, "min_steps": {"ge": 0, "le": 10_000_000},
+    "batch_size": {"ge": 2, "le": 4096}, "learning_rate": {"gt": 0, "le": 1}, "head_learning_rate": {"gt": 0, "le": 1},
+    "val_fraction": {"ge": 0, "lt": 1}, "min_examples": {"ge": 0, "le": 1_000_000},
+    "max_seq_length": {"ge": 8, "le": 8192}, "num_threads": {"ge": 1, "le": 1024}, "patience": {"ge": 0, "le": 1000},
+    "lora_r": {"ge": 1, "le": 1024}, "lora_alpha": {"ge": 1, "le": 4096}, "abstain_target": {"ge": 0, "lt": 0.5},
+}
+TYPE_LIMITS = {int: {"ge": -BIG, "le": BIG}, float: {"allow_inf_nan": False}, str: {"max_length": 20_000},
+               list: {"max_length": 10_000}}
+
+
+def _base_type(t) -> type:
+    args = [a for a in get_args(t) if a is not type(None)] or [t]
+    return get_origin(args[0]) or args[0]
+
+
+def _check_method(cls, v: str) -> str:
+    if v not in training_service.method_names():
+        raise ValueError(f"method {v!r} is unknown; methods are {training_service.method_names()}")
+    return v
+
+
+def train_request_model() -> type[Body]:
+    """POST /training's body: dataset, name and every :class:`TrainingArguments` field, read from the dataclass.
+
+    ``method`` lists the registered methods in the schema (read when the schema is built); ``threads`` is
+    the older name of ``num_threads``.
+    """
+    fields: dict = {
+        "dataset": (str, Field(..., max_length=200)),
+        "name": (str, Field(..., max_length=200, description="Model name; each training adds a version NAME@N.")),
+        "threads": (int | None, Field(None, ge=1, le=1024, description="The older name of num_threads.")),
+    }
+    for name, (typ, default) in training_service.argument_types().items():
+        limits = TRAIN_LIMITS.get(name, TYPE_LIMITS.get(_base_type(typ), {}))
+        extra = {}
+        if name == "method":
+            extra["json_schema_extra"] = lambda schema: schema.update(enum=training_service.method_names())
+        if name == "split":
+            extra["description"] = "null: every row"
+        fields[name] = (typ, Field(default, **limits, **extra))
+    return create_model("TrainRequest", __base__=Body,
+                        __validators__={"known_method": field_validator("method")(_check_method)}, **fields)
+
+
+TrainRequest = train_request_model()
+
+
+@router.get("/training/methods", tags=["training"], summary="The training methods and every training argument",
+            **role("viewer"))
+def training_methods(request: Request) -> dict:
+    """What the train form offers: the registered methods (name, title, description, defaults) and the
+    arguments of ``POST /training`` (name, type, default), both read from the library."""
+    return {"methods": training_service.methods(), "default_method": TrainRequest.model_fields["method"].default,
+            "arguments": training_service.argument_fields()}
 
 
 @router.post("/training", tags=["training"], summary="Start a training job", status_code=202, **role("editor"))
-def start_training(request: Request, body: TrainRequest) -> JobAccepted:
-    from ..training.arguments import TrainingArguments
-
+def start_training(request: Request, body: TrainRequest) -> JobAccepted:  # type: ignore[valid-type]
     ws = ws_of(request)
-    ws.dataset(body.dataset)
-    models_api.get_model(ws, body.base)
-    registry.check_name(body.name)
+    sent = body.model_fields_set
     args = {k: v for k, v in body.model_dump(exclude={"dataset", "name", "threads"}).items()
-            if v is not None or k == "split"}  # split null means every row
-    if body.threads:
+            if v is not None or k in sent}  # an explicit null means the library's default (split: every row)
+    if body.threads and "num_threads" not in sent:
         args["num_threads"] = body.threads
-    try:
-        TrainingArguments(**args).resolved()
-    except TypeError as e:
-        raise UsageError(f"training arguments: {e}") from None
+    training_service.check(ws, body.dataset, body.name, training_service.training_arguments(args))
     return accepted(ws, "train", {"dataset": body.dataset, "name": body.name, "args": args})
 
 

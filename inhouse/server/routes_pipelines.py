@@ -15,7 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import Field
 
-from ..pipeline import dashboard
+from ..service import pipelines as pipelines_service
 from .auth import role
 from .common import Body, Id, JobAccepted, accepted, page, ws_of
 
@@ -45,7 +45,7 @@ class PipelineRequest(Body):
              **role("editor"))
 def start_pipeline(request: Request, body: PipelineRequest) -> JobAccepted:
     ws = ws_of(request)
-    params = dashboard.check_request(ws, body.model_dump())
+    params = pipelines_service.check_dashboard_request(ws, body.model_dump())
     return accepted(ws, "pipeline", params)
 
 
@@ -53,14 +53,14 @@ def start_pipeline(request: Request, body: PipelineRequest) -> JobAccepted:
 def list_pipelines(request: Request, dataset: str | None = Query(None, max_length=200),
                    pg: tuple[int, int] = Depends(page)) -> dict:
     limit, offset = pg
-    return {"runs": dashboard.list_runs(ws_of(request), dataset=dataset, limit=limit, offset=offset)}
+    return {"runs": pipelines_service.list_runs(ws_of(request), dataset=dataset, limit=limit, offset=offset)}
 
 
 @router.get("/pipelines/{run_id}", tags=["pipelines"],
             summary="A run's dashboard: volumes, flagged categories and sub-topics, summaries, cost, files",
             **role("viewer"))
 def get_pipeline(request: Request, run_id: Id) -> dict:
-    return dashboard.dashboard(ws_of(request), run_id)
+    return pipelines_service.dashboard(ws_of(request), run_id)
 
 
 @router.get("/pipelines/{run_id}/files/{name}", tags=["pipelines"], summary="Download a file the run wrote",
@@ -68,5 +68,5 @@ def get_pipeline(request: Request, run_id: Id) -> dict:
             responses={200: {"content": {"application/octet-stream": {}, "text/html": {}, "text/csv": {}}}})
 def pipeline_file(request: Request, run_id: Id,
                   name: str = PathParam(..., min_length=1, max_length=200, description="A name from the run's files.")):
-    path = dashboard.run_file(ws_of(request), run_id, name)
+    path = pipelines_service.run_output(ws_of(request), run_id, name)
     return FileResponse(path, filename=path.name, media_type=MEDIA.get(path.suffix.lower(), "application/octet-stream"))

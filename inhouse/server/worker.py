@@ -38,87 +38,11 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def _output_path(ws: Workspace, job_id: int, fmt: str) -> str:
-    return str(ws.dir("runs", "jobs") / f"job-{job_id}-predictions.{fmt}")
-
-
 def run_kind(ws: Workspace, job_id: int, kind: str, p: dict) -> dict:
-    """Do the work of one job with the same Python API the CLI uses; returns a JSON-able result."""
-    if kind == "train":
-        from ..training.arguments import TrainingArguments
-        from ..training.train import train
+    """Do the work of one job: the runner registered for its kind (:mod:`inhouse.service.jobs`)."""
+    from ..service.jobs import run_job
 
-        return train(ws, p["dataset"], p["name"], TrainingArguments(**p.get("args", {}))).to_dict()
-    if kind == "embed":
-        from ..models.embeddings import embed_dataset
-
-        return embed_dataset(ws, p["dataset"], p["model"], split=p.get("split"))[0].to_dict()
-    if kind in ENGINE_KINDS:
-        return ENGINE_KINDS[kind](ws, job_id, p)
-    if kind == "discover":
-        from ..topics.discover import discover
-
-        opts = {k: p[k] for k in ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size")
-                if p.get(k) is not None}
-        res = discover(ws, p["dataset"], **opts)
-        d = res.to_dict()
-        d["topics"] = d["topics"][:200]
-        return d
-    if kind == "evaluate":
-        from ..analysis.evaluate import evaluate
-
-        return evaluate(ws, p["model"], p["dataset"], p.get("split"), label_col=p.get("label_col", "label"))
-    if kind == "summarize":
-        from ..analysis.summarize import summarize
-
-        out = summarize(ws, p["dataset"], by=p.get("by", "label"), llm=p.get("llm"), n_docs=p.get("n_docs", 5),
-                        run=p.get("run"), split=p.get("split"), categories=p.get("categories"))
-        return {"dataset": p["dataset"], "by": p.get("by", "label"), "run_id": out[0].run_id if out else None,
-                "summaries": [s.to_dict() for s in out]}
-    if kind == "pipeline":
-        return run_pipeline_job(ws, job_id, p)
-    raise InhouseError(f"job kind {kind!r} has no runner")
-
-
-# ---- job kinds of the service layer's engines (issue 16: one engine per operation); kept together for a merge ----
-
-def _classify_job(ws: Workspace, job_id: int, p: dict) -> dict:
-    """POST /classify/jobs: the one classify engine every door runs (the dataset's prediction set is kept)."""
-    from ..service.classify import classify
-
-    fmt = p.get("format", "parquet")
-    return classify(ws, p["model"], dataset=p["dataset"], split=p.get("split"), where=p.get("where"),
-                    top_k=p.get("top_k", 3), abstain=p.get("abstain", True),
-                    output=_output_path(ws, job_id, fmt) if fmt else None)
-
-
-def _diff_job(ws: Workspace, job_id: int, p: dict) -> dict:
-    """POST /diff/jobs: two versions compared on a dataset, with progress."""
-    from ..service.diff import diff
-
-    return diff(ws, p["old"], p["new"], p["dataset"], split=p.get("split"), limit=p.get("limit"),
-                examples=p.get("examples", 10))
-
-
-ENGINE_KINDS = {"classify": _classify_job, "diff": _diff_job}
-
-
-def run_pipeline_job(ws: Workspace, job_id: int, p: dict) -> dict:
-    """POST /pipelines: the pipeline file of the checked choices, run like ``inhouse pipeline run``."""
-    from ..pipeline.dashboard import check_request, price_all_documents, write_spec
-    from ..pipeline.runner import run_pipeline
-    from ..progress import task
-
-    req = check_request(ws, p)
-    path = write_spec(ws, f"job-{job_id}", req)
-    n = 2 + (req["summaries"] != "none") + bool(req["subtopics"]) + 1
-    with task("pipeline steps", total=n, unit="step") as t:
-        r = run_pipeline(ws, path, on_step=lambda s: t.advance(1, step=s["name"], status=s["status"]))
-    try:
-        price_all_documents(ws, r["run_id"])
-    except Exception:  # the run is recorded and its report written; only the closed-API comparison is missing
-        traceback.print_exc()
-    return {k: r[k] for k in ("run_id", "name", "dataset", "model", "model_sha256", "steps", "seconds")}
+    return run_job(ws, job_id, kind, p)
 
 
 def cost(t0: float) -> dict:

@@ -7,20 +7,19 @@ from dataclasses import asdict, dataclass
 
 from ..errors import UsageError
 from ..models.catalog import DEFAULT_ENCODER
+from .registry import DEFAULT_METHOD, get_method
 
-METHODS = ("head", "setfit", "full", "lora")
 # Abstention threshold rule: turn away this share of in-scope validation rows (the lowest-confidence
 # ones). Chosen on banking77 with a quarter of the intents held out of training and pseudo-out-of-scope
 # intents carved from the training rows only (bench/abstain.py, BENCHMARKS.md), checked on airline tweets.
 ABSTAIN_TARGET = 0.2
-DEFAULT_METHOD = "full"
 
 
 @dataclass
 class TrainingArguments:
     """Everything that decides a training run; saved whole in the manifest.
 
-    ``None`` means "the method's default" (see :data:`METHOD_DEFAULTS`).
+    ``None`` means "the method's default" (its ``defaults`` in :mod:`inhouse.training.registry`).
 
     >>> TrainingArguments(method="setfit", shots=8, seed=1).method
     'setfit'
@@ -64,11 +63,9 @@ class TrainingArguments:
 
     def resolved(self) -> "TrainingArguments":
         """A copy with the method's defaults filled in and every value checked."""
-        if self.method not in METHODS:
-            raise UsageError(f"method {self.method!r} is unknown; methods are {list(METHODS)}.",
-                             fix=f"Use --method {DEFAULT_METHOD} (the default) or one of the others.")
+        spec = get_method(self.method)
         out = copy.deepcopy(self)
-        for k, v in METHOD_DEFAULTS[self.method].items():
+        for k, v in spec.defaults.items():
             if getattr(out, k) is None:
                 setattr(out, k, v)
         if out.shots is not None and out.shots < 1:
@@ -89,12 +86,6 @@ class TrainingArguments:
         return asdict(self)
 
 
-METHOD_DEFAULTS: dict[str, dict] = {
-    "head": {},
-    "setfit": {"epochs": 1.0, "learning_rate": 5e-5, "head_learning_rate": 2e-3},
-    "full": {"epochs": 3.0, "learning_rate": 1e-4, "head_learning_rate": 2e-3},
-    "lora": {"epochs": 3.0, "learning_rate": 1e-3, "head_learning_rate": 2e-3},
-}
 C_GRID = (1.0, 4.0, 16.0, 64.0, 256.0)
 ECE_BINS = 15
 

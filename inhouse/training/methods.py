@@ -189,7 +189,3 @@ def _probe_head(ws: Workspace, bb: Backbone, data: TrainingData, args: TrainingA
     else:
         X = bb.embed(data.texts, desc="embedding with the base encoder")
     return choose_head(X, data, args)[0]
-
-
-METHOD_CLASSES: dict[str, type[Method]] = {c.name: c for c in (HeadMethod, SetFitMethod, FullMethod, LoraMethod)}
-

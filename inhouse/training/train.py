@@ -66,7 +66,8 @@ from ..registry.core import Version, save_version
 from ..workspace.store import Workspace
 from .arguments import TrainingArguments
 from .data import TrainingData, load_training_data
-from .methods import METHOD_CLASSES, Trained
+from .methods import Trained
+from .registry import get_method
 from .metrics import expected_calibration_error
 
 
@@ -235,7 +236,7 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
     t0 = time.time()
     data = load_training_data(ws, dataset, args)
     with seeded(args.seed, args.num_threads):
-        trained = METHOD_CLASSES[args.method]().fit(ws, data, args)
+        trained = get_method(args.method).load()().fit(ws, data, args)
     calibrate(trained, data)
     abstain = calibrate_abstain(trained, data, args)
     train_seconds = round(time.time() - t0, 3)

@@ -5,12 +5,18 @@ import { jobPanel } from "../job.js";
 import { barChart, heatmap, PALETTE } from "../charts.js";
 import { h, clear, card, stat, badge, field, select, button, guard, empty, errorBox, table, can, fmt, pct, duration, when } from "../dom.js";
 
-export const METHODS = [
-  ["head", "Head only", "Trains just a linear classifier on the base model's frozen embeddings: the encoder is not changed. Seconds on a CPU."],
-  ["setfit", "SetFit", "Fine-tunes the encoder contrastively on pairs of your examples (same label close, different labels apart), then fits the classifier head. Good with few labels per class; minutes."],
-  ["full", "Full fine-tune", "Trains every weight of the encoder together with the classifier head. Usually the most accurate with enough labels; the slowest."],
-  ["lora", "LoRA", "Freezes the encoder and trains small low-rank adapter matrices inside it (plus the head). Far fewer trainable weights than a full fine-tune."],
-];
+// the methods and the training arguments come from the library's registry and TrainingArguments
+// (GET /training/methods), so a newly registered method or argument shows here without editing this file
+export const fetchTrainingSchema = () => api.get("/training/methods");
+// arguments the form asks for above the advanced options (or that name the job itself)
+const MAIN_ARGS = new Set(["base", "method", "label_col"]);
+const HINTS = {
+  epochs: "Passes over the training rows (not used by head).", learning_rate: "Of the encoder (setfit, full, lora).",
+  seed: "Same seed, same data, same result.", shots: "Use at most this many examples per label.",
+  split: "Train on rows of this split; empty: every labelled row.",
+  where: "Train only on documents for which this filter holds, e.g. label = 'negative'.",
+  out_of_scope: "Labels whose rows are out of scope (comma-separated).", lora_targets: "Comma-separated module names.",
+};
 
 // the registry's rule (inhouse/registry/core.py check_name)
 export function nameProblem(name) {
@@ -29,7 +35,8 @@ export async function render(view, params, query) {
 
 // ------------------------------------------------------------------ form ----
 async function form(view, query) {
-  const [ds, models] = await Promise.all([api.get("/datasets"), api.get("/models")]);
+  const [ds, models, schema] = await Promise.all([api.get("/datasets"), api.get("/models"), fetchTrainingSchema()]);
+  const METHODS = schema.methods || [];
   const datasets = ds.datasets || [];
   view.append(h("div", { class: "page-head" }, h("h1", {}, "Train a classifier"),
     h("div", { class: "actions" }, h("a", { href: "#/models" }, "Trained models →"))));
@@ -49,24 +56,13 @@ async function form(view, query) {
   const nameMsg = h("small", { class: "train-name-msg", role: "status" });
   const baseSel = select(bases.map((m) => [m.name, `${m.name} — ${m.description || m.kind}`]), bases[0]?.name, { name: "base" });
   const methodBox = h("fieldset", { class: "train-methods" }, h("legend", {}, "Method"),
-    METHODS.map(([v, title, text], i) => h("label", { class: "train-method" },
-      h("input", { type: "radio", name: "method", value: v, checked: i === 0 }),
-      h("span", {}, h("strong", {}, title), " ", h("code", {}, v), h("br"), h("small", { class: "muted" }, text)))));
-  const num = (name, attrs) => h("input", { name, type: "number", ...attrs });
-  const adv = {
-    epochs: num("epochs", { min: "0.1", step: "0.1", placeholder: "method default" }),
-    learning_rate: num("learning_rate", { min: "0.0000001", max: "1", step: "any", placeholder: "method default" }),
-    seed: num("seed", { min: "0", step: "1", value: "0" }),
-    shots: num("shots", { min: "1", step: "1", placeholder: "all labelled rows" }),
-    split: h("input", { name: "split", type: "text", value: "train" }),
-  };
+    METHODS.map((m, i) => h("label", { class: "train-method" },
+      h("input", { type: "radio", name: "method", value: m.name, checked: i === 0 }),
+      h("span", {}, h("strong", {}, m.title), " ", h("code", {}, m.name), h("br"), h("small", { class: "muted" }, m.description)))));
+  const adv = Object.fromEntries((schema.arguments || []).filter((a) => !MAIN_ARGS.has(a.name)).map((a) => [a.name, argInput(a)]));
   const advanced = h("details", { class: "train-advanced" }, h("summary", {}, "Advanced options"),
     h("div", { class: "train-adv-grid" },
-      field("Epochs", adv.epochs, "Passes over the training rows (not used by head)."),
-      field("Learning rate", adv.learning_rate, "Of the encoder (setfit, full, lora)."),
-      field("Seed", adv.seed, "Same seed, same data, same result."),
-      field("Shots", adv.shots, "Use at most this many examples per label."),
-      field("Split", adv.split, "Train on rows of this split; empty: every labelled row.")));
+      (schema.arguments || []).filter((a) => adv[a.name]).map((a) => field(a.name.replace(/_/g, " "), adv[a.name], HINTS[a.name] || `${a.type}${a.nullable ? ", empty: the method's default" : ""}`))));
   const msg = h("div");
 
   let nameTouched = false;
@@ -109,11 +105,12 @@ async function form(view, query) {
     clear(msg);
     if (!checkName()) { nameIn.focus(); return; }
     const body = { dataset: dsSel.value, name: nameIn.value, base: baseSel.value, label_col: labelSel.value,
-      method: methodBox.querySelector("input[name=method]:checked").value, seed: Number(adv.seed.value || 0),
-      split: adv.split.value.trim() || null };
-    if (adv.epochs.value) body.epochs = Number(adv.epochs.value);
-    if (adv.learning_rate.value) body.learning_rate = Number(adv.learning_rate.value);
-    if (adv.shots.value) body.shots = Number(adv.shots.value);
+      method: methodBox.querySelector("input[name=method]:checked").value };
+    for (const a of schema.arguments || []) {
+      if (!adv[a.name]) continue;
+      const v = argValue(a, adv[a.name]);
+      if (v !== undefined) body[a.name] = v;
+    }
     try {
       const job = await api.post("/training", body);
       location.hash = `#/train/${job.job_id}`;
@@ -147,6 +144,27 @@ function recentTraining() {
   return box;
 }
 
+// one input per training argument, by its type; the default shows as the value (or the placeholder when none)
+function argInput(a) {
+  if (a.type === "bool") return h("input", { name: a.name, type: "checkbox", checked: !!a.default });
+  if (a.type === "int" || a.type === "float") {
+    return h("input", { name: a.name, type: "number", step: a.type === "int" ? "1" : "any",
+      value: a.default ?? "", placeholder: a.default == null ? "method default" : "" });
+  }
+  const value = Array.isArray(a.default) ? a.default.join(", ") : (a.default ?? "");
+  return h("input", { name: a.name, type: "text", value, placeholder: a.default == null ? "none" : "", spellcheck: "false" });
+}
+
+// what the request sends for an argument: undefined leaves the library's default, null where the field allows it
+function argValue(a, input) {
+  if (a.type === "bool") return input.checked === !!a.default ? undefined : input.checked;
+  const raw = input.value.trim();
+  if (raw === "") return a.nullable && a.default != null ? null : undefined;
+  if (a.type === "int" || a.type === "float") return Number(raw) === a.default ? undefined : Number(raw);
+  if (a.type === "list") return raw.split(",").map((x) => x.trim()).filter(Boolean);
+  return raw === a.default ? undefined : raw;
+}
+
 // ------------------------------------------------------------- job view ----
 async function jobView(view, jobId) {
   if (!/^\d+$/.test(jobId)) { view.append(errorBox({ message: `'${jobId}' is not a job number.`, fix: "Open a training job from the list on #/train." })); return; }
@@ -162,11 +180,11 @@ async function jobView(view, jobId) {
   let final = job;
   if (!["done", "failed", "cancelled"].includes(job.status)) {
     const panel = jobPanel(jobId, `Training ${p.name} (${args.method})`);
-    const method = METHODS.find((m) => m[0] === args.method);
+    const method = ((await fetchTrainingSchema().catch(() => ({}))).methods || []).find((m) => m.name === args.method);
     live.append(card("Progress", panel.el,
       h("p", { class: "muted train-what" }, `Learning the labels of column '${args.label_col || "label"}' from ${p.dataset}` +
         `${args.split ? `/${args.split}` : ""} rows${args.shots ? ` (at most ${args.shots} per label)` : ""}, seed ${args.seed ?? 0}. `,
-        method ? method[2] : ""),
+        method ? method.description : ""),
       h("p", { class: "muted" }, "You can leave this page: the job keeps running on the server; come back to it from the Train or Jobs screen.")));
     try { final = await panel.done; } catch { return; }
     if (!view.isConnected) return;
