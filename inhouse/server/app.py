@@ -133,4 +133,5 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
     table = RouteTable([m.router for m in modules], public=PUBLIC + tuple(public))
     app.add_middleware(AuthMiddleware, table=table, ws=ctx.ws, max_body=settings.max_body_bytes,
                        max_upload=settings.max_upload_bytes)
+    app.add_middleware(openai.OpenAIErrors)  # outside auth: /v1's 401s, 404s and 413s in OpenAI's shape too
     return app
