@@ -123,11 +123,11 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
     def health() -> dict:
         return {"status": "ok", "version": __version__, "schema_version": ctx.ws.schema_version()}
 
-    from . import (openai, routes_classify, routes_data, routes_documents, routes_jobs, routes_label, routes_models,
-                   routes_pipelines, routes_session)
+    from . import (openai, routes_classify, routes_data, routes_documents, routes_downloads, routes_jobs, routes_label,
+                   routes_models, routes_pipelines, routes_session)
 
     modules = (routes_data, routes_documents, routes_label, routes_models, routes_classify,
-               routes_pipelines, routes_jobs, routes_session, openai)
+               routes_pipelines, routes_jobs, routes_session, openai, routes_downloads)
     for module in modules:
         app.include_router(module.router)
     table = RouteTable([m.router for m in modules], public=PUBLIC + tuple(public))
