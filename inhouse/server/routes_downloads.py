@@ -126,3 +126,21 @@ def quarantine_download(request: Request, name: str, format: Format = format_que
                 rows.extend({"ingest": i["id"], **json.loads(line)} for line in f)
     df = pd.DataFrame(rows if rows else [], columns=None if rows else ["ingest", "row", "reason"])
     return frame_file(request, df, f"quarantine-{name}", format)
+
+
+@router.get("/datasets/{name}/trends/download", tags=["analysis"], **role("viewer"), **FILE,
+            summary="Download the trends of a dataset, one row per category (CSV, XLSX or Parquet)")
+def trends_download(request: Request, name: str, by: str = Query("label", max_length=200),
+                    every: Literal["day", "week", "month"] = "week", within: str | None = Query(None, max_length=200),
+                    recent: int | None = Query(None, ge=1, le=10_000), alpha: float = Query(0.05, gt=0, lt=1),
+                    min_ratio: float = Query(1.25, ge=1, le=1000), run: int | None = Query(None, ge=1, le=2**62),
+                    split: str | None = None, format: Format = format_query("csv")):
+    """The same query as ``GET /datasets/{name}/trends``; ``counts`` and ``shares`` follow ``periods``."""
+    import pandas as pd
+
+    from ..analysis.trends import trends as trends_api
+
+    res = trends_api(ws_of(request), name, by=by, every=every, within=within, recent=recent, alpha=alpha,
+                     min_ratio=min_ratio, run=run, split=split)
+    df = pd.DataFrame([{**c.to_dict(), "periods": res.periods} for c in res.categories])
+    return frame_file(request, df, f"trends-{name}-{by}-{every}", format)
