@@ -174,16 +174,20 @@ async def _generator(request: Request, name: str):
     return await run_in_threadpool(load_generator, ws, name)
 
 
+async def _start(request: Request, body, max_tokens: int):
+    """Refuse what cannot be honoured, load the generator: (generator, its options with ``max_tokens``)."""
+    body.refuse_unsupported()
+    opts = body.sampling()
+    opts.update(max_tokens=max_tokens)
+    return await _generator(request, body.model), opts
+
+
 @router.post("/chat/completions", tags=["openai"], summary="Chat completions, OpenAI-style (llama.cpp)",
              **role("viewer"), responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}})
 async def chat(request: Request, body: ChatRequest):
-    body.refuse_unsupported()
     messages = body.plain_messages()
-    opts = body.sampling()
-    gen = await _generator(request, body.model)
-    max_tokens = body.max_completion_tokens or body.max_tokens or 256
-    messages, truncated = await run_in_threadpool(_fit, gen, messages, max_tokens)
-    opts.update(max_tokens=max_tokens)
+    gen, opts = await _start(request, body, body.max_completion_tokens or body.max_tokens or 256)
+    messages, truncated = await run_in_threadpool(_fit, gen, messages, opts["max_tokens"])
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     headers = {"X-Inhouse-Truncated": "true"} if truncated else {}
     if not body.stream:
@@ -226,17 +230,14 @@ def _sse(stream, cid: str, body, headers: dict) -> StreamingResponse:
 @router.post("/completions", tags=["openai"], summary="Text completions, OpenAI's legacy route (llama.cpp)",
              **role("viewer"), responses={200: {"content": {"application/json": {}, "text/event-stream": {}}}})
 async def completions(request: Request, body: CompletionRequest):
-    body.refuse_unsupported()
     prompt = body.text()
-    opts = body.sampling()
-    gen = await _generator(request, body.model)
-    max_tokens = body.max_tokens or 16
+    gen, opts = await _start(request, body, body.max_tokens or 16)
+    max_tokens = opts["max_tokens"]
     n_prompt = await run_in_threadpool(gen.count_tokens, prompt)
     if n_prompt + max_tokens > gen.context_length:
         raise OpenAIError(400, f"the prompt ({n_prompt} tokens) and max_tokens={max_tokens} exceed {gen.name}'s "
                           f"{gen.context_length}-token context.", fix="Send a shorter prompt or fewer max_tokens.",
                           param="prompt", code="context_length_exceeded")
-    opts.update(max_tokens=max_tokens)
     cid = f"cmpl-{uuid.uuid4().hex[:24]}"
     if not body.stream:
         out = await run_in_threadpool(lambda: gen.complete(prompt, **opts))
