@@ -128,7 +128,7 @@ async def embeddings(request: Request, body: EmbeddingsRequest) -> dict:
 
 def _count_tokens(enc, texts: list[str]) -> int:
     """Tokens the encoder read (its own tokenizer where it has one, else words)."""
-    tok = getattr(enc, "tokenizer", None) or getattr(getattr(enc, "model", None), "tokenizer", None)
+    tok = getattr(enc, "tokenizer", None) or getattr(getattr(enc, "st", None), "tokenizer", None)
     if tok is not None and callable(getattr(tok, "__call__", None)):
         try:
             return int(sum(len(ids) for ids in tok(texts)["input_ids"]))
