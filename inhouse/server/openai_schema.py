@@ -78,8 +78,8 @@ def validation_error(errors: list[dict]) -> OpenAIError:
         return OpenAIError(400, f"Unrecognized request argument supplied: {param}", param=param,
                            fix="Leave it out; GET /openapi.json lists the parameters of each /v1 route.")
     if e.get("type") == "missing":
-        return OpenAIError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter",
-                           fix="See the request schema at /docs.")
+        return OpenAIError(400, f"Missing required parameter: '{param}'.", param=param,
+                           code="missing_required_parameter", fix="See the request schema at /docs.")
     return OpenAIError(400, f"Invalid value for '{param}': {e.get('msg', 'invalid')}.", param=param,
                        code="invalid_value", fix="See the request schema at /docs.")
 

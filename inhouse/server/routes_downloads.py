@@ -103,7 +103,8 @@ def summaries_download(request: Request, name: str, run: int | None = Query(None
                          (info.id, run)).fetchall() if run is not None else []
     if not rows:
         raise NotFound(f"dataset {name!r} has no stored summaries{f' in run {run}' if run else ''}.",
-                       fix=f"Summarize it first: inhouse summarize --dataset {name} (or POST /datasets/{name}/summaries).")
+                       fix=f"Summarize it first: inhouse summarize --dataset {name} "
+                           f"(or POST /datasets/{name}/summaries).")
     df = pd.DataFrame([{"category": r["category"], "name": r["name"], "by": r["by_column"], "size": r["size"],
                         "share": r["share"], "kind": r["kind"], "summary": r["summary"],
                         "keywords": json.loads(r["keywords"]), "doc_ids": json.loads(r["doc_ids"]),

@@ -1,4 +1,4 @@
-"""Tables people open: CSV, Excel (.xlsx), Parquet or JSON Lines by extension, written atomically, safe in a spreadsheet.
+"""Tables people open: CSV, Excel (.xlsx), Parquet or JSON Lines by extension, written atomically, spreadsheet-safe.
 
 Every table inhouse writes for a person (``datasets export``, ``classify
 --output``, a pipeline's ``predictions.csv``, topics, summaries, trends,
