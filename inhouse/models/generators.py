@@ -42,7 +42,7 @@ class LlamaCppGenerator(Generator):
             raise MissingDependency("llama_cpp", "llm", "A local generative model") from e
         self.name, self.sha256 = model.name, model.sha256
         self._lock = threading.Lock()
-        self.llm = Llama(model_path=model.path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+        self.llm = _load(Llama, model_path=model.path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
                          seed=0, verbose=False)
 
     def generate(self, prompt: str, *, max_tokens: int = 128, temperature: float = 0.0, seed: int = 0) -> str:
@@ -152,6 +152,41 @@ class LlamaCppGenerator(Generator):
 
 
 _END = object()  # the last item a stream's queue holds
+_LOADING = threading.Lock()
+
+
+def _has_amx() -> bool:
+    try:
+        return " amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def _load(Llama, **kwargs):
+    """``Llama(**kwargs)``; on a CPU with AMX, without llama.cpp's extra (AMX) buffer types.
+
+    llama.cpp 0.3.36's AMX matmul segfaults on any prompt of more than one
+    token (seen on Sapphire Rapids in a container). ``Llama`` takes no option for
+    it, so the default model parameters are swapped for this one load, under a
+    lock, and restored at once.
+    """
+    if not _has_amx():
+        return Llama(**kwargs)
+    import llama_cpp.llama_cpp as native
+
+    default = native.llama_model_default_params
+
+    def without_extra_buffers():
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    with _LOADING:
+        native.llama_model_default_params = without_extra_buffers
+        try:
+            return Llama(**kwargs)
+        finally:
+            native.llama_model_default_params = default
 
 
 def _close(g: Generator) -> None:
