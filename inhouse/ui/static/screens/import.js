@@ -1,6 +1,6 @@
 // Import: pick a file, preview its first rows, map its columns (guessed), name the dataset, upload with progress,
-// then the import { formatLinks } from "../downloads.js";
-import summary with the quarantined rows (row number, reason, raw content).
+// then the import summary with the quarantined rows (row number, reason, raw content).
+import { formatLinks } from "../downloads.js";
 import { api, upload } from "../api.js";
 import { h, clear, card, table, stat, badge, field, select, button, errorBox, spinner, progress, showError,
   guard, can, fmt, truncate, duration, empty } from "../dom.js";
