@@ -18,7 +18,8 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 OPEN = {"/health", "/session"}  # liveness, and sign-in/out (which checks the token it is given)
 # POST routes a viewer may call: they compute an answer and change nothing
 INFERENCE = {("post", "/classify"), ("post", "/classify/batch"), ("post", "/classify/stream"),
-             ("post", "/v1/embeddings"), ("post", "/v1/chat/completions"), ("post", "/v1/classifications"),
+             ("post", "/v1/embeddings"), ("post", "/v1/chat/completions"), ("post", "/v1/completions"),
+             ("post", "/v1/classifications"),
              ("post", "/diff/jobs")}  # a diff reads two versions' answers; as a job since it takes tens of seconds
 
 
@@ -63,7 +64,10 @@ def test_health_is_open_and_every_other_route_needs_a_token(served):
                 continue
             r = c.request(method.upper(), _fill(path), json={})
             assert r.status_code == 401, (method, path, r.status_code)
-            assert r.json()["error"] == "unauthorized" and r.json()["fix"]
+            if path.startswith("/v1/"):  # OpenAI's error object, which its clients read
+                assert r.json()["error"]["code"] == "invalid_api_key" and "Bearer" in r.json()["error"]["message"]
+            else:
+                assert r.json()["error"] == "unauthorized" and r.json()["fix"]
         assert c.get("/no/such/route").status_code == 401
     with server.client("ih_not-a-real-token") as c:
         r = c.get("/datasets")

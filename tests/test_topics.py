@@ -114,7 +114,7 @@ def test_discover_cli_table_and_errors(bank, run_cli, tmp_path):
     assert r.exit_code == 4 and "dataset 'nope' not found" in r.stderr
     r = run_cli("--home", ws.home, "discover", "--dataset", "bank", "--within", "colour")
     assert r.exit_code == 3 and "no column 'colour'" in r.stderr and "'label'" in r.stderr
-    r = run_cli("--home", ws.home, "discover", "--dataset", "bank", "--output", tmp_path / "t.xlsx")
+    r = run_cli("--home", ws.home, "discover", "--dataset", "bank", "--output", tmp_path / "t.xls")  # .xlsx is fine
     assert r.exit_code == 2 and ".csv, .parquet or .jsonl" in r.stderr
     r = run_cli("--home", ws.home, "discover", "--dataset", "bank", "--run", 99999)
     assert r.exit_code == 4 and "discovery run 99999 not found" in r.stderr

@@ -100,6 +100,11 @@ def test_pipeline_files(served, api_run):
         assert "<section id='volumes'>" in r.text and f"run {api_run}" in r.text
         r = c.get(f"/pipelines/{api_run}/files/predictions.csv")
         assert r.status_code == 200 and r.text.count("\n") == ROWS + 1
+        _check_formats(c, f"/pipelines/{api_run}/files/predictions.csv", ROWS, home)  # people's formats too
+        _check_formats(c, f"/pipelines/{api_run}/files/trends.parquet", None, home)
+        run_id = c.get("/datasets/cc/topics").json()["runs"][0]["run_id"]
+        _check_formats(c, f"/datasets/cc/topics/{run_id}/download", None, home)
+        _check_formats(c, "/datasets/cc/trends/download?every=week", None, home)
         (home / "secret.txt").write_text("no")
         for bad in ("..%2F..%2Fsecret.txt", "%2E%2E", "pipeline.yaml", "report.html%00", "/etc/passwd",
                     "..%5C..%5Csecret.txt"):
@@ -110,6 +115,27 @@ def test_pipeline_files(served, api_run):
         r = c.get("/pipelines/999999")
         assert r.status_code == 404 and r.json()["error"] == "not_found" and r.json()["fix"]
         assert c.get("/pipelines/0").status_code == 422
+
+
+def _check_formats(c, url: str, rows: int | None, folder) -> None:
+    """``url`` as CSV, XLSX and Parquet: the same rows in each, the XLSX opens with openpyxl."""
+    import pandas as pd
+    from openpyxl import load_workbook
+
+    sep = "&" if "?" in url else "?"
+    counts = {}
+    for fmt in ("csv", "xlsx", "parquet"):
+        r = c.get(f"{url}{sep}format={fmt}")
+        assert r.status_code == 200, (url, fmt, r.text[:300])
+        assert r.headers["content-disposition"].endswith(f'.{fmt}"'), r.headers["content-disposition"]
+        path = folder / f"download.{fmt}"
+        path.write_bytes(r.content)
+        if fmt == "xlsx":
+            counts[fmt] = sum(1 for _ in load_workbook(path, read_only=True).worksheets[0].iter_rows()) - 1
+        else:
+            counts[fmt] = len(pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path))
+    assert len(set(counts.values())) == 1 and counts["csv"] > 0, (url, counts)
+    assert rows is None or counts["csv"] == rows
 
 
 def test_pipeline_refusals(served):
@@ -272,6 +298,17 @@ def test_jobs_screen_follows_and_cancels_a_job(browser, served):
         page.locator(f"a[data-output='{ok}']").click()
     assert dl.value.suggested_filename.endswith(".csv")
     assert open(dl.value.path(), encoding="utf-8").read().count("\n") > 10
+    with page.expect_download() as dl:  # the same output as an Excel workbook
+        page.locator(f"tbody tr:has(a[data-output='{ok}']) a[data-format='xlsx']").click()
+    assert dl.value.suggested_filename.endswith(".xlsx")
+    import tempfile
+    from pathlib import Path
+
+    from openpyxl import load_workbook
+
+    book = Path(tempfile.mkdtemp()) / dl.value.suggested_filename  # openpyxl goes by the extension
+    dl.value.save_as(book)
+    assert sum(1 for _ in load_workbook(book, read_only=True).worksheets[0].iter_rows()) > 10
     assert_clean(page)
 
 

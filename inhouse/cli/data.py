@@ -237,7 +237,7 @@ def _print_columns(title: str, columns: dict, top: int) -> None:
 @datasets_group.command("export")
 @click.argument("name")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              help="Output file: .csv, .parquet or .jsonl.")
+              help="Output file: .csv, .xlsx, .parquet or .jsonl (in CSV and XLSX, formulas in cells become text).")
 @click.option("--where", default=None, metavar="EXPR", help="Only documents for which EXPR holds.")
 @click.option("--label-col", "label_cols", multiple=True, metavar="COLUMN",
               help="Label columns to write (repeat; default: every label column).")

@@ -1,4 +1,4 @@
-"""Write a table chunk by chunk as Parquet, CSV or JSON Lines (by extension), then rename it into place.
+"""Write a table chunk by chunk as Parquet, CSV, XLSX or JSON Lines (by extension), then rename it into place.
 
 Memory stays bounded by one chunk whatever the table's size; until
 :meth:`TableWriter.close` the rows live under a temporary name beside the
@@ -16,15 +16,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import UsageError
-from ..workspace.documents import TABLE_SUFFIXES
+from ..workspace.tables import check_suffix, safe_cell, write_xlsx
 
 
 def check_output(path: str | os.PathLike, what: str = "predictions") -> Path:
     path = Path(path)
-    if path.suffix.lower() not in TABLE_SUFFIXES:
-        raise UsageError(f"{path}: the output must end in .csv, .parquet or .jsonl, found {path.suffix or 'no extension'}.",
-                         fix=f"Choose a file name such as {what}.parquet.")
+    check_suffix(path, what)
     return path
 
 
@@ -43,7 +40,10 @@ class TableWriter:
         self._pq = None
         self._f = None
         self._csv = None
-        if self.kind == ".parquet":
+        self._xlsx: list | None = None
+        if self.kind == ".xlsx":  # openpyxl writes a workbook at once: rows wait in memory until close
+            self._xlsx = []
+        elif self.kind == ".parquet":
             import pyarrow.parquet as pq
 
             self._pq = pq.ParquetWriter(str(self.tmp), schema)
@@ -62,8 +62,10 @@ class TableWriter:
             self._pq.write_table(table)
             return
         rows = table.to_pylist()
-        if self._csv is not None:
-            self._csv.writerows([_csv_cell(v) for v in r.values()] for r in rows)
+        if self._xlsx is not None:
+            self._xlsx.extend(tuple(r.values()) for r in rows)
+        elif self._csv is not None:
+            self._csv.writerows([safe_cell(v) for v in r.values()] for r in rows)
         else:
             self._f.write("".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
@@ -71,6 +73,8 @@ class TableWriter:
         """Finish the file and rename it into place."""
         if self._pq is not None:
             self._pq.close()
+        elif self._xlsx is not None:
+            write_xlsx(self.tmp, list(self.schema.names), self._xlsx, what=self.path.stem)
         else:
             self._f.flush()
             os.fsync(self._f.fileno())
@@ -96,10 +100,3 @@ class TableWriter:
         else:
             self.abort()
 
-
-def _csv_cell(v):
-    if v is None:
-        return ""
-    if isinstance(v, (list, tuple, dict)):
-        return json.dumps(v, ensure_ascii=False, default=str)
-    return v

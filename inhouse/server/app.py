@@ -132,17 +132,18 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
     def health() -> dict:
         return {"status": "ok", "version": __version__, "schema_version": ctx.ws.schema_version()}
 
-    from . import (openai, routes_classify, routes_data, routes_documents, routes_jobs, routes_label, routes_models,
-                   routes_pipelines, routes_session)
+    from . import (openai, routes_classify, routes_data, routes_documents, routes_downloads, routes_jobs, routes_label,
+                   routes_models, routes_pipelines, routes_session)
 
     modules = (routes_data, routes_documents, routes_label, routes_models, routes_classify,
-               routes_pipelines, routes_jobs, routes_session, openai)
+               routes_pipelines, routes_jobs, routes_session, openai, routes_downloads)
     for module in modules:
         app.include_router(module.router)
     table = RouteTable([m.router for m in modules], public=PUBLIC + tuple(public))
     app.state.token_cache = TokenCache(ctx.ws)
     app.add_middleware(AuthMiddleware, table=table, ws=ctx.ws, max_body=settings.max_body_bytes,
                        max_upload=settings.max_upload_bytes, cache=app.state.token_cache)
+    app.add_middleware(openai.OpenAIErrors)  # outside auth: /v1's 401s, 404s and 413s in OpenAI's shape too
     if settings.trusted_proxies:  # opt-in: only these addresses may say the client's scheme (https) and address
         from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import NotFound
 from . import jobs, tokens
+from . import routes_downloads as downloads
 from .auditlog import audit_rows
 from .auth import principal_of, role
 from .common import Body, Id, page, ws_of
@@ -85,7 +86,8 @@ async def job_events(request: Request, job_id: Id, poll: float = Query(0.25, ge=
 
 @router.get("/jobs/{job_id}/output", tags=["jobs"], summary="The file a classify job wrote", **role("viewer"),
             response_class=FileResponse, responses={200: {"content": {"application/octet-stream": {}}}})
-def job_output(request: Request, job_id: Id):
+def job_output(request: Request, job_id: Id, format: downloads.Format | None = downloads.format_query()):
+    """The predictions as written, or as ``?format=csv|xlsx|parquet``."""
     ws = ws_of(request)
     job = jobs.get(ws, job_id)
     out = (job.get("result") or {}).get("output")
@@ -96,7 +98,7 @@ def job_output(request: Request, job_id: Id):
     path = Path(out).resolve()
     if folder not in path.parents or not path.is_file():
         raise NotFound(f"job {job_id}: its output file is gone.", fix="Run the job again.")
-    return FileResponse(path, filename=path.name)
+    return downloads.table_file(request, path, format)
 
 
 # ------------------------------------------------------------------- runs ----

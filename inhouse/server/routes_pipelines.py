@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from pydantic import Field
 
 from ..service import pipelines as pipelines_service
+from . import routes_downloads as downloads
 from .auth import role
 from .common import Body, Id, JobAccepted, accepted, page, ws_of
 
@@ -65,8 +66,11 @@ def get_pipeline(request: Request, run_id: Id) -> dict:
 
 @router.get("/pipelines/{run_id}/files/{name}", tags=["pipelines"], summary="Download a file the run wrote",
             response_class=FileResponse, **role("viewer"),
-            responses={200: {"content": {"application/octet-stream": {}, "text/html": {}, "text/csv": {}}}})
+            responses={200: {"content": {"application/octet-stream": {}, "text/html": {}, "text/csv": {},
+                                         downloads.MEDIA["xlsx"]: {}}}})
 def pipeline_file(request: Request, run_id: Id,
-                  name: str = PathParam(..., min_length=1, max_length=200, description="A name from the run's files.")):
+                  name: str = PathParam(..., min_length=1, max_length=200, description="A name from the run's files."),
+                  format: downloads.Format | None = downloads.format_query()):
+    """A table (predictions, summaries, sub-topics, trends) comes as stored, or as ``?format=csv|xlsx|parquet``."""
     path = pipelines_service.run_output(ws_of(request), run_id, name)
-    return FileResponse(path, filename=path.name, media_type=MEDIA.get(path.suffix.lower(), "application/octet-stream"))
+    return downloads.table_file(request, path, format, MEDIA.get(path.suffix.lower()))

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-from .files import atomic_path
 from .labelsets import overlay_people_labels, resolve_label_col, user_labels
 from .store import Workspace
+from .tables import TABLE_SUFFIXES, write_table  # noqa: F401 - re-exported
 
 __all__ = ["DOC_COLUMNS", "doc_schema", "read_documents", "user_labels", "id_column", "id_output_name",
            "doc_keys", "key_fields", "write_table", "ROW_COLUMN", "TABLE_SUFFIXES"]
@@ -203,34 +201,4 @@ def key_fields(id_name: str | None, key: tuple[str | None, int | None] | None) -
 
 # ------------------------------------------------------------ user tables ----
 
-TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
-
-
-def write_table(df, path: str | os.PathLike, *, what: str = "results") -> Path:
-    """Write a DataFrame atomically as CSV, Parquet or JSON Lines, by the file's extension.
-
-    In CSV, list-valued columns (top labels, keywords) are written as JSON.
-
-    Illustrative (needs a workspace with data; not run as a doctest):
-    >>> write_table(pd.DataFrame({"id": [1], "topic": [3]}), "topics.csv")
-    PosixPath('topics.csv')
-    """
-    from ..errors import UsageError
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise UsageError(f"{path}: the output must end in .csv, .parquet or .jsonl, found {suffix or 'no extension'}.",
-                         fix=f"Choose a file name such as {what}.parquet.")
-    with atomic_path(path) as tmp:
-        if suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        elif suffix == ".jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        else:
-            flat = df.copy()
-            for col in flat.columns:
-                if flat[col].dtype == object and any(isinstance(v, (list, tuple, dict)) for v in flat[col].head(100)):
-                    flat[col] = [json.dumps(v, ensure_ascii=False, default=str) for v in flat[col]]
-            flat.to_csv(tmp, index=False)
-    return path
+# TABLE_SUFFIXES and write_table live in .tables (CSV, XLSX, Parquet, JSON Lines; formulas neutralised)

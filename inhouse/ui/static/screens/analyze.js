@@ -1,6 +1,7 @@
 // Analyze: run a pipeline on a dataset (model version, time bucket, summaries), watch it, then its dashboard:
 // category volumes over time, emerging/declining categories and sub-topics, one summary per category, the cost
 // against closed APIs, and the downloads (outputs and the HTML report).
+import { formatLinks } from "../downloads.js";
 import { api } from "../api.js";
 import { jobPanel } from "../job.js";
 import { lineChart } from "../charts.js";
@@ -225,13 +226,16 @@ function costCard(d) {
         h("li", {}, a.change))));
 }
 
+const TABLES = ["parquet", "csv", "jsonl"];
+
 function filesCard(d) {
   const kinds = { html: "the self-contained HTML report", parquet: "Parquet table", csv: "CSV table", jsonl: "JSON Lines" };
   const what = { predictions: "every document's predicted category", summaries: "one summary per category",
     subtopics: "sub-topics inside each category", trends: "counts and shares per period, flags" };
   return card("Downloads", d.files.length ? h("ul", { class: "files" }, d.files.map((f) => h("li", {},
     h("a", { href: f.href, download: f.name, "data-file": f.name }, f.name), " ",
-    h("span", { class: "muted small" }, `${what[f.name.split(".")[0]] || kinds[f.kind] || f.kind} · ${fmt(f.bytes / 1024, 1)} KB`))))
+    h("span", { class: "muted small" }, `${what[f.name.split(".")[0]] || kinds[f.kind] || f.kind} · ${fmt(f.bytes / 1024, 1)} KB`),
+    TABLES.includes(f.kind) ? formatLinks(f.href, f.name.split(".")[0]) : null)))
     : h("p", { class: "muted" }, "The files of this run are gone (the folder was removed). Run the pipeline again."),
   h("p", { class: "muted small" }, "The report opens in any browser without a network: charts are inline SVG."));
 }

@@ -1,6 +1,7 @@
 // Explore a dataset: its header (rows, labels, splits, time range), the topics of a discovery run (with a
 // click-through into the sub-topics of each category when the run was made within a column), full-text search
 // with filters and paging, and one document's detail page (#/datasets/NAME/docs/ID).
+import { formatLinks } from "../downloads.js";
 import { api } from "../api.js";
 import { h, clear, card, table, stat, badge, field, select, button, errorBox, spinner, empty,
   can, fmt, pct, when, truncate, toast } from "../dom.js";
@@ -109,7 +110,8 @@ async function renderDataset(view, name, query) {
       String(runId), { id: "topic-run", "aria-label": "Discovery run", "data-readonly-ok": "" });
     runSel.addEventListener("change", () => { topicsState.run = Number(runSel.value); topicsState.parent = null; saveState(); loadTopics(); });
     const meta = h("div", { class: "row muted topics-meta" }, runSel,
-      `${fmt(run.n_documents)} documents · ${run.n_topics} topics · ${fmt(run.n_outliers)} outliers · model ${run.model}`);
+      `${fmt(run.n_documents)} documents · ${run.n_topics} topics · ${fmt(run.n_outliers)} outliers · model ${run.model} · download`,
+      formatLinks(`/datasets/${enc(name)}/topics/${runId}/download`, `topics-${name}-run${runId}`));
     if (run.within) {
       clear(topicsBox, meta, renderWithin(run));
     } else {

@@ -1,5 +1,6 @@
 // Import: pick a file, preview its first rows, map its columns (guessed), name the dataset, upload with progress,
 // then the import summary with the quarantined rows (row number, reason, raw content).
+import { formatLinks } from "../downloads.js";
 import { api, upload } from "../api.js";
 import { h, clear, card, table, stat, badge, field, select, button, errorBox, spinner, progress, showError,
   guard, can, fmt, truncate, duration, empty } from "../dom.js";
@@ -189,6 +190,7 @@ async function showSummary(result, res) {
       h("p", { class: "muted" }, "These rows were not imported. Each has its row number in the file (header and blank lines not counted), "
         + "the reason and its raw content: fix them in the file and import it again."),
       Object.keys(res.quarantine_reasons || {}).length ? h("p", {}, Object.entries(res.quarantine_reasons).map(([k, v]) => badge(`${k}: ${fmt(v)}`, "warn"))) : null,
+      h("p", { class: "small" }, "Download every quarantined row of this dataset", formatLinks(`/datasets/${ds}/quarantine/download`, `quarantine-${ds}`)),
       q));
     try {
       const rows = [];

@@ -1,5 +1,6 @@
 // Jobs: every background job (kind, status, who, created, duration), refreshed live while one runs; a job's
 // progress (jobPanel, with Cancel for editors), a failed job's message and fix, and a classify job's output file.
+import { formatLinks } from "../downloads.js";
 import { api } from "../api.js";
 import { jobPanel } from "../job.js";
 import { h, clear, card, table, badge, select, button, duration, when, errorBox, empty, truncate } from "../dom.js";
@@ -23,7 +24,8 @@ function what(j) {
 function outcome(j) {
   if (j.status === "failed" && j.error) return h("span", { class: "job-error" }, truncate(j.error.message || String(j.error), 90));
   if (j.status !== "done") return j.progress?.current ? h("span", { class: "muted" }, j.progress.current) : null;
-  if (j.kind === "classify" && j.result?.output) return h("a", { href: `/jobs/${j.id}/output`, download: "", "data-output": j.id }, "Download output");
+  if (j.kind === "classify" && j.result?.output) return h("span", {}, h("a", { href: `/jobs/${j.id}/output`, download: "", "data-output": j.id }, "Download output"),
+    formatLinks(`/jobs/${j.id}/output`, `predictions-job${j.id}`));
   if (j.kind === "classify") return h("a", { href: `#/datasets/${encodeURIComponent(j.params?.dataset || "")}?model=${encodeURIComponent(j.result?.model || "")}` }, "Explore the predictions");
   if (j.kind === "diff" && j.result?.new) return h("a", { href: `#/models/${encodeURIComponent(j.result.new.ref.split("@")[0])}` }, `${j.result.flipped} of ${j.result.documents} flip`);
   if (j.kind === "pipeline" && j.result?.run_id) return h("a", { href: `#/analyze/${j.result.run_id}` }, `Dashboard of run #${j.result.run_id}`);
