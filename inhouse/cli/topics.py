@@ -300,6 +300,9 @@ def _print_batches(batches) -> None:
 @click.option("--within", default=None, metavar="COLUMN", help="Shares inside each category of COLUMN.")
 @click.option("--recent", default=None, type=click.IntRange(min=1),
               help="Periods in the recent window (default: the last quarter of the periods).")
+@click.option("--recent-from", default=None, metavar="DATE",
+              help="The recent window starts on DATE (YYYY-MM-DD, in --tz); the baseline is everything before it.")
+@click.option("--until", default=None, metavar="DATE", help="Leave out documents after DATE (inclusive end).")
 @click.option("--alpha", default=0.05, show_default=True, type=float, help="False discovery rate (BH q-value).")
 @click.option("--min-ratio", default=1.25, show_default=True, type=float,
               help="Smallest change of share (times) worth flagging.")
@@ -314,8 +317,8 @@ def _print_batches(batches) -> None:
               help="Periods with fewer documents are not drawn; categories need this many recent ones to be flagged.")
 @json_option
 @pass_ctx
-def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id, split, chart, top, where, label_col,
-               tz, min_count, as_json) -> None:
+def trends_cmd(ctx, dataset, by, every, within, recent, recent_from, until, alpha, min_ratio, run_id, split, chart, top,
+               where, label_col, tz, min_count, as_json) -> None:
     """Volume and share of each category over time; which are emerging or declining.
 
     The recent window is tested against the periods before it (two-proportion
@@ -329,6 +332,7 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
       Lost Luggage      724    6.9%    9.4%   1.36   +2.5pp  6.8e-05  ▄█▅▅▅▆▇█  ▲ emerging
       ...
       $ inhouse trends --dataset tickets --by topic --within label --every week
+      $ inhouse trends --dataset tickets --recent-from 2026-03-01 --until 2026-03-31   # March vs before
       $ inhouse trends --dataset air --by negative_reason --within airline --where "label = 'negative'" \\
           --every day --tz America/Los_Angeles
     """
@@ -337,7 +341,8 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
 
     by = label_col if by == "label" and label_col else by
     res = trends(ctx.ws, dataset, by=by, every=every, within=within, recent=recent, alpha=alpha,
-                 min_ratio=min_ratio, run=run_id, split=split, where=where, tz=tz, min_count=min_count)
+                 min_ratio=min_ratio, run=run_id, split=split, where=where, tz=tz, min_count=min_count,
+                 recent_from=recent_from, until=until)
     left = {}
     if chart:
         draw(res, chart)
@@ -352,14 +357,15 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
 
 
 def _print_trends(res, top: int) -> None:
+    from ..analysis.trends import window_label
+
     p = res.periods
-    base = len(p) - res.recent_periods
     left_out = [f"{res.without_time} without a time"] if res.without_time else []
     left_out += [f"{res.without_category} without a {res.by}" + (f" or {res.within}" if res.within else "")] \
         if res.without_category else []
     filt = f" where {res.where}" if res.where else ""
     click.echo(f"{res.dataset}{filt}: {res.by} per {res.every} ({res.tz}), {len(p)} {res.every}s ({p[0]} … {p[-1]}); "
-               f"recent window: last {res.recent_periods} vs {base} before; {sum(res.totals)} documents"
+               f"recent window: {window_label(res.to_dict())}; {sum(res.totals)} documents"
                + (f" (left out: {', '.join(left_out)})" if left_out else ""))
     w = min(len(p), 24)
     click.echo(f"volume per {res.every}: {sparkline(res.totals[-24:])}  ({', '.join(str(t) for t in res.totals[-24:])})")
@@ -382,10 +388,12 @@ def _print_trends(res, top: int) -> None:
                    f"{c.abs_change * 100:>+7.1f}pp{c.q_value:>9.2g}  {sparkline(c.shares[-24:], c.thin[-24:]):<{w}}  "
                    f"{sparkline(c.counts[-24:]):<{w}}  {mark}")
     flagged = res.flagged()
+    within = (f"; a sub-topic's share is of all documents, so one whose {res.within} grew around it is not "
+              "declining") if res.within else ""
     click.echo("\n" + (f"{len(res.emerging())} emerging, {len(res.declining())} declining (q < {res.alpha}, share "
                        f"ratio >= {res.min_ratio} or <= {1 / res.min_ratio:.2f}, at least {res.min_count} recent "
                        "documents)" if flagged else f"nothing emerging or declining at q < {res.alpha}")
-               + f"; · = a {res.every} with fewer than {res.min_count} documents")
+               + f"; · = a {res.every} with fewer than {res.min_count} documents" + within)
 
 
 # ------------------------------------------------------------- summarize ----

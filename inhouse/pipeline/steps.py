@@ -95,7 +95,8 @@ def step_trends(run, step: Step, meter: CostMeter):
     from ..analysis.trends import trends
 
     o = step.options
-    kw = dict(every=o["every"], recent=o["recent"], alpha=float(o["alpha"]), min_ratio=float(o["min_ratio"]))
+    kw = dict(every=o["every"], recent=o["recent"], alpha=float(o["alpha"]), min_ratio=float(o["min_ratio"]),
+              recent_from=o["recent_from"], until=o["until"])
     cats = trends(run.ws, run.spec.dataset, by=run.col(o["by"]), **kw)
     out = {"categories": cats.to_dict(), "by": o["by"]}
     rows = [{**c.to_dict(), "level": "category"} for c in cats.categories]

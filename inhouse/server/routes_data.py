@@ -269,11 +269,13 @@ def trends(request: Request, name: str, by: str = Query("label", max_length=200)
            every: Literal["day", "week", "month"] = "week", within: str | None = Query(None, max_length=200),
            recent: int | None = Query(None, ge=1, le=10_000), alpha: float = Query(0.05, gt=0, lt=1),
            min_ratio: float = Query(1.25, ge=1, le=1000), run: int | None = Query(None, ge=1, le=BIG),
-           split: str | None = None) -> dict:
+           split: str | None = None,
+           recent_from: str | None = Query(None, max_length=40, description="Recent window from this date (YYYY-MM-DD)."),
+           until: str | None = Query(None, max_length=40, description="Leave out documents after this date.")) -> dict:
     from ..analysis.trends import trends as trends_api
 
     return trends_api(ws_of(request), name, by=by, every=every, within=within, recent=recent, alpha=alpha,
-                      min_ratio=min_ratio, run=run, split=split).to_dict()
+                      min_ratio=min_ratio, run=run, split=split, recent_from=recent_from, until=until).to_dict()
 
 
 @router.get("/datasets/{name}/summaries", tags=["analysis"], summary="Stored category summaries", **role("viewer"))
