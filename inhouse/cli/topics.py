@@ -432,13 +432,13 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, wher
     row in the ingested file when the dataset has none; --json gives them as
     `ids`, with `id_column` saying which.
     """
-    from ..analysis.summarize import summarize
+    from ..analysis.summarize import counts, summarize
 
     by = label_col if by == "label" and label_col else by
     out = summarize(ctx.ws, dataset, by=by, llm=llm, n_docs=n_docs, run=run_id, split=split,
                     categories=list(categories) or None, where=where, confirm=llm_confirm(yes, as_json))
     if as_json:
-        emit_json({"dataset": dataset, "by": by, "run_id": out[0].run_id if out else None,
+        emit_json({"dataset": dataset, "by": by, "run_id": out[0].run_id if out else None, **counts(out),
                    "summaries": [s.to_dict() for s in out]})
         return
     for s in out:
@@ -458,5 +458,7 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, wher
         writer = f"{out[0].model} ({out[0].model_sha256[:12]})" if out[0].model else "extractive"
         click.echo(f"{len(out)} summaries ({writer}), run {out[0].run_id}")
         if llm:
-            ok = sum(s.kind == "abstractive" for s in out)
-            click.echo(f"{llm}: {ok} accepted, {len(out) - ok} fell back to the extractive summary (see the notes)")
+            n = counts(out)
+            click.echo(f"{llm}: {n['generated_kept']} generated summaries kept, {n['fell_back']} fell back to the "
+                       f"extractive summary; {n['sentences_kept']} sentences kept, {n['sentences_dropped']} dropped "
+                       "(a word or number in none of the documents; see the notes)")

@@ -126,16 +126,29 @@ def _changes(trends_result: dict | None) -> str:
 def _summaries(result: dict | None) -> str:
     if not result:
         return "<p class='muted'>no summarize step in this pipeline.</p>"
-    out = []
+    out = [_summary_counts(result)]
     for s in result["summaries"]:
         docs = "".join(f"<li>{esc(t)} <span class='muted'>({esc(s['id_column'])} {esc(i)})</span></li>"
                        for t, i in zip(s["texts"], s["ids"]))
         writer = f" — written by {esc(s['model'])}" if s.get("model") and s["kind"] == "abstractive" else ""
         text = "" if s["kind"] == "extractive" else f"<p>{esc(s['summary'])}</p>"
+        if s.get("model") and s["kind"] == "extractive":  # the model's text failed the check: say so, never a gap
+            text = (f"<p class='muted'>No sentence by {esc(s['model'])} passed the check against these documents; "
+                    "the representative documents below are the summary.</p>")
+        text += "".join(f"<p class='muted small'>note: {esc(n)}</p>" for n in s.get("notes") or [])
         out.append(f"<div class='card'><h3>{esc(s['name'])} <span class='muted'>{s['size']:,} documents, "
                    f"{pct(s['share'])}</span></h3><p><b>keywords:</b> {esc(', '.join(s['keywords'][:10]))}{writer}</p>"
                    f"{text}<p><b>representative documents:</b></p><ul>{docs}</ul></div>")
     return "".join(out)
+
+
+def _summary_counts(result: dict) -> str:
+    if not result.get("generated_kept") and not result.get("fell_back"):
+        return ""
+    return (f"<p>Every sentence a model wrote was checked against its category's documents (each content word and "
+            f"number must appear in them): {result['generated_kept']} generated summaries kept, "
+            f"{result['fell_back']} fell back to the extractive summary; {result.get('sentences_kept', 0)} sentences "
+            f"kept, {result.get('sentences_dropped', 0)} dropped.</p>")
 
 
 def _subtopics(result: dict | None) -> str:

@@ -173,7 +173,8 @@ async function dashboard(view, runId) {
     h("article", { class: "summary-card" },
       h("h3", {}, s.name, " ", marksOf(d, s.name)),
       h("div", { class: "muted small" }, `${fmt(s.size)} documents · ${pct(s.share)}`),
-      s.kind === "abstractive" && s.summary ? h("p", { class: "summary-text" }, s.summary, h("span", { class: "muted small" }, ` — written by ${s.model}`)) : null,
+      s.kind === "abstractive" && s.summary ? h("p", { class: "summary-text" }, s.summary, h("span", { class: "muted small" }, ` — written by ${s.model}`))
+        : s.model ? h("p", { class: "muted small summary-fallback" }, `No sentence by ${s.model} passed the check against these documents; the examples below are the summary.`) : null,
       h("div", { class: "keywords" }, (s.keywords || []).slice(0, 8).map((k) => badge(k, "muted"))),
       h("ul", { class: "examples" }, (s.texts || []).slice(0, 3).map((x, i) => h("li", {}, truncate(x, 140),
         s.ids?.[i] !== undefined && s.ids?.[i] !== null ? h("span", { class: "muted small" }, ` (${s.id_column || "id"} ${s.ids[i]})`) : null))))))
