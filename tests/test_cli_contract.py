@@ -274,7 +274,7 @@ def test_every_extra_a_hint_names_is_defined_and_pinned_as_in_requirements():
     for extra, reqs in extras.items():
         for req in reqs:
             name, version = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)", req).groups()
-            if extra != "ray":
+            if extra not in ("ray", "qwen"):  # qwen: 1.1 GB of model parts, an extra only (never in CI)
                 assert pins.get(name.lower()) == version, f"[{extra}] {req} vs requirements.txt {pins.get(name.lower())}"
     e = errors.MissingDependency("llama_cpp", "llm", "A local generative model")
     assert "pip install 'inhouse[llm]'" in e.fix and "make install" in e.fix

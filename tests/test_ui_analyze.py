@@ -92,6 +92,25 @@ def test_pipeline_dashboard_data(served, api_run):
     assert d["report"] == "report.html"
 
 
+def test_headline_counts_only_real_flags_and_windows_take_dates(served, api_run):
+    """The demo corpus: the crash incident emerges inside app_problem; no sub-topic is 'declining' only because
+    the crashes grew beside it (the old within-category share flagged them). Categories keep the share test."""
+    server, tokens, _ = served
+    with server.client(tokens["editor"]) as c:
+        d = c.get(f"/pipelines/{api_run}").json()
+        sub_declines = [f for f in d["flagged"] if f["status"] == "declining" and f["level"] == "subtopic"]
+        assert not sub_declines, sub_declines
+        assert d["declining"] == sum(f["status"] == "declining" for f in d["flagged"])
+        assert any(f["status"] == "emerging" and "app_problem" in (f["category"], f.get("parent")) for f in d["flagged"])
+        t = c.get("/datasets/cc/trends", params={"by": "label", "recent_from": "2026-08-10", "until": "2026-08-31"})
+        assert t.status_code == 200, t.text
+        assert t.json()["recent_from"] == "2026-08-10" and t.json()["emerging"] == ["app_problem"]
+        bad = c.get("/datasets/cc/trends", params={"by": "label", "recent_from": "last week"})
+        assert bad.status_code == 400 and "recent-from" in bad.json()["message"]
+        r = c.post("/pipelines", json={"dataset": "cc", "model": "intents@production", "recent_from": "08/10/2026"})
+        assert r.status_code == 400 and "recent_from" in r.json()["message"]
+
+
 def test_pipeline_files(served, api_run):
     server, tokens, home = served
     with server.client(tokens["viewer"]) as c:

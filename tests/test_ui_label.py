@@ -304,3 +304,75 @@ def test_rename_merge_and_unmerge_topics_on_the_screen(served, browser):
         assert b["column"] == "complaint" and b["label"] == "App crashes" and b["count"] == size5
         assert_clean(page)
         page.context.close()
+
+
+# ------------------------------------------- least sure, accept, 10+ labels ----
+
+def test_least_sure_orders_a_confident_models_documents_by_log_margin():
+    """A full fine-tune says 0.9999... for nearly everything: p1 - p2 rounds to 1.0 (float32) for all of them, so
+    the old queue could not order them and showed documents at 100 % confidence."""
+    from inhouse.analysis.queue import log_margins, margins, uncertainty_order
+
+    logits = np.array([[25.0, 0, -3], [18.0, 0, -1], [30.0, 0, 0], [3.0, 1.0, 0]])
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    assert margins(probs)[:3].tolist() == [1.0, 1.0, 1.0]
+    assert uncertainty_order(probs, 4).tolist() == [3, 1, 0, 2]
+    assert np.allclose(log_margins(probs), [25, 18, 30, 2], atol=1e-3)
+
+
+def test_queue_items_carry_the_log_margin_smallest_first(served):
+    server, tokens, _ = served
+    with server.client(tokens["viewer"]) as c:
+        u = c.get("/datasets/demo/queue", params={"model": "intents@1", "limit": 50}).json()
+        lm = [d["log_margin"] for d in u["items"]]
+        assert lm == sorted(lm) and len(set(lm)) > 1
+
+
+@pytest.mark.browser
+def test_accept_key_and_the_tenth_label_by_chord_with_live_counts(served, browser):
+    from uikit import assert_clean, open_page
+
+    server, tokens, home = served
+    with server.client(tokens["editor"]) as c:
+        docs = c.get("/datasets/demo/documents", params={"limit": 300}).json()["documents"]
+        for i, d in enumerate(docs[-11:]):  # eleven labels in a label set of our own
+            r = c.post("/datasets/demo/labels", json={"label": f"L{i:02d}", "doc_ids": [d["doc_id"]], "into": "tenplus"})
+            assert r.status_code == 200, r.text
+        page = open_page(browser, server.url, tokens["editor"])
+        page.goto("/#/datasets/demo/label?mode=docs&col=tenplus&model=intents@1")
+        page.locator(".doc-big").wait_for()
+        page.locator(".accept-btn").wait_for()
+        assert page.locator(".label-btn").count() == 11  # more than 9 labels: all on keys
+        assert page.locator(".label-btn kbd").nth(9).inner_text() == "0 0"
+        page.locator("main").click(position={"x": 5, "y": 5})
+
+        # a: accept the model's suggestion
+        first = int(page.locator(".doc-big").get_attribute("data-doc"))
+        suggested = page.locator(".accept-btn").get_attribute("data-label")
+        page.keyboard.press("a")
+        cur = _wait_doc_change(page, first)
+        assert _labels_in(home, "tenplus")[first] == suggested
+
+        # 0 then 0: the tenth label; its count goes from 1 to 2 on the button
+        tenth = page.locator(".label-btn").nth(9).get_attribute("data-label")
+        assert page.locator(f".label-btn[data-label='{tenth}'] .label-count").inner_text() == "1"
+        page.keyboard.press("0")
+        page.keyboard.press("0")
+        _wait_doc_change(page, cur)
+        assert _labels_in(home, "tenplus")[cur] == tenth
+        page.wait_for_function("(l) => document.querySelector(`.label-btn[data-label='${l}'] .label-count`)"
+                               "?.textContent === '2'", arg=tenth)
+        assert_clean(page)
+        page.context.close()
+
+
+def _labels_in(home, col: str) -> dict[int, str | None]:
+    from inhouse.workspace.documents import read_documents
+    from inhouse.workspace.store import Workspace
+
+    ws = Workspace.open(home)
+    try:
+        df = read_documents(ws, "demo", columns=["doc_id", "label"], label_col=col)
+    finally:
+        ws.close()
+    return {int(d): (None if lab is None or lab != lab else lab) for d, lab in zip(df["doc_id"], df["label"])}

@@ -1,7 +1,11 @@
 """Which documents to label next: the ones a model is least sure of, or a spread of the data when there is none.
 
 * **uncertainty**: the current model's probabilities on unlabelled documents;
-  the smallest margin between the top two classes comes first.
+  the smallest margin between the top two classes comes first, measured as
+  ``log p1 − log p2``: a confident model (a full fine-tune says 0.9999… for
+  nearly everything) rounds ``p1 − p2`` to exactly 1.0 in float32 for most
+  documents, so that difference could not order them and the queue showed
+  documents at 100 % confidence; the log ratio still tells them apart.
 * **diversity**: farthest-first traversal (k-means++'s deterministic cousin)
   over document vectors, so the queue covers the data instead of one corner:
   the embeddings the workspace already holds (from the latest discovery's
@@ -16,6 +20,9 @@ same queue.
     >>> import numpy as np
     >>> uncertainty_order(np.array([[0.9, 0.1], [0.55, 0.45], [0.7, 0.3]]), 2).tolist()
     [1, 2]
+    >>> saturated = np.array([[1.0, 1e-11], [1.0, 2e-8], [1.0, 1e-13]], dtype=np.float32)
+    >>> margins(saturated).tolist(), uncertainty_order(saturated, 3).tolist()
+    ([1.0, 1.0, 1.0], [1, 0, 2])
     >>> farthest_first(np.array([[1.0, 0], [0.99, 0.14], [0, 1.0]]), 2, seed=0).tolist()
     [0, 2]
 
@@ -70,9 +77,19 @@ def margins(probs: np.ndarray) -> np.ndarray:
     return (top[:, -1] - top[:, -2]).astype(np.float32)
 
 
+def log_margins(probs: np.ndarray) -> np.ndarray:
+    """``log p1 − log p2`` of the top two probabilities per row (inf for a single class): unlike ``p1 − p2``
+    it does not round to 1.0 for a confident model."""
+    if probs.shape[1] < 2:
+        return np.full(len(probs), np.inf)
+    top = np.sort(probs.astype(np.float64), axis=1)
+    tiny = np.finfo(np.float64).tiny
+    return np.log(np.maximum(top[:, -1], tiny)) - np.log(np.maximum(top[:, -2], tiny))
+
+
 def uncertainty_order(probs: np.ndarray, limit: int) -> np.ndarray:
-    """Row indices of the ``limit`` smallest margins, smallest first (ties by row order)."""
-    return np.argsort(margins(probs), kind="stable")[:limit]
+    """Row indices of the ``limit`` smallest top-2 margins (in log space), smallest first (ties by row order)."""
+    return np.argsort(log_margins(probs), kind="stable")[:limit]
 
 
 def farthest_first(vectors: np.ndarray, limit: int, *, seed: int = 0) -> np.ndarray:
@@ -190,10 +207,11 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
 
         probs = cached_proba(clf, texts, df["text_hash"].tolist())
         order = uncertainty_order(probs, limit)
-        m = margins(probs)
+        m, lm = margins(probs), log_margins(probs)
         for i in order:
             top = np.argsort(-probs[i], kind="stable")[:3]
             out.items.append({"doc_id": ids[i], "text": texts[i], "score": round(float(m[i]), 6),
+                              "log_margin": round(float(lm[i]), 4),
                               "predicted": clf.labels[int(top[0])],
                               "top": [{"label": clf.labels[int(k)], "p": round(float(probs[i, k]), 6)} for k in top]})
         return out

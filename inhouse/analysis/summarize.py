@@ -58,6 +58,8 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     ids: list = field(default_factory=list)  # the user's ids of doc_ids (their --id-col), or source rows
     id_column: str = ROW_COLUMN  # what ``ids`` are: the dataset's id column name, or "row"
+    sentences_kept: int = 0  # the model's sentences that passed the check against the documents
+    sentences_dropped: int = 0  # ... and those that did not (a word or number found in none of them)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,9 +104,11 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
     were asked for: keywords are always weighed against every category.
     ``where`` keeps only the documents for which a filter holds. With ``llm``,
     ``confirm`` gets the :class:`inhouse.topics.grounding.Estimate` before any
-    prompt (False stops the run), and every summary is checked against the
-    category's documents; one that mentions what none of them says is replaced
-    by the extractive one (``notes`` says why).
+    prompt (False stops the run), and every generated sentence is checked
+    against the category's documents (:func:`check_sentence`: each of its
+    content words and numbers must appear in them); failing sentences are
+    dropped, and a summary left with none falls back to the extractive one
+    (``notes`` says why; :func:`counts` tallies kept and fell back).
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> s = summarize(ws, "banking77", by="label", llm="smollm2-135m", categories=["card_payment_fee_charged"])[0]
@@ -202,6 +206,80 @@ def extractive_text(docs: list[str], width: int = 240) -> str:
 
 # ---------------------------------------------------------- abstractive ----
 
+NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` cut after . ! or ? followed by a space (so ``3.5`` and ``v5.2`` stay whole).
+
+    >>> sentences("Fees rose 3.5 percent. Why? Ask v5.2 users")
+    ['Fees rose 3.5 percent.', 'Why?', 'Ask v5.2 users']
+    """
+    return [x.strip() for x in re.split(r"(?<=[.!?])\s+", text) if x.strip()]
+
+
+def _root(word: str) -> str:
+    """A word folded for comparison: plural, then -ing/-ed/-ly (``charged`` ~ ``charge`` ~ ``charges``)."""
+    from ..topics.text import fold_plural
+
+    w = fold_plural(word.lower())
+    for suffix in ("ing", "ed", "ly", "e"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            return w[: -len(suffix)]
+    return w
+
+
+def source_index(texts: list[str]) -> tuple[set[str], set[str]]:
+    """The folded words and the numbers of a category's documents, for :func:`check_sentence`."""
+    words, numbers = set(), set()
+    for t in texts:
+        low = str(t).lower()
+        words.update(_root(w) for w in re.findall(r"[^\W\d_]+", low))
+        numbers.update(NUMBER.findall(low))
+    return words, numbers
+
+
+def check_sentence(sentence: str, index: tuple[set[str], set[str]]) -> str | None:
+    """Why ``sentence`` is not grounded in the documents of ``index`` (:func:`source_index`), or None when it is.
+
+    Every content word (not a stop word, not one of the describing words of
+    :data:`inhouse.topics.grounding.GENERIC`) and every number must appear in the
+    documents.
+
+    >>> idx = source_index(["why was I charged a fee of $45 for a withdrawal", "what are the fees abroad"])
+    >>> check_sentence("These messages ask about fees charged for a withdrawal.", idx) is None
+    True
+    >>> print(check_sentence("Fees charged by various countries.", idx))
+    'countries' is in none of the documents
+    >>> print(check_sentence("A fee of $50 was charged.", idx))
+    the number 50 is in none of the documents
+    """
+    from ..topics.grounding import GENERIC
+    from ..topics.text import stop_words
+
+    words, numbers = index
+    for n in NUMBER.findall(sentence.lower()):
+        if n.rstrip(".,") not in numbers:
+            return f"the number {n.rstrip('.,')} is in none of the documents"
+    stops = set(stop_words())
+    for w in re.findall(r"[^\W\d_]+", sentence):
+        low = w.lower()
+        if low in stops or low in GENERIC or len(low) < 3 or _root(low) in {_root(g) for g in GENERIC}:
+            continue
+        if _root(low) not in words:
+            return f"{low!r} is in none of the documents"
+    return None
+
+
+def counts(out: list[Summary]) -> dict:
+    """How the model's summaries fared: categories whose generated summary was kept, that fell back, sentences."""
+    tried = [s for s in out if s.model]
+    return {"generated_kept": sum(s.kind == "abstractive" for s in tried),
+            "fell_back": sum(s.kind != "abstractive" for s in tried),
+            "sentences_kept": sum(s.sentences_kept for s in out),
+            "sentences_dropped": sum(s.sentences_dropped for s in out)}
+
+
 def summary_prompt(name: str, keywords: list[str], docs: list[str]) -> str:
     examples = "\n".join(f"- {d[:200]}" for d in docs[:5])
     return (f"Messages:\n{examples}\nKeywords: {', '.join(keywords[:6])}\n"
@@ -224,7 +302,7 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     text = " ".join(raw.replace("*", "").split())
     text = re.sub(r"^(summary|answer)\s*:\s*", "", text, flags=re.I).lstrip("-• ").strip()
     kept: list[str] = []
-    for sentence in (x.strip() for x in re.findall(r"[^.!?]+[.!?]?", text)):
+    for sentence in sentences(text):
         if sentence and sentence not in kept and len(kept) < max_sentences:
             kept.append(sentence)
     text = " ".join(kept)
@@ -246,7 +324,7 @@ def _abstract(ws: Workspace, llm: str, out: list[Summary], max_tokens: int, seed
     """Each category's summary by ``llm``, kept only when it is usable and grounded in the category's
     documents; the extractive summary stays otherwise (a note says why). The quotes stay either way."""
     from ..models.generators import load_generator
-    from ..topics.grounding import check_grounded, record_speed, words_of
+    from ..topics.grounding import record_speed
 
     gen = load_generator(ws, llm)
     t0 = time.time()
@@ -258,12 +336,28 @@ def _abstract(ws: Workspace, llm: str, out: list[Summary], max_tokens: int, seed
         if not text:
             s.notes.append(f"{llm} gave no usable summary ({raw[:60]!r}); kept the extractive one")
             continue
-        ok, why = check_grounded(text, words_of(sources.get(s.category, s.texts)), kind="summary")
-        if ok:
-            s.summary, s.kind = text, "abstractive"
-        else:
-            s.notes.append(f"{llm}'s summary was rejected ({why}): {text[:80]!r}; kept the extractive one")
+        ground_summary(s, text, sources.get(s.category, s.texts), llm)
     record_speed(ws, llm, gen.sha256, "summary", len(out), time.time() - t0)
+
+
+def ground_summary(s: Summary, text: str, sources: list[str], llm: str) -> None:
+    """Keep the sentences of ``text`` grounded in ``sources``; with none left, ``s`` stays extractive (a note says why)."""
+    index = source_index(sources)
+    kept, why = [], []
+    for sentence in sentences(text):
+        problem = check_sentence(sentence, index)
+        if problem:
+            why.append(f"{problem}: {sentence[:80]!r}")
+        else:
+            kept.append(sentence)
+    s.sentences_kept, s.sentences_dropped = len(kept), len(why)
+    if why:
+        s.notes.append(f"{llm}: dropped {len(why)} sentence{'s' if len(why) > 1 else ''} not in the documents ("
+                       + "; ".join(why) + ")")
+    if kept:
+        s.summary, s.kind = " ".join(kept), "abstractive"
+    else:
+        s.notes.append(f"{llm}'s summary fell back to the extractive one (the representative documents)")
 
 
 def _save(ws: Workspace, dataset: str, by: str, run: int | None, out: list[Summary], t0: float,
@@ -273,7 +367,8 @@ def _save(ws: Workspace, dataset: str, by: str, run: int | None, out: list[Summa
     now = time.time()
     with ws.tx() as c:
         run_id = ws.record_run("summarize", {"dataset": dataset, "by": by, "run": run, **params},
-                               {"categories": len(out), "abstractive": sum(s.kind == "abstractive" for s in out)},
+                               {"categories": len(out), "abstractive": sum(s.kind == "abstractive" for s in out),
+                                **counts(out)},
                                model=llm.model if llm else None, model_sha256=llm.model_sha256 if llm else None,
                                started_at=t0)
         for s in out:

@@ -12,8 +12,17 @@ by at least ``min_ratio`` times (or it is new), *declining* when the q-value is
 under ``alpha`` and its share fell by the same factor; every category reports
 its effect sizes (share ratio, log odds ratio, absolute change) and p and q.
 
-With ``within``, the shares are taken inside each category of that column
-(the sub-topics of each label), and the tests run inside each.
+With ``within`` (the sub-topics of each label), each sub-topic's volume is
+tested relative to the volume of the whole dataset, not to its parent's: a
+sub-topic whose share of its parent fell only because a sibling grew is not
+declining. Without ``within``, categories keep the share test (the share of
+all documents).
+
+The recent window is the last ``recent`` periods, or the dates from
+``recent_from`` (to ``until``, inclusive): the baseline is then everything
+before ``recent_from`` and documents after ``until`` are left out, so "what
+emerged in March against January–February" is ``recent_from="2026-03-01",
+until="2026-03-31"`` on data starting in January.
 
 Periods start at midnight in ``tz`` (default UTC; stored times stay UTC). A
 period with fewer than ``min_count`` documents (in the group) is *thin*: its
@@ -31,6 +40,7 @@ when shares stay flat.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,6 +106,9 @@ class TrendsResult:
     tz: str = "UTC"
     min_count: int = 5
     where: str | None = None
+    recent_from: str | None = None
+    until: str | None = None
+    basis: str = "dataset"  # shares are of all documents (sub-topics too: a sibling's growth is not a decline)
 
     def flagged(self) -> list[CategoryTrend]:
         """Emerging then declining categories, strongest evidence first."""
@@ -117,14 +130,30 @@ class TrendsResult:
         return d
 
 
+def window_label(d: dict) -> str:
+    """The recent window in words, from a result's ``to_dict()`` (older records have no dates).
+
+    >>> window_label({"recent_periods": 3, "every": "week"})
+    'the last 3 weeks'
+    >>> window_label({"recent_from": "2026-03-01", "until": "2026-03-31", "every": "week"})
+    '2026-03-01 to 2026-03-31 (baseline: before 2026-03-01)'
+    """
+    if d.get("recent_from"):
+        return (f"{d['recent_from']} to {d.get('until') or 'the end'} (baseline: before {d['recent_from']})")
+    n = d.get("recent_periods", 1)
+    return f"the last {n} {d.get('every', 'period')}{'s' if n != 1 else ''}"
+
+
 def trends(ws: Workspace, dataset: str, by: str = "label", every: str = "week", *, within: str | None = None,
            recent: int | None = None, alpha: float = 0.05, min_ratio: float = 1.25, run: int | None = None,
-           split: str | None = None, where: str | None = None, tz: str = "UTC", min_count: int = 5) -> TrendsResult:
+           split: str | None = None, where: str | None = None, tz: str = "UTC", min_count: int = 5,
+           recent_from: str | None = None, until: str | None = None) -> TrendsResult:
     """Counts and shares of ``by`` per period, and the emerging or declining categories.
 
     ``recent`` is how many of the latest periods form the recent window (default:
-    a quarter of the periods, at least one); ``run`` picks a discovery run for
-    ``by="topic"``.
+    a quarter of the periods, at least one); or ``recent_from`` (a date, in
+    ``tz``) starts it, ``until`` (a date, inclusive) ends the analysis; ``run``
+    picks a discovery run for ``by="topic"``.
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = trends(ws, "airline", by="negative_reason", every="day", recent=2)
@@ -152,37 +181,102 @@ def trends(ws: Workspace, dataset: str, by: str = "label", every: str = "week", 
     frame = pd.DataFrame({"time": df["time"], "cat": cats, "parent": parents})
     without_time = int(frame["time"].isna().sum())
     frame = frame[frame["time"].notna()]
+    start, end = _date_bounds(recent_from, until, tz, recent)
+    if end is not None:
+        frame = frame[frame["time"] < end]
+    every_doc = frame  # the whole dataset's volume: the denominator of a sub-topic's share
     without_cat = int(frame["cat"].isna().sum() + (frame["parent"].isna().sum() if within else 0))
     frame = frame[frame["cat"].notna() & (frame["parent"].notna() if within else True)]
     if frame.empty:
-        raise InputError(f"dataset {dataset!r} has no document with both a time and a {by!r} value.",
-                         fix=f"Check --by {by}" + (f" and --within {within}" if within else "") + ".")
-    periods = frame["time"].dt.tz_convert(tz).dt.tz_localize(None).dt.to_period(EVERY[every])
-    full = pd.period_range(periods.min(), periods.max(), freq=EVERY[every])
+        raise InputError(f"dataset {dataset!r} has no document with both a time and a {by!r} value"
+                         + (f" until {until}" if until else "") + ".",
+                         fix=f"Check --by {by}" + (f" and --within {within}" if within else "")
+                         + (" and --until" if until else "") + ".")
+    if not within:
+        every_doc = frame  # categories keep the share test: of the documents that have a category
+    every_doc, full = _periods(every_doc, every, tz)
     if len(full) < 2:
         raise InputError(f"dataset {dataset!r} spans a single {every} ({full[0]}); trends need at least two periods.",
                          fix="Use a shorter period, e.g. --every day.")
-    recent = max(1, len(full) // 4) if recent is None else recent
-    if not 1 <= recent < len(full):
-        raise UsageError(f"--recent must be between 1 and {len(full) - 1} (there are {len(full)} {every}s), "
-                         f"found {recent}.")
-    frame = frame.assign(period=np.searchsorted(full.start_time.values, periods.dt.start_time.values))
-    result = TrendsResult(dataset, by, every, within, [str(p.start_time.date()) for p in full], recent, alpha,
-                          min_ratio, len(df), without_time, without_cat,
-                          np.bincount(frame["period"], minlength=len(full)).tolist(), tz=tz, min_count=min_count,
-                          where=where)
+    n_recent, every_doc = _recent_window(every_doc, full, recent, start, recent_from, every)
+    frame = every_doc.loc[every_doc.index.isin(frame.index)]
+    totals = np.bincount(every_doc["period"], minlength=len(full))
+    result = TrendsResult(dataset, by, every, within, [str(p.start_time.date()) for p in full], n_recent, alpha,
+                          min_ratio, len(df), without_time, without_cat, totals.tolist(), tz=tz, min_count=min_count,
+                          where=where, recent_from=recent_from, until=until)
+    spans = _spans(every_doc, full, n_recent, start)
+    window = (int(every_doc["recent"].sum()), int((~every_doc["recent"]).sum()))
     for parent, group in _groups(frame, within):
-        result.categories += _test_group(group, parent, names, len(full), recent, min_count)
+        result.categories += _test_group(group, parent, names, totals, window, spans, min_count)
     _bh(result.categories)
     for c in result.categories:
         c.status = _status(c, alpha, min_ratio) if c.recent_count >= min_count else "stable"
     result.seconds = round(time.time() - t0, 3)
     ws.record_run("trends", {"dataset": dataset, "by": by, "every": every, "within": within, "recent": recent,
                              "alpha": alpha, "min_ratio": min_ratio, "run": run, "split": split, "where": where,
-                             "tz": tz, "min_count": min_count},
+                             "tz": tz, "min_count": min_count, "recent_from": recent_from, "until": until},
                   {"emerging": [c.category for c in result.emerging()],
                    "declining": [c.category for c in result.declining()]}, started_at=t0)
     return result
+
+
+def _date(value: str, flag: str, tz: str):
+    import pandas as pd
+
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)):
+            raise ValueError(value)
+        return pd.Timestamp(str(value)).tz_localize(tz).tz_convert("UTC")
+    except (ValueError, TypeError):
+        raise UsageError(f"{flag} must be a date such as 2026-03-01, found {value!r}.") from None
+
+
+def _date_bounds(recent_from: str | None, until: str | None, tz: str, recent: int | None):
+    """(start of the recent window, end of the analysis) as UTC instants; ``until`` is inclusive (to its midnight)."""
+    import pandas as pd
+
+    if recent_from is not None and recent is not None:
+        raise UsageError("--recent and --recent-from both choose the recent window; give one of them.")
+    start = _date(recent_from, "--recent-from", tz) if recent_from is not None else None
+    end = _date(until, "--until", tz) + pd.Timedelta(days=1) if until is not None else None
+    if start is not None and end is not None and end <= start:
+        raise UsageError(f"--until ({until}) must not be before --recent-from ({recent_from}).")
+    return start, end
+
+
+def _periods(frame, every: str, tz: str):
+    import pandas as pd
+
+    periods = frame["time"].dt.tz_convert(tz).dt.tz_localize(None).dt.to_period(EVERY[every])
+    return frame.assign(_p=periods), pd.period_range(periods.min(), periods.max(), freq=EVERY[every])
+
+
+def _recent_window(frame, full, recent: int | None, start, recent_from: str | None, every: str):
+    """How many periods the recent window covers, and ``frame`` with each document's period and window."""
+    frame = frame.assign(period=np.searchsorted(full.start_time.values, frame["_p"].dt.start_time.values))
+    if start is None:
+        recent = max(1, len(full) // 4) if recent is None else recent
+        if not 1 <= recent < len(full):
+            raise UsageError(f"--recent must be between 1 and {len(full) - 1} (there are {len(full)} {every}s), "
+                             f"found {recent}.")
+        return recent, frame.assign(recent=frame["period"] >= len(full) - recent)
+    is_recent = frame["time"] >= start
+    if is_recent.all() or not is_recent.any():
+        side = "no document before it" if is_recent.all() else "no document from it on"
+        raise UsageError(f"--recent-from {recent_from}: there is {side} ({frame['time'].min():%Y-%m-%d} … "
+                         f"{frame['time'].max():%Y-%m-%d}), so there is nothing to compare.",
+                         fix="Choose a date inside the data, or use --recent N.")
+    first = int(frame.loc[is_recent, "period"].min())
+    return len(full) - first, frame.assign(recent=is_recent)
+
+
+def _spans(frame, full, n_recent: int, start) -> tuple[float, float]:
+    """Lengths of the recent window and of the baseline (in periods, or days with a date), for volume ratios."""
+    if start is None:
+        return float(n_recent), float(len(full) - n_recent)
+    t0, t1 = frame["time"].min(), frame["time"].max()
+    day = 86400.0
+    return max((t1 - start).total_seconds() / day, 1.0), max((start - t0).total_seconds() / day, 1.0)
 
 
 def _check_tz(tz: str) -> None:
@@ -217,19 +311,24 @@ def _groups(frame, within: str | None):
         yield parent, frame[frame["parent"] == parent]
 
 
-def _test_group(group, parent: str | None, names: dict, n_periods: int, recent: int,
-                min_count: int = 1) -> list[CategoryTrend]:
-    """Counts per period and the recent-versus-baseline test of each category of one group."""
-    totals = np.bincount(group["period"], minlength=n_periods)
-    split = n_periods - recent
-    n1, n0 = int(totals[split:].sum()), int(totals[:split].sum())
+def _test_group(group, parent: str | None, names: dict, totals: np.ndarray, window: tuple[int, int],
+                spans: tuple[float, float], min_count: int = 1) -> list[CategoryTrend]:
+    """Counts per period and the recent-versus-baseline test of each category of one group.
+
+    ``totals`` (per period) and ``window`` (recent, baseline) count the whole
+    dataset's documents: the share of a sub-topic is of all documents, so a
+    sibling's growth does not make it fall.
+    """
+    n_periods = len(totals)
+    n1, n0 = window
     out = []
     for cat, rows in sorted(group.groupby("cat"), key=lambda kv: (-len(kv[1]), str(kv[0]))):
         counts = np.bincount(rows["period"], minlength=n_periods)
-        x1, x0 = int(counts[split:].sum()), int(counts[:split].sum())
+        x1 = int(rows["recent"].sum())
+        x0 = len(rows) - x1
         p, test = two_proportion_test(x1, n1, x0, n0)
         s1, s0 = x1 / n1 if n1 else 0.0, x0 / n0 if n0 else 0.0
-        rate1, rate0 = x1 / recent, x0 / split
+        rate1, rate0 = x1 / spans[0], x0 / spans[1]
         out.append(CategoryTrend(
             category=str(cat), name=names.get(str(cat), str(cat)), parent=parent, total=int(counts.sum()),
             counts=counts.tolist(), shares=[round(c / t, 6) if t else 0.0 for c, t in zip(counts, totals)],
@@ -291,6 +390,25 @@ def _status(c: CategoryTrend, alpha: float, min_ratio: float) -> str:
 
 # ----------------------------------------------------------------- chart ----
 
+def thin_labels(n: int, room: float, label: float) -> list[int]:
+    """Indices of the ``n`` evenly spaced axis labels to draw so that none overlaps its neighbour.
+
+    ``room`` is the distance from the first tick to the last, ``label`` the
+    width one label needs (same unit). Every ``step``-th label is drawn, with
+    ``step`` the smallest that keeps drawn labels at least ``label`` apart.
+
+    >>> thin_labels(15, 714, 75)
+    [0, 2, 4, 6, 8, 10, 12, 14]
+    >>> thin_labels(3, 714, 75), thin_labels(1, 100, 75), thin_labels(0, 100, 75)
+    ([0, 1, 2], [0], [])
+    """
+    if n <= 1:
+        return list(range(n))
+    gap = room / (n - 1)
+    step = max(1, math.ceil(label / gap - 1e-9)) if gap > 0 else n
+    return list(range(0, n, step))
+
+
 def chart_left_out(result: TrendsResult, top: int = 12) -> dict[str | None, list[str]]:
     """Per group, the categories the chart does not draw (all are drawn up to ``top`` per group)."""
     out = {}
@@ -336,7 +454,7 @@ def chart(result: TrendsResult, path: str | Path, *, top: int = 12) -> Path:
         _plot_group(ax, vax, result, [c for c in result.categories if c.parent == parent], x, top)
         title = (f"{result.by} within {result.within} = {parent}" if parent is not None
                  else f"{result.dataset}: each {result.by} per {result.every} ({result.tz})")
-        ax.set_title(f"{title}: share", fontsize=10)
+        ax.set_title(f"{title}: share of all documents", fontsize=10)
         vax.set_title(f"{title}: volume (documents)", fontsize=10)
         if parent in left_out:
             names = left_out[parent]
@@ -372,8 +490,10 @@ def _plot_group(ax, vax, result: TrendsResult, cats: list[CategoryTrend], x: np.
         vax.plot(x, c.counts, **style)
     for a in (ax, vax):
         a.axvspan(len(x) - result.recent_periods - 0.5, len(x) - 0.5, color="gold", alpha=0.15, lw=0)
-        step = max(1, len(x) // 12)
-        a.set_xticks(x[::step], [result.periods[i] for i in x[::step]], rotation=30, ha="right", fontsize=8)
+        # labels rotated 30° overlap when their spacing times sin(30°) is under a line of 8-pt text (about 17 px)
+        room = a.get_position().width * a.figure.get_figwidth() * a.figure.dpi
+        ticks = thin_labels(len(x), room * (len(x) - 1) / max(len(x), 1), 2 * 17)
+        a.set_xticks(x[ticks], [result.periods[i] for i in ticks], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("share")
     vax.set_ylabel("documents")
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")

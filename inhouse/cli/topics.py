@@ -285,6 +285,9 @@ def _print_batches(batches) -> None:
 @click.option("--within", default=None, metavar="COLUMN", help="Shares inside each category of COLUMN.")
 @click.option("--recent", default=None, type=click.IntRange(min=1),
               help="Periods in the recent window (default: the last quarter of the periods).")
+@click.option("--recent-from", default=None, metavar="DATE",
+              help="The recent window starts on DATE (YYYY-MM-DD, in --tz); the baseline is everything before it.")
+@click.option("--until", default=None, metavar="DATE", help="Leave out documents after DATE (inclusive end).")
 @click.option("--alpha", default=0.05, show_default=True, type=float, help="False discovery rate (BH q-value).")
 @click.option("--min-ratio", default=1.25, show_default=True, type=float,
               help="Smallest change of share (times) worth flagging.")
@@ -299,8 +302,8 @@ def _print_batches(batches) -> None:
               help="Periods with fewer documents are not drawn; categories need this many recent ones to be flagged.")
 @json_option
 @pass_ctx
-def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id, split, chart, top, where, label_col,
-               tz, min_count, as_json) -> None:
+def trends_cmd(ctx, dataset, by, every, within, recent, recent_from, until, alpha, min_ratio, run_id, split, chart, top,
+               where, label_col, tz, min_count, as_json) -> None:
     """Volume and share of each category over time; which are emerging or declining.
 
     The recent window is tested against the periods before it (two-proportion
@@ -314,13 +317,15 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
       Lost Luggage      724    6.9%    9.4%   1.36   +2.5pp  6.8e-05  ▄█▅▅▅▆▇█  ▲ emerging
       ...
       $ inhouse trends --dataset tickets --by topic --within label --every week
+      $ inhouse trends --dataset tickets --recent-from 2026-03-01 --until 2026-03-31   # March vs before
       $ inhouse trends --dataset air --by negative_reason --within airline --where "label = 'negative'" \\
           --every day --tz America/Los_Angeles
     """
     from ..service.analysis import draw_trends, trends
 
     res = trends(ctx.ws, dataset, by=by, label_col=label_col, every=every, within=within, recent=recent, alpha=alpha,
-                 min_ratio=min_ratio, run=run_id, split=split, where=where, tz=tz, min_count=min_count)
+                 min_ratio=min_ratio, run=run_id, split=split, where=where, tz=tz, min_count=min_count,
+                 recent_from=recent_from, until=until)
     left = {}
     if chart:
         left = draw_trends(res, chart)
@@ -334,14 +339,15 @@ def trends_cmd(ctx, dataset, by, every, within, recent, alpha, min_ratio, run_id
 
 
 def _print_trends(res, top: int) -> None:
+    from ..analysis.trends import window_label
+
     p = res.periods
-    base = len(p) - res.recent_periods
     left_out = [f"{res.without_time} without a time"] if res.without_time else []
     left_out += [f"{res.without_category} without a {res.by}" + (f" or {res.within}" if res.within else "")] \
         if res.without_category else []
     filt = f" where {res.where}" if res.where else ""
     click.echo(f"{res.dataset}{filt}: {res.by} per {res.every} ({res.tz}), {len(p)} {res.every}s ({p[0]} … {p[-1]}); "
-               f"recent window: last {res.recent_periods} vs {base} before; {sum(res.totals)} documents"
+               f"recent window: {window_label(res.to_dict())}; {sum(res.totals)} documents"
                + (f" (left out: {', '.join(left_out)})" if left_out else ""))
     w = min(len(p), 24)
     click.echo(f"volume per {res.every}: {sparkline(res.totals[-24:])}  ({', '.join(str(t) for t in res.totals[-24:])})")
@@ -364,10 +370,12 @@ def _print_trends(res, top: int) -> None:
                    f"{c.abs_change * 100:>+7.1f}pp{c.q_value:>9.2g}  {sparkline(c.shares[-24:], c.thin[-24:]):<{w}}  "
                    f"{sparkline(c.counts[-24:]):<{w}}  {mark}")
     flagged = res.flagged()
+    within = (f"; a sub-topic's share is of all documents, so one whose {res.within} grew around it is not "
+              "declining") if res.within else ""
     click.echo("\n" + (f"{len(res.emerging())} emerging, {len(res.declining())} declining (q < {res.alpha}, share "
                        f"ratio >= {res.min_ratio} or <= {1 / res.min_ratio:.2f}, at least {res.min_count} recent "
                        "documents)" if flagged else f"nothing emerging or declining at q < {res.alpha}")
-               + f"; · = a {res.every} with fewer than {res.min_count} documents")
+               + f"; · = a {res.every} with fewer than {res.min_count} documents" + within)
 
 
 # ------------------------------------------------------------- summarize ----
@@ -431,5 +439,7 @@ def summarize_cmd(ctx, dataset, by, llm, n_docs, categories, run_id, split, wher
         writer = f"{out[0].model} ({out[0].model_sha256[:12]})" if out[0].model else "extractive"
         click.echo(f"{len(out)} summaries ({writer}), run {out[0].run_id}")
         if llm:
-            ok = sum(s.kind == "abstractive" for s in out)
-            click.echo(f"{llm}: {ok} accepted, {len(out) - ok} fell back to the extractive summary (see the notes)")
+            n = r  # the counts of generated summaries kept and fallen back
+            click.echo(f"{llm}: {n['generated_kept']} generated summaries kept, {n['fell_back']} fell back to the "
+                       f"extractive summary; {n['sentences_kept']} sentences kept, {n['sentences_dropped']} dropped "
+                       "(a word or number in none of the documents; see the notes)")

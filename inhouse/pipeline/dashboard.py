@@ -40,12 +40,17 @@ def check_request(ws: Workspace, req: dict) -> dict:
     from ..models.catalog import DEFAULT_GENERATOR
 
     r = {"every": "week", "summaries": "extractive", "llm": None, "subtopics": True, "min_topic_size": 10,
-         "recent": None, "format": "parquet", "title": None, **{k: v for k, v in req.items() if v is not None}}
+         "recent": None, "recent_from": None, "until": None, "format": "parquet", "title": None, **{k: v for k, v in req.items() if v is not None}}
     info = ws.dataset(r["dataset"])  # NotFound naming the datasets there are
     if r["every"] not in EVERY:
         raise UsageError(f"every must be one of {list(EVERY)}, found {r['every']!r}.")
     if r["summaries"] not in SUMMARIES:
         raise UsageError(f"summaries must be one of {list(SUMMARIES)}, found {r['summaries']!r}.")
+    for k in ("recent_from", "until"):
+        if r[k] is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(r[k])):
+            raise UsageError(f"{k} must be a date YYYY-MM-DD, found {r[k]!r}.")
+    if r["recent_from"] and r["recent"]:
+        raise UsageError("recent and recent_from both choose the recent window; give one of them.")
     if r["format"] not in FORMATS:
         raise UsageError(f"format must be one of {list(FORMATS)}, found {r['format']!r}.")
     if not (info.columns or {}).get("time"):
@@ -82,6 +87,7 @@ def write_spec(ws: Workspace, key: str, req: dict) -> Path:
     if req["subtopics"]:
         steps.append(f"  - discover: {{within: prediction, min_topic_size: {int(req['min_topic_size'])}, seed: 0}}")
     recent = f", recent: {int(req['recent'])}" if req.get("recent") else ""
+    recent += "".join(f", {k}: {_q(req[k])}" for k in ("recent_from", "until") if req.get(k))
     steps.append(f"  - trends: {{by: prediction, every: {req['every']}{recent}}}")
     title = f", title: {_q(req['title'])}" if req.get("title") else ""
     steps.append(f"  - report: {{out: report.html{title}}}")
@@ -195,7 +201,8 @@ def dashboard(ws: Workspace, run_id: int) -> dict:
     volumes = None
     if cats:
         volumes = {"every": cats["every"], "periods": cats["periods"], "recent": cats.get("recent", []),
-                   "recent_periods": cats["recent_periods"], "totals": cats["totals"], "documents": cats["documents"],
+                   "recent_periods": cats["recent_periods"], "recent_from": cats.get("recent_from"),
+                   "until": cats.get("until"), "totals": cats["totals"], "documents": cats["documents"],
                    "alpha": cats["alpha"], "min_ratio": cats["min_ratio"], "without_time": cats.get("without_time"),
                    "series": [{"category": c["category"], "name": c["name"], "status": c["status"],
                                "counts": c["counts"], "total": c["total"]}

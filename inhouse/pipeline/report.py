@@ -16,6 +16,7 @@ import html
 from pathlib import Path
 
 from .. import registry
+from ..analysis.trends import thin_labels, window_label
 from ..workspace.files import atomic_write_text
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
@@ -62,8 +63,8 @@ def line_chart(periods: list[str], series: list[tuple[str, list[float]]], *, wid
         v = ymax * k / 4
         parts.append(f"<line x1='{left}' x2='{left + w}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#eee'/>"
                      f"<text x='{left - 6}' y='{y(v) + 4:.1f}' font-size='11' text-anchor='end'>{esc(fmt(v))}</text>")
-    step = max(1, n // 8)
-    for i in range(0, n, step):
+    label = max(len(str(p)) for p in periods) * 11 * 0.62 + 10  # width of an 11-px label, and a gap
+    for i in thin_labels(n, w, label):
         parts.append(f"<text x='{x(i):.1f}' y='{top + h + 16}' font-size='11' text-anchor='middle'>{esc(periods[i])}</text>")
     for j, (name, values) in enumerate(series):
         c = PALETTE[j % len(PALETTE)]
@@ -84,7 +85,7 @@ def _volumes(trends: dict | None) -> str:
     chart = line_chart(trends["periods"], [(c["name"], c["counts"]) for c in shown])
     rest = f"<p class='muted'>{len(cats) - len(shown)} smaller categories not drawn.</p>" if len(cats) > len(shown) else ""
     return (f"<p>Documents per {esc(trends['every'])} and category ({trends['documents']:,} documents, "
-            f"{len(trends['periods'])} {esc(trends['every'])}s; recent window: last {trends['recent_periods']}).</p>"
+            f"{len(trends['periods'])} {esc(trends['every'])}s; recent window: {esc(window_label(trends))}).</p>"
             + chart + rest)
 
 
@@ -113,9 +114,10 @@ def _changes(trends_result: dict | None) -> str:
             "<th class='num'>share recent</th><th class='num'>ratio</th><th class='num'>q-value</th>"
             "<th class='num'>documents</th></tr>")
     t = trends_result["categories"]
-    note = (f"<p>Recent window (last {t['recent_periods']} {esc(t['every'])}s) against the periods before; "
+    note = (f"<p>Recent window ({esc(window_label(t))}) against the periods before; "
             f"two-proportion test, Benjamini–Hochberg q-values, flagged at q &lt; {t['alpha']} and a share ratio of "
-            f"at least {t['min_ratio']}. Shares of sub-topics are within their category.</p>")
+            f"at least {t['min_ratio']}. A sub-topic's share is of all documents, not of its category: one whose "
+            f"category grew around it is not declining.</p>")
     if not rows:
         return note + "<p>Nothing emerging or declining.</p>"
     return note + f"<table>{head}{''.join(rows)}</table>"
@@ -124,16 +126,29 @@ def _changes(trends_result: dict | None) -> str:
 def _summaries(result: dict | None) -> str:
     if not result:
         return "<p class='muted'>no summarize step in this pipeline.</p>"
-    out = []
+    out = [_summary_counts(result)]
     for s in result["summaries"]:
         docs = "".join(f"<li>{esc(t)} <span class='muted'>({esc(s['id_column'])} {esc(i)})</span></li>"
                        for t, i in zip(s["texts"], s["ids"]))
         writer = f" — written by {esc(s['model'])}" if s.get("model") and s["kind"] == "abstractive" else ""
         text = "" if s["kind"] == "extractive" else f"<p>{esc(s['summary'])}</p>"
+        if s.get("model") and s["kind"] == "extractive":  # the model's text failed the check: say so, never a gap
+            text = (f"<p class='muted'>No sentence by {esc(s['model'])} passed the check against these documents; "
+                    "the representative documents below are the summary.</p>")
+        text += "".join(f"<p class='muted small'>note: {esc(n)}</p>" for n in s.get("notes") or [])
         out.append(f"<div class='card'><h3>{esc(s['name'])} <span class='muted'>{s['size']:,} documents, "
                    f"{pct(s['share'])}</span></h3><p><b>keywords:</b> {esc(', '.join(s['keywords'][:10]))}{writer}</p>"
                    f"{text}<p><b>representative documents:</b></p><ul>{docs}</ul></div>")
     return "".join(out)
+
+
+def _summary_counts(result: dict) -> str:
+    if not result.get("generated_kept") and not result.get("fell_back"):
+        return ""
+    return (f"<p>Every sentence a model wrote was checked against its category's documents (each content word and "
+            f"number must appear in them): {result['generated_kept']} generated summaries kept, "
+            f"{result['fell_back']} fell back to the extractive summary; {result.get('sentences_kept', 0)} sentences "
+            f"kept, {result.get('sentences_dropped', 0)} dropped.</p>")
 
 
 def _subtopics(result: dict | None) -> str:

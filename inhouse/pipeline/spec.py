@@ -22,6 +22,8 @@ matches nothing; the runner then checks model references.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,7 @@ STEPS: dict[str, dict[str, tuple[type | tuple, Any]]] = {
     "discover": {"within": (str, "prediction"), "min_topic_size": (int, 10), "seed": (int, 0),
                  "n_topics": (int, None), "llm": (str, None), "model": (str, "minilm-l6")},
     "trends": {"by": (str, "prediction"), "every": (str, "week"), "recent": (int, None), "alpha": ((int, float), 0.05),
-               "min_ratio": ((int, float), 1.25)},
+               "min_ratio": ((int, float), 1.25), "recent_from": (str, None), "until": (str, None)},
     "report": {"out": (str, "report.html"), "title": (str, None)},
 }
 TOP_KEYS = {"name", "dataset", "steps", "description"}
@@ -197,6 +199,8 @@ def _step(path: Path, node, index: int) -> Step:
                 _fail(path, kline, f"unknown key {k.value!r} in step {kind!r}; its keys are {list(schema)}.")
             value = _scalar(v)
             typ = schema[k.value][0]
+            if typ is str and isinstance(value, dt.date):  # recent_from: 2026-03-01 (YAML reads a date)
+                value = value.isoformat()
             if value is not None and (not isinstance(value, typ) or (typ is int and isinstance(value, bool))):
                 want = typ.__name__ if isinstance(typ, type) else "a number"
                 _fail(path, kline, f"{kind}.{k.value} must be {want}, found {value!r}.")
@@ -227,6 +231,9 @@ def _check(spec: PipelineSpec) -> None:
             _fail(spec.path, s.line, f"classify.engine must be 'local' or 'ray', found {s.options['engine']!r}.")
         if s.kind == "trends" and s.options["every"] not in ("day", "week", "month"):
             _fail(spec.path, s.line, f"trends.every must be day, week or month, found {s.options['every']!r}.")
+        for key in ("recent_from", "until") if s.kind == "trends" else ():
+            if s.options[key] is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", s.options[key]):
+                _fail(spec.path, s.line, f"trends.{key} must be a date YYYY-MM-DD, found {s.options[key]!r}.")
         if s.kind in ("summarize", "discover", "trends"):
             col = s.options.get("by") or s.options.get("within")
             if col and col.split(":")[0] == "prediction" and ":" not in col and "classify" not in kinds[:s.index]:

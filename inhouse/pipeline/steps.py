@@ -58,7 +58,7 @@ def step_embed(run, step: Step, meter: CostMeter):
 def step_summarize(run, step: Step, meter: CostMeter):
     import pandas as pd
 
-    from ..analysis.summarize import summarize
+    from ..analysis.summarize import counts, summarize
 
     o = step.options
     out = summarize(run.ws, run.spec.dataset, by=run.col(o["by"]), n_docs=o["n_docs"], llm=o["llm"])
@@ -68,7 +68,7 @@ def step_summarize(run, step: Step, meter: CostMeter):
     if len(df):
         df["ids"] = df["ids"].map(lambda v: [None if x is None else str(x) for x in v])
     _write(df, path)
-    return {"summaries": rows, "by": o["by"]}, int(sum(s.size for s in out)), [path]
+    return {"summaries": rows, "by": o["by"], **counts(out)}, int(sum(s.size for s in out)), [path]
 
 
 def step_discover(run, step: Step, meter: CostMeter):
@@ -95,7 +95,8 @@ def step_trends(run, step: Step, meter: CostMeter):
     from ..analysis.trends import trends
 
     o = step.options
-    kw = dict(every=o["every"], recent=o["recent"], alpha=float(o["alpha"]), min_ratio=float(o["min_ratio"]))
+    kw = dict(every=o["every"], recent=o["recent"], alpha=float(o["alpha"]), min_ratio=float(o["min_ratio"]),
+              recent_from=o["recent_from"], until=o["until"])
     cats = trends(run.ws, run.spec.dataset, by=run.col(o["by"]), **kw)
     out = {"categories": cats.to_dict(), "by": o["by"]}
     rows = [{**c.to_dict(), "level": "category"} for c in cats.categories]

@@ -308,9 +308,12 @@ def trends(request: Request, name: str, by: str = Query("label", max_length=200)
            min_ratio: float = Query(1.25, ge=1, le=1000), run: int | None = Query(None, ge=1, le=BIG),
            split: str | None = None,
            where: str | None = Query(None, max_length=20_000, description="Only documents for which this filter holds "
-                                     "(as the CLI's --where).")) -> dict:
+                                     "(as the CLI's --where)."),
+           recent_from: str | None = Query(None, max_length=40, description="Recent window from this date (YYYY-MM-DD)."),
+           until: str | None = Query(None, max_length=40, description="Leave out documents after this date.")) -> dict:
     return analysis_service.trends(ws_of(request), name, by=by, every=every, within=within, recent=recent, alpha=alpha,
-                                   min_ratio=min_ratio, run=run, split=split, where=where).to_dict()
+                                   min_ratio=min_ratio, run=run, split=split, where=where, recent_from=recent_from,
+                                   until=until).to_dict()
 
 
 @router.get("/datasets/{name}/summaries", tags=["analysis"], summary="Stored category summaries", **role("viewer"))

@@ -38,6 +38,9 @@ class PipelineRequest(Body):
     subtopics: bool = Field(True, description="Discover sub-topics inside each category and flag their trends.")
     min_topic_size: int = Field(10, ge=2, le=100_000, description="Smallest sub-topic.")
     recent: int | None = Field(None, ge=1, le=1000, description="Periods in the recent window (default: a quarter).")
+    recent_from: str | None = Field(None, max_length=10, description="The recent window starts on this date "
+                                    "(YYYY-MM-DD); the baseline is everything before it.")
+    until: str | None = Field(None, max_length=10, description="Leave out documents after this date (YYYY-MM-DD).")
     format: Literal["parquet", "csv"] = Field("parquet", description="The predictions file's format.")
     title: str | None = Field(None, min_length=1, max_length=200, description="The report's title.")
 

@@ -31,9 +31,9 @@ def summarize(ws: Workspace, dataset: str, *, by: str = "label", label_col: str 
               categories: list[str] | None = None, confirm=None, **options) -> dict:
     """One summary per category, stored as a run: ``{dataset, by, run_id, summaries}`` (summaries as
     :class:`inhouse.analysis.summarize.Summary`, call ``to_dict`` for JSON)."""
-    from ..analysis.summarize import summarize as compute
+    from ..analysis.summarize import counts, summarize as compute
 
     by = label_col if by == "label" and label_col else by
     out = compute(ws, dataset, by=by, categories=list(categories) if categories else None, confirm=confirm,
                   **options)
-    return {"dataset": dataset, "by": by, "run_id": out[0].run_id if out else None, "summaries": out}
+    return {"dataset": dataset, "by": by, "run_id": out[0].run_id if out else None, **counts(out), "summaries": out}

@@ -31,7 +31,8 @@ export function lineChart(periods, series, { width = 900, height = 300, title = 
     svg.append(s("line", { x1: m.l, x2: m.l + W, y1: y(v), y2: y(v), class: "grid" }), s("text", { x: m.l - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, nice(v)));
   }
   const step = Math.max(1, Math.ceil(periods.length / 8));
-  periods.forEach((p, i) => { if (i % step === 0 || i === periods.length - 1) svg.append(s("text", { x: x(i), y: height - 12, "text-anchor": "middle", class: "axis" }, String(p).slice(0, 10))); });
+  // every step-th label only: forcing the last one in put it on top of its neighbour
+  periods.forEach((p, i) => { if (i % step === 0) svg.append(s("text", { x: x(i), y: height - 12, "text-anchor": "middle", class: "axis" }, String(p).slice(0, 10))); });
   if (yLabel) svg.append(s("text", { x: 12, y: m.t + H / 2, transform: `rotate(-90 12 ${m.t + H / 2})`, "text-anchor": "middle", class: "axis" }, yLabel));
   series.forEach((ser, k) => {
     const color = PALETTE[k % PALETTE.length];

@@ -90,13 +90,14 @@ function form(datasets, mopts, llms, query, alive) {
     ...llms.map((m) => [`llm:${m.name}`, `Written by ${m.name} (local LLM, slower)`]),
     ["none", "No summaries"]], "extractive", { name: "summaries" });
   const subs = h("input", { type: "checkbox", name: "subtopics", checked: true });
+  const recentFrom = h("input", { type: "date", name: "recent_from" }), until = h("input", { type: "date", name: "until" });
   const area = h("div", { class: "run-area" });
   const go = button("Run pipeline", async () => {
     clear(area);
     const [kind, llm] = summ.value.startsWith("llm:") ? ["llm", summ.value.slice(4)] : [summ.value, null];
     try {
       const job = await api.post("/pipelines", { dataset: dsSel.value, model: mSel.value, every: every.value,
-        summaries: kind, llm, subtopics: subs.checked });
+        summaries: kind, llm, subtopics: subs.checked, recent_from: recentFrom.value || null, until: until.value || null });
       toast(`Pipeline job ${job.job_id} started.`, "good");
       area.append(follow(job.job_id, `Pipeline on ${dsSel.value} with ${mSel.value}`, alive).el);
     } catch (e) { area.append(errorBox(e)); throw e; }
@@ -106,6 +107,8 @@ function form(datasets, mopts, llms, query, alive) {
       field("Dataset", dsSel, "Its documents are classified; it needs a time column."),
       field("Model version", mSel, "An alias (e.g. production) is resolved once when the run starts."),
       field("Time bucket", every, "Volumes and trends per day, week or month."),
+      field("Recent from", recentFrom, "Optional: compare from this date on with everything before (default: the last quarter)."),
+      field("Until", until, "Optional: leave out documents after this date."),
       field("Summaries", summ, llms.length ? "One summary per category: its keywords and most representative messages, or written by a local LLM." : "One summary per category: its keywords and most representative messages (no local LLM is installed)."),
       h("label", { class: "check" }, subs, " Find sub-topics inside each category and flag the emerging ones")),
     h("div", { class: "row" }, go, can("editor") ? null : h("span", { class: "muted" }, "Running a pipeline needs the editor role.")),
@@ -133,7 +136,7 @@ async function dashboard(view, runId) {
   const t = d.throughput || {};
   view.append(h("div", { class: "stats" },
     stat("documents", fmt(d.documents)),
-    stat(v ? `${v.every}s` : "periods", v ? fmt(v.periods.length) : "—", v ? `recent window: last ${v.recent_periods}` : null),
+    stat(v ? `${v.every}s` : "periods", v ? fmt(v.periods.length) : "—", v ? (v.recent_from ? `recent window: ${v.recent_from} – ${v.until || "end"}` : `recent window: last ${v.recent_periods}`) : null),
     stat("emerging", fmt(emerging.length), "categories and sub-topics"),
     stat("declining", fmt(declining.length)),
     stat("throughput", t.docs_per_second ? `${fmt(t.docs_per_second)} docs/s` : "—",
@@ -171,7 +174,8 @@ async function dashboard(view, runId) {
     h("article", { class: "summary-card" },
       h("h3", {}, s.name, " ", marksOf(d, s.name)),
       h("div", { class: "muted small" }, `${fmt(s.size)} documents · ${pct(s.share)}`),
-      s.kind === "abstractive" && s.summary ? h("p", { class: "summary-text" }, s.summary, h("span", { class: "muted small" }, ` — written by ${s.model}`)) : null,
+      s.kind === "abstractive" && s.summary ? h("p", { class: "summary-text" }, s.summary, h("span", { class: "muted small" }, ` — written by ${s.model}`))
+        : s.model ? h("p", { class: "muted small summary-fallback" }, `No sentence by ${s.model} passed the check against these documents; the examples below are the summary.`) : null,
       h("div", { class: "keywords" }, (s.keywords || []).slice(0, 8).map((k) => badge(k, "muted"))),
       h("ul", { class: "examples" }, (s.texts || []).slice(0, 3).map((x, i) => h("li", {}, truncate(x, 140),
         s.ids?.[i] !== undefined && s.ids?.[i] !== null ? h("span", { class: "muted small" }, ` (${s.id_column || "id"} ${s.ids[i]})`) : null))))))

@@ -1,5 +1,6 @@
 // Label: turn topics into labels in one action (rename, merge), label documents one at a time from a queue
-// (number keys, u undo, s skip, n new label), label counts per class, and the labelling batches with undo.
+// (number keys 1-9, then 0 and a digit for labels 10-19, a/Enter accepts the model's suggestion, u undo, s skip,
+// n new label or filter), label counts per class (updated as you label), and the labelling batches with undo.
 import { api } from "../api.js";
 import { barChart } from "../charts.js";
 import { h, clear, card, table, empty, badge, button, field, select, confirmDialog, toast, errorBox, showError, guard,
@@ -7,6 +8,13 @@ import { h, clear, card, table, empty, badge, button, field, select, confirmDial
 
 const enc = encodeURIComponent;
 const KEYS = "123456789";
+const CHORD = "0"; // 0 then a digit d: label 10 + d (labels 10 to 19)
+
+/** The key (or chord) that picks label number i (0-based): "1".."9", then "0 0".."0 9"; null beyond. */
+export function keyFor(i) {
+  if (i < 9) return KEYS[i];
+  return i < 19 ? `${CHORD} ${i - 9}` : null;
+}
 
 export async function render(view, params, query) {
   const name = params.name;
@@ -18,6 +26,7 @@ export async function render(view, params, query) {
     mode: query.mode === "docs" ? "docs" : "topics",
     ds, run: null, selected: query.topic !== undefined ? Number(query.topic) : null,
     queue: [], current: null, seen: new Set(), skipped: [], undoStack: [], extra: [], info: null, orders: {},
+    chord: false, live: {},
   };
 
   // ------------------------------------------------------------- frame ----
@@ -80,6 +89,10 @@ export async function render(view, params, query) {
   async function refreshSide() {
     const [d, b] = await Promise.all([api.get(base), api.get(`${base}/labels`, { limit: 30 })]);
     st.ds = d;
+    st.live = {};
+    if (st.current && st.mode === "docs") for (const el of docBox.querySelectorAll(".label-btn .label-count")) {
+      el.textContent = fmt(countOf(el.closest(".label-btn").dataset.label));
+    }
     const lc = d.label_columns?.[st.col];
     headCount.textContent = `${fmt(d.rows)} documents · ${fmt(d.rows - (lc?.labelled ?? 0))} unlabelled in ${st.col}`;
     const values = d.label_columns?.[st.col]?.values || {};
@@ -263,8 +276,9 @@ export async function render(view, params, query) {
   const docBox = h("div", { class: "doc-box" });
   const lastLine = h("div", { class: "last-line muted", role: "status" });
   const legend = h("div", { class: "legend muted", "aria-label": "keyboard shortcuts" },
-    h("kbd", {}, "1"), "–", h("kbd", {}, "9"), " assign · ", h("kbd", {}, "u"), " undo last · ", h("kbd", {}, "s"), " skip · ",
-    h("kbd", {}, "n"), " new label");
+    h("kbd", {}, "1"), "–", h("kbd", {}, "9"), " assign · ", h("kbd", {}, "0"), " then a digit: labels 10–19 · ",
+    h("kbd", {}, "a"), "/", h("kbd", {}, "Enter"), " accept the suggestion · ", h("kbd", {}, "u"), " undo last · ",
+    h("kbd", {}, "s"), " skip · ", h("kbd", {}, "n"), " new label or filter");
   docsPane.append(card(null, h("div", { class: "row queue-controls" }, field("Suggest by", strategySel), modelInput, reload), queueInfo),
     card(null, docBox, lastLine, legend));
 
@@ -277,6 +291,13 @@ export async function render(view, params, query) {
     for (const x of st.extra) if (!order.includes(x)) order.push(x);
     return order;
   }
+
+  // counts per label: the server's, plus what was labelled here since it last answered (shown at once)
+  function countOf(l) {
+    const values = st.ds.label_columns?.[st.col]?.values || {};
+    return (values[l] || 0) + (st.live[`${st.col}\u0000${l}`] || 0);
+  }
+  function bump(l, by) { const k = `${st.col}\u0000${l}`; st.live[k] = (st.live[k] || 0) + by; }
 
   async function nextDoc() {
     if (st.queue.length) { st.current = st.queue.shift(); return renderDoc(); }
@@ -301,19 +322,38 @@ export async function render(view, params, query) {
         h("button", { type: "button", class: "btn", onclick: () => { st.seen = new Set(); st.skipped = []; reload.click(); } }, "Show skipped ones again")));
     }
     const labels = labelSet();
-    const newInput = h("input", { type: "text", placeholder: "new label…", "aria-label": "new label", maxlength: 200, class: "new-label" });
-    newInput.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && newInput.value.trim()) { e.preventDefault(); assign(newInput.value.trim()); }
-      if (e.key === "Escape") { newInput.value = ""; newInput.blur(); }
+    const newInput = h("input", { type: "text", placeholder: "new label or filter…", "aria-label": "new label", maxlength: 200,
+      class: "new-label", list: "label-choices" });
+    const choices = h("datalist", { id: "label-choices" }, labels.map((l) => h("option", { value: l })));
+    // typing filters the buttons; Enter takes the only match, else the text as typed (a new label)
+    const matches = () => { const q = newInput.value.trim().toLowerCase(); return q ? labels.filter((l) => l.toLowerCase().includes(q)) : labels; };
+    newInput.addEventListener("input", () => {
+      const m = new Set(matches());
+      for (const b of docBox.querySelectorAll(".label-btn")) b.hidden = !m.has(b.dataset.label);
     });
+    newInput.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && newInput.value.trim()) {
+        e.preventDefault();
+        const m = matches(), typed = newInput.value.trim();
+        assign(m.length === 1 && !labels.includes(typed) ? m[0] : typed);
+      }
+      if (e.key === "Escape") { newInput.value = ""; newInput.dispatchEvent(new Event("input")); newInput.blur(); }
+    });
+    const shown = labels.slice(0, 19);
+    const suggestion = d.predicted ? h("div", { class: "suggestion row" },
+      button(h("span", {}, h("kbd", {}, "a"), " Accept: ", h("b", {}, d.predicted)), () => assign(d.predicted),
+        { role: "editor", kind: "small accept-btn", "data-label": d.predicted }),
+      h("span", { class: "muted small" }, d.top?.length ? `margin to the runner-up ${pct(d.score, 0)}` : "")) : null;
     clear(docBox,
       h("div", { class: "doc-head muted" }, `Document ${d.doc_id}`, d.predicted ? ` · model says ${d.predicted}` : "",
-        d.top?.length ? ` (${d.top.map((x) => `${x.label} ${pct(x.p, 0)}`).join(", ")})` : ""),
+        d.top?.length ? ` (${d.top.map((x) => `${x.label} ${pct(x.p, 1)}`).join(", ")})` : ""),
       h("div", { class: "doc-big doc-text", "data-doc": d.doc_id }, d.text),
+      suggestion,
       h("div", { class: "label-buttons" },
-        labels.slice(0, 9).map((l, i) => button(h("span", {}, h("kbd", {}, KEYS[i]), " ", l), () => assign(l),
-          { role: "editor", kind: "label-btn", "data-label": l })),
-        labels.length > 9 ? h("span", { class: "muted" }, `+${labels.length - 9} more: type them with `, h("kbd", {}, "n")) : null),
+        shown.map((l, i) => button(h("span", {}, h("kbd", {}, keyFor(i)), " ", l, " ", h("span", { class: "muted small label-count" }, fmt(countOf(l)))),
+          () => assign(l), { role: "editor", kind: "label-btn", "data-label": l })),
+        labels.length > shown.length ? h("span", { class: "muted" }, `+${labels.length - shown.length} more: type to filter with `, h("kbd", {}, "n")) : null),
+      choices,
       h("div", { class: "row" }, newInput, button("Add label", () => newInput.value.trim() && assign(newInput.value.trim()), { role: "editor", kind: "small" }),
         button("Skip (s)", () => skip(), { kind: "small", "data-readonly-ok": "" }), button("Undo (u)", () => undoLast(), { role: "editor", kind: "small" })),
       labels.length ? null : h("p", { class: "muted" }, "No labels yet: press ", h("kbd", {}, "n"), " and type the first one."));
@@ -327,6 +367,7 @@ export async function render(view, params, query) {
     const b = await labelWith({ label, doc_ids: [d.doc_id] }, docBox);
     if (!b) return renderDoc();
     if (!labelSet().includes(label)) st.extra.push(label);
+    bump(label, 1);
     st.seen.add(d.doc_id);
     st.undoStack.push({ batch: b.batch, doc: d, label });
     lastLine.textContent = `Last: document ${d.doc_id} → ${label} (u to undo)`;
@@ -345,6 +386,7 @@ export async function render(view, params, query) {
     const last = st.undoStack.pop();
     if (!last) { toast("Nothing to undo in this session."); return; }
     await api.post(`/labels/${enc(last.batch)}/undo`, {});
+    bump(last.label, -1);
     lastLine.textContent = `Undid: document ${last.doc.doc_id} is no longer ${last.label}`;
     if (st.current) st.queue.unshift(st.current);
     st.current = last.doc;
@@ -359,11 +401,25 @@ export async function render(view, params, query) {
     const tag = (e.target?.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || tag === "select" || document.querySelector("dialog[open]")) return;
     const k = e.key;
+    if (k === "Enter" && tag === "button") return;  // Enter on a focused button is that button's click
     let act = null;
-    if (KEYS.includes(k) && k !== "0") {
+    if (st.chord) {  // 0 was pressed: a digit picks label 10 + digit, anything else cancels
+      st.chord = false;
+      legend.classList.remove("chord");
+      if (/^[0-9]$/.test(k)) {
+        const l = labelSet()[9 + Number(k)];
+        e.preventDefault();
+        if (l && can("editor")) act = () => assign(l);
+        else return;
+      }
+    }
+    if (act) { /* the chord's label */ }
+    else if (k === CHORD && labelSet().length > 9) { e.preventDefault(); st.chord = true; legend.classList.add("chord"); return; }
+    else if (KEYS.includes(k)) {
       const l = labelSet()[Number(k) - 1];
       if (l && can("editor")) act = () => assign(l);
-    } else if (k === "s") act = skip;
+    } else if ((k === "a" || k === "Enter") && st.current?.predicted && can("editor")) act = () => assign(st.current.predicted);
+    else if (k === "s") act = skip;
     else if (k === "u" && can("editor")) act = undoLast;
     else if (k === "n" && can("editor")) { e.preventDefault(); st.newInput?.focus(); return; }
     if (!act) return;

@@ -1,0 +1,93 @@
+"""Summaries you can check: every generated sentence is held against its category's documents.
+
+A sentence is kept only when each of its content words and numbers appears in
+the documents; the rest are dropped, a summary left with none falls back to the
+extractive one, and the counts are reported (result, CLI, report). A category
+whose model summary fell back says so instead of showing nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from inhouse.analysis.summarize import Summary, check_sentence, counts, ground_summary, source_index
+from inhouse.demo.data import generate
+
+FEES = [r["text"] for r in generate(n=1500, seed=7) if r["intent"] == "fees_question"]
+
+
+def _summary(texts: list[str]) -> Summary:
+    return Summary("fees_question", "fees_question", "label", len(texts), 0.1, ["fee", "abroad"], [1, 2, 3],
+                   texts[:3], "- " + "\n- ".join(texts[:3]), "extractive", model="smollm2-135m", model_sha256="0" * 64)
+
+
+def test_sentences_with_words_or_numbers_not_in_the_documents_are_dropped():
+    assert len(FEES) > 50
+    s = _summary(FEES)
+    text = ("These messages ask about the fee for a withdrawal and for sending money abroad. "
+            "Fees are charged by various governments at a rate of 3.5 percent.")
+    ground_summary(s, text, FEES, "smollm2-135m")
+    assert s.kind == "abstractive" and s.summary == "These messages ask about the fee for a withdrawal and for sending money abroad."
+    assert (s.sentences_kept, s.sentences_dropped) == (1, 1)
+    assert any("governments" in n or "3.5" in n for n in s.notes)
+    idx = source_index(FEES)
+    assert check_sentence("I got a $45 exchange fee.", idx) is None  # $45 is one of the demo's amounts
+    assert "number 46" in check_sentence("I got a $46 exchange fee.", idx)
+
+
+def test_a_summary_with_no_grounded_sentence_falls_back_and_the_counts_say_so():
+    s = _summary(FEES)
+    extractive = s.summary
+    ground_summary(s, "The Federal Reserve sets these tariffs every quarter.", FEES, "smollm2-135m")
+    assert s.kind == "extractive" and s.summary == extractive and s.summary
+    assert any("fell back" in n for n in s.notes)
+    ok = _summary(FEES)
+    ground_summary(ok, "Customers ask about the fees for using a card in another country.", FEES, "smollm2-135m")
+    assert counts([s, ok]) == {"generated_kept": 1, "fell_back": 1, "sentences_kept": 1, "sentences_dropped": 1}
+
+
+def test_the_report_never_shows_a_category_silently_without_a_summary():
+    """Old report: a fallen-back category printed keywords and quotes but no summary line, with no word why."""
+    from inhouse.pipeline.report import _summaries
+
+    fell, kept = _summary(FEES), _summary(FEES)
+    ground_summary(fell, "The Federal Reserve sets these tariffs.", FEES, "smollm2-135m")
+    ground_summary(kept, "Customers ask about the fees for using a card in another country.", FEES, "smollm2-135m")
+    result = {"summaries": [{**x.to_dict(), "ids": x.doc_ids} for x in (kept, fell)], **counts([kept, fell])}
+    page = _summaries(result)
+    cards = page.split("<div class='card'>")[1:]
+    assert len(cards) == 2 and "another country" in cards[0]
+    assert "No sentence by smollm2-135m passed the check" in cards[1] and "Federal" in cards[1]
+    assert "1 generated summaries kept, 1 fell back" in page
+
+
+@pytest.mark.slow
+def test_demo_summaries_by_smollm2_are_grounded_and_no_category_lacks_one(ws, run_cli, tmp_path):
+    """The real default model on the demo corpus: every category has a summary, every kept sentence is grounded."""
+    import pandas as pd
+
+    from inhouse.analysis.summarize import summarize
+    from inhouse.data.ingest import ingest
+
+    rows = generate(n=400, seed=7)
+    pd.DataFrame(rows).to_csv(tmp_path / "demo.csv", index=False)
+    ingest(ws, tmp_path / "demo.csv", "demo", label_col="intent", time_col="timestamp")
+    out = summarize(ws, "demo", by="label", llm="smollm2-135m", n_docs=3, max_tokens=32)
+    docs: dict[str, list[str]] = {}
+    for r in rows:
+        if r["intent"]:
+            docs.setdefault(r["intent"], []).append(r["text"])
+    assert {s.category for s in out} == set(docs)
+    n = counts(out)
+    assert n["generated_kept"] + n["fell_back"] == len(out)
+    for s in out:
+        assert s.summary.strip() and s.model == "smollm2-135m"
+        if s.kind == "abstractive":
+            idx = source_index(docs[s.category])
+            for sentence in s.summary.split(". "):
+                assert check_sentence(sentence, idx) is None, (s.category, sentence)
+        else:
+            assert s.notes, f"{s.category} fell back without a note"
+    r = run_cli("summarize", "--dataset", "demo", "--llm", "smollm2-135m", "--category", "card_lost", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert "generated summaries kept" in r.stdout and "fell back" in r.stdout
