@@ -12,6 +12,7 @@ check what the screens show and what the workspace stored.
 
 from __future__ import annotations
 
+from pathlib import Path
 import re
 from collections import Counter
 
@@ -39,12 +40,12 @@ def served(tmp_path_factory):
         server.stop()
 
 
-def _majority_intents(c, run: dict, truth: pd.DataFrame) -> dict[int, str]:
+def _majority_intents(c, run: dict, truth: pd.DataFrame, home: Path) -> dict[int, str]:
     """What a person reading each topic's documents would call it: its most common tagged intent."""
     docs = c.get("/datasets/calls/documents", params={"limit": 1000}).json()["documents"]
     intent = dict(zip(truth["message_id"], truth["intent"].fillna("")))
     by_doc = {d["doc_id"]: intent.get(d["source_id"], "") for d in docs}
-    a = pd.read_parquet(run["assignments_path"])
+    a = pd.read_parquet(home / run["assignments_path"])  # a viewer sees paths relative to the workspace
     out = {}
     for t in run["topics"]:
         if t["topic"] < 0:
@@ -87,7 +88,7 @@ def test_the_whole_path_from_upload_to_dashboard(served, browser):
     shot(page, "e2e-2-explore", readme=True)
 
     # ---- label: each topic becomes a label in one action, named as its documents read
-    names = _majority_intents(c, run, truth)
+    names = _majority_intents(c, run, truth, server.home)
     assert len(set(names.values())) >= 3, names
     for topic, name in names.items():
         page.goto(f"/#/datasets/calls/label?topic={topic}&run=1")

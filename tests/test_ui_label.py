@@ -175,7 +175,7 @@ def test_label_a_topic_then_documents_one_at_a_time_with_the_keyboard(served, br
     with server.client(tokens["editor"]) as c:
         run = _run(c)
         labels = _labels(c)
-        a = pd.read_parquet(run["assignments_path"])
+        a = pd.read_parquet(server.home / run["assignments_path"])  # paths are relative to the workspace
         # a topic with documents labelled in the file: labelling it asks before overwriting those
         topic = next(t for t in run["topics"] if any(labels[d] for d in a.loc[a.topic == t["topic"], "doc_id"]))
         page = open_page(browser, server.url, tokens["editor"])
