@@ -60,7 +60,8 @@ def run_kind(ws: Workspace, job_id: int, kind: str, p: dict) -> dict:
     if kind == "discover":
         from ..topics.discover import discover
 
-        opts = {k: p[k] for k in ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size")
+        opts = {k: p[k] for k in ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size",
+                                "n_themes")
                 if p.get(k) is not None}
         res = discover(ws, p["dataset"], **opts)
         d = res.to_dict()
