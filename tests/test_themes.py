@@ -117,3 +117,27 @@ def test_ward_tree_recovers_planted_groups_and_the_count_stays_in_bounds():
         t = choose_count(theme_tree(centres[:k], sizes[:k]), k)
         assert min(k, 8) <= t <= min(k, 30)
     assert cut_themes(tree, 60, n_themes=17).max() + 1 == 17
+
+
+@pytest.mark.slow
+def test_api_gives_the_run_at_the_level_asked(demo):
+    from serverkit import Server, create_token
+
+    ws, res = demo
+    token = create_token(ws.home, "viewer-user", "viewer")
+    server = Server(ws.home)
+    try:
+        with server.client(token) as c:
+            url = f"/datasets/demo/topics/{res.run_id}"
+            themes = c.get(url, params={"level": "themes"})
+            assert themes.status_code == 200, themes.text
+            body = themes.json()
+            assert "topics" not in body and body["n_themes"] == len(res.themes)
+            assert [t["name"] for t in body["themes"]] == [t.name for t in res.themes]
+            assert body["themes"][0]["topics"] == res.themes[0].topics
+            full = c.get(url).json()
+            assert len(full["topics"]) == res.n_topics and full["topics"][0]["theme"] == res.topics[0].theme
+            assert "themes" not in c.get(url, params={"level": "topics"}).json()
+            assert c.get(url, params={"level": "words"}).status_code == 422
+    finally:
+        server.stop()
