@@ -167,12 +167,7 @@ def _print_compare(c) -> None:
 
 def _print_themes(res, examples: int, full: bool = False) -> None:
     """Themes first, each with its sub-topics (largest first) underneath."""
-    out = f", {res.n_outliers} outliers" if res.n_outliers else ""
-    filt = f" where {res.where}" if getattr(res, "where", None) else ""
-    emb = res.embeddings or {}
-    computed = f"; embedded {emb['computed']} new texts, {emb['reused']} from the cache" if emb else ""
-    click.echo(f"{res.dataset}: {len(res.themes)} themes, {res.n_topics} topics in {res.n_documents} documents"
-               f"{filt}{out} (run {res.run_id}; {res.model}, seed {res.seed}; {res.seconds:.1f} s{computed})")
+    _print_run_line(res, f"{len(res.themes)} themes, ")
     click.echo(f"{'THEME':>5}  {'SIZE':>6}  {'SHARE':>6}  NAME")
     by_id = {t.topic: t for t in res.topics}
     for th in res.themes:
@@ -195,14 +190,18 @@ def _print_examples(res, t, examples: int, full: bool) -> None:
             click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\"{ref}")
 
 
-def _print_topics(res, examples: int, full: bool = False) -> None:
+def _print_run_line(res, themes: str = "") -> None:
     where = f", within {res.within}" if res.within else ""
     out = f", {res.n_outliers} outliers" if res.n_outliers else ""
     filt = f" where {res.where}" if getattr(res, "where", None) else ""
     emb = res.embeddings or {}
     computed = f"; embedded {emb['computed']} new texts, {emb['reused']} from the cache" if emb else ""
-    click.echo(f"{res.dataset}: {res.n_topics} topics in {res.n_documents} documents{filt}{where}{out} "
+    click.echo(f"{res.dataset}: {themes}{res.n_topics} topics in {res.n_documents} documents{filt}{where}{out} "
                f"(run {res.run_id}; {res.model}, seed {res.seed}; {res.seconds:.1f} s{computed})")
+
+
+def _print_topics(res, examples: int, full: bool = False) -> None:
+    _print_run_line(res)
     parent = object()
     for t in res.topics:
         if res.within and t.parent != parent:
