@@ -37,7 +37,7 @@ from ..workspace.files import text_hash
 from ..workspace.store import Workspace
 from .cluster import ClusterConfig, TopicClusterer
 from .runs import NO_GROUP, DiscoverOptions, DiscoveryResult, Theme, Topic, save_discovery
-from .text import clean_text, keyword_name, name_prompt, tidy_name, topic_keywords
+from .text import boilerplate, clean_text, keyword_name, name_prompt, tidy_name, topic_keywords
 
 # ------------------------------------------------------------- discover ----
 
@@ -91,9 +91,10 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     labels, sims, groups = _cluster_groups(X, parents, opts)
     topic_theme = _theme_of_topics(X, labels, opts) if parents is None else None
     del X
-    doc_theme = None if topic_theme is None else np.where(labels >= 0, topic_theme[np.maximum(labels, 0)], -1)
+    doc_theme = None if topic_theme is None or not len(topic_theme) else \
+        np.where(labels >= 0, topic_theme[np.maximum(labels, 0)], -1)
     topics = _describe(texts, df, labels, sims, groups, opts, doc_theme)
-    themes = [] if topic_theme is None else _describe_themes(texts, df, doc_theme, topic_theme, topics, opts)
+    themes = [] if doc_theme is None else _describe_themes(texts, df, doc_theme, topic_theme, topics, opts)
     llm_sha, counts = None, {}
     if llm:
         from .grounding import estimate
@@ -222,7 +223,8 @@ def _describe_themes(texts, df, doc_theme, topic_theme, topics: list[Topic], opt
     A theme's representatives are those of its sub-topics taken in turn, largest
     sub-topic first, so they show the theme's breadth."""
     n_themes = int(topic_theme.max()) + 1 if len(topic_theme) else 0
-    kws = topic_keywords(texts, doc_theme, n_themes, top=opts.n_keywords, seed=opts.seed)
+    kws = topic_keywords(texts, doc_theme, n_themes, top=opts.n_keywords, seed=opts.seed,
+                         demote=boilerplate(texts, doc_theme, seed=opts.seed))
     raw = df["text"].tolist()
     pos = {int(d): i for i, d in enumerate(df["doc_id"].to_numpy())}
     n = len(doc_theme)
@@ -255,11 +257,15 @@ def _describe(texts, df, labels, sims, groups, opts: DiscoverOptions, doc_theme=
     order = np.lexsort((np.arange(n), -sims, labels))  # by topic, then closest to the centre, then document
     starts = np.searchsorted(labels[order], np.arange(labels.max() + 2 if n else 1))
     topics: list[Topic] = []
+    # boilerplate: words found across most themes, or across most categories under --within
+    spread = doc_theme if doc_theme is not None else np.array([g for g, rows, _, _ in groups for _ in rows])[
+        np.argsort(np.concatenate([rows for _, rows, _, _ in groups]), kind="stable")]
+    demote = boilerplate(texts, spread, seed=opts.seed)
     for name, rows, offset, k in track(groups, "describing topics", unit="group"):
         local = labels[rows] - offset
         local = np.where(labels[rows] >= 0, local, -1)
         kws = topic_keywords([texts[i] for i in rows], local, k, top=opts.n_keywords, seed=opts.seed,
-                             groups=None if doc_theme is None else doc_theme[rows])
+                             demote=demote)
         for j in range(k):
             t = offset + j
             members = order[starts[t]:starts[t + 1]]

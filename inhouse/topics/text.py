@@ -38,7 +38,8 @@ def stop_words() -> list[str]:
 
 def topic_keywords(texts: list[str], labels: np.ndarray, n_topics: int, *, top: int = 10,
                    ngram_range: tuple[int, int] = (1, 2), max_features: int = 50_000,
-                   per_topic: int | None = None, seed: int = 0, groups: np.ndarray | None = None) -> list[list[str]]:
+                   per_topic: int | None = None, seed: int = 0,
+                   demote: dict[str, float] | None = None) -> list[list[str]]:
     """The ``top`` class-based TF-IDF keywords of each topic ``0..n_topics-1``.
 
     Each topic's documents form one class; a term's weight is its frequency in
@@ -50,11 +51,13 @@ def topic_keywords(texts: list[str], labels: np.ndarray, n_topics: int, *, top: 
     all appear in better keywords already chosen is skipped (``card`` after
     ``card arrive``), which keeps the list diverse.
 
-    Words spread over most of the corpus's groups (greetings, sign-offs,
-    boilerplate: "hello", "thanks") are demoted by :func:`spread_penalty`;
-    ``groups`` (one id per text, e.g. the theme of each document) are the
-    groups counted, by default the topics themselves. Phrases (bigrams) get
-    :data:`PHRASE_BONUS`, so a name reads "lost card" rather than "lost, card".
+    Words spread over most groups of documents (greetings, sign-offs,
+    boilerplate: "hello", "thanks") are demoted by :func:`spread_penalty`:
+    ``demote`` (from :func:`boilerplate`, e.g. over the themes or categories of
+    the whole corpus) gives the factor per word; by default it is counted over
+    these topics. A phrase takes the lowest factor of its words, and phrases
+    (bigrams) get :data:`PHRASE_BONUS`, so a name reads "lost card" rather than
+    "lost, card".
 
     >>> topic_keywords(["card lost", "lost my card", "refund please", "want a refund"], np.array([0, 0, 1, 1]), 2, top=2)
     [['card lost'], ['want refund']]
@@ -80,10 +83,11 @@ def topic_keywords(texts: list[str], labels: np.ndarray, n_topics: int, *, top: 
     tf = T / np.maximum(T.sum(axis=1, keepdims=True), 1e-12)
     freq = T.sum(axis=0)
     idf = np.log(1.0 + T.sum() / max(n_topics, 1) / np.maximum(freq, 1e-12))
-    spread = labels[rows] if groups is None else np.asarray(groups)[rows]
-    if groups is not None and len(np.unique(spread)) < MIN_GROUPS:
-        spread = labels[rows]  # too few groups to tell boilerplate: count the topics instead
-    W = tf * idf * _phrase_penalty(vocab, spread_penalty(M, spread))
+    if demote is None:
+        penalty = spread_penalty(M, labels[rows])
+    else:
+        penalty = np.array([demote.get(str(w), 1.0) for w in vocab])
+    W = tf * idf * _phrase_penalty(vocab, penalty)
     W *= np.where(np.char.count(vocab.astype(str), " ") > 0, PHRASE_BONUS, 1.0)
     return [_diverse(vocab, W[t], top) for t in range(n_topics)]
 
@@ -92,6 +96,30 @@ KEEP_SHARE = 0.05  # a keyword weighs at least this share of the topic's best (d
 PHRASE_BONUS = 1.5  # a bigram's weight is multiplied by this: phrases read better than single words
 SPREAD_FREE = 0.4  # a word found in up to this share of the groups keeps its full weight
 MIN_GROUPS = 4  # with fewer groups nothing is "spread over most of them"
+
+
+def boilerplate(texts: list[str], groups: np.ndarray, *, per_group: int = 5_000, seed: int = 0) -> dict[str, float] | None:
+    """``{word: factor < 1}`` for the words spread over most ``groups`` (one id per text), to pass to
+    :func:`topic_keywords` as ``demote``; None with fewer than :data:`MIN_GROUPS` groups.
+
+    >>> texts = [f"hello {w} please" for w in ["card", "card", "refund", "refund", "pin", "pin", "fee", "fee"]]
+    >>> boilerplate(texts, np.array([0, 0, 1, 1, 2, 2, 3, 3]))
+    {'hello': 0.02}
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    ids, g = np.unique(np.asarray(groups), return_inverse=True)
+    if len(ids) < MIN_GROUPS:
+        return None
+    rows = _sample_per_topic(g, len(ids), per_group, seed)
+    vec = CountVectorizer(stop_words=stop_words(), token_pattern=TOKEN_PATTERN, min_df=2, binary=True)
+    try:
+        M = vec.fit_transform([texts[i] for i in rows])
+    except ValueError:
+        return None
+    penalty = spread_penalty(M, g[rows])
+    vocab = vec.get_feature_names_out()
+    return {str(vocab[j]): round(float(penalty[j]), 4) for j in np.flatnonzero(penalty < 1.0)}
 
 
 def _phrase_penalty(vocab: np.ndarray, penalty: np.ndarray) -> np.ndarray:
