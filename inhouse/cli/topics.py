@@ -99,6 +99,9 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
     from ..topics.discover import discover
     from ..topics.runs import load_discovery, write_assignments
 
+    if run_id is not None and n_themes is not None:
+        raise UsageError("--n-themes groups the topics of a new run; it cannot regroup run "
+                         f"{run_id}.", fix=f"Leave out --run: inhouse discover --dataset {dataset} --n-themes {n_themes}")
     if run_id is not None:
         res = load_discovery(ctx.ws, dataset, run_id)
     else:
