@@ -153,6 +153,7 @@ def main() -> None:
     ap.add_argument("--home", default=str(Path(tempfile.gettempdir()) / "inhouse-bench-discovery"))
     ap.add_argument("--sets", default="demo,trec6,tweeteval,banking77")
     ap.add_argument("--no-md", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--keep-sets", action="store_true", help="keep the rows of sets not run now from the last results")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
     import discover as bench_discover
@@ -163,6 +164,11 @@ def main() -> None:
                "command": "nice python " + shlex.join(["bench/discovery.py", *sys.argv[1:]]),
                "sets": [bench_set(ws, s) for s in args.sets.split(",") if s]}
     results["load"] = f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+    if args.keep_sets and (RESULTS / "discovery.json").exists():
+        before = json.loads((RESULTS / "discovery.json").read_text())
+        done = {r["set"] for r in results["sets"]}
+        results["sets"] = [r for r in before["sets"] if r["set"] not in done] + results["sets"]
+        results["command"] = f"{before['command']} ({before['date']}), then {results['command']}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "discovery.json").write_text(json.dumps(results, indent=2))
     text = markdown(results)
