@@ -98,7 +98,8 @@ SPREAD_FREE = 0.4  # a word found in up to this share of the groups keeps its fu
 MIN_GROUPS = 4  # with fewer groups nothing is "spread over most of them"
 
 
-def boilerplate(texts: list[str], groups: np.ndarray, *, per_group: int = 5_000, seed: int = 0) -> dict[str, float] | None:
+def boilerplate(texts: list[str], groups: np.ndarray, *, per_group: int = 5_000,
+                seed: int = 0) -> dict[str, float] | None:
     """``{word: factor < 1}`` for the words spread over most ``groups`` (one id per text), to pass to
     :func:`topic_keywords` as ``demote``; None with fewer than :data:`MIN_GROUPS` groups.
 
