@@ -56,10 +56,15 @@ def _cut(text: str, width: int) -> str:
 @click.option("--compare-output", default=None, type=click.Path(dir_okay=False),
               help="Where to write the --compare crosstab (.csv, .parquet, .jsonl).")
 @click.option("--yes", is_flag=True, help="Run a long --llm job without asking.")
+@click.option("--n-themes", default=None, type=click.IntRange(min=1),
+              help="Exact number of themes (groups of topics): fewer is coarser, more is finer; default: chosen "
+                   "from the data, 8-30.")
+@click.option("--level", type=click.Choice(["themes", "topics"]), default="themes", show_default=True,
+              help="themes: each theme with its sub-topics underneath; topics: the flat list of fine topics.")
 @json_option
 @pass_ctx
 def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topic_size, llm, split, run_id,
-                 output, examples, full, where, compare, compare_output, yes, as_json) -> None:
+                 output, examples, full, where, compare, compare_output, yes, n_themes, level, as_json) -> None:
     """Find the topics of a dataset without labels.
 
     Every document gets a topic (unless --outliers); the number of topics is
@@ -67,14 +72,22 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
     always give the same topics. The run is kept, so `inhouse label --topic`,
     `trends --by topic` and `summarize --by topic` use it.
 
+    Topics are grouped into themes (8-30, chosen from the data; --n-themes N
+    for coarser or finer), shown first with their sub-topics underneath;
+    --level topics shows the flat list. Under --within the categories are the
+    top level and no themes are made.
+
     \b
     Example:
-      $ inhouse discover --dataset banking77
-      banking77: 82 topics in 13083 documents (run 1; minilm-l6, seed 0; 7.6 s)
-      TOPIC    SIZE   SHARE  NAME
-          0     411    3.1%  identity, verify identity, verification
-                             e.g. "What is the need to verify my identity?"
+      $ inhouse discover --dataset contact-center
+      contact-center: 9 themes, 44 topics in 1500 documents (run 1; minilm-l6, seed 0; 14.5 s)
+      THEME    SIZE   SHARE  NAME
+          0     291   19.4%  card, credit card, contactless card
+                             e.g. "I ordered a debit card 5 days ago and nothing came in the post"
+                 TOPIC 0     74  ordered, card ordered, think dropped
       ...
+      $ inhouse discover --dataset contact-center --n-themes 12   # finer themes
+      $ inhouse discover --dataset contact-center --run 1 --level topics
       $ inhouse discover --dataset tickets --output topics.csv
       $ head -2 topics.csv      # ticket_id: the --id-col of ingest; row: the row of the ingested file
       ticket_id,row,doc_id,topic,name
@@ -85,12 +98,15 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
     from ..service.topics import discover
     from ..topics.runs import load_discovery
 
+    if run_id is not None and n_themes is not None:
+        raise UsageError("--n-themes groups the topics of a new run; it cannot regroup run "
+                         f"{run_id}.", fix=f"Leave out --run: inhouse discover --dataset {dataset} --n-themes {n_themes}")
     if run_id is not None:
         res = load_discovery(ctx.ws, dataset, run_id)
     else:
         res = discover(ctx.ws, dataset, within=within, model=model, seed=seed, n_topics=n_topics,
                        outliers=outliers, llm=llm, split=split, min_topic_size=min_topic_size, where=where,
-                       confirm=llm_confirm(yes, as_json))
+                       confirm=llm_confirm(yes, as_json), n_themes=n_themes)
     if output:
         topics_service.write_assignments(ctx.ws, res, output)
     comp = None
@@ -102,7 +118,10 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
     if as_json:
         emit_json({**res.to_dict(), **({"compare": comp.to_dict()} if comp else {})})
         return
-    _print_topics(res, examples, full)
+    if level == "themes" and res.themes:
+        _print_themes(res, examples, full)
+    else:
+        _print_topics(res, examples, full)
     if output:
         click.echo(f"wrote {res.n_documents} rows to {output}")
     if res.llm_names:
@@ -148,14 +167,43 @@ def _print_compare(c) -> None:
         click.echo(f"crosstab written to {c.output}")
 
 
-def _print_topics(res, examples: int, full: bool = False) -> None:
+def _print_themes(res, examples: int, full: bool = False) -> None:
+    """Themes first, each with its sub-topics (largest first) underneath."""
+    _print_run_line(res, f"{len(res.themes)} themes, ")
+    click.echo(f"{'THEME':>5}  {'SIZE':>6}  {'SHARE':>6}  NAME")
+    by_id = {t.topic: t for t in res.topics}
+    for th in res.themes:
+        click.echo(f"\n{th.theme:>5}  {th.size:>6}  {th.share:>6.1%}  {_cut(th.name, 60)}")
+        _print_examples(res, th, examples, full)
+        for k in th.topics:
+            t = by_id[k]
+            if t.merged_into is None:
+                click.echo(f"{'':>10}TOPIC {t.topic:<4} {t.size:>6}  {_cut(t.name, 55)}")
+    click.echo("\n(--level topics lists the topics with examples; --n-themes N gives coarser or finer themes)")
+
+
+def _print_examples(res, t, examples: int, full: bool) -> None:
+    shown = max(examples, len(t.representative_texts) if full else 0)
+    for text, key in zip(t.representative_texts[:shown], t.representative_ids or [None] * shown):
+        ref = f" ({res.id_column} {key})" if key is not None else ""
+        if full:
+            click.echo(f"{'':>23}- {res.id_column} {key}: {' '.join(str(text).split())}")
+        else:
+            click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\"{ref}")
+
+
+def _print_run_line(res, themes: str = "") -> None:
     where = f", within {res.within}" if res.within else ""
     out = f", {res.n_outliers} outliers" if res.n_outliers else ""
     filt = f" where {res.where}" if getattr(res, "where", None) else ""
     emb = res.embeddings or {}
     computed = f"; embedded {emb['computed']} new texts, {emb['reused']} from the cache" if emb else ""
-    click.echo(f"{res.dataset}: {res.n_topics} topics in {res.n_documents} documents{filt}{where}{out} "
+    click.echo(f"{res.dataset}: {themes}{res.n_topics} topics in {res.n_documents} documents{filt}{where}{out} "
                f"(run {res.run_id}; {res.model}, seed {res.seed}; {res.seconds:.1f} s{computed})")
+
+
+def _print_topics(res, examples: int, full: bool = False) -> None:
+    _print_run_line(res)
     parent = object()
     for t in res.topics:
         if res.within and t.parent != parent:
@@ -167,13 +215,7 @@ def _print_topics(res, examples: int, full: bool = False) -> None:
         click.echo(f"{t.topic:>5}  {t.size:>6}  {t.share:>6.1%}  {_cut(t.name, 60)}")
         if t.name != ", ".join(t.keywords[:3]):
             click.echo(f"{'':>23}keywords: {_cut(', '.join(t.keywords[:6]), 70)}")
-        shown = max(examples, len(t.representative_texts) if full else 0)
-        for text, key in zip(t.representative_texts[:shown], t.representative_ids or [None] * shown):
-            ref = f" ({res.id_column} {key})" if key is not None else ""
-            if full:
-                click.echo(f"{'':>23}- {res.id_column} {key}: {' '.join(str(text).split())}")
-            else:
-                click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\"{ref}")
+        _print_examples(res, t, examples, full)
 
 
 # ----------------------------------------------------------------- label ----

@@ -230,6 +230,8 @@ class DiscoverRequest(Body):
     split: str | None = None
     where: str | None = Field(None, max_length=20_000, description="Only documents for which this filter holds, "
                               "e.g. \"label = 'negative'\" (as the CLI's --where).")
+    n_themes: int | None = Field(None, ge=1, le=10_000,
+                                 description="Exact number of themes (groups of topics); default: chosen, 8-30.")
 
 
 @router.get("/datasets/{name}/topics", tags=["topics"], summary="Discovery runs of a dataset", **role("viewer"))
@@ -243,10 +245,18 @@ def topic_runs(request: Request, name: str) -> dict:
 
 @router.get("/datasets/{name}/topics/{run_id}", tags=["topics"], summary="One discovery run with its topics",
             **role("viewer"))
-def topic_run(request: Request, name: str, run_id: Id) -> dict:
+def topic_run(request: Request, name: str, run_id: Id,
+              level: Literal["all", "themes", "topics"] = Query(
+                  "all", description="themes: the themes only (each lists its topic ids); topics: the fine "
+                                     "topics only; all: both.")) -> dict:
     from ..topics.runs import load_discovery
 
-    return load_discovery(ws_of(request), name, run_id).to_dict()
+    d = load_discovery(ws_of(request), name, run_id).to_dict()
+    if level == "themes":
+        d.pop("topics")
+    elif level == "topics":
+        d.pop("themes")
+    return d
 
 
 @router.post("/datasets/{name}/topics", tags=["topics"], summary="Start a topic discovery job", status_code=202,

@@ -12,7 +12,8 @@ from ..errors import UsageError
 from ..models.catalog import DEFAULT_ENCODER as DEFAULT_MODEL  # noqa: F401  (the CLI's --model default)
 from ..workspace.store import Workspace
 
-DISCOVER_OPTIONS = ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size", "where")
+DISCOVER_OPTIONS = ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size", "where",
+                    "n_themes")
 
 
 def discover(ws: Workspace, dataset: str, *, confirm=None, **options):

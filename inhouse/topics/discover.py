@@ -36,8 +36,8 @@ from ..workspace.documents import read_documents
 from ..workspace.files import text_hash
 from ..workspace.store import Workspace
 from .cluster import ClusterConfig, TopicClusterer
-from .runs import NO_GROUP, DiscoverOptions, DiscoveryResult, Topic, save_discovery
-from .text import clean_text, keyword_name, name_prompt, tidy_name, topic_keywords
+from .runs import NO_GROUP, DiscoverOptions, DiscoveryResult, Theme, Topic, save_discovery
+from .text import boilerplate, clean_text, keyword_name, name_prompt, tidy_name, topic_keywords
 
 # ------------------------------------------------------------- discover ----
 
@@ -45,7 +45,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
              seed: int = 0, n_topics: int | None = None, outliers: bool = False, llm: str | None = None,
              split: str | None = None, min_topic_size: int = 10, n_keywords: int = 10,
              n_representatives: int = 5, clean: bool = True, where: str | None = None,
-             confirm=None) -> DiscoveryResult:
+             confirm=None, n_themes: int | None = None) -> DiscoveryResult:
     """Find the topics of ``dataset`` (or of each category of ``within``) and store them.
 
     Illustrative (needs a workspace with data; not run as a doctest):
@@ -57,6 +57,10 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     ``where`` keeps only the documents for which a filter over the dataset's
     columns holds (e.g. ``label = 'negative'``); the run records it.
 
+    Without ``within``, the topics are also grouped into themes (the result's
+    ``themes``; each topic's ``theme``): 8-30 of them, chosen from the data
+    (:mod:`inhouse.topics.themes`), or exactly ``n_themes``.
+
     With ``llm``, ``confirm`` (if given) is called with the
     :class:`inhouse.topics.grounding.Estimate` of the naming work once the
     number of topics is known, before any prompt; returning False stops the
@@ -65,7 +69,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     ``llm_names`` counts the accepted ones and those that fell back.
     """
     opts = DiscoverOptions(within, model, seed, n_topics, outliers, llm, split, min_topic_size,
-                           n_keywords, n_representatives, clean, where).validate()
+                           n_keywords, n_representatives, clean, where, n_themes).validate()
     if llm:
         check_generator(ws, llm)
     t0 = time.time()
@@ -85,8 +89,12 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     stats: dict = {}
     X, model_sha = embed_for_topics(ws, model, texts, stats=stats)
     labels, sims, groups = _cluster_groups(X, parents, opts)
+    topic_theme = _theme_of_topics(X, labels, opts) if parents is None else None
     del X
-    topics = _describe(texts, df, labels, sims, groups, opts)
+    doc_theme = None if topic_theme is None or not len(topic_theme) else \
+        np.where(labels >= 0, topic_theme[np.maximum(labels, 0)], -1)
+    topics = _describe(texts, df, labels, sims, groups, opts, doc_theme)
+    themes = [] if doc_theme is None else _describe_themes(texts, df, doc_theme, topic_theme, topics, opts)
     llm_sha, counts = None, {}
     if llm:
         from .grounding import estimate
@@ -97,7 +105,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
                              fix="Add --yes to run it, or leave out --llm for keyword names (seconds).")
         llm_sha, counts = _name_with_llm(ws, llm, topics, seed, texts, labels)
     res = save_discovery(ws, dataset, opts, df["doc_id"].to_numpy(), labels, sims, parents, topics,
-                         model_sha, llm_sha, t0)
+                         model_sha, llm_sha, t0, themes)
     res.embeddings = stats
     res.llm_names = counts
     return res
@@ -196,8 +204,52 @@ def _cluster_groups(X: np.ndarray, parents: np.ndarray | None, opts: DiscoverOpt
     return labels, sims, groups
 
 
-def _describe(texts, df, labels, sims, groups, opts: DiscoverOptions) -> list[Topic]:
-    """Keywords, representatives, sizes and shares of every topic."""
+def _theme_of_topics(X: np.ndarray, labels: np.ndarray, opts: DiscoverOptions) -> np.ndarray:
+    """The theme of each topic: Ward merges of the topic centres, cut at the chosen (or given) count."""
+    from .cluster import normalize, topic_sums
+    from .themes import cut_themes, theme_tree
+
+    k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    sizes = np.bincount(labels[labels >= 0], minlength=k)
+    centres = normalize(topic_sums(X, labels, k))
+    return cut_themes(theme_tree(centres, sizes), k, n_themes=opts.n_themes)
+
+
+def _describe_themes(texts, df, doc_theme, topic_theme, topics: list[Topic], opts: DiscoverOptions) -> list[Theme]:
+    """Keywords, name, sub-topics and representatives of every theme.
+
+    A theme's representatives are those of its sub-topics taken in turn, largest
+    sub-topic first, so they show the theme's breadth."""
+    n_themes = int(topic_theme.max()) + 1 if len(topic_theme) else 0
+    kws = topic_keywords(texts, doc_theme, n_themes, top=opts.n_keywords, seed=opts.seed,
+                         demote=boilerplate(texts, doc_theme, seed=opts.seed))
+    raw = df["text"].tolist()
+    pos = {int(d): i for i, d in enumerate(df["doc_id"].to_numpy())}
+    n = len(doc_theme)
+    themes = []
+    for j in range(n_themes):
+        subs = sorted((t for t in topics if t.theme == j), key=lambda t: (-t.size, t.topic))
+        for t in subs:
+            t.theme = j
+        size = sum(t.size for t in subs)
+        reps, seen = [], set()
+        for r in range(max((len(t.representative_docs) for t in subs), default=0)):
+            for t in subs:
+                if r < len(t.representative_docs) and len(reps) < opts.n_representatives:
+                    d = t.representative_docs[r]
+                    if raw[pos[d]] not in seen:
+                        seen.add(raw[pos[d]])
+                        reps.append(d)
+        themes.append(Theme(theme=j, size=size, share=round(size / max(n, 1), 6), keywords=kws[j],
+                            name=keyword_name(kws[j]), name_source="keywords", topics=[t.topic for t in subs],
+                            representative_docs=reps, representative_texts=[raw[pos[d]] for d in reps]))
+    return themes
+
+
+def _describe(texts, df, labels, sims, groups, opts: DiscoverOptions, doc_theme=None) -> list[Topic]:
+    """Keywords, representatives, sizes and shares of every topic (words spread over most themes demoted)."""
     doc_ids = df["doc_id"].to_numpy()
     hashes = df["text_hash"].to_numpy()
     raw = df["text"].tolist()
@@ -205,10 +257,15 @@ def _describe(texts, df, labels, sims, groups, opts: DiscoverOptions) -> list[To
     order = np.lexsort((np.arange(n), -sims, labels))  # by topic, then closest to the centre, then document
     starts = np.searchsorted(labels[order], np.arange(labels.max() + 2 if n else 1))
     topics: list[Topic] = []
+    # boilerplate: words found across most themes, or across most categories under --within
+    spread = doc_theme if doc_theme is not None else np.array([g for g, rows, _, _ in groups for _ in rows])[
+        np.argsort(np.concatenate([rows for _, rows, _, _ in groups]), kind="stable")]
+    demote = boilerplate(texts, spread, seed=opts.seed)
     for name, rows, offset, k in track(groups, "describing topics", unit="group"):
         local = labels[rows] - offset
         local = np.where(labels[rows] >= 0, local, -1)
-        kws = topic_keywords([texts[i] for i in rows], local, k, top=opts.n_keywords, seed=opts.seed)
+        kws = topic_keywords([texts[i] for i in rows], local, k, top=opts.n_keywords, seed=opts.seed,
+                             demote=demote)
         for j in range(k):
             t = offset + j
             members = order[starts[t]:starts[t + 1]]
@@ -219,7 +276,8 @@ def _describe(texts, df, labels, sims, groups, opts: DiscoverOptions) -> list[To
                 name=keyword_name(kws[j]), name_source="keywords",
                 representative_docs=[int(doc_ids[i]) for i in reps],
                 representative_texts=[raw[i] for i in reps], parent=None if name == NO_GROUP else name,
-                share_of_all=round(size / max(n, 1), 6)))
+                share_of_all=round(size / max(n, 1), 6),
+                theme=None if doc_theme is None or size == 0 else int(doc_theme[members[0]])))
     return topics
 
 

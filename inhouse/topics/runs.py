@@ -42,11 +42,15 @@ class DiscoverOptions:
     n_representatives: int = 5
     clean: bool = True
     where: str | None = None  # a filter over the dataset's columns: discover among these documents only
+    n_themes: int | None = None  # None: chosen from the data (8-30); themes are made without --within only
 
     def validate(self) -> "DiscoverOptions":
         if self.n_topics is not None and self.n_topics < 1:
             raise UsageError(f"--n-topics must be at least 1, found {self.n_topics}.",
                              fix="Leave it out to let the data choose the number of topics.")
+        if self.n_themes is not None and self.n_themes < 1:
+            raise UsageError(f"--n-themes must be at least 1, found {self.n_themes}.",
+                             fix="Leave it out to let the data choose the number of themes (8-30).")
         if self.min_topic_size < 1 or self.n_keywords < 1 or self.n_representatives < 1:
             raise UsageError("--min-topic-size, keyword and representative counts must be at least 1.")
         return self
@@ -71,12 +75,37 @@ class Topic:
     representative_ids: list = field(default_factory=list)  # the user's ids (or rows) of representative_docs
     merged_into: int | None = None  # a person merged this topic into that one (see inhouse.topics.edits)
     merged: list[int] = field(default_factory=list)  # topics merged into this one (its size includes theirs)
+    theme: int | None = None  # the theme this topic belongs to (None under --within)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         if self.parent is None and self.share_of_all == self.share:
             d.pop("share_of_all")
         return d
+
+
+@dataclass
+class Theme:
+    """A group of whole topics, sized for a person to read (see :mod:`inhouse.topics.themes`)."""
+
+    theme: int
+    size: int
+    share: float
+    keywords: list[str]
+    name: str
+    name_source: str
+    topics: list[int]  # its sub-topics, largest first
+    representative_docs: list[int] = field(default_factory=list)
+    representative_texts: list[str] = field(default_factory=list)
+    representative_ids: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Theme":
+        return cls(**{k: d[k] for k in ("theme", "size", "share", "keywords", "name", "name_source", "topics",
+                                         "representative_docs")})
 
 
 @dataclass
@@ -105,9 +134,12 @@ class DiscoveryResult:
     where: str | None = None
     llm_names: dict = field(default_factory=dict)  # accepted / fell_back counts of --llm names
     merges: dict = field(default_factory=dict)  # {topic: the topic it was merged into}, chains resolved
+    themes: list[Theme] = field(default_factory=list)  # the coarse level (empty under --within)
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "topics"}
+        d = {k: v for k, v in asdict(self).items() if k not in ("topics", "themes")}
+        d["n_themes"] = len(self.themes)
+        d["themes"] = [t.to_dict() for t in self.themes]
         d["topics"] = [t.to_dict() for t in self.topics]
         return d
 
@@ -132,7 +164,8 @@ class DiscoveryResult:
 # ----------------------------------------------------------- persistence ----
 
 def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, labels, sims, parents,
-          topics: list[Topic], model_sha: str, llm_sha: str | None, t0: float) -> DiscoveryResult:
+          topics: list[Topic], model_sha: str, llm_sha: str | None, t0: float,
+          themes: list[Theme] | None = None) -> DiscoveryResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -146,6 +179,10 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
         "similarity": pa.array(sims, pa.float32())})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+    themes = themes or []
+    with atomic_path(themes_path(path)) as tmp:
+        Path(tmp).write_text(json_dumps({"format": THEMES_FORMAT, "themes": [t.to_dict() for t in themes],
+                                         "topic_theme": {str(t.topic): t.theme for t in topics}}))
     cluster = ClusterConfig(n_topics=opts.n_topics, seed=opts.seed, outliers=opts.outliers,
                             min_topic_size=opts.min_topic_size).to_dict()
     n_out = int((labels < 0).sum())
@@ -169,17 +206,41 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
         ws.audit("discover", dataset, run=run_id, topics=len(topics), within=opts.within)
     res = DiscoveryResult(run_id, dataset, opts.model, model_sha, opts.seed, opts.within, opts.split,
                           len(labels), len(topics), n_out, {**asdict(opts), "cluster": cluster}, opts.llm,
-                          llm_sha, seconds, time.time(), str(path), topics, where=opts.where)
+                          llm_sha, seconds, time.time(), str(path), topics, where=opts.where, themes=themes)
     _add_representative_ids(ws, res)
     return res
+
+
+THEMES_FORMAT = 1
+
+
+def themes_path(assignments: str | Path) -> Path:
+    """The run's themes file, beside its assignments: ``discovery-<ns>.themes.json``."""
+    p = Path(assignments)
+    return p.with_name(p.stem + ".themes.json")
+
+
+def _load_themes(res: "DiscoveryResult") -> None:
+    """The run's themes and each topic's theme, from its themes file (runs older than themes have none)."""
+    path = themes_path(res.assignments_path)
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    if data.get("format") != THEMES_FORMAT:
+        raise UsageError(f"{path}: themes file format {data.get('format')!r}, this inhouse reads {THEMES_FORMAT}.",
+                         fix="Run the discovery again with this version of inhouse.")
+    res.themes = [Theme.from_dict(d) for d in data["themes"]]
+    of = {int(k): v for k, v in data.get("topic_theme", {}).items()}
+    for t in res.topics:
+        t.theme = of.get(t.topic)
 
 
 def _add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
     """Each topic's representative documents by the user's id (or source row when there is none)."""
     name = id_column(ws, res.dataset)
     res.id_column = name or ROW_COLUMN
-    keys = doc_keys(ws, res.dataset, [d for t in res.topics for d in t.representative_docs])
-    for t in res.topics:
+    keys = doc_keys(ws, res.dataset, [d for t in [*res.topics, *res.themes] for d in t.representative_docs])
+    for t in [*res.topics, *res.themes]:
         t.representative_ids = [keys.get(int(d), (None, None))[0 if name else 1] for d in t.representative_docs]
 
 
@@ -215,6 +276,11 @@ def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts
                           opts, row["llm"], row["llm_sha256"],
                           round((started["finished_at"] or 0) - started["started_at"], 3) if started else 0.0,
                           row["created_at"], str(ws.home / row["assignments_path"]), topics, where=opts.get("where"))
+    _load_themes(res)
+    if texts and res.themes:
+        found = doc_texts(ws, dataset, [d for t in res.themes for d in t.representative_docs])
+        for t in res.themes:
+            t.representative_texts = [found.get(d, "") for d in t.representative_docs]
     _apply_edits(ws, res)
     if texts:
         _add_representative_ids(ws, res)

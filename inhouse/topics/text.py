@@ -38,7 +38,8 @@ def stop_words() -> list[str]:
 
 def topic_keywords(texts: list[str], labels: np.ndarray, n_topics: int, *, top: int = 10,
                    ngram_range: tuple[int, int] = (1, 2), max_features: int = 50_000,
-                   per_topic: int | None = None, seed: int = 0) -> list[list[str]]:
+                   per_topic: int | None = None, seed: int = 0,
+                   demote: dict[str, float] | None = None) -> list[list[str]]:
     """The ``top`` class-based TF-IDF keywords of each topic ``0..n_topics-1``.
 
     Each topic's documents form one class; a term's weight is its frequency in
@@ -50,8 +51,16 @@ def topic_keywords(texts: list[str], labels: np.ndarray, n_topics: int, *, top: 
     all appear in better keywords already chosen is skipped (``card`` after
     ``card arrive``), which keeps the list diverse.
 
+    Words spread over most groups of documents (greetings, sign-offs,
+    boilerplate: "hello", "thanks") are demoted by :func:`spread_penalty`:
+    ``demote`` (from :func:`boilerplate`, e.g. over the themes or categories of
+    the whole corpus) gives the factor per word; by default it is counted over
+    these topics. A phrase takes the lowest factor of its words, and phrases
+    (bigrams) get :data:`PHRASE_BONUS`, so a name reads "lost card" rather than
+    "lost, card".
+
     >>> topic_keywords(["card lost", "lost my card", "refund please", "want a refund"], np.array([0, 0, 1, 1]), 2, top=2)
-    [['card', 'lost'], ['refund', 'want']]
+    [['card lost'], ['want refund']]
     """
     import scipy.sparse as sp
     from sklearn.feature_extraction.text import CountVectorizer
@@ -74,8 +83,83 @@ def topic_keywords(texts: list[str], labels: np.ndarray, n_topics: int, *, top: 
     tf = T / np.maximum(T.sum(axis=1, keepdims=True), 1e-12)
     freq = T.sum(axis=0)
     idf = np.log(1.0 + T.sum() / max(n_topics, 1) / np.maximum(freq, 1e-12))
-    W = tf * idf
+    if demote is None:
+        penalty = spread_penalty(M, labels[rows])
+    else:
+        penalty = np.array([demote.get(str(w), 1.0) for w in vocab])
+    W = tf * idf * _phrase_penalty(vocab, penalty)
+    W *= np.where(np.char.count(vocab.astype(str), " ") > 0, PHRASE_BONUS, 1.0)
     return [_diverse(vocab, W[t], top) for t in range(n_topics)]
+
+
+KEEP_SHARE = 0.05  # a keyword weighs at least this share of the topic's best (demoted boilerplate stays out)
+PHRASE_BONUS = 1.5  # a bigram's weight is multiplied by this: phrases read better than single words
+SPREAD_FREE = 0.4  # a word found in up to this share of the groups keeps its full weight
+MIN_GROUPS = 4  # with fewer groups nothing is "spread over most of them"
+
+
+def boilerplate(texts: list[str], groups: np.ndarray, *, per_group: int = 5_000,
+                seed: int = 0) -> dict[str, float] | None:
+    """``{word: factor < 1}`` for the words spread over most ``groups`` (one id per text), to pass to
+    :func:`topic_keywords` as ``demote``; None with fewer than :data:`MIN_GROUPS` groups.
+
+    >>> texts = [f"hello {w} please" for w in ["card", "card", "refund", "refund", "pin", "pin", "fee", "fee"]]
+    >>> boilerplate(texts, np.array([0, 0, 1, 1, 2, 2, 3, 3]))
+    {'hello': 0.02}
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    ids, g = np.unique(np.asarray(groups), return_inverse=True)
+    if len(ids) < MIN_GROUPS:
+        return None
+    rows = _sample_per_topic(g, len(ids), per_group, seed)
+    vec = CountVectorizer(stop_words=stop_words(), token_pattern=TOKEN_PATTERN, min_df=2, binary=True)
+    try:
+        M = vec.fit_transform([texts[i] for i in rows])
+    except ValueError:
+        return None
+    penalty = spread_penalty(M, g[rows])
+    vocab = vec.get_feature_names_out()
+    return {str(vocab[j]): round(float(penalty[j]), 4) for j in np.flatnonzero(penalty < 1.0)}
+
+
+def _phrase_penalty(vocab: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """A phrase takes the lowest penalty of its words ("hi money" is as boilerplate as "hi")."""
+    index = {str(w): i for i, w in enumerate(vocab)}
+    out = penalty.copy()
+    for j, term in enumerate(vocab):
+        words = str(term).split()
+        if len(words) > 1:
+            out[j] = min([penalty[j], *(penalty[index[w]] for w in words if w in index)])
+    return out
+
+
+def spread_penalty(M, groups: np.ndarray) -> np.ndarray:
+    """Weight factor (0.02..1) per term: 1 for a term found in at most :data:`SPREAD_FREE` of the
+    groups, falling linearly to 0.02 for a term found in every group.
+
+    A term is found in a group when at least 2 of its documents and 2 % of them
+    contain it. This is document frequency across topics rather than a hand-made
+    list: "hello" and "thanks" open and close messages of every kind, so they are
+    found everywhere, while "card" or "refund" belong to a few groups.
+
+    >>> import scipy.sparse as sp
+    >>> M = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [1, 0, 1], [1, 0, 1], [1, 0, 0], [1, 0, 0],
+    ...                              [1, 0, 0], [1, 0, 0]]))
+    >>> spread_penalty(M, np.array([0, 0, 1, 1, 2, 2, 3, 3])).round(2).tolist()
+    [0.02, 1.0, 1.0]
+    """
+    import scipy.sparse as sp
+
+    ids, g = np.unique(groups, return_inverse=True)
+    if len(ids) < MIN_GROUPS:
+        return np.ones(M.shape[1])
+    onehot = sp.csr_matrix((np.ones(len(g)), (g, np.arange(len(g)))), shape=(len(ids), len(g)))
+    docs = np.asarray((onehot @ (M > 0).astype(np.float64)).todense())
+    sizes = np.bincount(g, minlength=len(ids))[:, None]
+    found = (docs >= 2) & (docs >= 0.02 * sizes)
+    share = found.mean(axis=0)
+    return np.clip(1 - (share - SPREAD_FREE) / (1 - SPREAD_FREE), 0.02, 1.0)
 
 
 def _sample_per_topic(labels: np.ndarray, n_topics: int, per_topic: int, seed: int) -> np.ndarray:
@@ -92,8 +176,9 @@ def _diverse(vocab: np.ndarray, weights: np.ndarray, top: int) -> list[str]:
     order = np.lexsort((np.arange(len(weights)), -weights))  # by weight, ties by term order
     chosen: list[str] = []
     seen: set[str] = set()
+    floor = KEEP_SHARE * weights[order[0]] if len(order) else 0.0
     for j in order[: top * 5]:
-        if weights[j] <= 0 or len(chosen) >= top:
+        if weights[j] <= max(floor, 0) or len(chosen) >= top:
             break
         words = {_stem(w) for w in vocab[j].split()}
         if words <= seen:

@@ -165,6 +165,7 @@ export async function render(view, params, query) {
   function drawTopics() {
     const run = st.run;
     const visible = run.topics.filter((t) => t.merged_into === null || t.merged_into === undefined);
+    const themeName = new Map((run.themes || []).map((th) => [th.theme, th.name]));
     if (st.selected === null || !visible.some((t) => t.topic === st.selected)) {
       const merged = run.topics.find((t) => t.topic === st.selected);
       st.selected = merged && merged.merged_into !== null && merged.merged_into !== undefined ? merged.merged_into : visible[0]?.topic ?? null;
@@ -174,14 +175,16 @@ export async function render(view, params, query) {
         class: t.topic === st.selected ? "selected" : "" },
         h("div", { class: "topic-name" }, t.name, t.name_source?.startsWith("person:") ? badge("named", "info") : null,
           t.merged?.length ? badge(`+${t.merged.length} merged`, "warn") : null),
-        h("div", { class: "topic-meta muted" }, `#${t.topic} · ${fmt(t.size)} docs · ${pct(t.share_of_all ?? t.share)}`));
+        h("div", { class: "topic-meta muted" }, `#${t.topic} · ${fmt(t.size)} docs · ${pct(t.share_of_all ?? t.share)}`
+          + (themeName.has(t.theme) ? ` · theme: ${themeName.get(t.theme)}` : "")));
       const pick = () => { st.selected = t.topic; drawTopics(); topicsPane.querySelector(".topic-detail input")?.focus(); };
       li.addEventListener("click", pick);
       li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); pick(); } });
       return li;
     }));
     const t = run.topics.find((x) => x.topic === st.selected);
-    clear(topicsPane, h("p", { class: "muted" }, `Discovery run ${run.run_id} · ${fmt(run.n_documents)} documents · ${visible.length} topics`
+    clear(topicsPane, h("p", { class: "muted" }, `Discovery run ${run.run_id} · ${fmt(run.n_documents)} documents · `
+      + (themeName.size ? `${themeName.size} themes · ` : "") + `${visible.length} topics`
       + (run.n_outliers ? ` · ${fmt(run.n_outliers)} outliers` : "") + ` · ${when(run.created_at)}`),
       h("div", { class: "topics-grid" }, card("Topics", list), t ? topicDetail(t) : card("Topic", h("p", { class: "muted" }, "Choose a topic."))));
     topicsPane.querySelector(".topic-list li.selected")?.scrollIntoView({ block: "nearest" });
