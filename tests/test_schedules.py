@@ -46,7 +46,8 @@ def test_schedule_cli_checks_stores_a_copy_and_pauses_resumes_removes(tmp_path):
     cron = _cli_json(home, "pipeline", "schedule", _write(tmp_path), "--every",
                      "0 6 * * 1-5", "--name", "weekdays")
     assert time.gmtime(cron["next_at"]).tm_hour == 6 and time.gmtime(cron["next_at"]).tm_wday < 5
-    for bad, says in (("0s", "minimum of 1 s"), ("1 2 3", "neither an interval"), ("61 * * * *", "not a valid cron")):
+    for bad, says in (("0s", "minimum of 1 s"), ("1 2 3", "neither an interval"), ("61 * * * *", "not a valid cron"),
+                      ("9" * 400 + "s", "maximum of 366 days"), ("0 0 31 2 *", "never matches a date")):
         r = invoke_cli("--home", home, "pipeline", "schedule", _write(tmp_path), "--every", bad)
         assert r.exit_code != 0 and says in r.stderr, (bad, r.stderr)
     r = invoke_cli("--home", home, "pipeline", "schedule", tmp_path / "nope.yaml", "--every", "1h")
@@ -166,6 +167,18 @@ def test_live_server_runs_a_scheduled_inbox_pipeline_by_itself(tmp_path, shared_
             assert listed["last"]["status"] in ("done", "queued", "running") and listed["every"] == "2s"
             assert e.delete(f"/schedules/{s['id']}").status_code == 200
             assert e.get("/schedules").json()["schedules"] == []
+            body = {"every": "0 6 * * *", "pipeline": {"dataset": "b5", "model": "intents@production"}}
+            with server.client(viewer) as v:
+                assert v.post("/schedules", json=body).status_code == 403
+            made = e.post("/schedules", json=body)
+            assert made.status_code == 201 and made.json()["kind"] == "dashboard", made.text
+            assert time.gmtime(made.json()["next_at"]).tm_hour == 6
+            bad = e.post("/schedules", json={**body, "every": "0s"})
+            assert bad.status_code == 400 and "minimum of 1 s" in bad.json()["message"], bad.text
+            bad = e.post("/schedules", json={**body, "pipeline": {"dataset": "nope", "model": "intents@production"}})
+            assert bad.status_code in (400, 404) and "nope" in bad.json()["message"], bad.text
+            assert e.delete(f"/schedules/{made.json()['id']}").status_code == 200
+            assert e.delete(f"/schedules/{made.json()['id']}").status_code == 404
     finally:
         server.stop()
     runs = _runs(home)

@@ -45,6 +45,7 @@ from ..workspace.store import Workspace, current_user
 
 JOB_KIND = "pipeline-file"
 MIN_INTERVAL_S = 1.0
+MAX_INTERVAL_S = 366 * 86400.0
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 EVERY_HELP = "Ns, Nm, Nh or Nd (e.g. 15m, 1h, 1d; at least 1s), or a 5-field cron expression in UTC ('0 6 * * 1-5')"
 
@@ -58,6 +59,8 @@ def interval_seconds(every: str) -> float | None:
         if seconds < MIN_INTERVAL_S:
             raise UsageError(f"--every {every!r} is shorter than the minimum of {MIN_INTERVAL_S:g} s.",
                              fix=f"Give {EVERY_HELP}.")
+        if seconds > MAX_INTERVAL_S:
+            raise UsageError(f"--every {every!r} is longer than the maximum of 366 days.", fix=f"Give {EVERY_HELP}.")
         return seconds
     if len(text.split()) == 5:
         _croniter(text)
@@ -84,7 +87,11 @@ def next_time(every: str, after: float) -> float:
     import datetime as dt
 
     it = _croniter(every, dt.datetime.fromtimestamp(after, dt.timezone.utc))
-    return float(it.get_next(float))
+    try:
+        return float(it.get_next(float))
+    except ValueError as e:  # croniter's CroniterBadDateError: a day that never comes (31 February)
+        raise UsageError(f"--every {every!r}: this cron expression never matches a date ({e}).",
+                         fix=f"Give {EVERY_HELP}.") from e
 
 
 # ------------------------------------------------------------------ create ----
