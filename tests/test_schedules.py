@@ -125,7 +125,7 @@ def _wait(cond, timeout: float, what: str, server: Server):
 def test_live_server_runs_a_scheduled_inbox_pipeline_by_itself(tmp_path, shared_data):
     home = tmp_path / "ws"
     train = banking_slice(shared_data, tmp_path, per_label_train=10, per_label_test=0)
-    for args in (("ingest", train, "--dataset", "b5", "--label-col", "label"),
+    for args in (("ingest", train, "--dataset", "b5", "--label-col", "label", "--time-col", "created"),
                  ("train", "--dataset", "b5", "--name", "intents", "--method", "head", "--split", "all"),
                  ("models", "alias", "intents@1", "production")):
         r = invoke_cli("--home", home, *args)
