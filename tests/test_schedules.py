@@ -144,6 +144,8 @@ def test_live_server_runs_a_scheduled_inbox_pipeline_by_itself(tmp_path, shared_
                   "a run on the empty inbox", server)
             unseen[["ticket_id", "text"]].head(30).to_csv(tmp_path / "inbox" / "day1.csv", index=False)
             assert _wait(lambda: _classified(home), 60, "a run on the first file", server) == [30]
+            board = v.get("/pipelines").json()["runs"]  # on the dashboard like a manual run
+            assert board and board[0]["dataset"] == "tickets", board
             assert v.post(f"/schedules/{s['id']}/pause").status_code == 403  # changes need an editor
             assert e.post(f"/schedules/{s['id']}/pause").json()["paused"] is True
             _wait(lambda: v.get(f"/schedules/{s['id']}").json()["last"]["status"] in ("done", "failed"), 60,
