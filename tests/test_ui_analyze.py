@@ -365,7 +365,7 @@ def test_analyze_screen_schedules_pauses_and_removes_a_pipeline(browser, served)
     sched.get_by_text("No schedules").wait_for()
     page.get_by_label("Repeat every").fill("0s")
     page.get_by_role("button", name="Schedule").click()
-    page.get_by_text("minimum of 1 s").wait_for()  # the server's refusal, shown as it said it
+    page.locator(".error-box", has_text="minimum of 1 s").wait_for()  # the server's refusal, shown as it said it
     page.get_by_label("Repeat every").fill("0 6 * * *")
     page.get_by_role("button", name="Schedule").click()
     sched.locator("tbody tr").wait_for()
