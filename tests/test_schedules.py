@@ -93,6 +93,8 @@ def test_due_schedules_run_once_after_downtime_and_one_at_a_time(tmp_path):
         schedules.pause(ws, s["id"])
         jobs.cancel(ws, again)
         assert schedules.run_due(ws, jobs.submit, now=later + 10 * 3600) == []  # paused
+        schedules.remove(ws, s["id"])  # a job that waited in the queue for a removed schedule runs nothing
+        assert "removed" in schedules.run_scheduled(ws, again, s["id"])["skipped"]
     finally:
         ws.close()
 

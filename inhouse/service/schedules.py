@@ -182,7 +182,7 @@ def resume(ws: Workspace, schedule_id: int) -> dict:
 
 
 def remove(ws: Workspace, schedule_id: int) -> dict:
-    """Remove a schedule (its past runs stay; a run under way goes on)."""
+    """Remove a schedule (its past runs stay; a run under way goes on, a queued one ends without running)."""
     out = get(ws, schedule_id)
     with ws.tx() as db:
         db.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
@@ -219,7 +219,10 @@ def run_scheduled(ws: Workspace, job_id: int, schedule_id: int) -> dict:
     from ..progress import task
     from .pipelines import run_dashboard_pipeline, run_file
 
-    r = _row(ws, schedule_id)
+    try:
+        r = _row(ws, schedule_id)
+    except NotFound:  # removed while this job waited in the queue
+        return {"schedule": schedule_id, "run_id": None, "skipped": "the schedule was removed before this run started"}
     if r["kind"] == "dashboard":
         return {**run_dashboard_pipeline(ws, job_id, json.loads(r["spec"])), "schedule": schedule_id}
     folder = Path(r["folder"])
