@@ -350,3 +350,37 @@ def test_empty_workspace_says_what_to_do(browser, tmp_path):
         assert_clean(page)
     finally:
         server.stop()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_analyze_screen_schedules_pauses_and_removes_a_pipeline(browser, served):
+    """Issue 20 §1: the Analyze screen makes a schedule of its choices, lists it (next run), pauses and removes it."""
+    from uikit import assert_clean, open_page
+
+    server, tokens, _ = served
+    page = open_page(browser, server.url, tokens["editor"])
+    page.goto("/#/analyze?dataset=cc")
+    sched = page.locator("section.card", has=page.get_by_role("heading", name="Schedules"))
+    sched.get_by_text("No schedules").wait_for()
+    page.get_by_label("Repeat every").fill("0s")
+    page.get_by_role("button", name="Schedule").click()
+    page.locator(".error-box", has_text="minimum of 1 s").wait_for()  # the server's refusal, shown as it said it
+    page.get_by_label("Repeat every").fill("0 6 * * *")
+    page.get_by_role("button", name="Schedule").click()
+    sched.locator("tbody tr").wait_for()
+    with server.client(tokens["viewer"]) as c:
+        (s,) = c.get("/schedules").json()["schedules"]
+    assert s["every"] == "0 6 * * *" and s["kind"] == "dashboard" and s["user"] == "editor-user"
+    row = sched.locator("tbody tr")
+    assert "active" in row.inner_text() and " 06:00 UTC" in row.inner_text()
+    row.get_by_role("button", name="Pause").click()
+    row.get_by_role("button", name="Resume").wait_for()
+    assert "paused" in row.inner_text()
+    with server.client(tokens["viewer"]) as c:
+        assert c.get(f"/schedules/{s['id']}").json()["paused"] is True
+    row.get_by_role("button", name="Remove").click()
+    sched.get_by_text("No schedules").wait_for()
+    with server.client(tokens["viewer"]) as c:
+        assert c.get("/schedules").json()["schedules"] == []
+    assert_clean(page)

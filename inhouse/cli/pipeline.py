@@ -51,6 +51,106 @@ def pipeline_run_cmd(ctx, file: str, as_json: bool) -> None:
     click.echo(f"report: {r['report']}")
 
 
+# -------------------------------------------------------------- schedules ----
+
+@pipeline_group.command("schedule")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--every", required=True, metavar="EVERY",
+              help="Ns, Nm, Nh or Nd (15m, 1h, 1d; at least 1s), or a 5-field cron expression in UTC.")
+@click.option("--name", default=None, help="The schedule's name (default: the pipeline's name).")
+@json_option
+@pass_ctx
+def pipeline_schedule_cmd(ctx, file: str, every: str, name: str | None, as_json: bool) -> None:
+    """Run a pipeline file again and again from the running server (``inhouse serve``).
+
+    The file's content is copied now: a later edit or removal of the file changes
+    nothing (schedule it again, and remove the old schedule, to change it). Its
+    relative paths (an inbox, the report) still resolve in the file's folder, so
+    new files there are what the next run reads; steps whose inputs did not change
+    are skipped. One run at a time per schedule; after downtime the missed runs
+    are run once, and the next run is one interval later. Runs are listed by
+    ``inhouse runs list --kind pipeline``.
+
+    \b
+    Example:
+      $ inhouse pipeline schedule examples/contact-center-daily.yaml --every 1h
+      schedule 1: contact-center-daily every 1h, next run 2026-12-03 16:00:00 UTC
+      $ inhouse pipeline schedule examples/contact-center-daily.yaml --every "0 6 * * 1-5"
+    """
+    from ..service import schedules
+
+    s = schedules.schedule_file(ctx.ws, file, every, name=name)
+    if as_json:
+        emit_json(s)
+        return
+    click.echo(f"schedule {s['id']}: {s['name']} every {s['every']}, next run {_when(s['next_at'])} UTC "
+               "(runs while `inhouse serve` runs)")
+
+
+@pipeline_group.group("schedules", invoke_without_command=True)
+@json_option
+@click.pass_context
+def schedules_group(click_ctx, as_json: bool) -> None:
+    """List the schedules (next run, last run, last result); pause, resume or remove one.
+
+    \b
+    Example:
+      $ inhouse pipeline schedules
+      ID  NAME                  EVERY  STATE   NEXT RUN (UTC)       LAST RUN (UTC)       LAST RESULT
+      1   contact-center-daily  1h     active  2026-12-03 16:00:00  2026-12-03 15:00:00  done: run 12
+      $ inhouse pipeline schedules pause 1
+    """
+    if click_ctx.invoked_subcommand is None:
+        _list_schedules(as_json)
+
+
+def _last(s: dict) -> str:
+    last = s["last"]
+    if not last:
+        return "-"
+    if last["status"] == "done":
+        return f"done: run {last['run_id']}" if last.get("run_id") else f"done: {last.get('skipped') or 'nothing'}"
+    return f"{last['status']}: {last['error']}" if last.get("error") else last["status"]
+
+
+@pass_ctx
+def _list_schedules(ctx, as_json: bool) -> None:
+    from ..service import schedules
+
+    rows = schedules.listing(ctx.ws)
+    if as_json:
+        emit_json({"schedules": rows})
+        return
+    click.echo(f"{'ID':<4}{'NAME':<22}{'EVERY':<14}{'STATE':<8}{'NEXT RUN (UTC)':<21}{'LAST RUN (UTC)':<21}LAST RESULT")
+    for s in rows:
+        click.echo(f"{s['id']:<4}{s['name'][:21]:<22}{s['every'][:13]:<14}{'paused' if s['paused'] else 'active':<8}"
+                   f"{_when(s['next_at']) if s['next_at'] else '-':<21}{_when(s['last_at']) if s['last_at'] else '-':<21}"
+                   f"{_last(s)[:80]}")
+
+
+def _change(action: str, doc: str):
+    @schedules_group.command(action, help=doc)
+    @click.argument("schedule_id", type=int)
+    @json_option
+    @pass_ctx
+    def cmd(ctx, schedule_id: int, as_json: bool) -> None:
+        from ..service import schedules
+
+        s = getattr(schedules, action)(ctx.ws, schedule_id)
+        if as_json:
+            emit_json(s)
+        else:
+            click.echo(f"schedule {s['id']} ({s['name']}): {action}d" if action != "remove" else
+                       f"schedule {s['id']} ({s['name']}): removed; its past runs stay")
+
+    return cmd
+
+
+_change("pause", "Stop starting runs of a schedule (a run under way goes on).")
+_change("resume", "Start runs of a paused schedule again; the next is one interval from now.")
+_change("remove", "Remove a schedule; its past runs stay (a run under way goes on).")
+
+
 # ----------------------------------------------------------------- prices ----
 
 @pipeline_group.command("steps")

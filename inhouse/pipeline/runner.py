@@ -101,11 +101,15 @@ class PipelineRun:
             raise NotFound(f"{step.where(self.spec)}: {self.version.ref} is not a classifier.")
 
 
-def run_pipeline(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], None] | None = None) -> dict:
-    """Run a pipeline file; returns run_id, steps (name, status, seconds, rows, outputs), report and cost."""
+def run_pipeline(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], None] | None = None,
+                 folder: str | Path | None = None) -> dict:
+    """Run a pipeline file; returns run_id, steps (name, status, seconds, rows, outputs), report and cost.
+
+    ``folder``: where the file's relative paths resolve (default: its own folder).
+    """
     from . import steps as step_fns
 
-    spec = load_spec(path)
+    spec = load_spec(path, folder=folder)
     run = PipelineRun(ws, spec)
     run.pin()
     run.out_dir.mkdir(parents=True, exist_ok=True)

@@ -135,8 +135,13 @@ def _scalar(node):
     return yaml.safe_load(yaml.serialize(node))
 
 
-def load_spec(path: str | Path) -> PipelineSpec:
-    """Read and check a pipeline file; every error names the file and line."""
+def load_spec(path: str | Path, *, folder: str | Path | None = None, require_files: bool = True) -> PipelineSpec:
+    """Read and check a pipeline file; every error names the file and line.
+
+    ``folder``: where its relative paths resolve (default: the file's folder; a schedule's copy of a file
+    resolves in the original's). ``require_files=False``: an ingest glob matching nothing yet is no error
+    (an inbox a schedule watches may be empty when it is scheduled).
+    """
     try:
         import yaml
     except ImportError as e:  # pragma: no cover - PyYAML comes with the default install
@@ -168,10 +173,11 @@ def load_spec(path: str | Path) -> PipelineSpec:
             _fail(path, lines[key], f"{key!r} must be a non-empty string, found {value!r}.")
     if not isinstance(top["steps"], yaml.SequenceNode) or not top["steps"].value:
         _fail(path, lines["steps"], "'steps' must be a list of steps.", fix="e.g. steps:\n  - classify: {model: intents}")
-    spec = PipelineSpec(name, dataset, [], path.resolve(), path.resolve().parent, lines, text)
+    base = Path(folder).resolve() if folder is not None else path.resolve().parent
+    spec = PipelineSpec(name, dataset, [], path.resolve(), base, lines, text)
     for i, node in enumerate(top["steps"].value):
         spec.steps.append(_step(path, node, i))
-    _check(spec)
+    _check(spec, require_files)
     return spec
 
 
@@ -216,15 +222,20 @@ def _step(path: Path, node, index: int) -> Step:
     return Step(kind, opts, line, index)
 
 
-def _check(spec: PipelineSpec) -> None:
+def ingest_matches(spec: PipelineSpec, step: Step) -> list[Path]:
+    """The files an ingest step's path matches now."""
+    p = step.options["path"]
+    matches = sorted(spec.folder.glob(p)) if not Path(p).is_absolute() else sorted(Path("/").glob(p.lstrip("/")))
+    return [m for m in matches if m.is_file()]
+
+
+def _check(spec: PipelineSpec, require_files: bool = True) -> None:
     kinds = [s.kind for s in spec.steps]
     for s in spec.steps:
         if kinds.count(s.kind) > 1:
             _fail(spec.path, s.line, f"step {s.kind!r} appears {kinds.count(s.kind)} times; give it once.")
-        if s.kind == "ingest":
-            matches = sorted(spec.folder.glob(s.options["path"])) if not Path(s.options["path"]).is_absolute() \
-                else sorted(Path("/").glob(s.options["path"].lstrip("/")))
-            if not [m for m in matches if m.is_file()]:
+        if s.kind == "ingest" and require_files:
+            if not ingest_matches(spec, s):
                 _fail(spec.path, s.line, f"ingest.path {s.options['path']!r} matches no file under {spec.folder}.",
                       fix="Paths are relative to the pipeline file's folder.", cls=InputError)
         if s.kind == "classify" and s.options["engine"] not in ("local", "ray"):

@@ -36,6 +36,7 @@ from pathlib import Path
 from ..errors import Conflict, NotFound, UsageError
 from ..progress import Event, Sink
 from ..service.jobs import job_kinds
+from ..service.schedules import run_due
 from ..workspace.files import json_dumps, pid_alive
 from ..workspace.store import Workspace, current_user
 
@@ -238,6 +239,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_fd: int | None = None
+        self._schedules_at = 0.0
 
     @property
     def leading(self) -> bool:
@@ -307,6 +309,10 @@ class Dispatcher:
             p = self.procs.get(r["id"])
             if p is not None and p.poll() is None:
                 p.terminate()  # the worker may be inside a long step that reports no progress
+        if time.monotonic() - self._schedules_at >= 1.0:  # due schedules: only the lock holder starts them
+            self._schedules_at = time.monotonic()
+            for job_id in run_due(self.ws, submit):
+                log.info("schedule: started job %s", job_id)
         while len(self.procs) < self.max_workers:
             job_id = self._claim()
             if job_id is None:

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse
 from pydantic import Field
 
 from ..service import pipelines as pipelines_service
+from ..service import schedules as schedules_service
 from . import routes_downloads as downloads
 from .auth import role
 from .common import Body, Id, JobAccepted, accepted, page, ws_of
@@ -77,3 +78,49 @@ def pipeline_file(request: Request, run_id: Id,
     """A table (predictions, summaries, sub-topics, trends) comes as stored, or as ``?format=csv|xlsx|parquet``."""
     path = pipelines_service.run_output(ws_of(request), run_id, name)
     return downloads.table_file(request, path, format, MEDIA.get(path.suffix.lower()))
+
+
+# -------------------------------------------------------------- schedules ----
+# A schedule made here runs the dashboard's pipeline (the server builds the file from checked choices, as
+# POST /pipelines does: no path from outside is read). A pipeline *file* (an inbox on the server's disk) is
+# scheduled by whoever has that disk: inhouse pipeline schedule FILE.yaml --every 1h. Both are listed here.
+
+class ScheduleRequest(Body):
+    every: str = Field(..., min_length=2, max_length=100, description=schedules_service.EVERY_HELP + ".")
+    name: str | None = Field(None, min_length=1, max_length=200, description="The schedule's name.")
+    pipeline: PipelineRequest = Field(..., description="The dashboard pipeline to run (as POST /pipelines).")
+
+
+@router.get("/schedules", tags=["pipelines"], summary="Schedules: next run, last run and last result",
+            **role("viewer"))
+def list_schedules(request: Request) -> dict:
+    return {"schedules": schedules_service.listing(ws_of(request))}
+
+
+@router.post("/schedules", tags=["pipelines"], summary="Schedule the dashboard's pipeline on a dataset",
+             status_code=201, **role("editor"))
+def create_schedule(request: Request, body: ScheduleRequest) -> dict:
+    return schedules_service.schedule_dashboard(ws_of(request), body.pipeline.model_dump(), body.every,
+                                                name=body.name)
+
+
+@router.get("/schedules/{schedule_id}", tags=["pipelines"], summary="One schedule", **role("viewer"))
+def get_schedule(request: Request, schedule_id: Id) -> dict:
+    return schedules_service.get(ws_of(request), schedule_id)
+
+
+@router.post("/schedules/{schedule_id}/pause", tags=["pipelines"], summary="Stop starting runs", **role("editor"))
+def pause_schedule(request: Request, schedule_id: Id) -> dict:
+    return schedules_service.pause(ws_of(request), schedule_id)
+
+
+@router.post("/schedules/{schedule_id}/resume", tags=["pipelines"],
+             summary="Start runs again (the next one interval from now)", **role("editor"))
+def resume_schedule(request: Request, schedule_id: Id) -> dict:
+    return schedules_service.resume(ws_of(request), schedule_id)
+
+
+@router.delete("/schedules/{schedule_id}", tags=["pipelines"], summary="Remove a schedule (its runs stay)",
+               **role("editor"))
+def remove_schedule(request: Request, schedule_id: Id) -> dict:
+    return schedules_service.remove(ws_of(request), schedule_id)

@@ -120,3 +120,11 @@ def pipeline_job(ws: Workspace, job_id: int, p: dict) -> dict:
     from .pipelines import run_dashboard_pipeline
 
     return run_dashboard_pipeline(ws, job_id, p)
+
+
+@job_kind("pipeline-file")
+def pipeline_file_job(ws: Workspace, job_id: int, p: dict) -> dict:
+    """A schedule's pipeline, started by the server when it is due (``inhouse pipeline schedule``)."""
+    from .schedules import run_scheduled
+
+    return run_scheduled(ws, job_id, int(p["schedule"]))

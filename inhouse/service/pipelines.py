@@ -14,11 +14,12 @@ from pathlib import Path
 from ..workspace.store import Workspace
 
 
-def run_file(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], None] | None = None) -> dict:
+def run_file(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], None] | None = None,
+             folder: str | Path | None = None) -> dict:
     """Run a pipeline file; see :func:`inhouse.pipeline.runner.run_pipeline`."""
     from ..pipeline.runner import run_pipeline
 
-    return run_pipeline(ws, path, on_step=on_step)
+    return run_pipeline(ws, path, on_step=on_step, folder=folder)
 
 
 def step_kinds() -> list[dict]:

@@ -324,3 +324,25 @@ def AUTOINCREMENT_IDS(conn) -> None:  # noqa: N802 - a migration, named like the
 
 
 SCHEMA_MIGRATIONS.append(AUTOINCREMENT_IDS)
+
+# schedules (issue 20 §1): pipelines the running server starts by itself. ``spec`` is the pipeline file's content
+# copied at schedule time (kind 'file'; relative paths resolve in ``folder``) or the dashboard's checked choices
+# as JSON (kind 'dashboard'); ``next_at`` survives a restart; the last run is the job ``last_job_id``
+SCHEMA_MIGRATIONS.append("""
+CREATE TABLE schedules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source TEXT,
+    folder TEXT,
+    spec TEXT NOT NULL,
+    every TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    last_at REAL,
+    last_job_id INTEGER,
+    created_at REAL NOT NULL,
+    user TEXT
+);
+CREATE INDEX schedules_due ON schedules(paused, next_at)
+""")

@@ -46,8 +46,12 @@ async function start(view, query, alive) {
       "Analyze classifies every document with one of your trained models. Label a dataset, then train (the fast head method takes seconds).",
       h("a", { class: "btn primary", href: "#/train" }, "Train a model")));
   } else {
-    view.append(form(datasets, mopts, (models.base_models || []).filter((m) => m.kind === "gguf"), query, alive));
+    view.append(form(datasets, mopts, (models.base_models || []).filter((m) => m.kind === "gguf"), query, alive,
+      () => schedulesCard(sched)));
   }
+  const sched = h("div", { class: "schedules" });
+  view.append(sched);
+  await schedulesCard(sched);
   const running = (active.jobs || []).filter((j) => j.status === "queued" || j.status === "running");
   if (running.length) {
     const box = card("Running now");
@@ -72,6 +76,28 @@ async function start(view, query, alive) {
       : "Once a dataset and a trained model exist, run a pipeline here.")));
 }
 
+// Schedules: the pipelines the server runs by itself (made here or with inhouse pipeline schedule FILE).
+async function schedulesCard(box) {
+  const { schedules } = await api.get("/schedules");
+  const act = (s, what) => button(what[0].toUpperCase() + what.slice(1), async () => {
+    if (what === "remove") await api.del(`/schedules/${s.id}`); else await api.post(`/schedules/${s.id}/${what}`, {});
+    await schedulesCard(box);
+  }, { role: "editor" });
+  const last = (s) => !s.last ? "—" : s.last.status === "done"
+    ? (s.last.run_id ? h("a", { href: `#/analyze/${s.last.run_id}` }, `run #${s.last.run_id}`) : s.last.skipped || "done")
+    : truncate(`${s.last.status}${s.last.error ? ": " + s.last.error : ""}`, 120);
+  clear(box);
+  box.append(card("Schedules", table([
+    { key: "name", label: "Name" },
+    { key: "every", label: "Every" },
+    { key: "paused", label: "State", render: (s) => badge(s.paused ? "paused" : "active", s.paused ? "" : "good") },
+    { key: "next_at", label: "Next run", render: (s) => when(s.next_at) },
+    { key: "last_at", label: "Last run", render: (s) => when(s.last_at) },
+    { key: "last", label: "Last result", render: last },
+    { key: "id", label: "", render: (s) => h("span", { class: "row" }, act(s, s.paused ? "resume" : "pause"), act(s, "remove")) },
+  ], schedules, { empty: "No schedules. Choose Repeat every above, or: inhouse pipeline schedule FILE.yaml --every 1h" })));
+}
+
 function follow(jobId, title, alive) {
   const panel = jobPanel(jobId, title);
   panel.done.then((job) => {
@@ -80,7 +106,7 @@ function follow(jobId, title, alive) {
   return panel;
 }
 
-function form(datasets, mopts, llms, query, alive) {
+function form(datasets, mopts, llms, query, alive, onScheduled = null) {
   const names = datasets.map((d) => d.name);
   const dsSel = select(names, names.includes(query.dataset) ? query.dataset : names[0], { name: "dataset" });
   const prod = mopts.find(([v]) => v.endsWith("@production"));
@@ -92,16 +118,28 @@ function form(datasets, mopts, llms, query, alive) {
   const subs = h("input", { type: "checkbox", name: "subtopics", checked: true });
   const recentFrom = h("input", { type: "date", name: "recent_from" }), until = h("input", { type: "date", name: "until" });
   const area = h("div", { class: "run-area" });
+  const body = () => {
+    const [kind, llm] = summ.value.startsWith("llm:") ? ["llm", summ.value.slice(4)] : [summ.value, null];
+    return { dataset: dsSel.value, model: mSel.value, every: every.value, summaries: kind, llm, subtopics: subs.checked,
+      recent_from: recentFrom.value || null, until: until.value || null };
+  };
   const go = button("Run pipeline", async () => {
     clear(area);
-    const [kind, llm] = summ.value.startsWith("llm:") ? ["llm", summ.value.slice(4)] : [summ.value, null];
     try {
-      const job = await api.post("/pipelines", { dataset: dsSel.value, model: mSel.value, every: every.value,
-        summaries: kind, llm, subtopics: subs.checked, recent_from: recentFrom.value || null, until: until.value || null });
+      const job = await api.post("/pipelines", body());
       toast(`Pipeline job ${job.job_id} started.`, "good");
       area.append(follow(job.job_id, `Pipeline on ${dsSel.value} with ${mSel.value}`, alive).el);
     } catch (e) { area.append(errorBox(e)); throw e; }
   }, { role: "editor", kind: "primary" });
+  const repeat = h("input", { type: "text", name: "repeat", placeholder: "1d, 6h or 0 6 * * 1-5", size: 18 });
+  const plan = button("Schedule", async () => {
+    clear(area);
+    try {
+      const s = await api.post("/schedules", { every: repeat.value.trim(), pipeline: body() });
+      toast(`Schedule ${s.id} made: next run ${when(s.next_at)}.`, "good");
+      if (onScheduled) onScheduled();
+    } catch (e) { area.append(errorBox(e)); throw e; }
+  }, { role: "editor", title: "The server runs this pipeline again and again while it runs." });
   const el = card("Run a pipeline",
     h("div", { class: "analyze-form" },
       field("Dataset", dsSel, "Its documents are classified; it needs a time column."),
@@ -112,6 +150,7 @@ function form(datasets, mopts, llms, query, alive) {
       field("Summaries", summ, llms.length ? "One summary per category: its keywords and most representative messages, or written by a local LLM." : "One summary per category: its keywords and most representative messages (no local LLM is installed)."),
       h("label", { class: "check" }, subs, " Find sub-topics inside each category and flag the emerging ones")),
     h("div", { class: "row" }, go, can("editor") ? null : h("span", { class: "muted" }, "Running a pipeline needs the editor role.")),
+    h("div", { class: "row" }, field("Repeat every", repeat, "Ns, Nm, Nh, Nd or a cron expression in UTC; the server runs it while it runs."), plan),
     area);
   return guard(el, "editor");
 }
