@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import secrets
 import shutil
 import signal
@@ -73,8 +74,44 @@ def _stop(procs: list[subprocess.Popen], temp: Path) -> None:
             p.wait(timeout=5)
 
 
+def _isolated(cmd: list[str], hide: list[Path]) -> list[str]:
+    """``cmd`` in a mount namespace of its own where each folder of ``hide`` is an empty tmpfs: the node then
+    sees none of the driver's files (the workspace, the inputs, this checkout), as a node on another machine."""
+    mounts = " && ".join(f"mount -t tmpfs inhouse-hidden {shlex.quote(str(h))}" for h in hide)
+    return ["unshare", *UNSHARE, "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "sh", *cmd]
+
+
+def _unshare_flags() -> list[str] | None:
+    """``-m`` as root, ``-rm`` (a user namespace) otherwise; None where neither is allowed."""
+    for flags in (["-m"], ["-rm"]):
+        with contextlib.suppress(OSError):
+            if subprocess.run(["unshare", *flags, "true"], capture_output=True).returncode == 0:
+                return flags
+    return None
+
+
+UNSHARE = _unshare_flags()
+
+
+WAIT_FOR_NODES = """
+import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False)
+deadline = time.monotonic() + 60
+while sum(n["Alive"] for n in ray.nodes()) < int(sys.argv[2]):
+    assert time.monotonic() < deadline, f"{sum(n['Alive'] for n in ray.nodes())} nodes alive after 60 s"
+    time.sleep(0.3)
+"""
+
+
+def _wait_for_nodes(address: str, n: int, env: dict, procs: list[subprocess.Popen], temp: Path) -> None:
+    r = subprocess.run([sys.executable, "-c", WAIT_FOR_NODES, address, str(n)], env=env, cwd=temp,
+                       capture_output=True, text=True, timeout=90)
+    alive = [p.poll() is None for p in procs]
+    assert r.returncode == 0 and all(alive), (alive, r.stderr[-2000:], temp.with_suffix(".log").read_text()[-3000:])
+
+
 @contextlib.contextmanager
-def ray_cluster(env: dict):
+def ray_cluster(env: dict, hide: list[Path]):
     """A head and a second node on 127.0.0.1; yields the head's address; stops exactly what it started."""
     from inhouse.pipeline.rayengine import node_env
 
@@ -85,12 +122,15 @@ def ray_cluster(env: dict):
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env = {**env, **node_env(), **auth}
     env.pop("PYTHONPATH", None)  # the nodes know nothing of this checkout: the driver must ship its code
+    installed = subprocess.run([sys.executable, "-c", "import inhouse, os; print(os.path.dirname(inhouse.__file__))"],
+                               env=env, cwd=temp, capture_output=True, text=True).stdout.strip()
+    hide = [*hide, *([Path(installed)] if installed else [])]  # an installed inhouse too: the driver ships its own
     procs: list[subprocess.Popen] = []
     log = open(temp.with_suffix(".log"), "wb")
+    how = dict(env=env, stdout=log, stderr=log, start_new_session=True, cwd=temp)
     try:
-        procs.append(subprocess.Popen([str(RAY), "start", "--head", "--port", str(port), "--include-dashboard=false",
-                                       *_node_args(temp)], env=env, stdout=log, stderr=log, start_new_session=True,
-                                      cwd=temp))
+        head = [str(RAY), "start", "--head", "--port", str(port), "--include-dashboard=false", *_node_args(temp)]
+        procs.append(subprocess.Popen(_isolated(head, hide), **how))
         deadline = time.monotonic() + 60
         while True:
             assert procs[0].poll() is None, temp.with_suffix(".log").read_text()[-3000:]
@@ -98,8 +138,9 @@ def ray_cluster(env: dict):
                 break
             assert time.monotonic() < deadline, "the head node did not listen within 60 s"
             time.sleep(0.3)
-        procs.append(subprocess.Popen([str(RAY), "start", "--address", f"127.0.0.1:{port}", *_node_args(temp)],
-                                      env=env, stdout=log, stderr=log, start_new_session=True, cwd=temp))
+        node = [str(RAY), "start", "--address", f"127.0.0.1:{port}", *_node_args(temp)]
+        procs.append(subprocess.Popen(_isolated(node, hide), **how))
+        _wait_for_nodes(f"127.0.0.1:{port}", 2, env, procs, temp)
         yield f"127.0.0.1:{port}", auth
     finally:
         _stop(procs, temp)
@@ -123,6 +164,8 @@ def test_classify_and_a_pipeline_on_a_two_node_cluster_equal_the_local_engine(sh
     pytest.importorskip("ray", reason="ray is not installed: pip install 'inhouse[ray]' (CI installs it)")
     if not RAY.exists():
         pytest.skip(f"the ray CLI is not at {RAY}")
+    if UNSHARE is None:
+        pytest.skip("unshare -m / -rm is not allowed here: the nodes could not be kept from the driver's files")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     trec = pd.read_csv(shared_data / "trec6" / "trec6.csv")
     train = trec[trec["split"] == "train"].groupby("label").head(120)
@@ -141,7 +184,7 @@ def test_classify_and_a_pipeline_on_a_two_node_cluster_equal_the_local_engine(sh
     shutil.copy(tmp_path / "questions.csv", tmp_path / "inbox" / "questions.csv")
     started = time.monotonic()
     print(f"ingest, train, local classify: {time.monotonic() - t0:.1f}s")
-    with ray_cluster(env) as (address, auth):
+    with ray_cluster(env, hide=[tmp_path, REPO / "inhouse"]) as (address, auth):
         env = {**env, **auth}
         ray = _run(env, home, *common, "--output", tmp_path / "ray.parquet", "--engine", "ray",
                    "--ray-address", address)
