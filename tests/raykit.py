@@ -1,21 +1,21 @@
-"""``--engine ray`` against a real two-node Ray cluster (issue 19 §4).
+"""Helpers for the Ray tests: a real two-node Ray cluster on one machine (issue 19 §4).
 
-The test starts the cluster as an operator would, with the ``ray`` CLI: ``ray start --head`` on loopback, then
-``ray start --address`` for a second node, each with one CPU, no dashboard, no usage stats, its own temp folder
-and the environment ``rayengine.node_env()`` gives (telemetry off, the cloud-metadata probes of Ray's own
-processes sent to a closed port). ``inhouse classify --engine ray --ray-address`` and a pipeline with
-``engine: ray`` then run against it, from a driver process whose ``PYTHONPATH`` the cluster never saw (the
-nodes start without it), and must equal the local engine. The cluster is stopped by its process groups and by
-the processes that name its temp folder, never by ``ray stop`` (which stops every Ray on the machine).
+``ray_cluster`` starts it as an operator would, with the ``ray`` CLI: ``ray start --head`` on loopback, then
+``ray start --address`` for a second node, each with one CPU, no dashboard, no usage stats, its own ports and
+temp folder, the environment ``rayengine.node_env()`` gives (telemetry off, the cloud-metadata probes of Ray's
+own processes sent to a closed port), token authentication with a token of its own, no ``PYTHONPATH``, and
+(``unshare``) a mount namespace in which the driver's files (the workspace, this checkout, an installed
+inhouse) are empty folders, as on another machine: a job must bring its code and data through Ray. The cluster
+is stopped by its process groups and by the processes that name its temp folder, never by ``ray stop`` (which
+stops every Ray on the machine).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shlex
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -25,12 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
-pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -148,60 +145,3 @@ def ray_cluster(env: dict, hide: list[Path]):
         assert not _processes_naming(str(temp)), "a process of the test's Ray cluster is still running"
         shutil.rmtree(temp, ignore_errors=True)
         temp.with_suffix(".log").unlink(missing_ok=True)
-
-
-def _cli(home: Path, *args) -> list[str]:
-    return [sys.executable, "-m", "inhouse", "--home", str(home), *map(str, args)]
-
-
-def _run(env, home, *args) -> dict:
-    r = subprocess.run(_cli(home, *args, "--json"), env=env, capture_output=True, text=True, cwd=home.parent)
-    assert r.returncode == 0, r.stderr[-4000:]
-    return json.loads(r.stdout)
-
-
-def test_classify_and_a_pipeline_on_a_two_node_cluster_equal_the_local_engine(shared_data, tmp_path):
-    pytest.importorskip("ray", reason="ray is not installed: pip install 'inhouse[ray]' (CI installs it)")
-    if not RAY.exists():
-        pytest.skip(f"the ray CLI is not at {RAY}")
-    if UNSHARE is None:
-        pytest.skip("unshare -m / -rm is not allowed here: the nodes could not be kept from the driver's files")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    trec = pd.read_csv(shared_data / "trec6" / "trec6.csv")
-    train = trec[trec["split"] == "train"].groupby("label").head(120)
-    train[["text", "label"]].to_csv(tmp_path / "train.csv", index=False)
-    test = trec[trec["split"] == "test"].head(300).reset_index(drop=True)
-    test = test.assign(qid=[f"q{i}" for i in range(len(test))])[["qid", "text"]]
-    test.to_csv(tmp_path / "questions.csv", index=False)
-    home = tmp_path / "ws"
-    t0 = time.monotonic()
-    _run(env, home, "ingest", tmp_path / "train.csv", "--dataset", "trec", "--label-col", "label")
-    _run(env, home, "train", "--dataset", "trec", "--name", "qtype", "--method", "head", "--split", "all")
-    common = ["classify", "qtype@1", "--input", tmp_path / "questions.csv", "--id-col", "qid", "--chunk-rows", 100,
-              "--workers", 2]
-    local = _run(env, home, *common, "--output", tmp_path / "local.parquet", "--engine", "local")
-    (tmp_path / "inbox").mkdir()
-    shutil.copy(tmp_path / "questions.csv", tmp_path / "inbox" / "questions.csv")
-    started = time.monotonic()
-    print(f"ingest, train, local classify: {time.monotonic() - t0:.1f}s")
-    with ray_cluster(env, hide=[tmp_path, REPO / "inhouse"]) as (address, auth):
-        env = {**env, **auth}
-        ray = _run(env, home, *common, "--output", tmp_path / "ray.parquet", "--engine", "ray",
-                   "--ray-address", address)
-        (tmp_path / "daily.yaml").write_text(
-            "name: daily\ndataset: questions\nsteps:\n"
-            "  - ingest: {path: \"inbox/*.csv\", text_col: text, id_col: qid}\n"
-            f"  - classify: {{model: qtype@1, engine: ray, ray_address: \"{address}\", workers: 2, chunk_rows: 100}}\n")
-        print(f"cluster started, classify through it: {time.monotonic() - started:.1f}s")
-        pipe = _run(env, home, "pipeline", "run", tmp_path / "daily.yaml")
-    print(f"two-node cluster up, classify and pipeline through it, stopped: {time.monotonic() - started:.1f}s")
-    assert local["engine"] == "local" and ray["engine"] == "ray" and ray["rows"] == 300
-    assert ray["ray_address"] == address and ray["ray_nodes_used"] == 2  # the actors ran on both nodes
-    want = pd.read_parquet(tmp_path / "local.parquet")
-    pd.testing.assert_frame_equal(want, pd.read_parquet(tmp_path / "ray.parquet"))
-    step = next(s for s in pipe["steps"] if s["name"] == "classify")
-    assert step["status"] == "done" and step["rows"] == 300, step
-    got = pd.read_parquet(Path(pipe["out_dir"]) / "predictions.parquet")
-    got = got.set_index(got["qid"].astype(str)).loc[want["qid"]]
-    assert got["label"].tolist() == want["label"].tolist()
-    assert got["score"].round(5).tolist() == want["score"].round(5).tolist()
