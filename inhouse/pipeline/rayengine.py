@@ -1,10 +1,11 @@
 """``--engine ray``: classify as a Ray Data job, for when one machine is not enough.
 
 The driver streams the input exactly as the local engine does and writes each
-chunk's distinct texts to a staged Parquet file; Ray Data reads the staged
-files, runs ``map_batches`` on an actor pool (each actor loads the version's
-ONNX graph once) and writes the results as Parquet; the driver then keeps each
-chunk exactly as the local engine would, so the outputs are identical.
+chunk's distinct texts to a staged Parquet file; each staged table is put in
+Ray's object store, Ray Data runs ``map_batches`` on an actor pool (each actor
+loads the version's ONNX graph once), and the results stream back to the
+driver, which writes them and keeps each chunk exactly as the local engine
+would, so the outputs are identical.
 
 What is shipped to the workers, all through Ray itself (a worker on another
 machine sees none of the driver's files): the bytes of the version's ONNX graph
