@@ -296,7 +296,9 @@ def test_classify_and_a_pipeline_on_a_two_node_ray_cluster_equal_the_local_engin
         pipe = run("pipeline", "run", tmp_path / "daily.yaml")
     print(f"two-node cluster started, classify and a pipeline through it, stopped: {time.monotonic() - started:.1f}s")
     assert local["engine"] == "local" and ray["engine"] == "ray" and ray["rows"] == 300
-    assert ray["ray_address"] == address and ray["ray_nodes_used"] == 2  # the actors ran on both nodes
+    # the job saw both nodes (one CPU each: its two one-CPU actors go one to each); which of them computed the
+    # 3 chunks depends on which actor was ready first
+    assert ray["ray_address"] == address and ray["ray_nodes"] == 2 and ray["ray_nodes_used"] in (1, 2)
     want = pd.read_parquet(tmp_path / "local.parquet")
     pd.testing.assert_frame_equal(want, pd.read_parquet(tmp_path / "ray.parquet"))
     step = next(s for s in pipe["steps"] if s["name"] == "classify")

@@ -170,11 +170,12 @@ class RayRunner:
         self.scratch = Path(scratch)
         self.predictor = None
         self.nodes: set[str] = set()
+        self.cluster_nodes = 0
 
     def info(self) -> dict:
         base = self.predictor.info() if self.predictor else {"backend": "none (nothing to compute)"}
         return {**base, "ray_workers": self.opts.workers, "ray_address": self.opts.ray_address or "local",
-                "ray_nodes_used": len(self.nodes)}
+                "ray_nodes": self.cluster_nodes, "ray_nodes_used": len(self.nodes)}
 
     def run(self, chunks: Iterator, keep: Callable, progress) -> None:
         import pyarrow as pa
@@ -228,6 +229,7 @@ class RayRunner:
                     ray.init(num_cpus=self.opts.workers + 1, _node_ip_address="127.0.0.1", runtime_env=env, **kw)
         try:
             _tolerate_missing_aiohttp()
+            self.cluster_nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False
             ctx.target_max_block_size = 1 << 30  # one staged chunk is one block: computed whole, as locally
