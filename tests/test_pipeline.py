@@ -261,3 +261,49 @@ def test_ray_engine_equals_local_on_a_local_ray(model_home, tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
         assert json.loads(r.stdout)["engine"] == engine
     pd.testing.assert_frame_equal(pd.read_parquet(outs["local"]), pd.read_parquet(outs["ray"]))
+
+
+@pytest.mark.slow
+def test_classify_and_a_pipeline_on_a_two_node_ray_cluster_equal_the_local_engine(model_home, shared_data, tmp_path):
+    """issue 19 §4: a real cluster (``ray start``, two nodes that cannot see the driver's files), real questions."""
+    pytest.importorskip("ray", reason="ray is not installed: pip install 'inhouse[ray]' (CI installs it)")
+    from raykit import RAY, UNSHARE, ray_cluster
+
+    if not RAY.exists() or UNSHARE is None:
+        pytest.skip(f"needs the ray CLI at {RAY} and unshare -m or -rm (nodes kept from the driver's files)")
+    trec = pd.read_csv(shared_data / "trec6" / "trec6.csv")
+    questions = trec[trec["split"] == "test"].head(300).reset_index(drop=True)
+    questions.assign(qid=[f"q{i}" for i in range(len(questions))])[["qid", "text"]].to_csv(tmp_path / "q.csv", index=False)
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "q.csv").write_bytes((tmp_path / "q.csv").read_bytes())
+    env = _env()
+
+    def run(*args) -> dict:
+        r = subprocess.run(_cli(model_home, *args, "--json"), env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-4000:]
+        return json.loads(r.stdout)
+
+    common = ["classify", "intents@1", "--input", tmp_path / "q.csv", "--id-col", "qid", "--chunk-rows", 100,
+              "--workers", 2]
+    local = run(*common, "--output", tmp_path / "local.parquet", "--engine", "local")
+    started = time.monotonic()
+    with ray_cluster(env, hide=[tmp_path, model_home, REPO / "inhouse"]) as (address, auth):
+        env = {**env, **auth}
+        ray = run(*common, "--output", tmp_path / "ray.parquet", "--engine", "ray", "--ray-address", address)
+        (tmp_path / "daily.yaml").write_text(
+            "name: daily\ndataset: questions\nsteps:\n  - ingest: {path: \"inbox/*.csv\", text_col: text, id_col: qid}\n"
+            f"  - classify: {{model: intents@1, engine: ray, ray_address: \"{address}\", workers: 2, chunk_rows: 100}}\n")
+        pipe = run("pipeline", "run", tmp_path / "daily.yaml")
+    print(f"two-node cluster started, classify and a pipeline through it, stopped: {time.monotonic() - started:.1f}s")
+    assert local["engine"] == "local" and ray["engine"] == "ray" and ray["rows"] == 300
+    # the job saw both nodes (one CPU each: its two one-CPU actors go one to each); which of them computed the
+    # 3 chunks depends on which actor was ready first
+    assert ray["ray_address"] == address and ray["ray_nodes"] == 2 and ray["ray_nodes_used"] in (1, 2)
+    want = pd.read_parquet(tmp_path / "local.parquet")
+    pd.testing.assert_frame_equal(want, pd.read_parquet(tmp_path / "ray.parquet"))
+    step = next(s for s in pipe["steps"] if s["name"] == "classify")
+    assert step["status"] == "done" and step["rows"] == 300, step
+    got = pd.read_parquet(Path(pipe["out_dir"]) / "predictions.parquet")
+    got = got.set_index(got["qid"].astype(str)).loc[want["qid"]]
+    assert got["label"].tolist() == want["label"].tolist()
+    assert got["score"].round(5).tolist() == want["score"].round(5).tolist()

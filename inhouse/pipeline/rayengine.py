@@ -1,19 +1,24 @@
 """``--engine ray``: classify as a Ray Data job, for when one machine is not enough.
 
 The driver streams the input exactly as the local engine does and writes each
-chunk's distinct texts to a staged Parquet file; Ray Data reads the staged
-files, runs ``map_batches`` on an actor pool (each actor loads the version's
-ONNX graph once) and writes the results as Parquet; the driver then keeps each
-chunk exactly as the local engine would, so the outputs are identical.
+chunk's distinct texts to a staged Parquet file; each staged table is put in
+Ray's object store, Ray Data runs ``map_batches`` on an actor pool (each actor
+loads the version's ONNX graph once), and the results stream back to the
+driver, which writes them and keeps each chunk exactly as the local engine
+would, so the outputs are identical.
 
-What is shipped to the workers: the bytes of the version's ONNX graph folder
-(``model.onnx``, tokenizer files), through Ray's object store, keyed and
-checked by sha256 on arrival; never the workspace, its database or its
-documents beyond the staged texts.
+What is shipped to the workers, all through Ray itself (a worker on another
+machine sees none of the driver's files): the bytes of the version's ONNX graph
+folder (``model.onnx``, tokenizer files), keyed and checked by sha256 on
+arrival; the staged texts, one Arrow table per chunk in the object store; and,
+when joining a cluster, the ``inhouse`` package the driver runs (``py_modules``),
+so the nodes need neither inhouse installed nor the same version of it. Never
+the workspace, its database or its documents beyond the staged texts. The
+results come back to the driver the same way and are written there.
 
 Without ``--ray-address`` a local Ray is started (bound to 127.0.0.1, no
 dashboard, no usage stats) and stopped at the end; with it, the job joins that
-cluster.
+cluster. Start a cluster's nodes with ``node_env()`` in their environment.
 """
 
 from __future__ import annotations
@@ -41,6 +46,13 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"
 _NO_HTTP = "http://127.0.0.1:9"  # the discard port: refused at once, or swallowed locally
 RAY_HEAD_ENV = {"http_proxy": _NO_HTTP, "https_proxy": _NO_HTTP, "HTTP_PROXY": _NO_HTTP, "HTTPS_PROXY": _NO_HTTP,
                 "no_proxy": "127.0.0.1,localhost,::1", "NO_PROXY": "127.0.0.1,localhost,::1"}
+
+
+def node_env() -> dict[str, str]:
+    """The variables to start a Ray node with (``ray start``), as a local Ray's processes get them: telemetry and
+    usage stats off, the Hub offline, and the plain HTTP of Ray's dashboard/agent processes (cloud metadata
+    probes) sent to a closed loopback port."""
+    return {**netguard.worker_env(), **RAY_ENV, **RAY_HEAD_ENV}
 
 
 @contextlib.contextmanager
@@ -91,6 +103,13 @@ def _tolerate_missing_aiohttp() -> None:
         path_util._is_http_filesystem = is_http
 
 
+def _code_env() -> dict:
+    """The runtime_env that ships the running ``inhouse`` package to a cluster's workers (they import it to run
+    GraphActor): the nodes then run the driver's code, whatever they have installed."""
+    package = Path(__file__).resolve().parents[1]
+    return {"py_modules": [str(package)], "excludes": ["__pycache__", "*.pyc"]}
+
+
 class GraphActor:
     """A Ray actor: materialises the shipped graph folder once (checked by sha256), then predicts blocks."""
 
@@ -119,6 +138,7 @@ class GraphActor:
                                        precision=manifest.get("precision", "fp32"),
                                        options=EngineOptions(threads=threads), manifest=manifest)
         self.top_k = top_k
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, table):
         import numpy as np
@@ -135,7 +155,7 @@ class GraphActor:
             c0 = time.process_time()
             cols, tokens = predict_unique(self.predictor, part.column("text").to_pylist(), top_k=self.top_k)
             data = {"chunk": part.column("chunk"), "pos": part.column("pos"), **cols,
-                    "tokens": [tokens] + [0] * (part.num_rows - 1),
+                    "node": [self.node] * part.num_rows, "tokens": [tokens] + [0] * (part.num_rows - 1),
                     "cpu": [time.process_time() - c0] + [0.0] * (part.num_rows - 1)}
             out.append(pa.table(data))
         return pa.concat_tables(out) if out else table.select([]).slice(0, 0)
@@ -149,10 +169,13 @@ class RayRunner:
         self.ws, self.version, self.make_predictor, self.opts, self.meter = ws, version, make_predictor, opts, meter
         self.scratch = Path(scratch)
         self.predictor = None
+        self.nodes: set[str] = set()
+        self.cluster_nodes = 0
 
     def info(self) -> dict:
         base = self.predictor.info() if self.predictor else {"backend": "none (nothing to compute)"}
-        return {**base, "ray_workers": self.opts.workers, "ray_address": self.opts.ray_address or "local"}
+        return {**base, "ray_workers": self.opts.workers, "ray_address": self.opts.ray_address or "local",
+                "ray_nodes": self.cluster_nodes, "ray_nodes_used": len(self.nodes)}
 
     def run(self, chunks: Iterator, keep: Callable, progress) -> None:
         import pyarrow as pa
@@ -188,6 +211,7 @@ class RayRunner:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _job(self, files: list[Path], results: Path) -> None:
+        import pyarrow.parquet as pq
         import ray
 
         for k, val in RAY_ENV.items():
@@ -195,16 +219,17 @@ class RayRunner:
         started_here = not ray.is_initialized()
         if started_here:
             # every Ray worker, on this machine or a cluster's, starts with telemetry off and the Hub offline
-            kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True,
-                      runtime_env={"env_vars": netguard.worker_env()})
+            env = {"env_vars": netguard.worker_env()}
+            kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True)
             if self.opts.ray_address:
-                ray.init(address=self.opts.ray_address, **kw)
+                ray.init(address=self.opts.ray_address, runtime_env={**env, **_code_env()}, **kw)
             else:
                 # one CPU per actor, plus one for Ray Data's own small tasks (listing files, writing)
                 with _local_ray_env():
-                    ray.init(num_cpus=self.opts.workers + 1, _node_ip_address="127.0.0.1", **kw)
+                    ray.init(num_cpus=self.opts.workers + 1, _node_ip_address="127.0.0.1", runtime_env=env, **kw)
         try:
             _tolerate_missing_aiohttp()
+            self.cluster_nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False
             ctx.target_max_block_size = 1 << 30  # one staged chunk is one block: computed whole, as locally
@@ -214,14 +239,19 @@ class RayRunner:
             hashes = {n: hashlib.sha256(b).hexdigest() for n, b in files_bytes.items()}
             ref = ray.put(files_bytes)
             v = self.version
-            ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=len(files))
+            # the texts travel in the object store: a worker on another machine cannot read the driver's files
+            ds = ray.data.from_arrow_refs([ray.put(pq.read_table(f)) for f in files])
             ds = ds.map_batches(GraphActor, batch_size=None, batch_format="pyarrow", concurrency=self.opts.workers,
                                 num_cpus=1, fn_constructor_kwargs={
                                     "files_ref": ref, "hashes": hashes, "manifest": p.manifest,
                                     "version": {"name": v.name, "version": v.version, "sha256": v.sha256,
                                                 "manifest": v.manifest},
                                     "top_k": self.opts.top_k, "threads": 1})
-            ds.write_parquet(str(results))
+            results.mkdir(parents=True, exist_ok=True)
+            for i, batch in enumerate(ds.iter_batches(batch_size=None, batch_format="pyarrow")):
+                self.nodes.update(batch.column("node").unique().to_pylist())
+                with atomic_path(results / f"part-{i:08d}.parquet") as tmp:  # written here, on the driver
+                    pq.write_table(batch, tmp)
         finally:
             if started_here:
                 ray.shutdown()
