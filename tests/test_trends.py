@@ -139,7 +139,7 @@ def test_extractive_summaries_are_representative_and_diverse(tickets, run_cli):
         assert s.kind == "extractive" and len(s.texts) == 3 and len(set(s.texts)) == 3
         assert s.summary.startswith("- ") and s.keywords and s.run_id
     refund = next(s for s in out if s.category == "refund")
-    assert "refund" in refund.keywords[:3]
+    assert any("refund" in k for k in refund.keywords[:3])  # a word or a phrase with it (phrases are preferred)
     rows = tickets.db.execute("SELECT category, kind, model FROM summaries WHERE run_id = ?", (out[0].run_id,)).fetchall()
     assert len(rows) == 4 and all(r["kind"] == "extractive" and r["model"] is None for r in rows)
     r = run_cli("--home", tickets.home, "summarize", "--dataset", "tickets", "--by", "channel", "--n-docs", 2, "--json")
