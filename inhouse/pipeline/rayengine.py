@@ -55,6 +55,63 @@ def node_env() -> dict[str, str]:
     return {**netguard.worker_env(), **RAY_ENV, **RAY_HEAD_ENV}
 
 
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+NO_CLUSTER_FIX = ("Start the cluster first (ray start --head --port 6379 on the head machine, with the variables of "
+                  "inhouse.pipeline.rayengine.node_env()) and pass the address it prints, or leave --ray-address out "
+                  "to run on a local Ray.")
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once (instead of Ray's minutes of retries) an address where no Ray head listens."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto":  # Ray reads the address of a cluster started on this machine
+        return
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address!r}: expected HOST:PORT of a Ray cluster's head node (e.g. "
+                         "10.0.0.5:6379, as ray start --head prints it).", fix=NO_CLUSTER_FIX)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        why = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
+        raise UsageError(f"--ray-address {address}: nothing answers there ({why}); expected "
+                         "the GCS port of a running Ray head node.", fix=NO_CLUSTER_FIX) from None
+
+
+def auth_hint(address: str, env: dict | None = None, home: Path | None = None) -> tuple[str, str]:
+    """(message, fix) for a cluster that answered but would not let this process join: what its token
+    authentication expects, what this process has, and how to give it the cluster's token."""
+    env = os.environ if env is None else env
+    default = (home or Path.home()) / ".ray" / "auth_token"
+    have = ", ".join(f"{k}={'(set)' if k == 'RAY_AUTH_TOKEN' else env[k]}" for k in AUTH_VARS if env.get(k)) or \
+        "none of " + ", ".join(AUTH_VARS)
+    mode = env.get("RAY_AUTH_MODE", "")
+    found = f"this process has {have}; {default} {'exists' if default.is_file() else 'does not exist'}"
+    if mode != "token":
+        return (f"--ray-address {address} answers, but Ray could not join a cluster there. Ray 2.60 clusters "
+                f"authenticate with a token (ray start --head turns it on when {default} exists) and this process "
+                f"sends none ({found}); or the port is not a Ray head's GCS port.",
+                "Give inhouse the cluster's token: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=FILE (the token "
+                f"file the head was started with; default {default}), or RAY_AUTH_TOKEN=TOKEN.")
+    return (f"the Ray cluster at {address} refused inhouse's auth token ({found}): it expects the token the head "
+            "node was started with.",
+            "Point RAY_AUTH_TOKEN_PATH at the head node's token file (or set RAY_AUTH_TOKEN to its content); "
+            f"without either, Ray reads {default}.")
+
+
+def join_cluster(address: str, **init_kwargs) -> None:
+    """``ray.init(address=...)``, with errors that say what was expected, what was found and how to fix it."""
+    import ray
+
+    check_reachable(address)
+    try:
+        ray.init(address=address, **init_kwargs)
+    except ConnectionError as e:  # Ray says only "Failed to connect"; its log says Unauthenticated when it is that
+        message, fix = auth_hint(address)
+        raise UsageError(f"{message} (Ray: {e})", fix=fix) from e
+
+
 @contextlib.contextmanager
 def _local_ray_env():
     """The variables a local Ray's processes start with, set only while they are started (this process keeps its
@@ -222,7 +279,7 @@ class RayRunner:
             env = {"env_vars": netguard.worker_env()}
             kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True)
             if self.opts.ray_address:
-                ray.init(address=self.opts.ray_address, runtime_env={**env, **_code_env()}, **kw)
+                join_cluster(self.opts.ray_address, runtime_env={**env, **_code_env()}, **kw)
             else:
                 # one CPU per actor, plus one for Ray Data's own small tasks (listing files, writing)
                 with _local_ray_env():
