@@ -123,37 +123,40 @@ def _dataset_chunks(ws: Workspace, dataset: str, split: str | None, done: np.nda
 
     keys: list[int] = []
     texts: list = []
+    hashes: list = []  # each document's text hash, read with its text: the prediction set keeps it per row
     index = 0
     for part in ws.dataset_parts(dataset):
         pf = pq.ParquetFile(part)
-        cols = ["doc_id", "text"] + (["split"] if split is not None else [])
+        has_hash = "text_hash" in pf.schema_arrow.names
+        cols = ["doc_id", "text"] + (["text_hash"] if has_hash else []) + (["split"] if split is not None else [])
         for batch in pf.iter_batches(batch_size=min(chunk_rows, 65_536), columns=cols):
-            ids = batch.column(0).to_numpy(zero_copy_only=False)
+            ids = batch.column("doc_id").to_numpy(zero_copy_only=False)
             keep = np.ones(len(ids), dtype=bool)
             if len(done):
                 pos = np.searchsorted(done, ids).clip(max=len(done) - 1)
                 keep &= done[pos] != ids
             if split is not None:
-                keep &= np.array([s == split for s in batch.column(2).to_pylist()], dtype=bool)
+                keep &= np.array([s == split for s in batch.column("split").to_pylist()], dtype=bool)
             if allowed is not None:  # --where: only the documents it selects
                 keep &= np.isin(ids, allowed)
             if not keep.any():
                 continue
             idx = np.flatnonzero(keep)
-            text_col = batch.column(1).take(idx).to_pylist()
             keys += ids[idx].tolist()
-            texts += text_col
+            texts += batch.column("text").take(idx).to_pylist()
+            hashes += batch.column("text_hash").take(idx).to_pylist() if has_hash else [None] * len(idx)
             while len(keys) >= chunk_rows:
-                yield _doc_chunk(index, keys[:chunk_rows], texts[:chunk_rows])
+                yield _doc_chunk(index, keys[:chunk_rows], texts[:chunk_rows], hashes[:chunk_rows])
                 index += 1
-                keys, texts = keys[chunk_rows:], texts[chunk_rows:]
+                keys, texts, hashes = keys[chunk_rows:], texts[chunk_rows:], hashes[chunk_rows:]
     if keys:
-        yield _doc_chunk(index, keys, texts)
+        yield _doc_chunk(index, keys, texts, hashes)
 
 
-def _doc_chunk(index: int, doc_ids: list[int], texts: list) -> Chunk:
+def _doc_chunk(index: int, doc_ids: list[int], texts: list, hashes: list) -> Chunk:
     checked = [text_problem(t, "text") for t in texts]
-    return make_chunk(index, {"doc_id": doc_ids}, [t for t, _ in checked], [e for _, e in checked])
+    return make_chunk(index, {"doc_id": doc_ids, "text_hash": hashes}, [t for t, _ in checked],
+                      [e for _, e in checked])
 
 
 def count_docs(ws: Workspace, dataset: str, split: str | None) -> int:
@@ -264,7 +267,8 @@ def classify_dataset(ws: Workspace, v: registry.Version, dataset: str, *, split:
     computed = [0, 0]
 
     def keep(c: Chunk, cols: dict) -> None:
-        pset.add(chunk_table(c, cols, schema))
+        hashes = c.keys.get("text_hash")  # read with the texts: no look-up of the documents per part
+        pset.add(chunk_table(c, cols, schema), text_hashes=None if hashes is None or None in hashes else hashes)
         computed[0] += c.rows
 
     with task(f"classifying {dataset} with {v.ref}", total=max(total - len(done), 0), unit="doc") as t:
