@@ -60,7 +60,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, no_batchin
     try:
         import uvicorn
 
-        from ..server.app import SETTINGS_ENV, Settings
+        from ..server.app import SETTINGS_ENV, SWITCH_INTERVAL, Settings
         from ..ui.app import create_app
         from ..server.tokens import any_token
     except ImportError as e:
@@ -84,9 +84,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, no_batchin
                    proxy_headers=False, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     from ..version import __version__
 
-    # the model thread drops the GIL around every tensor op and must get it back quickly while the event loop
-    # is busy with other clients; at the default 5 ms a 100-op forward pass can wait whole seconds for it
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # see inhouse.server.app.SWITCH_INTERVAL (worker processes set it too)
     os.umask(0o077)  # what the server and its job workers write (uploads, parts, logs) is the owner's alone
 
     if as_json:  # one line a supervisor can read before the server's own log starts

@@ -32,6 +32,9 @@ from .jobs import Dispatcher
 
 log = logging.getLogger("inhouse.server")
 SETTINGS_ENV = "INHOUSE_SERVER_SETTINGS"
+# the model thread drops the GIL around every tensor op and must get it back quickly while the event loop is busy
+# with other clients; at Python's default 5 ms a 100-op forward pass can wait whole seconds for it
+SWITCH_INTERVAL = 0.0005
 PUBLIC = ("/health", "/docs", "/openapi.json", "/docs-static/", "/session")  # no token: liveness, the API's
 # description, and sign-in (which checks the token it is given)
 
@@ -92,6 +95,10 @@ def _swagger_static() -> Path | None:
 def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()) -> FastAPI:
     """The API; ``public``: more paths (exact, or prefixes ending in /) that need no token, e.g. a UI's files."""
     netguard.install()  # the server's door (also each uvicorn worker process): nothing but loopback leaves
+    if settings is None:  # a uvicorn worker process of inhouse serve --workers N: as the one-process server does
+        import sys
+
+        sys.setswitchinterval(SWITCH_INTERVAL)
     settings = settings or Settings.from_env()
     ctx = ServerContext(settings)
 
