@@ -79,6 +79,7 @@ def test_new_label_retrain_diff_promote_in_the_browser(served, browser):
     added.wait_for()
     assert f"{NEW_LABEL} (12 rows)" in added.inner_text()  # the training split's rows of the new label
     assert "method head on minilm-l6" in page.locator(".deploy-retrain").inner_text()
+    assert "null" not in page.locator(".deploy-retrain").inner_text()
     page.locator("#retrain-start").click()
     page.wait_for_url(re.compile(r"#/train/\d+$"))
     job_id = int(page.url.rsplit("/", 1)[1])

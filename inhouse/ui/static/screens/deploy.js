@@ -209,7 +209,7 @@ function retrainCard(ref) {
   box.classList.add("deploy-retrain");
   api.get(`/versions/${enc(ref)}/retrain`).then((p) => {
     const added = p.labels_added.map((l) => `${l} (${fmt(p.label_rows[l])} rows)`);
-    box.replaceChildren(h("h2", {}, "Retrain on the current labels"),
+    clear(box, h("h2", {}, "Retrain on the current labels"),
       h("p", {}, `Train the next version of ${p.name} exactly like ${p.like.ref}: method ${p.method} on ${p.base}, `,
         `the same arguments (seed ${p.args.seed}), on the labels of column '${p.label_col}' of ${p.dataset} as they are now: `,
         `${fmt(p.rows)} labelled rows (${p.like.ref} learnt from ${fmt(p.rows_before)}).`),

@@ -216,6 +216,11 @@ async function showResults(box, res, p) {
   const weightBox = h("div", { class: "train-weights" });
   box.append(evalBox, weightBox);
   showWeights(weightBox, ref, res.method);
+  if (res.like) {  // a retraining: the next step is the diff against production, which measures both on the test rows
+    evalBox.append(card("Evaluation", h("p", { class: "muted" }, `Compare with production classifies ${dataset}'s test rows with ${ref} and ` +
+      `${res.like.ref} and scores both; to see ${ref} beside the zero-shot model, evaluate it on the model page.`)));
+    return;
+  }
   const d = await api.get(`/datasets/${encodeURIComponent(dataset)}`);
   const split = d.splits?.test ? "test" : null;
   if (!split) {
