@@ -46,6 +46,7 @@ def test_retrain_reuses_production_arguments_and_learns_the_new_label(ws, produc
     assert new["training_args"] == old["training_args"] and new["base"] == old["base"]
     assert new["method"] == old["method"] == "head" and new["dataset"]["label_col"] == LABEL_SET
     assert NEW_LABEL in new["labels"] and NEW_LABEL not in old["labels"]
+    assert retrain_service.plan(ws, "intents")["already"] == "intents@2"  # not trained twice by mistake
 
     d = diff(ws, "intents@production", "intents@2", "b5", split="test")
     assert d["label_col"] == LABEL_SET and d["labelled"] == 40  # gold from the label set the versions learnt

@@ -116,6 +116,9 @@ def test_new_label_retrain_diff_promote_in_the_browser(served, browser):
     assert c.get("/models/intents/aliases").json()["aliases"]["production"] == 2
     last = [e for e in c.get("/models/intents/history").json()["events"] if e["action"] == "models.alias"][-1]
     assert last["user"] == EDITOR and last["details"]["previous"] == 1 and last["details"]["version"] == 2
+    # the page now offers to retrain like @2, and says the labels have not moved since
+    page.locator(".deploy-retrain button", has_text="Retrain like intents@2").wait_for()
+    assert "retraining would give the same model" in page.locator(".deploy-retrain").inner_text()
     assert_clean(page)
     c.close()
     page.context.close()

@@ -24,9 +24,9 @@ from ..classifiers.load import load_classifier
 from ..classifiers.predict import cached_proba
 from ..errors import UsageError
 from ..training.metrics import label_report
-from .coverage import new_label_coverage
 from ..workspace.documents import ROW_COLUMN, id_column, id_output_name, read_documents
 from ..workspace.store import Workspace
+from .coverage import new_label_coverage
 
 WEIGHT_SKIP = {"train_index.safetensors"}  # training-row embeddings, not weights
 

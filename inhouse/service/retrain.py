@@ -61,7 +61,8 @@ def plan(ws: Workspace, ref: str) -> dict:
 
     ``labels_added`` are labels the dataset's label column holds now (within the version's split and
     filter) that the version never learnt; ``label_rows`` counts the rows of every label now;
-    ``changed`` is false when the labelled rows are exactly those the version was trained on.
+    ``changed`` is false when the labelled rows are exactly those the version was trained on;
+    ``already`` names the newest later version trained like it on exactly today's rows (else None).
     """
     from ..training.data import load_training_data
 
@@ -72,6 +73,11 @@ def plan(ws: Workspace, ref: str) -> dict:
     data = load_training_data(ws, dataset, args)
     old = list(m.get("labels") or [])
     counts = Counter(label for t in data.targets for label in t)
+    rows_sha256 = data.rows_sha256()
+    done = [w.ref for w in registry.versions(ws, v.name) if w.version > v.version
+            and (w.manifest.get("dataset") or {}).get("rows_sha256") == rows_sha256
+            and (w.manifest.get("dataset") or {}).get("name") == dataset
+            and w.manifest.get("training_args") == args.to_dict()]
     return {"like": {"ref": v.ref, "sha256": v.sha256, "aliases": registry.aliases_of(ws, v)},
             "name": v.name, "dataset": dataset, "method": args.method, "base": args.base,
             "label_col": args.label_col, "args": args.to_dict(),
@@ -79,7 +85,7 @@ def plan(ws: Workspace, ref: str) -> dict:
             "labels_removed": sorted(set(old) - set(data.labels)),
             "label_rows": {label: counts[label] for label in data.labels},
             "rows": len(data.texts), "rows_before": m["dataset"].get("n_rows"),
-            "changed": data.rows_sha256() != m["dataset"].get("rows_sha256")}
+            "changed": rows_sha256 != m["dataset"].get("rows_sha256"), "already": done[-1] if done else None}
 
 
 def retrain(ws: Workspace, ref: str, *, expected_sha256: str | None = None) -> dict:

@@ -216,6 +216,8 @@ function retrainCard(ref) {
       added.length ? h("p", { class: "deploy-retrain-added" }, h("strong", {}, "New labels since then: "), added.join(", ")) : null,
       p.labels_removed.length ? h("p", {}, "Labels no longer present: ", p.labels_removed.join(", ")) : null,
       p.changed ? null : h("p", { class: "muted" }, `The labelled rows are the ones ${p.like.ref} learnt from: retraining would give the same model.`),
+      p.already ? h("p", { class: "deploy-retrain-already" }, `${p.already} was trained like ${p.like.ref} on exactly these labels: `,
+        h("a", { href: `#/models/${enc(p.name)}?compare=${enc(p.already)}` }, `compare ${p.already} with production`), ".") : null,
       h("div", { class: "actions" }, button(`Retrain like ${p.like.ref}`, async () => {
         try {
           const job = await api.post(`/versions/${enc(p.like.ref)}/retrain`, {});
