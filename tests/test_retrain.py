@@ -9,7 +9,7 @@ import pytest
 from loopkit import FIRST, LABEL_SET, NEW_LABEL, label_where, loop_csv
 
 from inhouse import registry
-from inhouse.errors import NotFound, UsageError
+from inhouse.errors import Conflict, NotFound, UsageError
 from inhouse.service import retrain as retrain_service
 from inhouse.service import topics as topics_service
 from inhouse.service.diff import diff
@@ -88,3 +88,18 @@ def test_retrain_refuses_versions_without_training_arguments(ws, run_cli):
         retrain_service.plan(ws, "imported@1")
     r = run_cli("retrain", "imported", "--json")
     assert r.exit_code != 0 and "no training arguments" in json.loads(r.stdout)["message"]
+
+
+def test_retrain_refuses_when_the_base_model_is_not_the_one_trained_on(ws):
+    """Retraining 'like' a version on other base weights would not be like it: refused, naming both hashes."""
+    args = training_arguments({"method": "head"}).resolved().to_dict()
+
+    def build(folder):
+        (folder / "x.txt").write_text("x")
+        return {"kind": "classifier", "labels": ["a", "b"], "training_args": args, "method": "head",
+                "base": {"name": args["base"], "sha256": "0" * 64}, "dataset": {"name": "gone", "label_col": "label"}}
+
+    registry.save_version(ws, "drifted", build)
+    with pytest.raises(Conflict, match="000000000000") as e:
+        retrain_service.plan(ws, "drifted")
+    assert "drifted@1" in str(e.value) and e.value.fix

@@ -4,7 +4,7 @@ behind the existing confirmation, in a real browser against a real ``inhouse ser
 
 Production is ``intents@1`` (head on minilm-l6) trained on four banking77 intents that people labelled into the
 label set ``intent``; the walk starts where the candidate action (issue 20 §2) ends: a new label's documents
-labelled into that set (:func:`add_new_label`).
+labelled into that set (:func:`candidate_to_label_hook`).
 """
 
 from __future__ import annotations
@@ -43,10 +43,13 @@ def served(tmp_path_factory, shared_data):
         server.stop()
 
 
-def add_new_label(c) -> None:
-    """The step before retraining: a new label in the production model's label set. Today the label action
-    (POST /datasets/{name}/labels); the candidate action of issue 20 §2 ends the same way, and its browser
-    step goes here once it is merged."""
+def candidate_to_label_hook(c, page) -> None:
+    """HOOK for issue 20 §2 (branch h/candidates): the step before retraining, a new label in the production
+    model's label set with its documents labelled. Today the label action through REST
+    (POST /datasets/{name}/labels, what the Label screen sends). Once the candidate action is merged, this is
+    where the browser walks from the Analyze dashboard's candidate ("Make a label…" into the label set
+    ``intent``, then confirming its documents in the queue) on data where the model turns that intent away;
+    the rest of the test stays as it is."""
     r = c.post("/datasets/b5/labels", json=label_where(NEW_LABEL))
     assert r.status_code == 200 and r.json()["count"] == 20, r.text
 
@@ -70,8 +73,8 @@ def test_retrain_routes(served):
 def test_new_label_retrain_diff_promote_in_the_browser(served, browser):
     server, tokens = served
     c = server.client(tokens["editor"])
-    add_new_label(c)
     page = open_page(browser, server.url, tokens["editor"])
+    candidate_to_label_hook(c, page)
 
     # ---- the model page offers to retrain like production, naming the new label
     page.goto("/#/models/intents")
