@@ -219,6 +219,11 @@ def test_analyze_screen_runs_a_pipeline(browser, served, api_run):
     html = open(dl.value.path(), encoding="utf-8").read()
     assert dl.value.suggested_filename == "report.html"
     assert html.startswith("<!DOCTYPE html>") and f"(run {run_id})" in html and "<section id='volumes'>" in html
+    # the loop closes from the dashboard (issue 20 §4): its model's page, to retrain like production and promote
+    page.locator("a.analyze-retrain").click()
+    page.wait_for_url("**/#/models/intents")
+    page.locator("#retrain-start").wait_for()
+    assert "exactly like intents@1" in page.locator(".deploy-retrain").inner_text()
     assert_clean(page)
 
 

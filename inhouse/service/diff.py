@@ -24,10 +24,10 @@ INLINE_DOCUMENTS = 2_000  # GET /diff compares at most this many documents insid
 
 
 def diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None, limit: int | None = None,
-         examples: int = 10) -> dict:
+         examples: int = 10, label_col: str | None = None) -> dict:
     """Compare versions ``old`` and ``new`` on ``dataset`` (see :func:`inhouse.analysis.diff.diff_versions`)."""
     with task(f"comparing {old} and {new} on {dataset}", total=1, unit="diff") as t:
-        out = diff_versions(ws, old, new, dataset, split=split, limit=limit, examples=examples)
+        out = diff_versions(ws, old, new, dataset, split=split, limit=limit, examples=examples, label_col=label_col)
         t.advance(1)
     return out
 
@@ -39,7 +39,7 @@ def documents_to_compare(ws: Workspace, dataset: str, split: str | None, limit: 
 
 
 def inline_diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None,
-                limit: int | None = None, examples: int = 10) -> dict:
+                limit: int | None = None, examples: int = 10, label_col: str | None = None) -> dict:
     """:func:`diff` inside a request, refused (409) beyond :data:`INLINE_DOCUMENTS` documents: that is a job."""
     ws.dataset(dataset)
     n = documents_to_compare(ws, dataset, split, limit)
@@ -48,4 +48,4 @@ def inline_diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str |
                        f"compares at most {INLINE_DOCUMENTS:,}.",
                        fix=f"Start it as a job and follow its progress: POST /diff/jobs {{\"old\": \"{old}\", "
                            f"\"new\": \"{new}\", \"dataset\": \"{dataset}\"}} (or pass limit <= {INLINE_DOCUMENTS}).")
-    return diff(ws, old, new, dataset, split=split, limit=limit, examples=examples)
+    return diff(ws, old, new, dataset, split=split, limit=limit, examples=examples, label_col=label_col)

@@ -170,6 +170,7 @@ async function dashboard(view, runId) {
     h("div", { class: "actions row" },
       report ? h("a", { class: "btn", href: report, download: d.report, "data-download": "report" }, "Download report") : null,
       h("a", { class: "btn", href: "#/analyze" }, "All runs"),
+      d.model ? h("a", { class: "btn analyze-retrain", href: `#/models/${enc(String(d.model).split("@")[0])}`, title: "Retrain the model on the labels as they are now, compare with production, promote" }, "Retrain & promote") : null,
       h("a", { class: "btn primary", href: `#/analyze?dataset=${enc(d.dataset)}` }, "New run"))));
   const emerging = d.flagged.filter((f) => f.status === "emerging"), declining = d.flagged.filter((f) => f.status === "declining");
   const t = d.throughput || {};
