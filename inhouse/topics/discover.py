@@ -45,7 +45,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
              seed: int = 0, n_topics: int | None = None, outliers: bool = False, llm: str | None = None,
              split: str | None = None, min_topic_size: int = 10, n_keywords: int = 10,
              n_representatives: int = 5, clean: bool = True, where: str | None = None,
-             confirm=None, n_themes: int | None = None) -> DiscoveryResult:
+             confirm=None, n_themes: int | None = None, only: list[str] | None = None) -> DiscoveryResult:
     """Find the topics of ``dataset`` (or of each category of ``within``) and store them.
 
     Illustrative (needs a workspace with data; not run as a doctest):
@@ -55,7 +55,10 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     (538, 'card_payment_fee_charged', 0.193833, ['fees', 'payments'])
 
     ``where`` keeps only the documents for which a filter over the dataset's
-    columns holds (e.g. ``label = 'negative'``); the run records it.
+    columns holds (e.g. ``label = 'negative'``); the run records it. ``only``
+    (with ``within``) keeps the documents of those categories of ``within``,
+    e.g. ``within="prediction:intents@2", only=["other"]``: the documents that
+    version turned away (what :mod:`inhouse.analysis.candidates` groups).
 
     Without ``within``, the topics are also grouped into themes (the result's
     ``themes``; each topic's ``theme``): 8-30 of them, chosen from the data
@@ -69,7 +72,8 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     ``llm_names`` counts the accepted ones and those that fell back.
     """
     opts = DiscoverOptions(within, model, seed, n_topics, outliers, llm, split, min_topic_size,
-                           n_keywords, n_representatives, clean, where, n_themes).validate()
+                           n_keywords, n_representatives, clean, where, n_themes,
+                           None if only is None else [str(x) for x in only]).validate()
     if llm:
         check_generator(ws, llm)
     t0 = time.time()
@@ -85,6 +89,8 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
 
         values, _ = category_values(ws, dataset, within, df["doc_id"].to_numpy())
         parents = np.array([NO_GROUP if v is None else v for v in values], dtype=object)
+        if opts.only is not None:
+            df, parents = _only(df, parents, opts, dataset)
     texts = [clean_text(t) for t in df["text"]] if clean else df["text"].tolist()
     stats: dict = {}
     X, model_sha = embed_for_topics(ws, model, texts, stats=stats)
@@ -109,6 +115,15 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     res.embeddings = stats
     res.llm_names = counts
     return res
+
+
+def _only(df, parents: np.ndarray, opts: DiscoverOptions, dataset: str):
+    """The rows whose ``within`` value is one of ``opts.only``; an input error when there are none."""
+    keep = np.isin(parents.astype(str), np.array(opts.only, dtype=str))
+    if not keep.any():
+        raise InputError(f"dataset {dataset!r} has no document whose {opts.within} is one of {opts.only}.",
+                         fix=f"Check the values of {opts.within} (inhouse datasets show {dataset}).")
+    return df[keep].reset_index(drop=True), parents[keep]
 
 
 def embed_for_topics(ws: Workspace, model: str, texts: list[str], chunk: int = 20_000,
