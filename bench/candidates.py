@@ -77,6 +77,11 @@ def train_known(ws, known: list[str]) -> dict:
     if "banking77" not in ws.dataset_names():
         ingest(ws, DATA / "banking77" / "banking77.csv", "banking77", label_col="label", split_col="split")
     where = "split = 'train' and label in (" + ", ".join("'" + k + "'" for k in known) + ")"
+    from inhouse import registry
+
+    for v in registry.versions(ws):  # a kept workspace (--home): the same training is not done twice
+        if v.name == "known-intents" and (v.manifest.get("dataset") or {}).get("where") == where:
+            return {"ref": v.ref, "seconds": None, "reused": True}
     t0 = time.time()
     r = train(ws, "banking77", "known-intents", TrainingArguments(method="head", where=where))
     return {"ref": f"{r.model}@{r.version}", "seconds": round(time.time() - t0, 1)}
@@ -123,13 +128,12 @@ def run(home: Path, seed: int, n_held: int, min_topic_size: int) -> dict:
     assignments = load_discovery(ws, "incoming", run_id, texts=False).assignments() if run_id else pd.DataFrame(
         {"doc_id": [], "topic": []})
     m = measure(cands, truth, assignments, held)
-    is_held = inc["intent"].isin(held)
-    label = [c for c in away.columns if c in ("label", "prediction")][0]
-    turned = away[label].isin(["other"]).to_numpy()
+    is_held = away["query_id"].map(dict(zip(inc["query_id"], inc["intent"]))).isin(held).to_numpy()
+    turned = away["label"].isin(["other"]).to_numpy()
     return {"seed": seed, "held_out": held, "n_known": len(known), "model": version.ref, "train": trained,
             "abstain": (version.manifest or {}).get("abstain"), "incoming": int(len(inc)),
             "unseen_documents": int(is_held.sum()), "turned_away": int(turned.sum()),
-            "turned_away_unseen": int((turned & is_held.to_numpy()).sum()),
+            "turned_away_unseen": int((turned & is_held).sum()),
             "n_candidates": int(len(cands)), "pipeline_seconds": seconds, **m,
             "score": len(m["came_back"]), "machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "command": "python bench/candidates.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
@@ -160,7 +164,7 @@ def markdown(res: dict) -> str:
         "",
         f"Missed: {', '.join(res['missed']) or 'none'}.",
         "",
-        f"Seed {res['seed']}; pipeline {res['pipeline_seconds']} s, training {res['train']['seconds']} s, on "
+        f"Seed {res['seed']}; pipeline {res['pipeline_seconds']} s, training {res['train']['seconds'] or 'reused'} s, on "
         f"{res['machine']} ({res['date']}, shared with other jobs: times are not a benchmark). "
         f"Command: `{res['command'] or 'python bench/candidates.py'}`.",
     ]

@@ -130,37 +130,84 @@ def test_discover_within_prediction_equals_the_pipelines_candidates(piped, run_c
     assert piped_c["candidates"][0]["name"][:40] in r.stdout and "/label" in r.stdout
 
 
-@pytest.mark.slow
-def test_candidate_becomes_a_label_and_the_queue_shows_its_documents(piped):
+@pytest.fixture(scope="module")
+def served(piped):
     from serverkit import Server, create_token
 
-    home, _, res, rows = piped
-    from inhouse.pipeline.dashboard import dashboard
-    from inhouse.workspace.store import Workspace
-
-    c0 = dashboard(Workspace.open(home), res["run_id"])["candidates"]
-    cand, run = c0["candidates"][0], c0["discovery_run"]
+    home = piped[0]
     token = create_token(home, "ed", "editor")
     server = Server(home)
     try:
-        with server.client(token) as c:
-            r = c.post(f"/datasets/incoming/candidates/{run}/{cand['candidate']}/label", json={"label_col": "new_intents"})
-            assert r.status_code == 200, r.text
-            a = r.json()
-            assert a["label"] == cand["name"] and a["label_col"] == "new_intents" and a["documents"] == cand["size"]
-            assert a["ui"].startswith("#/datasets/incoming/label?") and "candidate=" in a["ui"]
-            made = c.get("/datasets/incoming/candidates/labels").json()["labels"]
-            assert [(m["label"], m["label_col"]) for m in made] == [(cand["name"], "new_intents")]
-            q = c.get(a["queue"], params={"limit": 200}).json()
-            assert q["label_col"] == "new_intents" and q["candidate_documents"] == cand["size"]
-            assert len(q["items"]) == min(200, cand["size"]) and q["unlabelled"] == cand["size"]
-            ids = {d["doc_id"] for d in q["items"]}
-            from inhouse.analysis.candidates import candidate_doc_ids
-
-            assert ids <= set(candidate_doc_ids(Workspace.open(home), "incoming", run, cand["candidate"]).tolist())
-            # a wrong candidate is a 404 naming the run's topics; a label set name is required
-            bad = c.post(f"/datasets/incoming/candidates/{run}/999/label", json={"label_col": "x"})
-            assert bad.status_code == 404 and "topics are" in bad.json()["message"]
-            assert c.post(f"/datasets/incoming/candidates/{run}/0/label", json={}).status_code == 422
+        yield server, token
     finally:
         server.stop()
+
+
+def _first_candidate(piped) -> tuple[dict, int]:
+    from inhouse.pipeline.dashboard import dashboard
+    from inhouse.workspace.store import Workspace
+
+    home, _, res, _ = piped
+    c = dashboard(Workspace.open(home), res["run_id"])["candidates"]
+    return c["candidates"][0], c["discovery_run"]
+
+
+@pytest.mark.slow
+def test_candidate_becomes_a_label_and_the_queue_shows_its_documents(piped, served):
+    from inhouse.analysis.candidates import candidate_doc_ids
+    from inhouse.workspace.store import Workspace
+
+    server, token = served
+    home = piped[0]
+    cand, run = _first_candidate(piped)
+    members = set(candidate_doc_ids(Workspace.open(home), "incoming", run, cand["candidate"]).tolist())
+    with server.client(token) as c:
+        r = c.post(f"/datasets/incoming/candidates/{run}/{cand['candidate']}/label", json={"label_col": "new_intents"})
+        assert r.status_code == 200, r.text
+        a = r.json()
+        assert a["label"] == cand["name"] and a["label_col"] == "new_intents" and a["documents"] == cand["size"]
+        assert a["ui"].startswith("#/datasets/incoming/label?") and "candidate=" in a["ui"]
+        made = c.get("/datasets/incoming/candidates/labels").json()["labels"]
+        assert [(m["label"], m["label_col"], m["documents"]) for m in made] == [(cand["name"], "new_intents", cand["size"])]
+        q = c.get(a["queue"], params={"limit": 200}).json()
+        assert q["label_col"] == "new_intents" and q["candidate_documents"] == cand["size"] == q["unlabelled"]
+        assert len(q["items"]) == min(200, cand["size"]) and {d["doc_id"] for d in q["items"]} <= members
+        # a wrong candidate is a 404 naming the run's topics; a label set is required
+        bad = c.post(f"/datasets/incoming/candidates/{run}/999/label", json={"label_col": "x"})
+        assert bad.status_code == 404 and "topics are" in bad.json()["message"], bad.text
+        assert c.post(f"/datasets/incoming/candidates/{run}/0/label", json={}).status_code in (400, 422)
+
+
+@pytest.mark.slow
+def test_make_a_label_button_opens_the_queue_on_the_candidate(browser, piped, served):
+    from uikit import assert_clean, open_page, shot
+
+    from inhouse.analysis.candidates import candidate_doc_ids
+    from inhouse.workspace.store import Workspace
+
+    server, token = served
+    home, _, res, _ = piped
+    cand, run = _first_candidate(piped)
+    members = set(candidate_doc_ids(Workspace.open(home), "incoming", run, cand["candidate"]).tolist())
+    page = open_page(browser, server.url, token)
+    page.goto(f"/#/analyze/{res['run_id']}")
+    page.get_by_role("heading", name="What your labels miss").wait_for()
+    card = page.locator(f"[data-candidate-card='{cand['candidate']}']")
+    assert cand["name"] in card.inner_text()
+    card.get_by_role("button", name="Make a label…").click()
+    card.locator("input[name=label]").fill("ui_new_intent")
+    card.get_by_role("button", name="Create label and open the queue").click()
+    page.wait_for_url("**/#/datasets/incoming/label?*")
+    page.locator(".queue-candidate").wait_for()
+    assert f"only the {cand['size']} documents of candidate {run}:{cand['candidate']}" in page.locator(".queue-info").inner_text()
+    first = page.locator(".label-btn").first
+    assert first.get_attribute("data-label") == "ui_new_intent"  # the new label is key 1
+    doc = int(page.locator(".doc-big").get_attribute("data-doc"))
+    assert doc in members
+    shot(page, "candidates-queue")
+    page.keyboard.press("1")
+    page.get_by_text(f"Last: document {doc} → ui_new_intent").wait_for()
+    with server.client(token) as c:
+        d = c.get("/datasets/incoming").json()
+    assert d["label_columns"]["new_categories"]["values"] == {"ui_new_intent": 1}
+    assert_clean(page)
