@@ -18,7 +18,7 @@ user's ids.
 The groups are a discovery run like any other (``discovery_run``), so a
 candidate's documents are that run's topic: :func:`candidate_doc_ids` lists
 them, and :func:`inhouse.topics.labeling.label_topic` or the labelling queue
-(``candidate=RUN:TOPIC``) work on them.
+(``candidate=RUN:CANDIDATE``) work on them.
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = find_candidates(ws, "banking77", model="intents@1")
@@ -41,6 +41,7 @@ from ..errors import InputError, NotFound
 from ..models.catalog import DEFAULT_ENCODER
 from ..workspace.store import Workspace
 
+MERGE_SIMILARITY = 0.6  # topics of turned-away documents at least this alike (cosine of centres) are one candidate
 TREND_KEYS = ("counts", "shares", "share_baseline", "share_recent", "share_ratio", "abs_change", "recent_count",
               "baseline_count", "q_value", "status")
 
@@ -49,7 +50,7 @@ TREND_KEYS = ("counts", "shares", "share_baseline", "share_recent", "share_ratio
 class Candidate:
     """One group of turned-away documents: a category the labels may be missing."""
 
-    candidate: int  # the topic id in the discovery run (``discovery_run``)
+    candidate: int  # the theme id in the discovery run (``discovery_run``): its topics at least MERGE_SIMILARITY alike
     name: str
     name_source: str  # "keywords" | the LLM that named it
     keywords: list[str]
@@ -123,14 +124,19 @@ def turned_away_labels(manifest: dict) -> list[str]:
 def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, every: str = "week",
                     recent: int | None = None, recent_from: str | None = None, until: str | None = None,
                     seed: int = 0, min_topic_size: int = 10, n_topics: int | None = None, llm: str | None = None,
-                    embed_model: str = DEFAULT_ENCODER, confirm=None) -> CandidatesResult:
+                    embed_model: str = DEFAULT_ENCODER, merge: float = MERGE_SIMILARITY,
+                    confirm=None) -> CandidatesResult:
     """Group the documents ``model`` turned away (its stored predictions on ``dataset``) into candidates.
 
     ``model``: a reference or sha256 of a version whose predictions are stored
     (``inhouse classify MODEL --dataset``, a pipeline's classify step); None:
     the dataset's newest prediction set. ``every``, ``recent``, ``recent_from``
     and ``until`` choose the periods of the growth test, as for trends.
-    Candidates come largest first.
+    Discovery splits a new category into a few topics when its documents say
+    it in a few ways (close / delete / leave an account); the topics whose
+    centres are at least ``merge`` alike (cosine) are one candidate (a theme
+    of the run: Ward merges of topic centres, :mod:`inhouse.topics.themes`),
+    named from all its documents. Candidates come largest first.
     """
     from .. import registry
     from ..data.predictions import find_set
@@ -153,12 +159,14 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
         return res
     within = f"prediction:{pset.model_sha256}"
     disc = discover(ws, dataset, within=within, only=labels, model=embed_model, seed=seed, n_topics=n_topics,
-                    llm=llm, min_topic_size=min_topic_size, confirm=confirm)
+                    llm=llm, min_topic_size=min_topic_size, confirm=confirm, theme_similarity=merge)
     res.discovery_run, res.id_column = disc.run_id, disc.id_column
-    res.candidates = [Candidate(t.topic, t.name, t.name_source, list(t.keywords), t.size,
-                                round(t.size / away, 6), round(t.size / max(len(pred), 1), 6), t.parent or labels[0],
-                                list(t.representative_docs), list(t.representative_ids), list(t.representative_texts))
-                      for t in disc.topics if t.size > 0]
+    parent = {t.theme: t.parent for t in disc.topics}
+    res.candidates = [Candidate(th.theme, th.name, th.name_source, list(th.keywords), th.size,
+                                round(th.size / away, 6), round(th.size / max(len(pred), 1), 6),
+                                parent.get(th.theme) or labels[0], list(th.representative_docs),
+                                list(th.representative_ids), list(th.representative_texts))
+                      for th in disc.themes if th.size > 0]
     res.candidates.sort(key=lambda c: (-c.size, c.candidate))
     _add_growth(ws, res, within, every=every, recent=recent, recent_from=recent_from, until=until)
     res.seconds = round(time.time() - t0, 3)
@@ -173,7 +181,7 @@ def _add_growth(ws: Workspace, res: CandidatesResult, within: str, **window) -> 
         res.growth_note = "the dataset has no time column"
         return
     try:
-        tr = trends(ws, res.dataset, by="topic", within=within, run=res.discovery_run, **window)
+        tr = trends(ws, res.dataset, by="theme", within=within, run=res.discovery_run, **window)
     except InputError as e:  # a single period, no document with a time...: say so, keep the candidates
         res.growth_note = e.message
         return
@@ -186,7 +194,7 @@ def _add_growth(ws: Workspace, res: CandidatesResult, within: str, **window) -> 
 
 
 def candidate_doc_ids(ws: Workspace, dataset: str, run: int, candidate: int) -> np.ndarray:
-    """The doc ids of one candidate (topic ``candidate`` of discovery run ``run``), sorted.
+    """The doc ids of one candidate (theme ``candidate`` of discovery run ``run``), sorted.
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> candidate_doc_ids(ws, "banking77", 14, 0)[:3].tolist()
@@ -198,6 +206,10 @@ def candidate_doc_ids(ws: Workspace, dataset: str, run: int, candidate: int) -> 
     if not disc.config.get("only"):
         raise NotFound(f"discovery run {run} of {dataset!r} is not a candidates run (it did not group turned-away "
                        "documents).", fix=f"Find candidates with: inhouse discover --dataset {dataset} --within prediction")
-    disc.topic(candidate)  # NotFound naming the run's topics
+    topics = [t.topic for t in disc.topics if t.theme == int(candidate)]
+    if not topics:
+        raise NotFound(f"candidate {candidate} not found in run {run} of {dataset!r}; candidates are "
+                       f"0..{len(disc.themes) - 1}.", fix="See them with: inhouse discover --dataset "
+                       f"{dataset} --within prediction")
     a = disc.assignments()
-    return np.sort(a.loc[a["topic"] == int(candidate), "doc_id"].to_numpy(dtype=np.int64))
+    return np.sort(a.loc[a["topic"].isin(topics), "doc_id"].to_numpy(dtype=np.int64))

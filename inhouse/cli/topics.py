@@ -175,8 +175,8 @@ def _candidates(ctx, dataset, within, every, model, seed, n_topics, min_topic_si
         for text, key in zip(c.representative_texts[:shown], c.representative_ids):
             click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\" ({res.id_column} {key})")
     click.echo(f"\nshare: of the turned-away documents. Make one a label and confirm its documents in the queue: "
-               f"the Analyze screen, POST /datasets/{dataset}/candidates/{res.discovery_run}/CAND/label, or label it "
-               f"at once: inhouse label --dataset {dataset} --run {res.discovery_run} --topic CAND --into COLUMN --as NAME")
+               f"the Analyze screen, or POST /datasets/{dataset}/candidates/{res.discovery_run}/CAND/label "
+               "with {\"label_col\": COLUMN}")
 
 
 def llm_confirm(yes: bool, as_json: bool):

@@ -125,7 +125,7 @@ def step_candidates(run, step: Step, meter: CostMeter):
     every = o["every"] or (trend.options["every"] if trend else "week")
     res = find_candidates(run.ws, run.spec.dataset, model=run.version.sha256, every=every, seed=o["seed"],
                min_topic_size=o["min_topic_size"], n_topics=o["n_topics"], llm=o["llm"], embed_model=o["model"],
-               **window)
+               merge=float(o["merge"]), **window)
     path = run.out_dir / o["output"]
     _write(pd.DataFrame(res.rows(), columns=CANDIDATE_COLUMNS), path)
     return res.to_dict(), res.turned_away, [path]

@@ -60,7 +60,7 @@ def queue(request: Request, name: str,
                                       "(e.g. the ones skipped)."),
           seed: int = Query(0, ge=0, le=2**31 - 1),
           label_col: str | None = Query(None, max_length=200, description="The label column (default: the ingest's)."),
-          candidate: str | None = Query(None, max_length=40, description="RUN:TOPIC: only the documents of this "
+          candidate: str | None = Query(None, max_length=40, description="RUN:CANDIDATE: only the documents of this "
                                         "candidate new category (a pipeline run's candidates), to confirm them.")
           ) -> dict:
     ids: list[int] = []

@@ -3,7 +3,7 @@
 Every door goes through these functions: ``inhouse discover --within
 prediction``, the pipeline's ``candidates`` step, ``GET /pipelines/{id}``
 (the dashboard's candidates), ``POST /datasets/{name}/candidates/{run}/{candidate}/label``
-and the labelling queue's ``candidate=RUN:TOPIC``.
+and the labelling queue's ``candidate=RUN:CANDIDATE``.
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = find(ws, "banking77", model="intents@1")
@@ -21,7 +21,7 @@ from ..errors import UsageError
 from ..workspace.store import Workspace
 
 CANDIDATE_OPTIONS = ("model", "every", "recent", "recent_from", "until", "seed", "min_topic_size", "n_topics", "llm",
-                     "embed_model")
+                     "embed_model", "merge")
 
 
 def find(ws: Workspace, dataset: str, *, confirm=None, **options):
@@ -36,20 +36,20 @@ def find(ws: Workspace, dataset: str, *, confirm=None, **options):
 
 
 def parse_candidate(value: str) -> tuple[int, int]:
-    """``RUN:TOPIC`` as two integers.
+    """``RUN:CANDIDATE`` as two integers.
 
     >>> parse_candidate("14:3")
     (14, 3)
     """
     m = re.fullmatch(r"\s*(\d{1,12})\s*:\s*(\d{1,9})\s*", value or "")
     if not m:
-        raise UsageError(f"a candidate is RUN:TOPIC (its discovery run and number), found {str(value)[:40]!r}.",
+        raise UsageError(f"a candidate is RUN:CANDIDATE (its discovery run and number), found {str(value)[:40]!r}.",
                          fix="e.g. candidate=14:3 (see the candidates of a pipeline run: GET /pipelines/ID)")
     return int(m.group(1)), int(m.group(2))
 
 
 def candidate_docs(ws: Workspace, dataset: str, candidate: str) -> list[int]:
-    """The doc ids of ``candidate`` (``RUN:TOPIC``)."""
+    """The doc ids of ``candidate`` (``RUN:CANDIDATE``)."""
     from ..analysis.candidates import candidate_doc_ids
 
     run, topic = parse_candidate(candidate)
@@ -70,9 +70,9 @@ def label_candidate(ws: Workspace, dataset: str, run: int, candidate: int, *, la
     from ..workspace.labelsets import resolve_label_col
 
     col = resolve_label_col(ws, dataset, (label_col or "").strip() or None, create=True)
+    ids = candidate_doc_ids(ws, dataset, run, candidate)  # NotFound naming the candidates there are
     disc = load_discovery(ws, dataset, run, texts=False)
-    ids = candidate_doc_ids(ws, dataset, run, candidate)
-    name = " ".join((label if label is not None else disc.topic(candidate).name).split())
+    name = " ".join((label if label is not None else next(t.name for t in disc.themes if t.theme == candidate)).split())
     if not name or len(name) > 200:
         raise UsageError(f"a label is 1-200 characters, found {len(name)}.", fix="Give the label a short name.")
     ref = f"{run}:{candidate}"

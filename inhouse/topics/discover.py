@@ -45,7 +45,8 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
              seed: int = 0, n_topics: int | None = None, outliers: bool = False, llm: str | None = None,
              split: str | None = None, min_topic_size: int = 10, n_keywords: int = 10,
              n_representatives: int = 5, clean: bool = True, where: str | None = None,
-             confirm=None, n_themes: int | None = None, only: list[str] | None = None) -> DiscoveryResult:
+             confirm=None, n_themes: int | None = None, only: list[str] | None = None,
+             theme_similarity: float | None = None) -> DiscoveryResult:
     """Find the topics of ``dataset`` (or of each category of ``within``) and store them.
 
     Illustrative (needs a workspace with data; not run as a doctest):
@@ -59,6 +60,9 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     (with ``within``) keeps the documents of those categories of ``within``,
     e.g. ``within="prediction:intents@2", only=["other"]``: the documents that
     version turned away (what :mod:`inhouse.analysis.candidates` groups).
+    There, ``theme_similarity`` makes themes too: the Ward merges of topics whose
+    centres are at least that alike (cosine), so one new category split into a
+    few topics is one theme.
 
     Without ``within``, the topics are also grouped into themes (the result's
     ``themes``; each topic's ``theme``): 8-30 of them, chosen from the data
@@ -73,7 +77,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     """
     opts = DiscoverOptions(within, model, seed, n_topics, outliers, llm, split, min_topic_size,
                            n_keywords, n_representatives, clean, where, n_themes,
-                           None if only is None else [str(x) for x in only]).validate()
+                           None if only is None else [str(x) for x in only], theme_similarity).validate()
     if llm:
         check_generator(ws, llm)
     t0 = time.time()
@@ -95,7 +99,8 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     stats: dict = {}
     X, model_sha = embed_for_topics(ws, model, texts, stats=stats)
     labels, sims, groups = _cluster_groups(X, parents, opts)
-    topic_theme = _theme_of_topics(X, labels, opts) if parents is None else None
+    themed = parents is None or (opts.only is not None and opts.theme_similarity is not None)
+    topic_theme = _theme_of_topics(X, labels, opts) if themed else None
     del X
     doc_theme = None if topic_theme is None or not len(topic_theme) else \
         np.where(labels >= 0, topic_theme[np.maximum(labels, 0)], -1)
@@ -222,14 +227,18 @@ def _cluster_groups(X: np.ndarray, parents: np.ndarray | None, opts: DiscoverOpt
 def _theme_of_topics(X: np.ndarray, labels: np.ndarray, opts: DiscoverOptions) -> np.ndarray:
     """The theme of each topic: Ward merges of the topic centres, cut at the chosen (or given) count."""
     from .cluster import normalize, topic_sums
-    from .themes import cut_themes, theme_tree
+    from .themes import cut_themes, similar_merges, theme_tree
 
     k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
     if k == 0:
         return np.zeros(0, dtype=np.int64)
     sizes = np.bincount(labels[labels >= 0], minlength=k)
-    centres = normalize(topic_sums(X, labels, k))
-    return cut_themes(theme_tree(centres, sizes), k, n_themes=opts.n_themes)
+    sums = topic_sums(X, labels, k)
+    tree = theme_tree(normalize(sums), sizes)
+    n = opts.n_themes
+    if opts.theme_similarity is not None and n is None:
+        n = k - similar_merges(tree, sums, opts.theme_similarity)
+    return cut_themes(tree, k, n_themes=n)
 
 
 def _describe_themes(texts, df, doc_theme, topic_theme, topics: list[Topic], opts: DiscoverOptions) -> list[Theme]:
