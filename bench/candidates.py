@@ -49,7 +49,7 @@ dataset: incoming
 steps:
   - ingest: {{path: incoming.csv, text_col: text, id_col: query_id, label_col: intent}}
   - classify: {{model: {model}}}
-  - candidates: {{min_topic_size: {min_topic_size}, seed: 0}}
+  - candidates: {{min_topic_size: {min_topic_size}, seed: 0, merge: {merge}}}
 """
 
 
@@ -87,13 +87,14 @@ def train_known(ws, known: list[str]) -> dict:
     return {"ref": f"{r.model}@{r.version}", "seconds": round(time.time() - t0, 1)}
 
 
-def measure(cands: pd.DataFrame, truth: dict, assignments: pd.DataFrame, held: list[str]) -> dict:
+def measure(ws, cands: pd.DataFrame, truth: dict, held: list[str]) -> dict:
     """Per candidate: size, majority intent and its share; per held-out intent: whether it came back."""
-    a = assignments.assign(intent=assignments["doc_id"].map(truth))
+    from inhouse.analysis.candidates import candidate_doc_ids
+
     rows = []
     for c in cands.itertuples():
-        members = a[a["topic"] == c.candidate]
-        counts = members["intent"].value_counts()
+        members = candidate_doc_ids(ws, "incoming", int(c.discovery_run), int(c.candidate))
+        counts = pd.Series([truth[int(d)] for d in members]).value_counts()
         top, n_top = (counts.index[0], int(counts.iloc[0])) if len(counts) else (None, 0)
         rows.append({"candidate": int(c.candidate), "name": c.name, "size": int(len(members)), "majority": top,
                      "purity": round(n_top / max(len(members), 1), 3), "unseen": top in set(held)})
@@ -101,10 +102,9 @@ def measure(cands: pd.DataFrame, truth: dict, assignments: pd.DataFrame, held: l
     return {"candidates": rows, "came_back": back, "missed": [h for h in held if h not in back]}
 
 
-def run(home: Path, seed: int, n_held: int, min_topic_size: int) -> dict:
+def run(home: Path, seed: int, n_held: int, min_topic_size: int, merge: float) -> dict:
     from inhouse import registry
     from inhouse.pipeline.runner import run_pipeline
-    from inhouse.topics.runs import load_discovery
     from inhouse.workspace.documents import read_documents
     from inhouse.workspace.store import Workspace
 
@@ -115,7 +115,7 @@ def run(home: Path, seed: int, n_held: int, min_topic_size: int) -> dict:
     folder = home / "pipeline"
     folder.mkdir(exist_ok=True)
     inc = incoming_file(folder, held)
-    (folder / "incoming.yaml").write_text(PIPELINE.format(model=version.ref, min_topic_size=min_topic_size))
+    (folder / "incoming.yaml").write_text(PIPELINE.format(model=version.ref, min_topic_size=min_topic_size, merge=merge))
     t0 = time.time()
     r = run_pipeline(ws, folder / "incoming.yaml")
     seconds = round(time.time() - t0, 1)
@@ -124,13 +124,10 @@ def run(home: Path, seed: int, n_held: int, min_topic_size: int) -> dict:
     docs = read_documents(ws, "incoming", columns=["doc_id", "label"])
     truth = dict(zip(docs["doc_id"].astype(int), docs["label"]))
     away = pd.read_parquet(Path(steps["classify"]["outputs"][0]))
-    run_id = int(cands["discovery_run"].iloc[0]) if len(cands) else None
-    assignments = load_discovery(ws, "incoming", run_id, texts=False).assignments() if run_id else pd.DataFrame(
-        {"doc_id": [], "topic": []})
-    m = measure(cands, truth, assignments, held)
+    m = measure(ws, cands, truth, held)
     is_held = away["query_id"].map(dict(zip(inc["query_id"], inc["intent"]))).isin(held).to_numpy()
     turned = away["label"].isin(["other"]).to_numpy()
-    return {"seed": seed, "held_out": held, "n_known": len(known), "model": version.ref, "train": trained,
+    return {"seed": seed, "merge": merge, "min_topic_size": min_topic_size, "held_out": held, "n_known": len(known), "model": version.ref, "train": trained,
             "abstain": (version.manifest or {}).get("abstain"), "incoming": int(len(inc)),
             "unseen_documents": int(is_held.sum()), "turned_away": int(turned.sum()),
             "turned_away_unseen": int((turned & is_held).sum()),
@@ -151,7 +148,7 @@ def markdown(res: dict) -> str:
         f"{res['incoming']:,} incoming queries (the test split of all 77 intents plus the train rows of the "
         f"{len(res['held_out'])} held-out ones: {res['unseen_documents']:,} of unseen intents). The model turned away "
         f"{res['turned_away']:,} ({res['turned_away_unseen']:,} of them unseen intents), grouped into "
-        f"{res['n_candidates']} candidates.",
+        f"{res['n_candidates']} candidates (topics at least {res.get('merge', 0.6)} alike merged into one).",
         "",
         f"Abstain rule measured: `{json.dumps({k: ab.get(k) for k in ('rule', 'threshold', 'target') if k in ab})}` "
         "(today's confidence rule; the embedding-distance rule of the `abstain` work changes what is turned away: "
@@ -177,6 +174,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--held", type=int, default=20)
     ap.add_argument("--min-topic-size", type=int, default=10)
+    ap.add_argument("--merge", type=float, default=0.6, help="candidates.merge: topics at least this alike are one")
     ap.add_argument("--md-only", action="store_true", help="rewrite BENCHMARKS.md from the last results")
     a = ap.parse_args()
     out = RESULTS / "candidates.json"
@@ -185,10 +183,10 @@ def main() -> None:
 
         install()
         if a.home:
-            res = run(Path(a.home), a.seed, a.held, a.min_topic_size)
+            res = run(Path(a.home), a.seed, a.held, a.min_topic_size, a.merge)
         else:
             with tempfile.TemporaryDirectory(prefix="inhouse-cand-") as d:
-                res = run(Path(d), a.seed, a.held, a.min_topic_size)
+                res = run(Path(d), a.seed, a.held, a.min_topic_size, a.merge)
         RESULTS.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(res, indent=1))

@@ -136,7 +136,9 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
     it in a few ways (close / delete / leave an account); the topics whose
     centres are at least ``merge`` alike (cosine) are one candidate (a theme
     of the run: Ward merges of topic centres, :mod:`inhouse.topics.themes`),
-    named from all its documents. Candidates come largest first.
+    named from all its documents (with ``llm``: the local model's name of its
+    largest topic, checked against that topic's documents, else the keyword
+    name). Candidates come largest first.
     """
     from .. import registry
     from ..data.predictions import find_set
@@ -162,6 +164,12 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
                     llm=llm, min_topic_size=min_topic_size, confirm=confirm, theme_similarity=merge)
     res.discovery_run, res.id_column = disc.run_id, disc.id_column
     parent = {t.theme: t.parent for t in disc.topics}
+    if llm:  # the LLM named the topics (each checked against its documents): a candidate takes its largest one's
+        by_id = {t.topic: t for t in disc.topics}
+        for th in disc.themes:
+            big = by_id.get(th.topics[0]) if th.topics else None
+            if big is not None and big.name_source != "keywords":
+                th.name, th.name_source = big.name, big.name_source
     res.candidates = [Candidate(th.theme, th.name, th.name_source, list(th.keywords), th.size,
                                 round(th.size / away, 6), round(th.size / max(len(pred), 1), 6),
                                 parent.get(th.theme) or labels[0], list(th.representative_docs),
