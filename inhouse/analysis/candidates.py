@@ -213,7 +213,8 @@ def candidate_doc_ids(ws: Workspace, dataset: str, run: int, candidate: int) -> 
     disc = load_discovery(ws, dataset, run, texts=False)
     if not disc.config.get("only"):
         raise NotFound(f"discovery run {run} of {dataset!r} is not a candidates run (it did not group turned-away "
-                       "documents).", fix=f"Find candidates with: inhouse discover --dataset {dataset} --within prediction")
+                       "documents).",
+                       fix=f"Find candidates with: inhouse discover --dataset {dataset} --within prediction")
     topics = [t.topic for t in disc.topics if t.theme == int(candidate)]
     if not topics:
         raise NotFound(f"candidate {candidate} not found in run {run} of {dataset!r}; candidates are "

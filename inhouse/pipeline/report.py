@@ -180,7 +180,8 @@ def spark(values: list[float], *, width: int = 120, height: int = 24) -> str:
     bars = "".join(f"<rect x='{i * w:.1f}' y='{height - height * v / top:.1f}' width='{max(w - 1, 1):.1f}' "
                    f"height='{height * v / top:.1f}' fill='#9467bd'><title>{v:,}</title></rect>"
                    for i, v in enumerate(values))
-    return f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' height='{height}'>{bars}</svg>"
+    return (f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' "
+            f"height='{height}'>{bars}</svg>")
 
 
 def _growth(g: dict | None) -> str:

@@ -75,12 +75,11 @@ def label_candidate(ws: Workspace, dataset: str, run: int, candidate: int, *, la
     name = " ".join((label if label is not None else next(t.name for t in disc.themes if t.theme == candidate)).split())
     if not name or len(name) > 200:
         raise UsageError(f"a label is 1-200 characters, found {len(name)}.", fix="Give the label a short name.")
-    ref = f"{run}:{candidate}"
+    ref, ds = f"{run}:{candidate}", quote(dataset, safe="")
     out = {"dataset": dataset, "label_col": col.name, "label": name, "discovery_run": run, "candidate": candidate,
            "documents": len(ids),
-           "queue": f"/datasets/{quote(dataset, safe='')}/queue?" + urlencode({"candidate": ref, "label_col": col.name}),
-           "ui": f"#/datasets/{quote(dataset, safe='')}/label?" + urlencode({"col": col.name, "mode": "docs", "candidate": ref,
-                                                                   "new": name})}
+           "queue": f"/datasets/{ds}/queue?" + urlencode({"candidate": ref, "label_col": col.name}),
+           "ui": f"#/datasets/{ds}/label?" + urlencode({"col": col.name, "mode": "docs", "candidate": ref, "new": name})}
     action = ws.record_run("candidate-label", {"dataset": dataset, "discovery_run": run, "candidate": candidate,
                                                "label_col": col.name, "label": name}, {"documents": len(ids)})
     ws.audit("candidate-label", dataset, run=run, candidate=candidate, label_col=col.name, label=name)
