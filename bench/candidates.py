@@ -148,7 +148,7 @@ def markdown(res: dict) -> str:
         f"{res['incoming']:,} incoming queries (the test split of all 77 intents plus the train rows of the "
         f"{len(res['held_out'])} held-out ones: {res['unseen_documents']:,} of unseen intents). The model turned away "
         f"{res['turned_away']:,} ({res['turned_away_unseen']:,} of them unseen intents), grouped into "
-        f"{res['n_candidates']} candidates (topics at least {res.get('merge', 0.6)} alike merged into one).",
+        f"{res['n_candidates']} candidates (topics at least {res.get('merge', 0.75)} alike merged into one).",
         "",
         f"Abstain rule measured: `{json.dumps({k: ab.get(k) for k in ('rule', 'threshold', 'target') if k in ab})}` "
         "(today's confidence rule; the embedding-distance rule of the `abstain` work changes what is turned away: "
@@ -174,7 +174,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--held", type=int, default=20)
     ap.add_argument("--min-topic-size", type=int, default=10)
-    ap.add_argument("--merge", type=float, default=0.6, help="candidates.merge: topics at least this alike are one")
+    ap.add_argument("--merge", type=float, default=0.75, help="candidates.merge: topics at least this alike are one")
     ap.add_argument("--md-only", action="store_true", help="rewrite BENCHMARKS.md from the last results")
     a = ap.parse_args()
     out = RESULTS / "candidates.json"

@@ -41,7 +41,7 @@ from ..errors import InputError, NotFound
 from ..models.catalog import DEFAULT_ENCODER
 from ..workspace.store import Workspace
 
-MERGE_SIMILARITY = 0.6  # topics of turned-away documents at least this alike (cosine of centres) are one candidate
+MERGE_SIMILARITY = 0.75  # topics of turned-away documents at least this alike (cosine of centres) are one candidate
 TREND_KEYS = ("counts", "shares", "share_baseline", "share_recent", "share_ratio", "abs_change", "recent_count",
               "baseline_count", "q_value", "status")
 

@@ -51,7 +51,7 @@ STEPS: dict[str, dict[str, tuple[type | tuple, Any]]] = {
     # what the model turned away, grouped into candidate new categories; added after classify when not given
     "candidates": {"enabled": (bool, True), "min_topic_size": (int, 10), "seed": (int, 0), "n_topics": (int, None),
                    "llm": (str, None), "model": (str, "minilm-l6"), "every": (str, None),
-                   "output": (str, "candidates.parquet"), "merge": ((int, float), 0.6)},
+                   "output": (str, "candidates.parquet"), "merge": ((int, float), 0.75)},
 }
 IMPLIED = {"candidates": "classify"}  # a step every file with the other one runs (before report), unless it names it
 TOP_KEYS = {"name", "dataset", "steps", "description"}
