@@ -264,7 +264,7 @@ async function candidatesCard(d) {
 function labelForm(d, c, x, cols) {
   const fresh = "new_categories";
   const colSel = select([...cols.map((k) => [k, k]), ...(cols.includes(fresh) ? [] : [[fresh, `${fresh} (new label set)`]])],
-    cols.includes(fresh) ? fresh : cols[0] || fresh, { name: "label_col", "aria-label": "label set" });
+    fresh, { name: "label_col", "aria-label": "label set" });  // a set of its own: the file's labels stay apart
   colSel.append(h("option", { value: "__new__" }, "+ a label set of your own…"));
   const newCol = h("input", { type: "text", name: "new_label_col", placeholder: "name, e.g. new_intents", maxlength: 200, hidden: true, size: 18 });
   colSel.addEventListener("change", () => { newCol.hidden = colSel.value !== "__new__"; if (!newCol.hidden) newCol.focus(); });
