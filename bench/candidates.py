@@ -165,8 +165,7 @@ def markdown(res: dict) -> str:
         "(2026-12-03, same trained model and turned-away documents): topics merged at 0.60 gave 11 of 20 (distinct "
         "card intents joined), 0.70 gave 15, 0.75 and 0.80 18, no merging 18 with 37 candidates (an intent split "
         "into several). So 18 is an optimistic number for this set; the issue's check on a set we do not have is "
-        "the honest one. Half the candidates' documents outside the majority intent are other unseen intents or "
-        "known intents the confidence rule turned away.",
+        "the honest one.",
         "",
         f"Seed {res['seed']}; pipeline {res['pipeline_seconds']} s, training {res['train']['seconds'] or '(reused)'} s, on "
         f"{res['machine']} ({res['date']}, shared with other jobs: times are not a benchmark). "
