@@ -222,3 +222,16 @@ def test_make_a_label_button_opens_the_queue_on_the_candidate(browser, piped, se
         d = c.get("/datasets/incoming").json()
     assert d["label_columns"]["new_categories"]["values"] == {"ui_new_intent": 1}
     assert_clean(page)
+
+
+def test_discover_within_prediction_needs_stored_predictions_and_refuses_what_does_not_apply(ws, run_cli, tmp_path,
+                                                                                           shared_data):
+    from serverkit import banking_slice
+
+    r = run_cli("ingest", banking_slice(shared_data, tmp_path), "--dataset", "b5", "--label-col", "label")
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("discover", "--dataset", "b5", "--within", "prediction", "--json")
+    assert r.exit_code == 4 and r.json["error"] == "not_found", r.stdout
+    assert "no stored predictions" in r.json["message"] and "inhouse classify" in r.json["fix"]
+    r = run_cli("discover", "--dataset", "b5", "--within", "prediction", "--where", "label = 'x'")
+    assert r.exit_code == 2 and "--where does not apply to --within prediction" in r.stderr
