@@ -91,7 +91,8 @@ def test_pipeline_runs_incrementally_and_reports_every_section(model_home, run_c
     r = run_cli("--home", model_home, "pipeline", "run", tmp_path / "daily.yaml", "--json")
     assert r.exit_code == 0, r.stderr
     steps = {s["name"]: s for s in r.json["steps"]}
-    assert [s["name"] for s in r.json["steps"]] == ["ingest", "classify", "summarize", "discover", "trends", "report"]
+    assert [s["name"] for s in r.json["steps"]] == ["ingest", "classify", "summarize", "discover", "trends",
+                                                  "candidates", "report"]  # candidates: implied by classify
     assert all(s["status"] == "done" for s in steps.values())
     assert steps["ingest"]["rows"] == n1 and steps["classify"]["rows"] == n1
     assert steps["classify"]["model"] == "intents@1" and len(steps["classify"]["model_sha256"]) == 64
@@ -107,7 +108,7 @@ def test_pipeline_runs_incrementally_and_reports_every_section(model_home, run_c
     page = report.read_text(encoding="utf-8")
     p = Sections()
     p.feed(page)
-    assert p.ids == ["volumes", "changes", "summaries", "subtopics", "model", "cost"]
+    assert p.ids == ["volumes", "changes", "summaries", "subtopics", "candidates", "model", "cost"]
     assert p.svgs >= 1 and not p.external
     assert "intents@1" in page and "run-cost" not in page and "the whole pipeline run" in page
     assert "No evaluation is recorded" in page  # none was recorded: the report says so
@@ -129,7 +130,7 @@ def test_pipeline_runs_incrementally_and_reports_every_section(model_home, run_c
     # nothing new: every step is skipped and says so
     r = run_cli("--home", model_home, "pipeline", "run", tmp_path / "daily.yaml", "--json")
     assert r.exit_code == 0, r.stderr
-    assert [s["status"] for s in r.json["steps"]] == ["skipped"] * 6
+    assert [s["status"] for s in r.json["steps"]] == ["skipped"] * 7
     assert all(s["rows"] == 0 for s in r.json["steps"])
     human = run_cli("--home", model_home, "runs", "list", "--kind", "pipeline").stdout
     assert "pipeline" in human and "DOCS/S" in human

@@ -190,6 +190,17 @@ def _flags(cats: list[dict], level: str) -> list[dict]:
     return [{**{k: c.get(k) for k in keep}, "level": level} for c in cats if c["status"] != "stable"]
 
 
+def _candidates(c: dict | None) -> dict | None:
+    """The run's candidate new categories (what the model turned away), for the dashboard; None: not run."""
+    if not c or c.get("enabled") is False or "candidates" not in c:
+        return None
+    keep = ("candidate", "name", "name_source", "keywords", "size", "share", "share_of_all", "parent",
+            "representative_ids", "representative_texts", "growth")
+    return {**{k: c.get(k) for k in ("model", "turned_away_labels", "documents", "turned_away", "discovery_run",
+                                     "id_column", "every", "periods", "recent_periods", "growth_note")},
+            "candidates": [{k: x.get(k) for k in keep} for x in c["candidates"]]}
+
+
 def dashboard(ws: Workspace, run_id: int) -> dict:
     """What the Analyze dashboard shows of one pipeline run."""
     r = _row(ws, run_id)
@@ -224,6 +235,7 @@ def dashboard(ws: Workspace, run_id: int) -> dict:
         "summaries": summaries,
         "subtopics": [{k: x.get(k) for k in ("parent", "topic", "name", "size", "share", "keywords")}
                       for x in res("discover").get("topics", [])],
+        "candidates": _candidates(res("candidates")),
         "throughput": {"documents": c.get("rows"), "computed": c.get("computed"), "reused": c.get("reused"),
                        "seconds": c.get("seconds"), "docs_per_second": c.get("docs_per_second"),
                        "backend": c.get("backend"), "label_counts": c.get("label_counts")},

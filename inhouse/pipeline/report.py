@@ -4,7 +4,8 @@ Sections (each a ``<section id=...>``): ``volumes`` (documents per category
 over time), ``changes`` (emerging and declining categories and sub-topics with
 their share before and after and q-value), ``summaries`` (one per category,
 with representative documents named by the user's ids), ``subtopics`` (inside
-each category), ``model`` (the pinned version and its recorded evaluations
+each category), ``candidates`` (what the model turned away, grouped into
+candidate new categories with growth and examples), ``model`` (the pinned version and its recorded evaluations
 against the general model) and ``cost`` (this run's, and the hosted-API
 equivalent). The Parquet outputs sit beside the file.
 """
@@ -170,6 +171,57 @@ def _subtopics(result: dict | None) -> str:
     return "".join(out)
 
 
+def spark(values: list[float], *, width: int = 120, height: int = 24) -> str:
+    """A tiny inline SVG bar chart of ``values`` (a candidate's documents per period)."""
+    if not values:
+        return ""
+    top = max(values) or 1
+    w = width / len(values)
+    bars = "".join(f"<rect x='{i * w:.1f}' y='{height - height * v / top:.1f}' width='{max(w - 1, 1):.1f}' "
+                   f"height='{height * v / top:.1f}' fill='#9467bd'><title>{v:,}</title></rect>"
+                   for i, v in enumerate(values))
+    return (f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' "
+            f"height='{height}'>{bars}</svg>")
+
+
+def _growth(g: dict | None) -> str:
+    if not g:
+        return "<td class='muted'>-</td><td></td>"
+    cls = {"emerging": "up", "declining": "down"}.get(g["status"], "")
+    mark = {"emerging": "▲ ", "declining": "▼ "}.get(g["status"], "")
+    ratio = "new" if g.get("share_ratio") is None else f"×{g['share_ratio']:.2f}"
+    return (f"<td class='{cls}'>{mark}{pct(g['share_baseline'])} → {pct(g['share_recent'])} ({ratio}, "
+            f"q {g['q_value']:.2g})</td><td>{spark(g.get('counts') or [])}</td>")
+
+
+def _candidates(result: dict | None) -> str:
+    if not result or result.get("enabled") is False:
+        return "<p class='muted'>candidates were turned off in this pipeline.</p>"
+    away = "/".join(result.get("turned_away_labels") or ["other"])
+    head = (f"<p>{result['turned_away']:,} of {result['documents']:,} documents were turned away by "
+            f"{esc(result['model'])} (answered {esc(away)}): what its labels do not cover. Grouped by the topic "
+            f"discovery of every run (discovery run {esc(result.get('discovery_run'))}), they are "
+            f"{len(result['candidates'])} candidate new categories, largest first. Make one a label from the "
+            f"Analyze screen (its documents then wait in the labelling queue for a person to confirm).</p>")
+    if result.get("growth_note"):
+        head += f"<p class='muted'>No growth: {esc(result['growth_note'])}.</p>"
+    elif result.get("every"):
+        head += (f"<p class='muted'>Growth: share of all documents in the recent {esc(result['every'])}s against "
+                 f"the ones before (two-proportion test, Benjamini–Hochberg q-value).</p>")
+    if not result["candidates"]:
+        return head
+    rows = []
+    for c in result["candidates"]:
+        ex = "".join(f"<li>{esc(t[:200])} <span class='muted'>({esc(result.get('id_column'))} {esc(i)})</span></li>"
+                     for t, i in zip(c["representative_texts"][:3], c["representative_ids"]))
+        rows.append(f"<tr><td class='num'>{c['candidate']}</td><td><b>{esc(c['name'])}</b><br><span class='muted'>"
+                    f"{esc(', '.join(c['keywords'][:6]))}</span><ul>{ex}</ul></td><td class='num'>{c['size']:,}</td>"
+                    f"<td class='num'>{pct(c['share'])}</td>{_growth(c.get('growth'))}</tr>")
+    return (head + "<table><tr><th class='num'>candidate</th><th>name, keywords, examples</th>"
+            "<th class='num'>documents</th><th class='num'>share of turned away</th><th>growth</th><th>per period</th>"
+            "</tr>" + "".join(rows) + "</table>")
+
+
 def _model(run) -> str:
     v = run.version
     if v is None:
@@ -236,6 +288,8 @@ def write_report(run, path: Path, *, title: str | None = None) -> Path:
         "<section id='changes'><h2>Emerging and declining</h2>" + _changes(r.get("trends")) + "</section>",
         "<section id='summaries'><h2>What each category is about</h2>" + _summaries(r.get("summarize")) + "</section>",
         "<section id='subtopics'><h2>Sub-topics inside each category</h2>" + _subtopics(r.get("discover")) + "</section>",
+        *(["<section id='candidates'><h2>What the labels miss: candidate new categories</h2>"
+            + _candidates(r.get("candidates")) + "</section>"] if "candidates" in r else []),
         "<section id='model'><h2>Model version and evaluation</h2>" + _model(run) + "</section>",
         "<section id='cost'><h2>Cost</h2>" + cost_table(classify_cost, "classify (this run)") + COST_MARK + "</section>",
     ]

@@ -110,6 +110,32 @@ def step_trends(run, step: Step, meter: CostMeter):
     return out, cats.documents, [path]
 
 
+def step_candidates(run, step: Step, meter: CostMeter):
+    """The documents the pinned version turned away, grouped into candidate new categories
+    (:func:`inhouse.analysis.candidates.find_candidates`), growth over the trends step's periods."""
+    import pandas as pd
+
+    from ..analysis.candidates import find_candidates
+
+    o = step.options
+    if not o["enabled"]:
+        return {"enabled": False}, 0, []
+    trend = run.spec.find("trends")
+    window = {k: trend.options[k] for k in ("recent", "recent_from", "until")} if trend else {}
+    every = o["every"] or (trend.options["every"] if trend else "week")
+    res = find_candidates(run.ws, run.spec.dataset, model=run.version.sha256, every=every, seed=o["seed"],
+               min_topic_size=o["min_topic_size"], n_topics=o["n_topics"], llm=o["llm"], embed_model=o["model"],
+               merge=float(o["merge"]), **window)
+    path = run.out_dir / o["output"]
+    _write(pd.DataFrame(res.rows(), columns=CANDIDATE_COLUMNS), path)
+    return res.to_dict(), res.turned_away, [path]
+
+
+CANDIDATE_COLUMNS = ["candidate", "name", "name_source", "size", "share", "share_of_all", "parent", "keywords",
+                     "status", "share_baseline", "share_recent", "share_ratio", "q_value", "counts",
+                     "representative_ids", "representative_texts", "discovery_run", "model", "model_sha256"]
+
+
 def step_report(run, step: Step, meter: CostMeter):
     from .report import write_report
 

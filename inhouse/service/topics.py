@@ -13,7 +13,7 @@ from ..models.catalog import DEFAULT_ENCODER as DEFAULT_MODEL  # noqa: F401  (th
 from ..workspace.store import Workspace
 
 DISCOVER_OPTIONS = ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size", "where",
-                    "n_themes")
+                    "n_themes", "only")
 
 
 def discover(ws: Workspace, dataset: str, *, confirm=None, **options):

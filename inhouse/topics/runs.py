@@ -43,6 +43,8 @@ class DiscoverOptions:
     clean: bool = True
     where: str | None = None  # a filter over the dataset's columns: discover among these documents only
     n_themes: int | None = None  # None: chosen from the data (8-30); themes are made without --within only
+    only: list[str] | None = None  # with within: discover in these categories of it only (e.g. the abstain label)
+    theme_similarity: float | None = None  # themes of topics at least this alike (cosine of centres); with only=
 
     def validate(self) -> "DiscoverOptions":
         if self.n_topics is not None and self.n_topics < 1:
@@ -53,6 +55,11 @@ class DiscoverOptions:
                              fix="Leave it out to let the data choose the number of themes (8-30).")
         if self.min_topic_size < 1 or self.n_keywords < 1 or self.n_representatives < 1:
             raise UsageError("--min-topic-size, keyword and representative counts must be at least 1.")
+        if self.theme_similarity is not None and not 0 < self.theme_similarity <= 1:
+            raise UsageError(f"theme_similarity must be in (0, 1], found {self.theme_similarity}.")
+        if self.only is not None and not self.within:
+            raise UsageError("only= picks categories of within=; give within too.",
+                             fix="e.g. within='prediction', only=['other']")
         return self
 
 

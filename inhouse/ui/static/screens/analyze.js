@@ -221,6 +221,8 @@ async function dashboard(view, runId) {
         s.ids?.[i] !== undefined && s.ids?.[i] !== null ? h("span", { class: "muted small" }, ` (${s.id_column || "id"} ${s.ids[i]})`) : null))))))
     : h("p", { class: "muted" }, "This run wrote no summaries (summaries were turned off).")));
 
+  if (d.candidates) view.append(await candidatesCard(d));
+
   // cost + downloads
   const grid = h("div", { class: "grid-2" });
   grid.append(costCard(d), filesCard(d));
@@ -232,6 +234,56 @@ async function dashboard(view, runId) {
     { key: "rows", label: "Rows", num: true },
     { key: "reason", label: "Note" },
   ], d.steps)));
+}
+
+// What the labels miss: the documents the model turned away, grouped into candidate new categories; one action
+// makes a candidate a label (in a label set of the person's choice) and opens the labelling queue on its documents.
+async function candidatesCard(d) {
+  const c = d.candidates;
+  const ds = await api.get(`/datasets/${enc(d.dataset)}`);
+  const cols = Object.entries(ds.label_columns || {}).filter(([, x]) => x.kind !== "metadata").map(([k]) => k);
+  const head = h("p", { class: "muted small" }, `${fmt(c.turned_away)} of ${fmt(c.documents)} documents were turned away by ${c.model} `,
+    `(answered ${(c.turned_away_labels || ["other"]).join("/")}): what its labels do not cover, grouped into ${fmt(c.candidates.length)} candidates, largest first. `,
+    c.growth_note ? `No growth: ${c.growth_note}.` : c.every ? `Growth: share of all documents in the recent ${c.every}s against the ones before.` : "");
+  if (!c.candidates.length) return card("What your labels miss", head, h("p", { class: "muted" }, "No document was turned away."));
+  const item = (x) => {
+    const g = x.growth;
+    const area = h("div", { class: "candidate-action" });
+    const open = button("Make a label…", () => { clear(area, labelForm(d, c, x, cols)); }, { role: "editor", kind: "small", "data-candidate": x.candidate });
+    return h("article", { class: "summary-card candidate", "data-candidate-card": x.candidate },
+      h("h3", {}, x.name, " ", g && g.status !== "stable" ? direction(g.status) : null),
+      h("div", { class: "muted small" }, `${fmt(x.size)} documents · ${pct(x.share)} of the turned away`,
+        g ? ` · ${pct(g.share_baseline)} → ${pct(g.share_recent)} of all` : ""),
+      h("div", { class: "keywords" }, (x.keywords || []).slice(0, 8).map((k) => badge(k, "muted"))),
+      h("ul", { class: "examples" }, (x.representative_texts || []).slice(0, 3).map((t, i) => h("li", {}, truncate(t, 140),
+        x.representative_ids?.[i] != null ? h("span", { class: "muted small" }, ` (${c.id_column || "id"} ${x.representative_ids[i]})`) : null))),
+      h("div", { class: "row" }, open), area);
+  };
+  return card("What your labels miss", head, h("div", { class: "summaries candidates" }, c.candidates.map(item)));
+}
+
+function labelForm(d, c, x, cols) {
+  const fresh = "new_categories";
+  const colSel = select([...cols.map((k) => [k, k]), ...(cols.includes(fresh) ? [] : [[fresh, `${fresh} (new label set)`]])],
+    fresh, { name: "label_col", "aria-label": "label set" });  // a set of its own: the file's labels stay apart
+  colSel.append(h("option", { value: "__new__" }, "+ a label set of your own…"));
+  const newCol = h("input", { type: "text", name: "new_label_col", placeholder: "name, e.g. new_intents", maxlength: 200, hidden: true, size: 18 });
+  colSel.addEventListener("change", () => { newCol.hidden = colSel.value !== "__new__"; if (!newCol.hidden) newCol.focus(); });
+  const name = h("input", { type: "text", name: "label", value: x.name, maxlength: 200, size: 36, "aria-label": "label name" });
+  const out = h("div");
+  const go = button("Create label and open the queue", async () => {
+    const labelCol = colSel.value === "__new__" ? newCol.value.trim() : colSel.value;
+    try {
+      const r = await api.post(`/datasets/${enc(d.dataset)}/candidates/${c.discovery_run}/${x.candidate}/label`,
+        { label_col: labelCol, label: name.value.trim() || null });
+      toast(`Label ${r.label} added to ${r.label_col}: confirm its ${fmt(r.documents)} documents.`, "good");
+      location.hash = r.ui;
+    } catch (e) { clear(out, errorBox(e)); throw e; }
+  }, { role: "editor", kind: "primary small" });
+  return guard(h("div", { class: "candidate-form" },
+    h("div", { class: "row" }, field("Label set", colSel), newCol, field("Label", name), go),
+    h("p", { class: "muted small" }, `Nothing is labelled yet: the ${fmt(x.size)} documents wait in the labelling queue for you to confirm them one at a time.`),
+    out), "editor");
 }
 
 function marksOf(d, name) {
@@ -275,7 +327,8 @@ const TABLES = ["parquet", "csv", "jsonl"];
 function filesCard(d) {
   const kinds = { html: "the self-contained HTML report", parquet: "Parquet table", csv: "CSV table", jsonl: "JSON Lines" };
   const what = { predictions: "every document's predicted category", summaries: "one summary per category",
-    subtopics: "sub-topics inside each category", trends: "counts and shares per period, flags" };
+    subtopics: "sub-topics inside each category", trends: "counts and shares per period, flags",
+    candidates: "candidate new categories: what the model turned away" };
   return card("Downloads", d.files.length ? h("ul", { class: "files" }, d.files.map((f) => h("li", {},
     h("a", { href: f.href, download: f.name, "data-file": f.name }, f.name), " ",
     h("span", { class: "muted small" }, `${what[f.name.split(".")[0]] || kinds[f.kind] || f.kind} · ${fmt(f.bytes / 1024, 1)} KB`),
