@@ -9,7 +9,10 @@
       - discover: {within: prediction}
       - trends: {by: prediction, every: day}
       - report: {out: report.html}
+    drift: {abstain_rate: 0.10, confidence: 0.05, mix: {distance: js, threshold: 0.10}}  # optional
 
+``drift`` (optional; these are the defaults, ``drift: false`` turns it off):
+when a run that classifies is flagged for drift, see :mod:`inhouse.analysis.drift`.
 Paths are relative to the file's folder. :func:`load_spec` checks everything
 it can before any work: unknown steps and keys, wrong types, a glob that
 matches nothing; the runner then checks model references.
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis.drift import DriftThresholds, thresholds_from
 from ..errors import InputError, MissingDependency, UsageError
 
 # step -> {key: (type, default)}; a default of ... marks a required key
@@ -46,7 +50,7 @@ STEPS: dict[str, dict[str, tuple[type | tuple, Any]]] = {
                "min_ratio": ((int, float), 1.25), "recent_from": (str, None), "until": (str, None)},
     "report": {"out": (str, "report.html"), "title": (str, None)},
 }
-TOP_KEYS = {"name", "dataset", "steps", "description"}
+TOP_KEYS = {"name", "dataset", "steps", "description", "drift"}
 BUILTIN_STEPS = tuple(STEPS)  # run by inhouse.pipeline.steps.step_<kind>
 _RUNNERS: dict[str, Callable] = {}  # registered steps beyond the built-ins
 
@@ -113,6 +117,7 @@ class PipelineSpec:
     folder: Path
     lines: dict[str, int] = field(default_factory=dict)
     text: str = ""
+    drift: DriftThresholds = field(default_factory=DriftThresholds)
 
     def resolve(self, p: str) -> Path:
         """A path of the file, relative to the file's folder."""
@@ -177,6 +182,12 @@ def load_spec(path: str | Path, *, folder: str | Path | None = None, require_fil
     spec = PipelineSpec(name, dataset, [], path.resolve(), base, lines, text)
     for i, node in enumerate(top["steps"].value):
         spec.steps.append(_step(path, node, i))
+    if "drift" in top:
+        try:
+            spec.drift = thresholds_from(_scalar(top["drift"]))
+        except UsageError as e:
+            _fail(path, lines["drift"], e.message, fix=e.fix or "e.g. drift: {abstain_rate: 0.10, confidence: 0.05, "
+                                                                  "mix: {distance: js, threshold: 0.10}}")
     _check(spec, require_files)
     return spec
 
