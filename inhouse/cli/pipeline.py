@@ -133,7 +133,8 @@ def _last(s: dict) -> str:
     if not last:
         return "-"
     if last["status"] == "done":
-        return f"done: run {last['run_id']}" if last.get("run_id") else f"done: {last.get('skipped') or 'nothing'}"
+        drift = f" (drift {last['drift']})" if last.get("drift") == "flagged" else ""
+        return f"done: run {last['run_id']}{drift}" if last.get("run_id") else f"done: {last.get('skipped') or 'nothing'}"
     return f"{last['status']}: {last['error']}" if last.get("error") else last["status"]
 
 

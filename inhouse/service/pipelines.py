@@ -55,7 +55,7 @@ def run_dashboard_pipeline(ws: Workspace, job_id: int, p: dict) -> dict:
         price_all_documents(ws, r["run_id"])
     except Exception:  # the run is recorded and its report written; only the closed-API comparison is missing
         traceback.print_exc()
-    return {k: r[k] for k in ("run_id", "name", "dataset", "model", "model_sha256", "steps", "seconds")}
+    return {k: r[k] for k in ("run_id", "name", "dataset", "model", "model_sha256", "steps", "seconds", "drift")}
 
 
 def list_runs(ws: Workspace, *, dataset: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:

@@ -86,7 +86,8 @@ async function schedulesCard(box) {
     await schedulesCard(box);
   }, { role: "editor" });
   const last = (s) => !s.last ? "—" : s.last.status === "done"
-    ? (s.last.run_id ? h("a", { href: `#/analyze/${s.last.run_id}` }, `run #${s.last.run_id}`) : s.last.skipped || "done")
+    ? (s.last.run_id ? h("span", {}, h("a", { href: `#/analyze/${s.last.run_id}` }, `run #${s.last.run_id}`), " ",
+      s.last.drift === "flagged" ? driftBadge("flagged") : null) : s.last.skipped || "done")
     : truncate(`${s.last.status}${s.last.error ? ": " + s.last.error : ""}`, 120);
   clear(box);
   box.append(card("Schedules", table([
