@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--shares", default="0,0.1,0.25,0.5,1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "drift.json"))
+    ap.add_argument("--cache", default=None, help="an .npz keeping the model's answers on the test split "
+                                                  "(reused by a rerun with the same --known and --seed)")
     a = ap.parse_args()
     from inhouse.analysis.drift import DriftThresholds, Profile, compare
 
@@ -68,13 +70,19 @@ def main() -> None:
     intents = sorted(df["label"].unique())
     known = sorted(rng.choice(intents, size=a.known, replace=False).tolist())
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        df[df["label"].isin(known)].to_csv(home / "known.csv", index=False)
-        cli(home, "ingest", home / "known.csv", "--dataset", "bank", "--label-col", "label", "--split-col", "split")
-        cli(home, "train", "--dataset", "bank", "--name", "intents", "--method", "head")
-        test = df[df["split"] == "test"].reset_index(drop=True)
-        labels, abstained, conf = answers(home, "intents@1", test["text"].tolist())
+    test = df[df["split"] == "test"].reset_index(drop=True)
+    if a.cache and Path(a.cache).exists():
+        z = np.load(a.cache, allow_pickle=False)
+        labels, abstained, conf = z["labels"].tolist(), z["abstained"], z["conf"]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            df[df["label"].isin(known)].to_csv(home / "known.csv", index=False)
+            cli(home, "ingest", home / "known.csv", "--dataset", "bank", "--label-col", "label", "--split-col", "split")
+            cli(home, "train", "--dataset", "bank", "--name", "intents", "--method", "head")
+            labels, abstained, conf = answers(home, "intents@1", test["text"].tolist())
+        if a.cache:
+            np.savez(a.cache, labels=np.array(labels), abstained=np.asarray(abstained), conf=np.asarray(conf))
     train_s = round(time.time() - t0, 1)
     seen = np.flatnonzero(test["label"].isin(known).to_numpy())
     unseen = np.flatnonzero(~test["label"].isin(known).to_numpy())
@@ -89,6 +97,8 @@ def main() -> None:
     for n in [int(x) for x in a.sizes.split(",")]:
         for s in [float(x) for x in a.shares.split(",")]:
             k = int(round(s * n))
+            if n - k > len(half_b) or k > len(unseen):
+                continue  # not enough rows for this cell (a small --known)
             flagged = abst = 0
             for _ in range(a.trials):
                 idx = np.concatenate([rng.choice(half_b, n - k, replace=False), rng.choice(unseen, k, replace=False)])

@@ -246,7 +246,7 @@ def test_analyze_dashboard_shows_drift_over_runs(browser, served, shared_data):
                        "--id-col", "message_id")
         assert r.exit_code == 0, r.stderr
         with server.client(tokens["editor"]) as c:
-            job = wait_job(c, c.post("/pipelines", json=body).json()["job_id"])
+            job = wait_job(c, c.post("/pipelines", json=body).json()["job_id"], timeout=600)  # the first exports ONNX
             assert job["status"] == "done", job
             runs.append(job["result"]["run_id"])
     with server.client(tokens["viewer"]) as c:
