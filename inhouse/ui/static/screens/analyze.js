@@ -266,8 +266,8 @@ function driftCard(d) {
     { name: "mean confidence", values: shown.map((x) => x.mean_confidence ?? 0) }];
   const ev = shown.filter((x) => x.evaluation_abstain_rate !== null && x.evaluation_abstain_rate !== undefined);
   if (ev.length === shown.length && shown.length) {
-    series.push({ name: "evaluation: abstain", values: shown.map((x) => x.evaluation_abstain_rate) });
-    if (shown.every((x) => x.evaluation_confidence !== null && x.evaluation_confidence !== undefined)) series.push({ name: "evaluation: confidence", values: shown.map((x) => x.evaluation_confidence) });
+    series.push({ name: "baseline: abstain", values: shown.map((x) => x.evaluation_abstain_rate) });
+    if (shown.every((x) => x.evaluation_confidence !== null && x.evaluation_confidence !== undefined)) series.push({ name: "baseline: confidence", values: shown.map((x) => x.evaluation_confidence) });
   }
   const flaggedRuns = shown.filter((x) => x.flagged).map((x) => `#${x.run_id}`);
   return card("Drift",
