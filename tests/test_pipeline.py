@@ -108,7 +108,7 @@ def test_pipeline_runs_incrementally_and_reports_every_section(model_home, run_c
     page = report.read_text(encoding="utf-8")
     p = Sections()
     p.feed(page)
-    assert p.ids == ["volumes", "changes", "summaries", "subtopics", "candidates", "model", "cost"]
+    assert p.ids == ["volumes", "changes", "summaries", "subtopics", "candidates", "model", "drift", "cost"]
     assert p.svgs >= 1 and not p.external
     assert "intents@1" in page and "run-cost" not in page and "the whole pipeline run" in page
     assert "No evaluation is recorded" in page  # none was recorded: the report says so

@@ -6,7 +6,8 @@ their share before and after and q-value), ``summaries`` (one per category,
 with representative documents named by the user's ids), ``subtopics`` (inside
 each category), ``candidates`` (what the model turned away, grouped into
 candidate new categories with growth and examples), ``model`` (the pinned version and its recorded evaluations
-against the general model) and ``cost`` (this run's, and the hosted-API
+against the general model), ``drift`` (abstain rate, confidence and category mix of the run's new
+documents against the version's evaluation and earlier runs, see :mod:`inhouse.analysis.drift`) and ``cost`` (this run's, and the hosted-API
 equivalent). The Parquet outputs sit beside the file.
 """
 
@@ -255,6 +256,66 @@ def _model(run) -> str:
     return "".join(lines)
 
 
+def _drift_rows(d: dict) -> str:
+    rows = []
+    names = {"abstain_rate": ("abstain rate (other)", pct), "confidence": ("mean confidence", lambda v: f"{v:.3f}"),
+             "mix": ("category mix", None)}
+    for key, a in (d.get("against") or {}).items():
+        for name, m in (a.get("metrics") or {}).items():
+            what, f = names[name]
+            if m.get("value") is None or (name != "mix" and m.get("baseline") is None):
+                continue
+            mark = "<span class='up'>▲ drift</span>" if m["flagged"] else "ok"
+            if name == "mix":
+                values = (f"<td colspan='2'>{esc(m['distance'])} distance {m['value']:.3f}; "
+                          + esc(", ".join(f"{x['label']} {pct(x['baseline'])}→{pct(x['share'])}" for x in m["movers"]))
+                          + "</td><td class='num'>-</td>")
+            else:
+                values = (f"<td class='num'>{f(m['value'])}</td><td class='num'>{f(m['baseline'])}</td>"
+                          f"<td class='num'>{m['change']:+.3f}</td>")
+            rows.append(f"<tr><td>{esc(a.get('label'))}</td><td>{what}</td>{values}<td class='num'>{m['p_value']:.2g}</td>"
+                        f"<td class='num'>{m['threshold']}</td><td>{mark}</td></tr>")
+    return "".join(rows)
+
+
+def _drift(run) -> str:
+    d = run.drift
+    if not d:
+        return "<p class='muted'>no classify step in this pipeline, so no drift.</p>"
+    w, p, t = d.get("window") or {}, d.get("profile") or {}, d["thresholds"]
+    head = (f"<p><b>{esc(d['status'])}</b>: {w.get('documents', 0):,} new documents (doc ids {w.get('from_doc_id')}–"
+            f"{w.get('to_doc_id')}) classified by {esc(d['model'])}"
+            + (f"; abstain rate {pct(p['abstain_rate'])}, mean confidence {p['mean_confidence']:.3f}"
+               if p.get("n") else "") + (f". {esc(d['note'])}" if d.get("note") else "") + ".</p>")
+    reasons = "".join(f"<li class='up'>{esc(r)}</li>" for r in d["reasons"])
+    note = (f"<p class='muted'>Flagged when a metric moves by at least its threshold (abstain rate {t['abstain_rate']}, "
+            f"mean confidence {t['confidence']}, mix {t['mix']} as {t['distance']} distance) and the move is "
+            f"significant at {t['alpha']} (two-proportion z-test, Welch's t-test, chi-square test); windows under "
+            f"{t['min_documents']} documents are not judged. Set them in the pipeline file's <code>drift:</code> key.</p>")
+    rows = _drift_rows(d)
+    table = ("<table><tr><th>against</th><th>metric</th><th class='num'>this run</th><th class='num'>baseline</th>"
+             "<th class='num'>change</th><th class='num'>p-value</th><th class='num'>threshold</th><th>flag</th></tr>"
+             + rows + "</table>") if rows else ""
+    ev = (d.get("against") or {}).get("evaluation") or {}
+    missing = f"<p class='muted'>{esc(ev['note'])}</p>" if ev.get("note") else ""
+    return head + (f"<ul>{reasons}</ul>" if reasons else "") + table + missing + _drift_chart(run) + note
+
+
+def _drift_chart(run) -> str:
+    from ..analysis.drift import history
+
+    d = run.drift
+    past = [h for h in history(run.ws, run.spec.name, run.spec.dataset) if h.get("abstain_rate") is not None]
+    p = d.get("profile") or {}
+    if not past or p.get("abstain_rate") is None:
+        return ""
+    points = past + [{"run_id": "this", "abstain_rate": p["abstain_rate"], "mean_confidence": p["mean_confidence"]}]
+    labels = [f"run {h['run_id']}" for h in points]
+    series = [("abstain rate", [h["abstain_rate"] for h in points]),
+              ("mean confidence", [h["mean_confidence"] or 0.0 for h in points])]
+    return "<p>Over this pipeline's runs:</p>" + line_chart(labels, series, height=240, fmt=lambda v: f"{v:.2f}")
+
+
 def cost_table(cost: dict | None, title: str) -> str:
     if not cost:
         return f"<p class='muted'>{esc(title)}: not recorded.</p>"
@@ -291,6 +352,8 @@ def write_report(run, path: Path, *, title: str | None = None) -> Path:
         *(["<section id='candidates'><h2>What the labels miss: candidate new categories</h2>"
             + _candidates(r.get("candidates")) + "</section>"] if "candidates" in r else []),
         "<section id='model'><h2>Model version and evaluation</h2>" + _model(run) + "</section>",
+        "<section id='drift'><h2>Drift: is the model still seeing what it was built for?</h2>" + _drift(run)
+        + "</section>",
         "<section id='cost'><h2>Cost</h2>" + cost_table(classify_cost, "classify (this run)") + COST_MARK + "</section>",
     ]
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"

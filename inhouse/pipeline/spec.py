@@ -9,10 +9,13 @@
       - discover: {within: prediction}
       - trends: {by: prediction, every: day}
       - report: {out: report.html}
+    drift: {abstain_rate: 0.10, confidence: 0.05, mix: {distance: js, threshold: 0.10}}  # optional
 
 A file with a classify step also runs ``candidates`` (what the model turned
 away, grouped into candidate new categories) before its report, unless it
 names the step itself (``- candidates: {enabled: false}`` turns it off).
+``drift`` (optional; these are the defaults, ``drift: false`` turns it off):
+when a run that classifies is flagged for drift, see :mod:`inhouse.analysis.drift`.
 Paths are relative to the file's folder. :func:`load_spec` checks everything
 it can before any work: unknown steps and keys, wrong types, a glob that
 matches nothing; the runner then checks model references.
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis.drift import DriftThresholds, thresholds_from
 from ..errors import InputError, MissingDependency, UsageError
 
 # step -> {key: (type, default)}; a default of ... marks a required key
@@ -54,7 +58,7 @@ STEPS: dict[str, dict[str, tuple[type | tuple, Any]]] = {
                    "output": (str, "candidates.parquet"), "merge": ((int, float), 0.75)},
 }
 IMPLIED = {"candidates": "classify"}  # a step every file with the other one runs (before report), unless it names it
-TOP_KEYS = {"name", "dataset", "steps", "description"}
+TOP_KEYS = {"name", "dataset", "steps", "description", "drift"}
 BUILTIN_STEPS = tuple(STEPS)  # run by inhouse.pipeline.steps.step_<kind>
 _RUNNERS: dict[str, Callable] = {}  # registered steps beyond the built-ins
 
@@ -121,6 +125,7 @@ class PipelineSpec:
     folder: Path
     lines: dict[str, int] = field(default_factory=dict)
     text: str = ""
+    drift: DriftThresholds = field(default_factory=DriftThresholds)
 
     def resolve(self, p: str) -> Path:
         """A path of the file, relative to the file's folder."""
@@ -186,6 +191,12 @@ def load_spec(path: str | Path, *, folder: str | Path | None = None, require_fil
     for i, node in enumerate(top["steps"].value):
         spec.steps.append(_step(path, node, i))
     _imply(spec)
+    if "drift" in top:
+        try:
+            spec.drift = thresholds_from(_scalar(top["drift"]))
+        except UsageError as e:
+            _fail(path, lines["drift"], e.message, fix=e.fix or "e.g. drift: {abstain_rate: 0.10, confidence: 0.05, "
+                                                                  "mix: {distance: js, threshold: 0.10}}")
     _check(spec, require_files)
     return spec
 

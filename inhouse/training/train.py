@@ -186,6 +186,26 @@ def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArgume
     return out
 
 
+def validation_profile(trained: Trained, data: TrainingData, abstain: dict) -> dict | None:
+    """What the model answers on its validation rows, as sums (the profile ``inhouse.analysis.drift`` reads):
+    rows, abstained, sum and sum of squares of the best in-scope probability, counts of answered labels."""
+    X = trained.extra.get("embeddings")
+    if data.multi_label or X is None or len(data.val_idx) < 2:
+        return None
+    P = trained.head.proba(X[data.val_idx])
+    in_scope = np.array([l not in set(abstain.get("out_of_scope") or []) for l in data.labels])
+    masked = np.where(in_scope[None, :], P, -1.0)
+    best = masked.argmax(1)
+    conf = masked[np.arange(len(P)), best].astype(np.float64)
+    t = abstain.get("threshold")
+    out = ~in_scope[P.argmax(1)] | ((conf < t) if t is not None else False)
+    counts: dict[str, int] = {}
+    for j in best[~out]:
+        counts[data.labels[j]] = counts.get(data.labels[j], 0) + 1
+    return {"n": int(len(P)), "abstained": int(out.sum()), "conf_sum": round(float(conf.sum()), 6),
+            "conf_sumsq": round(float((conf ** 2).sum()), 6), "counts": counts}
+
+
 @contextlib.contextmanager
 def seeded(seed: int, num_threads: int | None = None) -> Iterator[None]:
     """Run a training with torch's random numbers seeded, then put everything back.
@@ -239,6 +259,7 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
         trained = get_method(args.method).load()().fit(ws, data, args)
     calibrate(trained, data)
     abstain = calibrate_abstain(trained, data, args)
+    val_profile = validation_profile(trained, data, abstain)
     train_seconds = round(time.time() - t0, 3)
     bb = trained.backbone
     encoder = ({"pooling": bb.pooling, "normalize": bb.normalize, "max_length": bb.max_length} if bb is not None
@@ -255,6 +276,8 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
         "training_args": args.to_dict(), "seed": args.seed,
         "val_metrics": trained.val_metrics, "train_seconds": train_seconds,
     }
+    if val_profile is not None:
+        fields["val_profile"] = val_profile
 
     def build(folder: Path) -> dict:
         trained.save(folder, args.method)
