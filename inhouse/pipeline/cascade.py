@@ -66,10 +66,21 @@ class Cascade:
 
 
 def _embedder(ws: Workspace):
+    """texts -> L2-normalised wordllama vectors, embedded in order of length (batches pad little: ~2x faster)."""
     from ..models.encoders import load_encoder
 
     wl = load_encoder(ws, ENCODER).wl
-    return lambda texts: np.asarray(wl.embed(list(texts), norm=True, batch_size=256), dtype=np.float32)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        order = np.argsort(np.fromiter((len(t) for t in texts), np.int64, len(texts)), kind="stable")
+        out = np.empty((len(texts), 0), np.float32)
+        if len(texts):
+            vecs = np.asarray(wl.embed([texts[i] for i in order], norm=True, batch_size=128), dtype=np.float32)
+            out = np.empty_like(vecs)
+            out[order] = vecs
+        return out
+
+    return embed
 
 
 def read_cascade(ws: Workspace, sha256: str) -> dict | None:
