@@ -201,6 +201,8 @@ def accuracy(home: Path, gold: np.ndarray, ref_labels: np.ndarray, sample: int) 
         plain = best("plain")
         out["transformer"] = float((plain == gold).mean())
         out["agreement"] = float((plain == mixed).mean())
+        out["abstained_transformer"] = float(pd.read_parquet(home / "plain-out.parquet", columns=["abstained"])
+                                             ["abstained"].mean())
     return out
 
 
@@ -233,7 +235,8 @@ def render(r: dict, args: str) -> str:
     lines += ["", f"Top-label accuracy against each text's source label: cascade {acc['cascade']:.2%}"
               + (f", transformer alone {acc['transformer']:.2%} (agreement {acc['agreement']:.2%})"
                  if "transformer" in acc else "")
-              + f", reference on its sample {acc['reference_sample']:.2%}. Abstained (`other`): {acc['abstained']:.1%}.",
+              + f", reference on its sample {acc['reference_sample']:.2%}. Abstained (`other`): {acc['abstained']:.1%}"
+              + (f" (transformer alone: {acc['abstained_transformer']:.1%})." if "abstained_transformer" in acc else "."),
               "", f"Machine: {machine()}. Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
               f"Load average (1 min) at start {r['load'][0][0]:.1f}, at end {r['load'][1][0]:.1f}. "
               f"Command: `python bench/throughput.py {args}`."]

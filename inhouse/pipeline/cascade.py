@@ -5,10 +5,10 @@ kept under ``derived/cascade/<version sha256>/`` (``head.npz`` + ``manifest.json
 a logistic-regression head on wordllama vectors (weights inside the wheel, tens
 of thousands of texts a second) trained on the version's own training rows, and
 the confidence over which it answers. That threshold is chosen on the
-validation rows: the lowest at which the mix (cascade where sure, transformer
-elsewhere) is at most :data:`~inhouse.pipeline.verdict.MAX_ACCURACY_LOSS` less
-accurate than the transformer alone, taken on all rows and on each half, the
-highest of the three kept. The loss is also estimated out of fold (the
+validation rows, walking down from the cascade's surest row for as long as the
+mix (cascade where sure, transformer elsewhere) stays within half of
+:data:`~inhouse.pipeline.verdict.MAX_ACCURACY_LOSS` of the transformer alone,
+on all rows and on each half, the highest of the three kept. The loss is also estimated out of fold (the
 threshold picked on one half is scored on the other, both ways), and the
 cascade is used only when both losses are within the bound; the manifest records share, agreement and accuracy either way.
 Where the cascade defers, the answer is the transformer's own.
@@ -117,18 +117,20 @@ def _fit_head(X: np.ndarray, y: np.ndarray, n_labels: int) -> tuple[np.ndarray, 
     return W, b
 
 
-def _mix_accuracy(conf, cas, tra, gold, t) -> float:
-    return float((np.where(conf >= t, cas, tra) == gold).mean())
-
-
 def choose_threshold(conf: np.ndarray, cas: np.ndarray, tra: np.ndarray, gold: np.ndarray,
                      max_loss: float = MAX_ACCURACY_LOSS) -> float:
-    """The lowest confidence over which the cascade may answer with the mix at most ``max_loss`` less accurate."""
-    base = float((tra == gold).mean())
-    for t in np.unique(conf):
-        if _mix_accuracy(conf, cas, tra, gold, t) >= base - max_loss - 1e-12:
-            return float(t)
-    return 1.0  # nowhere safe (a softmax is never over 1)
+    """The lowest confidence down to which the cascade may answer, walking down from its surest row, with the
+    mix never more than ``max_loss`` less accurate than the transformer on the way (1.0: nowhere safe).
+
+    >>> choose_threshold(np.array([.9, .8, .7, .6]), np.array([1, 1, 0, 0]), np.array([1, 1, 1, 1]),
+    ...                  np.array([1, 1, 1, 1]), 0.0)
+    0.8
+    """
+    o = np.argsort(-conf, kind="stable")
+    gain = np.cumsum((cas[o] == gold[o]).astype(int) - (tra[o] == gold[o]).astype(int)) / max(len(gold), 1)
+    bad = np.flatnonzero(gain < -max_loss - 1e-12)
+    k = bad[0] if len(bad) else len(o)  # rows answered
+    return float(conf[o[k - 1]]) if k > 0 else 1.0
 
 
 def _summary(conf, cas, tra, gold, t) -> dict:
@@ -141,15 +143,16 @@ def _summary(conf, cas, tra, gold, t) -> dict:
 
 
 def evaluate(conf, cas, tra, gold, max_loss: float = MAX_ACCURACY_LOSS, seed: int = 0) -> dict:
-    """The threshold (the highest of those chosen on all validation rows and on each half), and the loss
-    out of fold (each half scored at the threshold chosen on the other): used only when both losses are
-    within ``max_loss`` and it answers something."""
+    """The threshold (the highest of those chosen with half of ``max_loss`` on all validation rows and on
+    each half), and the loss out of fold (each half scored at the threshold chosen on the other): used only
+    when both losses are within ``max_loss`` and it answers something."""
     idx = np.random.default_rng(seed).permutation(len(gold))
     halves = [idx[: len(idx) // 2], idx[len(idx) // 2:]]
     oof = np.zeros(len(gold), bool)  # cascade answers, out of fold
-    chosen = [choose_threshold(conf, cas, tra, gold, max_loss)]
+    inner = max_loss / 2  # chosen with half the bound, judged (out of fold) with all of it
+    chosen = [choose_threshold(conf, cas, tra, gold, inner)]
     for a, b in (halves, halves[::-1]):
-        chosen.append(choose_threshold(conf[a], cas[a], tra[a], gold[a], max_loss))
+        chosen.append(choose_threshold(conf[a], cas[a], tra[a], gold[a], inner))
         oof[b] = conf[b] >= chosen[-1]
     mix = np.where(oof, cas, tra)
     out_of_fold = {"share": float(oof.mean()), "agreement": float((mix == tra).mean()),
