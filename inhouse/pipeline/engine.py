@@ -99,6 +99,9 @@ class OnnxPredictor(Predictor):
         opts.log_severity_level = 3
         opts.intra_op_num_threads = options.threads or max(1, len(os.sched_getaffinity(0)))
         opts.inter_op_num_threads = 1
+        # no busy-waiting between ops: on a busy 2-core machine spinning threads burnt ~40% more CPU per text
+        # (3.5 vs 2.1 ms measured under load); batches of ~128 texts make the wake-up cost negligible
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
