@@ -80,7 +80,7 @@ def test_a_version_saved_without_preparing_builds_once_and_says_so_then_promotio
     from conftest import invoke_cli
 
     r = invoke_cli("--home", home, "train", "--dataset", "b10", "--name", "late", "--method", "head",
-                   "--val-fraction", "0.3", "--no-prepare")
+                   "--val-fraction", "0.3", "--seed", "1", "--no-prepare")  # another version
     assert r.exit_code == 0, r.stderr
     r = invoke_cli("--home", home, "classify", "late", "--input", home / "test.csv", "--output",
                    tmp_path / "late.parquet")
@@ -95,13 +95,13 @@ def test_a_version_saved_without_preparing_builds_once_and_says_so_then_promotio
 
 @pytest.mark.slow
 def test_the_cascade_answers_only_where_sure_and_equals_the_transformer_where_it_defers(home):
-    from inhouse.pipeline.cascade import CascadePredictor
+    from inhouse.pipeline.cascade import CascadePredictor, load_fast_predictor
     from inhouse.pipeline.engine import EngineOptions, load_predictor
 
     ws, v = _ws(home)
     texts = pd.read_csv(home / "test.csv")["text"].tolist()
     plain = load_predictor(ws, v, options=EngineOptions(cascade=False))
-    p = load_predictor(ws, v)
+    p = load_fast_predictor(ws, v)
     m = json.loads((ws.home / "derived" / "cascade" / v.sha256 / "manifest.json").read_text())
     if not m["use"]:  # used only within its bound: the out-of-fold loss says why not
         assert not isinstance(p, CascadePredictor) and m["out_of_fold"]["accuracy_loss"] > 0.003

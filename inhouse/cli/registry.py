@@ -192,13 +192,13 @@ def prepare_cmd(ctx, ref: str, as_json: bool) -> None:
       $ inhouse models prepare intents@3
     """
     from ..service.registry import prepare
-    from .train import _prepared_line
+    from .train import prepared_line
 
     r = prepare(ctx.ws, ref)
     if as_json:
         emit_json(r)
     else:
-        click.echo(f"{r['ref']}: {_prepared_line(r)}")
+        click.echo(f"{r['ref']}: {prepared_line(r)}")
 
 
 @models_group.command("alias")

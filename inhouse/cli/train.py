@@ -16,7 +16,7 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
-def _prepared_line(p: dict) -> str:
+def prepared_line(p: dict) -> str:
     """One line on what was prepared for fast classify (ONNX precision and verdict, cascade)."""
     if not p.get("prepared"):
         return f"fast classify: not prepared ({p.get('reason')})"
@@ -118,7 +118,7 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
         click.echo(f"abstains ('{a['label']}') under confidence {a['threshold']:.3f} ({a.get('rule')} rule): on "
                    f"validation {_pct(a.get('val_in_scope_abstain_rate'))} of in-scope rows{oos}; --no-abstain turns it off")
     if r.prepared:
-        click.echo(_prepared_line(r.prepared))
+        click.echo(prepared_line(r.prepared))
 
 
 @cli.command("eval")

@@ -32,7 +32,7 @@ from .. import registry
 from ..errors import InhouseError
 from ..workspace.files import atomic_dir
 from ..workspace.store import Workspace
-from .engine import Predictor
+from .engine import EngineOptions, OnnxPredictor, Predictor, load_predictor
 from .verdict import MAX_ACCURACY_LOSS, LabelledRows
 
 FORMAT = "inhouse.cascade.v1"
@@ -133,7 +133,7 @@ def choose_threshold(conf: np.ndarray, cas: np.ndarray, tra: np.ndarray, gold: n
     return float(conf[o[k - 1]]) if k > 0 else 1.0
 
 
-def _summary(conf, cas, tra, gold, t) -> dict:
+def _figures(conf, cas, tra, gold, t) -> dict:
     sure = conf >= t
     mix = np.where(sure, cas, tra)
     return {"texts": int(len(gold)), "share": float(sure.mean()), "agreement": float((mix == tra).mean()),
@@ -159,7 +159,7 @@ def evaluate(conf, cas, tra, gold, max_loss: float = MAX_ACCURACY_LOSS, seed: in
                    "accuracy": float((mix == gold).mean()),
                    "accuracy_loss": float((tra == gold).mean() - (mix == gold).mean())}
     t = max(chosen)  # the most careful of the three
-    summary = _summary(conf, cas, tra, gold, t)
+    summary = _figures(conf, cas, tra, gold, t)
     use = (out_of_fold["accuracy_loss"] <= max_loss + 1e-12 and summary["accuracy_loss"] <= max_loss + 1e-12
            and summary["share"] > 0)
     return {"threshold": t, "use": bool(use), "validation": summary,
@@ -195,6 +195,26 @@ def build_cascade(ws: Workspace, version: registry.Version, transformer: Predict
 
 
 # -------------------------------------------------------------- predictor ----
+
+def load_fast_predictor(ws: Workspace, version: registry.Version, *, backend: str = "auto",
+                        sample: list[str] | None = None, options: EngineOptions = EngineOptions()) -> Predictor:
+    """:func:`inhouse.pipeline.engine.load_predictor`, with the version's cascade in front when
+    ``options.cascade``, the graph is ONNX and the cascade was prepared and passed its verdict."""
+    p = load_predictor(ws, version, backend=backend, sample=sample, options=options)
+    return with_cascade(ws, version, p) if options.cascade and isinstance(p, OnnxPredictor) else p
+
+
+def with_cascade(ws: Workspace, version: registry.Version, p: OnnxPredictor) -> Predictor:
+    """``p`` behind the prepared cascade; ``p`` itself (with a note why) when there is none or it may not answer."""
+    c = load_cascade(ws, version)
+    if c is None:
+        p.cascade_note = f"no cascade prepared (transformer only); run: inhouse models prepare {version.ref}"
+        return p
+    if not c.use:
+        p.cascade_note = f"cascade not used: {c.manifest.get('reason')}"
+        return p
+    return CascadePredictor(version, p, c)
+
 
 class CascadePredictor(Predictor):
     """The cascade's probabilities where it is sure, the transformer's (``inner``) everywhere else."""

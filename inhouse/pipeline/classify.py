@@ -48,7 +48,8 @@ from ..workspace.documents import ROW_COLUMN, id_column, id_output_name
 from ..workspace.files import atomic_path
 from ..workspace.store import Workspace
 from .chunks import Chunk, chunk_table, make_chunk
-from .engine import EngineOptions, Predictor, load_predictor, predict_unique
+from .cascade import load_fast_predictor
+from .engine import EngineOptions, Predictor, predict_unique
 from .outputs import TableWriter, check_output
 
 ENGINES = ("local", "ray")
@@ -106,8 +107,8 @@ def resolve_version(ws: Workspace, ref: str | registry.Version) -> registry.Vers
 
 def _runner(ws: Workspace, v: registry.Version, opts: ClassifyOptions, meter: CostMeter, scratch: Path):
     def make(sample: list[str]) -> Predictor:
-        return load_predictor(ws, v, backend=opts.backend, sample=sample,
-                              options=replace(opts.engine_options, cascade=opts.cascade))
+        return load_fast_predictor(ws, v, backend=opts.backend, sample=sample,
+                                   options=replace(opts.engine_options, cascade=opts.cascade))
 
     if opts.engine == "ray":
         from .rayengine import RayRunner

@@ -40,7 +40,7 @@ class EngineOptions:
     batch_tokens: int = 2048  # padded tokens per ONNX Runtime call
     max_batch: int = 128
     threads: int | None = None
-    cascade: bool = True  # let the version's prepared cascade answer the texts it is sure of
+    cascade: bool = True  # load_fast_predictor: the version's prepared cascade answers the texts it is sure of
 
     def validate(self) -> "EngineOptions":
         if self.batch_tokens < 16 or self.max_batch < 1 or (self.threads is not None and self.threads < 1):
@@ -195,9 +195,9 @@ def load_predictor(ws: Workspace, version: registry.Version, *, backend: str = "
     torch when the version has no graph; ``onnx``: the graph or an error;
     ``torch``: the version's own classifier. The graph is prepared when the
     version is saved or promoted; when it is missing it is built here once and
-    :meth:`Predictor.info` says so (``prepared``). With ``options.cascade`` the
-    version's prepared cascade answers the texts it is sure of, when its
-    verdict allows. ``sample`` texts top up the parity check of a graph built here.
+    :meth:`Predictor.info` says so (``prepared``). The cascade in front of it is
+    :func:`inhouse.pipeline.cascade.load_fast_predictor`'s. ``sample`` texts top
+    up the parity check of a graph built here.
     """
     from .onnxcache import ensure_onnx
 
@@ -219,20 +219,7 @@ def load_predictor(ws: Workspace, version: registry.Version, *, backend: str = "
     p.prepared = ("at save" if not art.built_now else
                   f"not prepared when the version was saved: ONNX graph built now, before the first row "
                   f"({art.manifest.get('seconds')} s); run: inhouse models prepare {version.ref}")
-    return _with_cascade(ws, version, p) if options.cascade else p
-
-
-def _with_cascade(ws: Workspace, version: registry.Version, p: "OnnxPredictor") -> Predictor:
-    from .cascade import CascadePredictor, load_cascade
-
-    c = load_cascade(ws, version)
-    if c is None:
-        p.cascade_note = f"no cascade prepared (transformer only); run: inhouse models prepare {version.ref}"
-        return p
-    if not c.use:
-        p.cascade_note = f"cascade not used: {c.manifest.get('reason')}"
-        return p
-    return CascadePredictor(version, p, c)
+    return p
 
 
 # ----------------------------------------------------------- chunk work ----
