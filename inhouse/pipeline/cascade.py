@@ -129,7 +129,7 @@ def choose_threshold(conf: np.ndarray, cas: np.ndarray, tra: np.ndarray, gold: n
     o = np.argsort(-conf, kind="stable")
     gain = np.cumsum((cas[o] == gold[o]).astype(int) - (tra[o] == gold[o]).astype(int)) / max(len(gold), 1)
     bad = np.flatnonzero(gain < -max_loss - 1e-12)
-    k = bad[0] if len(bad) else len(o)  # rows answered
+    k = min(bad[0] if len(bad) else len(o), int((conf >= 0).sum()))  # rows answered (never a negative conf)
     return float(conf[o[k - 1]]) if k > 0 else 1.0
 
 
@@ -182,7 +182,8 @@ def build_cascade(ws: Workspace, version: registry.Version, transformer: Predict
         W, b = _fit_head(embed(train_texts), y_train, len(transformer.labels))
         cas_p = Cascade(W, b, 1.0, {}, embed).proba(val_texts)
         tra = transformer.proba(val_texts)[0].argmax(1)
-        m = {**base, **evaluate(cas_p.max(1), cas_p.argmax(1), tra, gold)}
+        conf = np.where(transformer.rule.abstains(cas_p), -1.0, cas_p.max(1))  # never where the version abstains
+        m = {**base, **evaluate(conf, cas_p.argmax(1), tra, gold)}
         if not m["use"]:
             m["reason"] = (f"out of fold the cascade lost {m['out_of_fold']['accuracy_loss']:.2%} of accuracy, "
                            f"over {MAX_ACCURACY_LOSS:.1%} (or no confidence was safe)")
@@ -225,16 +226,23 @@ class CascadePredictor(Predictor):
         self.backend = f"cascade({ENCODER})+{inner.backend}"
         self.answered = self.seen = 0
 
-    def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
+    def sure(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The cascade's probabilities and where it answers: sure enough, and not where the version's own
+        rule would abstain on them (the transformer decides those, so the cascade never adds an ``other``)."""
         probs = self.cascade.proba(list(texts)) if texts else np.zeros((0, len(self.labels)), np.float32)
-        sure = probs.max(axis=1) >= self.cascade.threshold if len(probs) else np.zeros(0, bool)
+        sure = (probs.max(axis=1) >= self.cascade.threshold) & ~self.rule.abstains(probs) if len(probs) \
+            else np.zeros(0, bool)
+        self.answered += int(sure.sum())
+        self.seen += len(texts)
+        return probs, sure
+
+    def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        probs, sure = self.sure(texts)
         rest = np.flatnonzero(~sure)
         tokens = 0
         if len(rest):
             inner, tokens = self.inner.proba([texts[i] for i in rest])
             probs[rest] = inner
-        self.answered += int(sure.sum())
-        self.seen += len(texts)
         return probs, tokens
 
     def info(self) -> dict:

@@ -226,9 +226,7 @@ class RayRunner:
         from .engine import decide
 
         cas = self.cascade
-        probs = cas.cascade.proba(c.unique) if c.unique else np.zeros((0, len(cas.labels)), np.float32)
-        sure = probs.max(axis=1) >= cas.cascade.threshold if len(probs) else np.zeros(0, bool)
-        cas.answered, cas.seen = cas.answered + int(sure.sum()), cas.seen + len(c.unique)
+        probs, sure = cas.sure(c.unique)
         pos = np.flatnonzero(sure)
         if len(pos):
             cols = decide(cas, probs[pos], self.opts.top_k)
