@@ -11,7 +11,9 @@ mix (cascade where sure, transformer elsewhere) stays within half of
 on all rows and on each half, the highest of the three kept. The loss is also estimated out of fold (the
 threshold picked on one half is scored on the other, both ways), and the
 cascade is used only when both losses are within the bound; the manifest records share, agreement and accuracy either way.
-Where the cascade defers, the answer is the transformer's own.
+Where the cascade defers, the answer is the transformer's own; it also defers
+wherever the version's own rule would abstain on its probabilities, so the
+transformer alone decides what is ``other``.
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> c = load_cascade(ws, version)
