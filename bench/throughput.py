@@ -241,6 +241,9 @@ def render(r: dict, args: str) -> str:
               "", f"Machine: {machine()}. Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
               f"Load average (1 min) at start {r['load'][0][0]:.1f}, at end {r['load'][1][0]:.1f}. "
               f"Command: `python bench/throughput.py {args}`."]
+    if max(r["load"][0][0], r["load"][1][0]) > 1.5:
+        lines += ["", "**Measured under load** (other work shared the cores): these numbers are not the benchmark; "
+                  "rerun on a quiet machine."]
     return "\n".join(lines)
 
 
