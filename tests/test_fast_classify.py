@@ -119,7 +119,10 @@ def test_the_cascade_answers_only_where_sure_and_equals_the_transformer_where_it
     alone, _ = plain.proba(texts)
     sure = conf >= c.cascade.threshold
     assert 0 < sure.sum() < len(texts) and c.answered == sure.sum()
-    np.testing.assert_allclose(mixed[~sure], alone[~sure], atol=1e-6)
+    deferred, _ = plain.proba([t for t, s_ in zip(texts, sure) if not s_])  # the same texts, the same batches
+    np.testing.assert_allclose(mixed[~sure], deferred, atol=1e-6)
+    # dynamic int8 quantizes activations per batch, so other batches move probabilities a little, labels rarely
+    assert (mixed[~sure].argmax(1) == alone[~sure].argmax(1)).mean() >= 0.95
     assert (mixed[sure].max(1) >= c.cascade.threshold).all()
     real = CascadePredictor(v, plain, c.cascade)  # with the version's own rule: never where it would abstain
     probs, where = real.sure(texts)
