@@ -165,8 +165,10 @@ def test_predictions_are_stored_once_and_used_by_trends_by_prediction(model_home
     j = r.json
     for k in ("rows", "seconds", "docs_per_second", "backend", "model_sha256", "cost"):
         assert k in j
-    assert j["computed"] == j["rows"] == 480 and j["backend"].startswith("onnx")
-    assert j["agreement_with_torch"] >= 0.995
+    assert j["computed"] == j["rows"] == 480 and "onnx-" in j["backend"]  # behind the cascade when it passed
+    v = j["validation"]  # int8 is judged by accuracy on the version's validation rows (issue 19)
+    assert v["accuracy_loss"] <= 0.003 if j["precision"] == "int8" else v["accuracy_loss"] > 0.003
+    assert j["prepared"] == "at save"  # train built the graph: nothing in front of this classify
     assert {"documents", "tokens", "cpu_seconds", "wall_seconds", "docs_per_second", "peak_rss_mb", "api"} <= set(j["cost"])
     again = run_cli("--home", model_home, "classify", "intents@1", "--dataset", "stored", "--output",
                     tmp_path / "p.jsonl", "--json").json

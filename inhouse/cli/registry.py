@@ -180,6 +180,27 @@ def show_cmd(ctx, ref: str, as_json: bool) -> None:
         click.echo(describe_artifact(d["inference"]))
 
 
+@models_group.command("prepare")
+@click.argument("ref")
+@json_option
+@pass_ctx
+def prepare_cmd(ctx, ref: str, as_json: bool) -> None:
+    """Build REF's fast-classify artifacts now (train and alias do it): ONNX graph, int8 verdict, cascade.
+
+    \b
+    Example:
+      $ inhouse models prepare intents@3
+    """
+    from ..service.registry import prepare
+    from .train import prepared_line
+
+    r = prepare(ctx.ws, ref)
+    if as_json:
+        emit_json(r)
+    else:
+        click.echo(f"{r['ref']}: {prepared_line(r)}")
+
+
 @models_group.command("alias")
 @click.argument("ref")
 @click.argument("alias")

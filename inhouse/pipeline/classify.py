@@ -30,7 +30,7 @@ import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -48,7 +48,8 @@ from ..workspace.documents import ROW_COLUMN, id_column, id_output_name
 from ..workspace.files import atomic_path
 from ..workspace.store import Workspace
 from .chunks import Chunk, chunk_table, make_chunk
-from .engine import EngineOptions, Predictor, load_predictor, predict_unique
+from .cascade import load_fast_predictor
+from .engine import EngineOptions, Predictor, predict_unique
 from .outputs import TableWriter, check_output
 
 ENGINES = ("local", "ray")
@@ -65,6 +66,7 @@ class ClassifyOptions:
     ray_address: str | None = None
     workers: int = 2
     abstain: bool = True  # False: the most likely in-scope label even where the version would say "other"
+    cascade: bool = True  # False: the transformer answers every text (no static-embedding cascade)
     engine_options: EngineOptions = field(default_factory=EngineOptions)
 
     def validate(self) -> "ClassifyOptions":
@@ -105,7 +107,8 @@ def resolve_version(ws: Workspace, ref: str | registry.Version) -> registry.Vers
 
 def _runner(ws: Workspace, v: registry.Version, opts: ClassifyOptions, meter: CostMeter, scratch: Path):
     def make(sample: list[str]) -> Predictor:
-        return load_predictor(ws, v, backend=opts.backend, sample=sample, options=opts.engine_options)
+        return load_fast_predictor(ws, v, backend=opts.backend, sample=sample,
+                                   options=replace(opts.engine_options, cascade=opts.cascade))
 
     if opts.engine == "ray":
         from .rayengine import RayRunner
@@ -297,7 +300,7 @@ def _checkpoint_key(path: Path, v: registry.Version, text_col: str, id_col: str 
     st = path.stat()
     what = {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "model": v.sha256,
             "text_col": text_col, "id_col": id_col, "encoding": encoding, "top_k": opts.top_k,
-            "chunk_rows": opts.chunk_rows, "backend": opts.backend}
+            "chunk_rows": opts.chunk_rows, "backend": opts.backend, "cascade": opts.cascade}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
 
 

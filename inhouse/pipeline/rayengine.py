@@ -226,11 +226,13 @@ class RayRunner:
         self.ws, self.version, self.make_predictor, self.opts, self.meter = ws, version, make_predictor, opts, meter
         self.scratch = Path(scratch)
         self.predictor = None
+        self.cascade = None  # a CascadePredictor: it answers on the driver, the workers run the rest
         self.nodes: set[str] = set()
         self.cluster_nodes = 0
 
     def info(self) -> dict:
-        base = self.predictor.info() if self.predictor else {"backend": "none (nothing to compute)"}
+        p = self.cascade or self.predictor
+        base = p.info() if p else {"backend": "none (nothing to compute)"}
         return {**base, "ray_workers": self.opts.workers, "ray_address": self.opts.ray_address or "local",
                 "ray_nodes": self.cluster_nodes, "ray_nodes_used": len(self.nodes)}
 
@@ -242,17 +244,22 @@ class RayRunner:
         stage, meta = self.scratch / "stage", self.scratch / "meta"
         stage.mkdir(parents=True)
         meta.mkdir(parents=True)
-        staged = []
+        staged, todo = [], []
         for c in chunks:
             if self.predictor is None:
                 self.predictor = self.make_predictor(c.unique)
+                if hasattr(self.predictor, "cascade"):  # the cascade answers here, the graph on the workers
+                    self.cascade, self.predictor = self.predictor, self.predictor.inner
                 if not hasattr(self.predictor, "folder"):
                     raise UsageError(f"--engine ray runs the version's ONNX graph; {self.version.ref} has none "
                                      f"({self.predictor.info().get('fallback')}).", fix="Use --engine local.")
-            with atomic_path(stage / f"chunk-{c.index:08d}.parquet") as tmp:
-                pq.write_table(pa.table({"chunk": pa.array([c.index] * len(c.unique), pa.int64()),
-                                         "pos": pa.array(range(len(c.unique)), pa.int64()),
-                                         "text": pa.array(c.unique, pa.string())}), tmp)
+            pos = self._cascade_part(c, self.scratch / "results") if self.cascade else list(range(len(c.unique)))
+            if pos:
+                todo.append(stage / f"chunk-{c.index:08d}.parquet")
+                with atomic_path(todo[-1]) as tmp:
+                    pq.write_table(pa.table({"chunk": pa.array([c.index] * len(pos), pa.int64()),
+                                             "pos": pa.array(pos, pa.int64()),
+                                             "text": pa.array([c.unique[i] for i in pos], pa.string())}), tmp)
             with atomic_path(meta / f"chunk-{c.index:08d}.parquet") as tmp:
                 pq.write_table(pa.table({**{k: pa.array(v) for k, v in c.keys.items()},
                                          "error": pa.array(c.errors, pa.string()),
@@ -261,11 +268,32 @@ class RayRunner:
         if not staged:
             return
         results = self.scratch / "results"
-        todo = [stage / f"chunk-{i:08d}.parquet" for i, has in staged if has]
         if todo:
             self._job(todo, results)
         self._keep(staged, meta, results, keep, progress)
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _cascade_part(self, c, results: Path) -> list[int]:
+        """Answer the chunk's texts the cascade is sure of here (a results part, as the workers write them);
+        the positions left for the workers."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .engine import decide
+
+        cas = self.cascade
+        probs, sure = cas.sure(c.unique)
+        pos = np.flatnonzero(sure)
+        if len(pos):
+            cols = decide(cas, probs[pos], self.opts.top_k)
+            n = len(pos)
+            results.mkdir(parents=True, exist_ok=True)
+            with atomic_path(results / f"cascade-{c.index:08d}.parquet") as tmp:
+                pq.write_table(pa.table({"chunk": pa.array([c.index] * n, pa.int64()), "pos": pa.array(pos, pa.int64()),
+                                         **cols, "node": ["driver"] * n, "tokens": pa.array([0] * n, pa.int64()),
+                                         "cpu": pa.array([0.0] * n, pa.float64())}), tmp)
+        return np.flatnonzero(~sure).tolist()
 
     def _job(self, files: list[Path], results: Path) -> None:
         import pyarrow.parquet as pq

@@ -37,13 +37,13 @@ def step_classify(run, step: Step, meter: CostMeter):
 
     o = step.options
     opts = ClassifyOptions(top_k=o["top_k"], chunk_rows=o["chunk_rows"], engine=o["engine"],
-                           ray_address=o["ray_address"], workers=o["workers"])
+                           ray_address=o["ray_address"], workers=o["workers"], cascade=o["cascade"])
     out = run.out_dir / o["output"]
     r = classify(run.ws, run.version, dataset=run.spec.dataset, output=str(out), options=opts)
     meter.add(documents=r["computed"], tokens=r["cost"]["tokens"], reused=r.get("reused") or 0)
     keep = ("rows", "computed", "reused", "backend", "precision", "agreement_with_torch", "parity_texts", "fallback",
             "errors", "error_reasons", "label_counts", "model", "model_sha256", "docs_per_second", "seconds",
-            "cost", "run_id", "id_column")
+            "cost", "run_id", "id_column", "cascade", "prepared")
     return {k: r.get(k) for k in keep}, r["computed"], [out]
 
 

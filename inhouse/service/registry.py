@@ -13,11 +13,13 @@ from ..workspace.store import Workspace
 ANY = object()  # no compare-and-set: move or remove whatever the alias points to now
 
 
-def move_alias(ws: Workspace, ref: str, alias: str, version: int | None = None, *, expected=ANY) -> dict:
+def move_alias(ws: Workspace, ref: str, alias: str, version: int | None = None, *, expected=ANY,
+               prepare: bool = True) -> dict:
     """Point ``alias`` at ``ref`` (or at version ``version`` of the model ``ref``); compare-and-set with ``expected``.
 
     ``previous`` is the version the alias pointed to before (``expected`` when given: the move only
-    happens if that was still so).
+    happens if that was still so). With ``prepare`` the version's fast-classify artifacts (ONNX graph,
+    int8 verdict, cascade) are built now when missing, so the first classify by the alias does not wait.
     """
     target = f"{registry.resolve(ws, ref).name}@{version}" if version is not None else ref
     if expected is ANY:
@@ -26,8 +28,21 @@ def move_alias(ws: Workspace, ref: str, alias: str, version: int | None = None, 
     else:
         previous = expected
         v = registry.set_alias(ws, target, alias, expected=expected)
-    return {"name": v.name, "alias": alias, "version": v.version, "ref": v.ref, "sha256": v.sha256,
-            "previous": previous}
+    out = {"name": v.name, "alias": alias, "version": v.version, "ref": v.ref, "sha256": v.sha256,
+           "previous": previous}
+    if prepare:
+        from ..pipeline.prepare import prepare_version
+
+        out["prepared"] = prepare_version(ws, v)
+    return out
+
+
+def prepare(ws: Workspace, ref: str, *, cascade: bool = True) -> dict:
+    """Build (or find) a version's fast-classify artifacts: ONNX graph, int8 verdict, cascade."""
+    from ..pipeline.prepare import prepare_version
+
+    v = registry.verify(registry.resolve(ws, ref))
+    return {"ref": v.ref, "sha256": v.sha256, **prepare_version(ws, v, cascade=cascade)}
 
 
 def remove_alias(ws: Workspace, name: str, alias: str, *, expected=ANY) -> dict:

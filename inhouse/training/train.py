@@ -87,6 +87,7 @@ class TrainResult:
     train_seconds: float
     path: str
     abstain: dict | None = None
+    prepared: dict | None = None  # what inhouse.pipeline.prepare built for fast classify (set by the service)
 
     @property
     def ref(self) -> str:
