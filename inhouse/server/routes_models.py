@@ -84,7 +84,13 @@ def list_aliases(request: Request, name: str) -> dict:
 @router.put("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Move an alias (compare-and-set)",
             **role("editor"))
 def move_alias(request: Request, name: str, alias: str, body: AliasMove) -> dict:
-    return registry_service.move_alias(ws_of(request), name, alias, body.version, expected=body.expected_current)
+    """The move answers at once; the version's fast-classify artifacts are built by a ``prepare`` job
+    (``prepare_job``), so nobody waits on an ONNX export behind a button."""
+    ws = ws_of(request)
+    out = registry_service.move_alias(ws, name, alias, body.version, expected=body.expected_current, prepare=False)
+    if registry_service.needs_prepare(ws, out["ref"]):
+        out["prepare_job"] = accepted(ws, "prepare", {"ref": out["ref"]}).model_dump()
+    return out
 
 
 @router.delete("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Remove an alias (compare-and-set)",

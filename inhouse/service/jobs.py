@@ -71,6 +71,14 @@ def retrain_job(ws: Workspace, job_id: int, p: dict) -> dict:
     return retrain(ws, p["like"], expected_sha256=p.get("like_sha256"))
 
 
+@job_kind("prepare")
+def prepare_job(ws: Workspace, job_id: int, p: dict) -> dict:
+    """After an alias moved over the API: the version's ONNX graph, int8 verdict and cascade, built once."""
+    from .registry import prepare
+
+    return prepare(ws, p["ref"])
+
+
 @job_kind("embed")
 def embed_job(ws: Workspace, job_id: int, p: dict) -> dict:
     from .models import embed

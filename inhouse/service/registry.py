@@ -45,6 +45,16 @@ def prepare(ws: Workspace, ref: str, *, cascade: bool = True) -> dict:
     return {"ref": v.ref, "sha256": v.sha256, **prepare_version(ws, v, cascade=cascade)}
 
 
+def needs_prepare(ws: Workspace, ref: str) -> bool:
+    """Whether ``ref`` is a classifier whose fast-classify artifacts are not all built yet."""
+    from ..pipeline.cascade import read_cascade
+    from ..pipeline.onnxcache import read_artifact
+    from ..pipeline.prepare import needs_preparing
+
+    v = registry.resolve(ws, ref)
+    return needs_preparing(v) and (read_artifact(ws, v.sha256) is None or read_cascade(ws, v.sha256) is None)
+
+
 def remove_alias(ws: Workspace, name: str, alias: str, *, expected=ANY) -> dict:
     """Remove ``alias`` of model ``name``; with ``expected``, only if it still points to that version."""
     was = registry.remove_alias(ws, name, alias) if expected is ANY else \
