@@ -143,3 +143,39 @@ def test_api_gives_the_run_at_the_level_asked(demo):
             assert c.get(url, params={"level": "words"}).status_code == 422
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_stored_run_regroups_into_coarser_or_finer_themes_as_a_new_run_would(demo):
+    """Going finer or coarser needs no new clustering: the run keeps its theme tree, and a cut of it at N gives
+    the themes a fresh discovery with n_themes=N gives (same sub-topics, sizes, keywords and names; the
+    representatives may differ, as the fresh run's sub-topic keywords demote words spread over its own themes)."""
+    from serverkit import Server, create_token
+
+    from inhouse.topics.discover import discover
+    from inhouse.topics.regroup import regroup
+
+    ws, res = demo
+    fresh = discover(ws, "demo", seed=0, n_themes=14)
+    again = regroup(ws, "demo", res.run_id, n_themes=14)
+    same = ("theme", "size", "share", "topics", "keywords", "name")
+    assert [{k: t.to_dict()[k] for k in same} for t in again.themes] == \
+        [{k: t.to_dict()[k] for k in same} for t in fresh.themes]
+    subs = {t.topic: set(t.representative_docs) for t in again.topics}
+    assert all(set(th.representative_docs) <= set().union(*(subs[k] for k in th.topics)) for th in again.themes)
+    assert [t.theme for t in again.topics] == [t.theme for t in fresh.topics]
+    assert again.themes_chosen == len(res.themes) and again.n_topics == res.n_topics
+    coarse = regroup(ws, "demo", res.run_id, n_themes=3)
+    assert len(coarse.themes) == 3 and sum(th.size for th in coarse.themes) == res.n_documents
+    token = create_token(ws.home, "regroup-viewer", "viewer")
+    server = Server(ws.home)
+    try:
+        with server.client(token) as c:
+            url = f"/datasets/demo/topics/{res.run_id}"
+            body = c.get(url, params={"n_themes": 14, "level": "themes"}).json()
+            assert body["n_themes"] == 14 and body["themes_chosen"] == len(res.themes)
+            assert [t["name"] for t in body["themes"]] == [t.name for t in fresh.themes]
+            assert c.get(url).json()["n_themes"] == len(res.themes), "regrouping is not stored"
+            assert c.get(url, params={"n_themes": 0}).status_code == 422
+    finally:
+        server.stop()

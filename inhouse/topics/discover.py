@@ -89,7 +89,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     stats: dict = {}
     X, model_sha = embed_for_topics(ws, model, texts, stats=stats)
     labels, sims, groups = _cluster_groups(X, parents, opts)
-    topic_theme = _theme_of_topics(X, labels, opts) if parents is None else None
+    topic_theme, tree = _theme_of_topics(X, labels, opts) if parents is None else (None, None)
     del X
     doc_theme = None if topic_theme is None or not len(topic_theme) else \
         np.where(labels >= 0, topic_theme[np.maximum(labels, 0)], -1)
@@ -105,7 +105,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
                              fix="Add --yes to run it, or leave out --llm for keyword names (seconds).")
         llm_sha, counts = _name_with_llm(ws, llm, topics, seed, texts, labels)
     res = save_discovery(ws, dataset, opts, df["doc_id"].to_numpy(), labels, sims, parents, topics,
-                         model_sha, llm_sha, t0, themes)
+                         model_sha, llm_sha, t0, themes, tree)
     res.embeddings = stats
     res.llm_names = counts
     return res
@@ -204,17 +204,18 @@ def _cluster_groups(X: np.ndarray, parents: np.ndarray | None, opts: DiscoverOpt
     return labels, sims, groups
 
 
-def _theme_of_topics(X: np.ndarray, labels: np.ndarray, opts: DiscoverOptions) -> np.ndarray:
-    """The theme of each topic: Ward merges of the topic centres, cut at the chosen (or given) count."""
+def _theme_of_topics(X: np.ndarray, labels: np.ndarray, opts: DiscoverOptions) -> tuple[np.ndarray, list]:
+    """The theme of each topic (Ward merges of the topic centres, cut at the chosen or given count) and the
+    merges themselves, stored with the run so that it can be regrouped later without the vectors."""
     from .cluster import normalize, topic_sums
     from .themes import cut_themes, theme_tree
 
     k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
     if k == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), []
     sizes = np.bincount(labels[labels >= 0], minlength=k)
-    centres = normalize(topic_sums(X, labels, k))
-    return cut_themes(theme_tree(centres, sizes), k, n_themes=opts.n_themes)
+    tree = theme_tree(normalize(topic_sums(X, labels, k)), sizes)
+    return cut_themes(tree, k, n_themes=opts.n_themes), tree
 
 
 def _describe_themes(texts, df, doc_theme, topic_theme, topics: list[Topic], opts: DiscoverOptions) -> list[Theme]:

@@ -135,6 +135,7 @@ class DiscoveryResult:
     llm_names: dict = field(default_factory=dict)  # accepted / fell_back counts of --llm names
     merges: dict = field(default_factory=dict)  # {topic: the topic it was merged into}, chains resolved
     themes: list[Theme] = field(default_factory=list)  # the coarse level (empty under --within)
+    themes_chosen: int | None = None  # the number of themes the data chooses (set when regrouped)
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("topics", "themes")}
@@ -165,7 +166,7 @@ class DiscoveryResult:
 
 def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, labels, sims, parents,
           topics: list[Topic], model_sha: str, llm_sha: str | None, t0: float,
-          themes: list[Theme] | None = None) -> DiscoveryResult:
+          themes: list[Theme] | None = None, tree: list | None = None) -> DiscoveryResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -182,7 +183,8 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
     themes = themes or []
     with atomic_path(themes_path(path)) as tmp:
         Path(tmp).write_text(json_dumps({"format": THEMES_FORMAT, "themes": [t.to_dict() for t in themes],
-                                         "topic_theme": {str(t.topic): t.theme for t in topics}}))
+                                         "topic_theme": {str(t.topic): t.theme for t in topics},
+                                         "merges": [[int(a), int(b), float(h)] for a, b, h in tree or []]}))
     cluster = ClusterConfig(n_topics=opts.n_topics, seed=opts.seed, outliers=opts.outliers,
                             min_topic_size=opts.min_topic_size).to_dict()
     n_out = int((labels < 0).sum())
