@@ -173,7 +173,7 @@ def test_llm_names_topics_or_falls_back_to_keywords(bank):
     assert res.llm == "smollm2-135m" and len(res.llm_sha256) == 64
     # seed 0: the model's name for topic 0 is rejected (keywords stand in), topic 1 gets the model's name
     assert [t.name_source for t in res.topics] == ["keywords", "smollm2-135m"]
-    assert res.topics[0].name == ", ".join(res.topics[0].keywords[:3]) and 0 < len(res.topics[1].name.split()) <= 5
+    assert res.topics[0].name == ", ".join(res.topics[0].keywords[:3]) and 2 <= len(res.topics[1].name.split()) <= 4
     for t in res.topics:
         assert '"' not in t.name
 
@@ -184,7 +184,10 @@ def test_tidy_name_rejects_junk():
     assert tidy_name("A Night of the Dead", ["pin", "blocked"]) is None
     assert tidy_name("Why do I see an extra charge", ["charge"]) is None
     assert tidy_name("Charge, a pound, a fee", ["charge"]) is None
-    assert tidy_name("Currency Exchange Rates Today And Tomorrow Again", ["exchange"]) == "Currency Exchange Rates Today And"
+    # names are 2-4 words (issue 18 §1): cut to four, no trailing stop word, a single word is not a name
+    assert tidy_name("Currency Exchange Rates Today And Tomorrow Again", ["exchange"]) == "Currency Exchange Rates Today"
+    assert tidy_name("Exchange Rates For The Holidays", ["exchange"]) == "Exchange Rates"
+    assert tidy_name("Refunds", ["refund"]) is None
 
 
 def test_keywords_and_cleaning():

@@ -99,11 +99,11 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     if llm:
         from .grounding import estimate
 
-        est = estimate(ws, llm, "name", len(topics), len(df))
+        est = estimate(ws, llm, "name", len(topics) + len(themes), len(df))
         if confirm is not None and not confirm(est):
             raise UsageError(f"stopped before naming topics with {llm}: {est.line()}.",
                              fix="Add --yes to run it, or leave out --llm for keyword names (seconds).")
-        llm_sha, counts = _name_with_llm(ws, llm, topics, seed, texts, labels)
+        llm_sha, counts = _name_with_llm(ws, llm, topics, seed, texts, labels, themes, doc_theme)
     res = save_discovery(ws, dataset, opts, df["doc_id"].to_numpy(), labels, sims, parents, topics,
                          model_sha, llm_sha, t0, themes, tree)
     res.embeddings = stats
@@ -326,32 +326,40 @@ def check_generator(ws: Workspace, name: str) -> None:
 
 
 def _name_with_llm(ws: Workspace, llm: str, topics: list[Topic], seed: int, texts: list[str],
-                   labels: np.ndarray) -> tuple[str, dict]:
-    """Ask the local model for each topic's name; keep the keyword name when its answer is junk or
-    mentions a word found in none of the topic's documents. Returns (model sha256, counts)."""
+                   labels: np.ndarray, themes: list[Theme] = (), doc_theme: np.ndarray | None = None) -> tuple[str, dict]:
+    """Ask the local model for a 2-4-word name of each topic and theme; keep the keyword name when its answer
+    is junk or mentions a content word found in none of the group's own documents. Returns (model sha256,
+    counts: accepted, fell_back, junk, ungrounded over topics and themes together, and each rejected answer)."""
     from ..models.generators import load_generator
-    from .grounding import check_grounded, record_speed, words_of
+    from .grounding import record_speed
 
     gen = load_generator(ws, llm)
     counts = {"accepted": 0, "fell_back": 0, "junk": 0, "ungrounded": 0, "rejected": []}
     t0 = time.time()
     for t in track(topics, f"naming topics with {llm}", unit="topic"):
-        raw = gen.generate(name_prompt(t.keywords, t.representative_texts), max_tokens=16, temperature=0.0,
-                           seed=seed)
-        name = tidy_name(raw, t.keywords + t.representative_texts)
-        if name:
-            ok, why = check_grounded(name, words_of([texts[i] for i in np.flatnonzero(labels == t.topic)]),
-                                     kind="name")
-            if ok:
-                t.name, t.name_source = name, llm
-                counts["accepted"] += 1
-                continue
-            counts["ungrounded"] += 1
-            counts["rejected"].append({"topic": t.topic, "answer": name, "why": why})
-        else:
-            counts["junk"] += 1
-        counts["fell_back"] += 1
-    record_speed(ws, llm, gen.sha256, "name", len(topics), time.time() - t0)
+        _llm_name(gen, llm, t, seed, [texts[i] for i in np.flatnonzero(labels == t.topic)], counts, {"topic": t.topic})
+    for th in themes:
+        _llm_name(gen, llm, th, seed, [texts[i] for i in np.flatnonzero(doc_theme == th.theme)], counts,
+                  {"theme": th.theme})
+    record_speed(ws, llm, gen.sha256, "name", len(topics) + len(themes), time.time() - t0)
     return gen.sha256, counts
 
 
+def _llm_name(gen, llm: str, item, seed: int, docs: list[str], counts: dict, which: dict) -> None:
+    """One topic's or theme's name from the model, kept only when tidy and grounded in ``docs``."""
+    from .grounding import check_grounded, words_of
+
+    raw = gen.generate(name_prompt(item.keywords, item.representative_texts), max_tokens=16, temperature=0.0,
+                       seed=seed)
+    name = tidy_name(raw, item.keywords + item.representative_texts)
+    if name:
+        ok, why = check_grounded(name, words_of(docs), kind="name")
+        if ok:
+            item.name, item.name_source = name, llm
+            counts["accepted"] += 1
+            return
+        counts["ungrounded"] += 1
+        counts["rejected"].append({**which, "answer": name, "why": why})
+    else:
+        counts["junk"] += 1
+    counts["fell_back"] += 1
