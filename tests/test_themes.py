@@ -96,8 +96,9 @@ def test_cli_shows_themes_first_and_goes_finer_or_coarser(demo, run_cli, monkeyp
     assert res.themes[0].name in r.stdout and f"TOPIC {res.themes[0].topics[0]}" in r.stdout
     flat = run_cli("discover", "--dataset", "demo", "--run", res.run_id, "--level", "topics")
     assert flat.exit_code == 0 and flat.stdout.splitlines()[1].split()[0] == "TOPIC"
-    old = run_cli("discover", "--dataset", "demo", "--run", res.run_id, "--n-themes", 14)
-    assert old.exit_code == 2 and "--n-themes" in old.stderr
+    old = run_cli("discover", "--dataset", "demo", "--run", res.run_id, "--n-themes", 5)
+    assert old.exit_code == 0, old.stderr
+    assert old.stdout.splitlines()[0].startswith(f"demo: 5 themes, {res.n_topics} topics"), "the run regrouped"
     finer = run_cli("discover", "--dataset", "demo", "--n-themes", 14, "--json")
     assert finer.exit_code == 0, finer.stderr
     assert finer.json["n_themes"] == 14 and len(finer.json["themes"]) == 14

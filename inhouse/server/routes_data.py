@@ -252,11 +252,11 @@ def topic_run(request: Request, name: str, run_id: Id,
               n_themes: int | None = Query(None, ge=1, le=10_000, description=(
                   "Group the run's topics into this many themes (coarser or finer; a cut of the run's stored "
                   "theme tree, not stored); themes_chosen says the count the data chooses."))) -> dict:
-    from ..topics.regroup import regroup
+    from ..service.topics import regroup
     from ..topics.runs import load_discovery
 
     ws = ws_of(request)
-    res = load_discovery(ws, name, run_id) if n_themes is None else regroup(ws, name, run_id, n_themes=n_themes)
+    res = load_discovery(ws, name, run_id) if n_themes is None else regroup(ws, name, run_id, n_themes)
     d = res.to_dict()
     if level == "themes":
         d.pop("topics")

@@ -94,7 +94,7 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     doc_theme = None if topic_theme is None or not len(topic_theme) else \
         np.where(labels >= 0, topic_theme[np.maximum(labels, 0)], -1)
     topics = _describe(texts, df, labels, sims, groups, opts, doc_theme)
-    themes = [] if doc_theme is None else _describe_themes(texts, df, doc_theme, topic_theme, topics, opts)
+    themes = [] if doc_theme is None else describe_themes(texts, df, doc_theme, topic_theme, topics, opts)
     llm_sha, counts = None, {}
     if llm:
         from .grounding import estimate
@@ -218,7 +218,7 @@ def _theme_of_topics(X: np.ndarray, labels: np.ndarray, opts: DiscoverOptions) -
     return cut_themes(tree, k, n_themes=opts.n_themes), tree
 
 
-def _describe_themes(texts, df, doc_theme, topic_theme, topics: list[Topic], opts: DiscoverOptions) -> list[Theme]:
+def describe_themes(texts, df, doc_theme, topic_theme, topics: list[Topic], opts: DiscoverOptions) -> list[Theme]:
     """Keywords, name, sub-topics and representatives of every theme.
 
     A theme's representatives are those of its sub-topics taken in turn, largest

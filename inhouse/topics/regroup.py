@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import UsageError
 from ..workspace.documents import read_documents
 from ..workspace.store import Workspace
-from .runs import DiscoverOptions, DiscoveryResult, _add_representative_ids, load_discovery, themes_path
+from .runs import DiscoverOptions, DiscoveryResult, add_representative_ids, load_discovery, themes_path
 from .themes import MAX_THEMES, MIN_THEMES, choose_count, cut_themes
 
 
@@ -50,13 +50,13 @@ def regroup(ws: Workspace, dataset: str, run: int | None, *, n_themes: int | Non
     opts = DiscoverOptions(**{f.name: res.config[f.name] for f in fields(DiscoverOptions) if f.name in res.config})
     opts.n_themes = n_themes
     texts, df, labels = _run_documents(ws, res, opts)
-    from .discover import _describe_themes
+    from .discover import describe_themes
 
     doc_theme = np.where(labels >= 0, topic_theme[np.maximum(labels, 0)], -1)
     for t in res.topics:
         t.theme = int(topic_theme[t.topic])
-    res.themes = _describe_themes(texts, df, doc_theme, topic_theme, res.topics, opts)
-    _add_representative_ids(ws, res)
+    res.themes = describe_themes(texts, df, doc_theme, topic_theme, res.topics, opts)
+    add_representative_ids(ws, res)
     return res
 
 

@@ -209,7 +209,7 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
     res = DiscoveryResult(run_id, dataset, opts.model, model_sha, opts.seed, opts.within, opts.split,
                           len(labels), len(topics), n_out, {**asdict(opts), "cluster": cluster}, opts.llm,
                           llm_sha, seconds, time.time(), str(path), topics, where=opts.where, themes=themes)
-    _add_representative_ids(ws, res)
+    add_representative_ids(ws, res)
     return res
 
 
@@ -237,7 +237,7 @@ def _load_themes(res: "DiscoveryResult") -> None:
         t.theme = of.get(t.topic)
 
 
-def _add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
+def add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
     """Each topic's representative documents by the user's id (or source row when there is none)."""
     name = id_column(ws, res.dataset)
     res.id_column = name or ROW_COLUMN
@@ -285,7 +285,7 @@ def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts
             t.representative_texts = [found.get(d, "") for d in t.representative_docs]
     _apply_edits(ws, res)
     if texts:
-        _add_representative_ids(ws, res)
+        add_representative_ids(ws, res)
     return res
 
 
