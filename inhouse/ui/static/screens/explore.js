@@ -166,7 +166,7 @@ async function renderDataset(view, name, query) {
     return h("div", { class: "topic-grid theme-grid" }, run.themes.map((th) => {
       const subs = run.topics.filter((t) => t.theme === th.theme).sort((a, b) => b.size - a.size);
       return h("article", { class: "theme-card", "data-theme": th.theme },
-        h("div", { class: "tc-head" }, h("strong", { class: "tc-name" }, th.name), badge(`${subs.length} sub-topics`, "info")),
+        h("div", { class: "tc-head" }, h("strong", { class: "tc-name" }, th.name), badge(`${subs.length} sub-topic${subs.length === 1 ? "" : "s"}`, "info")),
         h("div", { class: "tc-size" }, `${fmt(th.size)} documents · ${pct(th.share)}`,
           h("span", { class: "lb-track" }, h("span", { class: "lb-fill", style: { width: `${Math.min(100, th.share * 100 * 3).toFixed(1)}%` } }))),
         h("div", { class: "kw" }, subs.slice(0, 4).map((t) => badge(truncate(t.name, 40), "muted")),
@@ -174,7 +174,7 @@ async function renderDataset(view, name, query) {
         h("ul", { class: "reps" }, (th.representative_texts || []).slice(0, 2).map((text, i) =>
           h("li", {}, h("a", { href: `#/datasets/${enc(name)}/docs/${th.representative_docs[i]}` }, truncate(text, 140))))),
         h("div", { class: "row tc-actions" }, h("button", { type: "button", class: "btn small theme-open", "data-readonly-ok": "",
-          onclick: () => { topicsState.theme = th.theme; saveState(); loadTopics(); } }, `Its ${subs.length} sub-topics`)));
+          onclick: () => { topicsState.theme = th.theme; saveState(); loadTopics(); } }, subs.length === 1 ? "Its sub-topic" : `Its ${subs.length} sub-topics`)));
     }));
   }
 
