@@ -91,6 +91,7 @@ def discover_cmd(ctx, dataset, within, every, model, seed, n_topics, outliers, m
                  TOPIC 0     74  ordered, card ordered, think dropped
       ...
       $ inhouse discover --dataset contact-center --n-themes 12   # finer themes
+      $ inhouse discover --dataset contact-center --run 1 --n-themes 5   # run 1, coarser
       $ inhouse discover --dataset contact-center --run 1 --level topics
       $ inhouse discover --dataset tickets --output topics.csv
       $ head -2 topics.csv      # ticket_id: the --id-col of ingest; row: the row of the ingested file
@@ -113,9 +114,8 @@ def discover_cmd(ctx, dataset, within, every, model, seed, n_topics, outliers, m
     from ..topics.runs import load_discovery
 
     if run_id is not None and n_themes is not None:
-        raise UsageError("--n-themes groups the topics of a new run; it cannot regroup run "
-                         f"{run_id}.", fix=f"Leave out --run: inhouse discover --dataset {dataset} --n-themes {n_themes}")
-    if run_id is not None:
+        res = topics_service.regroup(ctx.ws, dataset, run_id, n_themes)  # a cut of the run's theme tree
+    elif run_id is not None:
         res = load_discovery(ctx.ws, dataset, run_id)
     else:
         res = discover(ctx.ws, dataset, within=within, model=model, seed=seed, n_topics=n_topics,

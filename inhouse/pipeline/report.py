@@ -153,20 +153,40 @@ def _summary_counts(result: dict) -> str:
             f"kept, {result.get('sentences_dropped', 0)} dropped.</p>")
 
 
+def _topic_rows(result: dict, topics: list[dict]) -> str:
+    return "".join(
+        f"<tr><td class='num'>{t['topic']}</td><td>{esc(t['name'])}</td><td class='num'>{t['size']:,}</td>"
+        f"<td class='num'>{pct(t['share'])}</td><td>{esc(', '.join(t['keywords'][:6]))}</td>"
+        f"<td>{esc((t.get('representative_texts') or [''])[0][:120])} <span class='muted'>"
+        f"({esc(result.get('id_column'))} {esc((t.get('representative_ids') or [''])[0])})</span></td></tr>"
+        for t in sorted(topics, key=lambda t: -t["size"]))
+
+
+def _themes(result: dict) -> str:
+    """A discovery over the whole dataset: its themes first (largest first), each with its sub-topics under it."""
+    by_id = {t["topic"]: t for t in result["topics"]}
+    out = [f"<p>{len(result['themes'])} themes over {len(result['topics'])} sub-topics; each theme is a group of whole "
+           "sub-topics (<code>inhouse discover --n-themes N</code> for coarser or finer themes).</p>"]
+    for th in sorted(result["themes"], key=lambda th: (-th["size"], th["theme"])):
+        out.append(f"<h3 class='theme'>{esc(th['name'])} <span class='muted'>({th['size']:,} documents, "
+                   f"{pct(th['share'])}; {len(th['topics'])} sub-topics)</span></h3>"
+                   "<table><tr><th class='num'>topic</th><th>name</th><th class='num'>size</th>"
+                   "<th class='num'>share</th><th>keywords</th><th>example</th></tr>"
+                   + _topic_rows(result, [by_id[k] for k in th["topics"] if k in by_id]) + "</table>")
+    return "".join(out)
+
+
 def _subtopics(result: dict | None) -> str:
     if not result:
         return "<p class='muted'>no discover step in this pipeline.</p>"
+    if result.get("themes"):
+        return _themes(result)
     by_parent: dict = {}
     for t in result["topics"]:
         by_parent.setdefault(t.get("parent"), []).append(t)
     out = []
     for parent, topics in sorted(by_parent.items(), key=lambda kv: -sum(t["size"] for t in kv[1])):
-        rows = "".join(
-            f"<tr><td class='num'>{t['topic']}</td><td>{esc(t['name'])}</td><td class='num'>{t['size']:,}</td>"
-            f"<td class='num'>{pct(t['share'])}</td><td>{esc(', '.join(t['keywords'][:6]))}</td>"
-            f"<td>{esc((t.get('representative_texts') or [''])[0][:120])} <span class='muted'>"
-            f"({esc(result.get('id_column'))} {esc((t.get('representative_ids') or [''])[0])})</span></td></tr>"
-            for t in sorted(topics, key=lambda t: -t["size"]))
+        rows = _topic_rows(result, topics)
         out.append(f"<h3>{esc(parent)}</h3><table><tr><th class='num'>topic</th><th>name</th><th class='num'>size</th>"
                    f"<th class='num'>share of category</th><th>keywords</th><th>example</th></tr>{rows}</table>")
     return "".join(out)
@@ -348,7 +368,9 @@ def write_report(run, path: Path, *, title: str | None = None) -> Path:
         "<section id='volumes'><h2>Category volumes over time</h2>" + _volumes(trends) + "</section>",
         "<section id='changes'><h2>Emerging and declining</h2>" + _changes(r.get("trends")) + "</section>",
         "<section id='summaries'><h2>What each category is about</h2>" + _summaries(r.get("summarize")) + "</section>",
-        "<section id='subtopics'><h2>Sub-topics inside each category</h2>" + _subtopics(r.get("discover")) + "</section>",
+        "<section id='subtopics'><h2>" + ("Themes and their sub-topics" if (r.get("discover") or {}).get("themes")
+                                          else "Sub-topics inside each category") + "</h2>"
+        + _subtopics(r.get("discover")) + "</section>",
         *(["<section id='candidates'><h2>What the labels miss: candidate new categories</h2>"
             + _candidates(r.get("candidates")) + "</section>"] if "candidates" in r else []),
         "<section id='model'><h2>Model version and evaluation</h2>" + _model(run) + "</section>",

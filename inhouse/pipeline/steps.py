@@ -86,6 +86,7 @@ def step_discover(run, step: Step, meter: CostMeter):
         df["representative_ids"] = df["representative_ids"].map(lambda v: [None if x is None else str(x) for x in v])
     _write(df, path)
     return {"run_id": res.run_id, "within": o["within"], "n_topics": res.n_topics, "topics": topics,
+            "themes": [t.to_dict() for t in res.themes],
             "id_column": res.id_column, "seconds": res.seconds}, res.n_documents, [path]
 
 

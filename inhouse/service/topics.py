@@ -28,6 +28,14 @@ def discover(ws: Workspace, dataset: str, *, confirm=None, **options):
     return discover_topics(ws, dataset, confirm=confirm, **opts)
 
 
+def regroup(ws: Workspace, dataset: str, run: int | None, n_themes: int | None):
+    """Run ``run`` of ``dataset`` with its topics grouped into ``n_themes`` themes, coarser or finer (a cut of
+    the run's stored theme tree; nothing is clustered again or stored): :func:`inhouse.topics.regroup.regroup`."""
+    from ..topics.regroup import regroup as regroup_themes
+
+    return regroup_themes(ws, dataset, run, n_themes=n_themes)
+
+
 def label(ws: Workspace, dataset: str, label: str, *, topic: int | None = None, run: int | None = None,
           docs: list[str] | None = None, doc_ids: list[int] | None = None, where: str | None = None,
           into: str | None = None, overwrite: bool = False):

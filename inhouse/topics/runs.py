@@ -142,6 +142,7 @@ class DiscoveryResult:
     llm_names: dict = field(default_factory=dict)  # accepted / fell_back counts of --llm names
     merges: dict = field(default_factory=dict)  # {topic: the topic it was merged into}, chains resolved
     themes: list[Theme] = field(default_factory=list)  # the coarse level (empty under --within)
+    themes_chosen: int | None = None  # the number of themes the data chooses (set when regrouped)
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("topics", "themes")}
@@ -172,7 +173,7 @@ class DiscoveryResult:
 
 def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, labels, sims, parents,
           topics: list[Topic], model_sha: str, llm_sha: str | None, t0: float,
-          themes: list[Theme] | None = None) -> DiscoveryResult:
+          themes: list[Theme] | None = None, tree: list | None = None) -> DiscoveryResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -189,7 +190,8 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
     themes = themes or []
     with atomic_path(themes_path(path)) as tmp:
         Path(tmp).write_text(json_dumps({"format": THEMES_FORMAT, "themes": [t.to_dict() for t in themes],
-                                         "topic_theme": {str(t.topic): t.theme for t in topics}}))
+                                         "topic_theme": {str(t.topic): t.theme for t in topics},
+                                         "merges": [[int(a), int(b), float(h)] for a, b, h in tree or []]}))
     cluster = ClusterConfig(n_topics=opts.n_topics, seed=opts.seed, outliers=opts.outliers,
                             min_topic_size=opts.min_topic_size).to_dict()
     n_out = int((labels < 0).sum())
@@ -214,7 +216,7 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
     res = DiscoveryResult(run_id, dataset, opts.model, model_sha, opts.seed, opts.within, opts.split,
                           len(labels), len(topics), n_out, {**asdict(opts), "cluster": cluster}, opts.llm,
                           llm_sha, seconds, time.time(), str(path), topics, where=opts.where, themes=themes)
-    _add_representative_ids(ws, res)
+    add_representative_ids(ws, res)
     return res
 
 
@@ -242,7 +244,7 @@ def _load_themes(res: "DiscoveryResult") -> None:
         t.theme = of.get(t.topic)
 
 
-def _add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
+def add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
     """Each topic's representative documents by the user's id (or source row when there is none)."""
     name = id_column(ws, res.dataset)
     res.id_column = name or ROW_COLUMN
@@ -290,7 +292,7 @@ def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts
             t.representative_texts = [found.get(d, "") for d in t.representative_docs]
     _apply_edits(ws, res)
     if texts:
-        _add_representative_ids(ws, res)
+        add_representative_ids(ws, res)
     return res
 
 
