@@ -59,25 +59,22 @@ def test_retrain_routes(served):
         assert c.get("/versions/" + "x" * 400 + "/retrain").status_code in (400, 404, 422)
 
 
-def _unseen_candidate(server, run: int) -> tuple[dict, int, int]:
-    """(candidate, its discovery run, how many of its documents are UNSEEN's) of pipeline run ``run``: the
-    candidate holding most of the documents of the intent production never learnt."""
+def _unseen_candidate(home, cands: dict) -> tuple[dict, int]:
+    """The candidate (of a pipeline run's dashboard ``cands``) holding most documents of the intent production
+    never learnt, and how many of its documents are that intent's (the truth: the file's ``intent_src``)."""
     import pandas as pd
 
     from inhouse.analysis.candidates import candidate_doc_ids
     from inhouse.workspace.documents import read_documents
     from inhouse.workspace.store import Workspace
 
-    ws = Workspace.open(server.home)
-    from inhouse.pipeline.dashboard import dashboard
-
-    cands = dashboard(ws, run)["candidates"]
-    truth = pd.read_csv(server.home / "b5-walk.csv").drop_duplicates("text").set_index("text")["intent_src"]
+    ws = Workspace.open(home)
+    truth = pd.read_csv(home / "b5-walk.csv").drop_duplicates("text").set_index("text")["intent_src"]
     docs = read_documents(ws, "b5", columns=["doc_id", "text"]).set_index("doc_id")["text"]
     count = {x["candidate"]: int((truth[docs[candidate_doc_ids(ws, "b5", cands["discovery_run"], x["candidate"])]]
                                   == UNSEEN).sum()) for x in cands["candidates"]}
     best = max(cands["candidates"], key=lambda x: count[x["candidate"]])
-    return best, cands["discovery_run"], count[best["candidate"]]
+    return best, count[best["candidate"]]
 
 
 @pytest.mark.browser
@@ -92,7 +89,10 @@ def test_candidate_label_retrain_diff_promote_in_the_browser(served, browser):
                                    "subtopics": False})
     assert r.status_code == 202, r.text
     run = wait_job(c, r.json()["job_id"], timeout=300)["result"]["run_id"]
-    cand, disc, unseen = _unseen_candidate(server, run)
+    cands = c.get(f"/pipelines/{run}").json()["candidates"]
+    assert cands["model"] == "intents@1" and cands["turned_away"] >= 10
+    cand, unseen = _unseen_candidate(server.home, cands)
+    disc = cands["discovery_run"]
     assert unseen >= 10 and unseen / cand["size"] >= 0.6, cand  # the issue's criterion of a candidate of its own
 
     # ---- the Analyze dashboard: "Make a label…" into production's label set, the queue on its documents
@@ -149,7 +149,9 @@ def test_candidate_label_retrain_diff_promote_in_the_browser(served, browser):
     assert page.locator(".deploy-diff svg.chart text.label").count() >= 5  # per-class deltas, the new label's too
     (row,) = d["new_labels"]
     assert row["label"] == UNSEEN and row["validation"]["support"] >= 1
+    assert (row["candidate"]["discovery_run"], row["candidate"]["candidate"]) == (disc, cand["candidate"])
     cover = page.locator(".deploy-new-labels tr", has_text=UNSEEN).inner_text()
+    assert f"from candidate {disc}:{cand['candidate']}" in cover  # the candidate the new label came from
     assert f"{row['validation']['f1']:.3f}" in cover and str(row["predicted"]) in cover
     shot(page, "deploy-retrain-diff")
 
