@@ -45,7 +45,7 @@ def walk_csv(shared_data: Path, folder: Path) -> Path:
     train = df[df["split"] == "train"]
     train = pd.concat([g.head(n_train[label]) for label, g in train.groupby("label")])
     df = pd.concat([train, df[df["split"] == "test"].groupby("label").head(8)])
-    df = df.assign(created=pd.date_range("2026-01-01", periods=len(df), freq="h", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ"))
+    created = pd.date_range("2026-01-01", periods=len(df), freq="h", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
     out = folder / "b5-walk.csv"
-    df.rename(columns={"label": "intent_src"}).to_csv(out, index=False)
+    df.assign(created=created).rename(columns={"label": "intent_src"}).to_csv(out, index=False)
     return out
