@@ -53,6 +53,7 @@ def test_retrain_reuses_production_arguments_and_learns_the_new_label(ws, produc
     assert d["labels_added"] == [NEW_LABEL] and d["flipped"] >= 1
     (row,) = d["new_labels"]
     assert row["label"] == NEW_LABEL and row["validation_rows"] == new["n_val"]
+    assert row["candidate"] is None  # labelled by a label action, not made from a candidate
     assert row["validation"]["support"] >= 1 and 0 <= row["validation"]["f1"] <= 1
     assert row["on_documents"]["support"] == 8 and row["predicted"] >= 1
     assert sum(row["old_answers"].values()) == row["predicted"] and NEW_LABEL not in row["old_answers"]

@@ -3,8 +3,10 @@ production -> compare with production (flips, per-class deltas, what the new ver
 behind the existing confirmation, in a real browser against a real ``inhouse serve``.
 
 Production is ``intents@1`` (head on minilm-l6) trained on four banking77 intents that people labelled into the
-label set ``intent``; the walk starts where the candidate action (issue 20 §2) ends: a new label's documents
-labelled into that set (:func:`candidate_to_label_hook`).
+label set ``intent``; the dataset also holds unlabelled documents of an intent it never learnt (``UNSEEN``), which
+it turns away. The walk starts on the Analyze dashboard of a pipeline run: the candidate those documents make
+("What your labels miss") becomes a label in ``intent``, its documents are confirmed in the queue (keys), then
+retrain, diff and promote on the model page.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from loopkit import FIRST, LABEL_SET, NEW_LABEL, label_where, loop_csv
+from loopkit import FIRST, LABEL_SET, UNSEEN, label_where, walk_csv
 from serverkit import Server, create_token, wait_job
 from uikit import assert_clean, open_page, shot
 
@@ -24,8 +26,8 @@ def served(tmp_path_factory, shared_data):
     from conftest import invoke_cli
 
     home = tmp_path_factory.mktemp("ui-retrain")
-    r = invoke_cli("--home", home, "ingest", loop_csv(shared_data, home), "--dataset", "b5", "--split-col", "split",
-                   "--json")
+    r = invoke_cli("--home", home, "ingest", walk_csv(shared_data, home), "--dataset", "b5", "--split-col", "split",
+                   "--time-col", "created", "--json")
     assert r.exit_code == 0, r.stderr
     tokens = {"editor": create_token(home, EDITOR, "editor"), "viewer": create_token(home, "val-viewer", "viewer")}
     server = Server(home)
@@ -43,17 +45,6 @@ def served(tmp_path_factory, shared_data):
         server.stop()
 
 
-def candidate_to_label_hook(c, page) -> None:
-    """HOOK for issue 20 §2 (branch h/candidates): the step before retraining, a new label in the production
-    model's label set with its documents labelled. Today the label action through REST
-    (POST /datasets/{name}/labels, what the Label screen sends). Once the candidate action is merged, this is
-    where the browser walks from the Analyze dashboard's candidate ("Make a label…" into the label set
-    ``intent``, then confirming its documents in the queue) on data where the model turns that intent away;
-    the rest of the test stays as it is."""
-    r = c.post("/datasets/b5/labels", json=label_where(NEW_LABEL))
-    assert r.status_code == 200 and r.json()["count"] == 20, r.text
-
-
 def test_retrain_routes(served):
     server, tokens = served
     with server.client(tokens["viewer"]) as c:
@@ -68,29 +59,83 @@ def test_retrain_routes(served):
         assert c.get("/versions/" + "x" * 400 + "/retrain").status_code in (400, 404, 422)
 
 
+def _unseen_candidate(home, cands: dict) -> tuple[dict, int]:
+    """The candidate (of a pipeline run's dashboard ``cands``) holding most documents of the intent production
+    never learnt, and how many of its documents are that intent's (the truth: the file's ``intent_src``)."""
+    import pandas as pd
+
+    from inhouse.analysis.candidates import candidate_doc_ids
+    from inhouse.workspace.documents import read_documents
+    from inhouse.workspace.store import Workspace
+
+    ws = Workspace.open(home)
+    truth = pd.read_csv(home / "b5-walk.csv").drop_duplicates("text").set_index("text")["intent_src"]
+    docs = read_documents(ws, "b5", columns=["doc_id", "text"]).set_index("doc_id")["text"]
+    count = {x["candidate"]: int((truth[docs[candidate_doc_ids(ws, "b5", cands["discovery_run"], x["candidate"])]]
+                                  == UNSEEN).sum()) for x in cands["candidates"]}
+    best = max(cands["candidates"], key=lambda x: count[x["candidate"]])
+    return best, count[best["candidate"]]
+
+
 @pytest.mark.browser
 @pytest.mark.slow
-def test_new_label_retrain_diff_promote_in_the_browser(served, browser):
+def test_candidate_label_retrain_diff_promote_in_the_browser(served, browser):
     server, tokens = served
     c = server.client(tokens["editor"])
     page = open_page(browser, server.url, tokens["editor"])
-    candidate_to_label_hook(c, page)
+
+    # ---- a pipeline run with production groups what it turned away: the unseen intent is a candidate
+    r = c.post("/pipelines", json={"dataset": "b5", "model": "intents@production", "summaries": "none",
+                                   "subtopics": False})
+    assert r.status_code == 202, r.text
+    run = wait_job(c, r.json()["job_id"], timeout=300)["result"]["run_id"]
+    cands = c.get(f"/pipelines/{run}").json()["candidates"]
+    assert cands["model"] == "intents@1" and cands["turned_away"] >= 10
+    cand, unseen = _unseen_candidate(server.home, cands)
+    disc = cands["discovery_run"]
+    assert unseen >= 10 and unseen / cand["size"] >= 0.6, cand  # the issue's criterion of a candidate of its own
+
+    # ---- the Analyze dashboard: "Make a label…" into production's label set, the queue on its documents
+    page.goto(f"/#/analyze/{run}")
+    page.get_by_role("heading", name="What your labels miss").wait_for()
+    card = page.locator(f"[data-candidate-card='{cand['candidate']}']")
+    card.get_by_role("button", name="Make a label…").click()
+    card.locator("select[name=label_col]").select_option(LABEL_SET)
+    card.locator("input[name=label]").fill(UNSEEN)
+    card.get_by_role("button", name="Create label and open the queue").click()
+    page.wait_for_url("**/#/datasets/b5/label?*")
+    page.locator(".queue-candidate").wait_for()
+    info = page.locator(".queue-info").inner_text()
+    assert f"only the {cand['size']} documents of candidate {disc}:{cand['candidate']}" in info
+    confirmed = 0
+    while page.locator(".doc-big").count():  # every document of the candidate without a label in 'intent'
+        assert page.locator(".label-btn").first.get_attribute("data-label") == UNSEEN  # the new label is key 1
+        doc = page.locator(".doc-big").get_attribute("data-doc")
+        page.keyboard.press("1")
+        page.get_by_text(f"Last: document {doc} → {UNSEEN}").wait_for()
+        confirmed += 1
+        page.locator(f".doc-big:not([data-doc='{doc}']), .doc-box .empty").first.wait_for()
+    page.get_by_text("Nothing left to label here").wait_for()
+    made = c.get("/datasets/b5/candidates/labels").json()["labels"]
+    assert [(m["label"], m["label_col"], m["documents"]) for m in made] == [(UNSEEN, LABEL_SET, cand["size"])]
+    assert c.get("/datasets/b5").json()["label_columns"][LABEL_SET]["values"][UNSEEN] == confirmed == unseen
 
     # ---- the model page offers to retrain like production, naming the new label
     page.goto("/#/models/intents")
     added = page.locator(".deploy-retrain-added")
     added.wait_for()
-    assert f"{NEW_LABEL} (12 rows)" in added.inner_text()  # the training split's rows of the new label
+    rows = c.get("/versions/intents/retrain").json()["label_rows"][UNSEEN]  # the training split's, of those confirmed
+    assert rows >= 8 and f"{UNSEEN} ({rows} rows)" in added.inner_text()
     assert "method head on minilm-l6" in page.locator(".deploy-retrain").inner_text()
     assert "null" not in page.locator(".deploy-retrain").inner_text()
     page.locator("#retrain-start").click()
     page.wait_for_url(re.compile(r"#/train/\d+$"))
     job_id = int(page.url.rsplit("/", 1)[1])
     page.locator(".train-compare-prod").wait_for(timeout=120_000)
-    assert NEW_LABEL in page.locator(".train-like").inner_text()
+    assert UNSEEN in page.locator(".train-like").inner_text()
     job = c.get(f"/jobs/{job_id}").json()
     assert job["kind"] == "retrain" and job["status"] == "done" and job["params"]["like"] == "intents@1"
-    assert job["result"]["ref"] == "intents@2" and job["result"]["labels_added"] == [NEW_LABEL]
+    assert job["result"]["ref"] == "intents@2" and job["result"]["labels_added"] == [UNSEEN]
     old, new = (c.get(f"/versions/intents@{n}").json()["manifest"] for n in (1, 2))
     assert new["training_args"] == old["training_args"] and new["base"] == old["base"]
 
@@ -100,12 +145,14 @@ def test_new_label_retrain_diff_promote_in_the_browser(served, browser):
     page.locator(".deploy-diff").wait_for(timeout=90_000)
     d = c.get("/jobs", params={"kind": "diff"}).json()["jobs"][0]["result"]
     assert d["old"]["ref"] == "intents@1" and d["new"]["ref"] == "intents@2" and d["split"] == "test"
-    assert d["label_col"] == LABEL_SET and d["labelled"] == 40
+    assert d["label_col"] == LABEL_SET and d["labelled"] == 32 + confirmed - rows
     assert page.locator(".deploy-diff").get_attribute("data-flipped") == str(d["flipped"]) and d["flipped"] >= 1
     assert page.locator(".deploy-diff svg.chart text.label").count() >= 5  # per-class deltas, the new label's too
     (row,) = d["new_labels"]
-    assert row["label"] == NEW_LABEL and row["validation"]["support"] >= 1
-    cover = page.locator(".deploy-new-labels tr", has_text=NEW_LABEL).inner_text()
+    assert row["label"] == UNSEEN and row["validation"]["support"] >= 1
+    assert (row["candidate"]["discovery_run"], row["candidate"]["candidate"]) == (disc, cand["candidate"])
+    cover = page.locator(".deploy-new-labels tr", has_text=UNSEEN).inner_text()
+    assert f"from candidate {disc}:{cand['candidate']}" in cover  # the candidate the new label came from
     assert f"{row['validation']['f1']:.3f}" in cover and str(row["predicted"]) in cover
     shot(page, "deploy-retrain-diff")
 

@@ -294,8 +294,10 @@ def _new_label_lines(rows: list[dict]) -> list[str]:
         val = (f"validation F1 {v['f1']:.3f}, recall {v['recall']:.3f} on {v['support']} rows" if v
                else "no validation rows")
         before = ", ".join(f"{k} {n}" for k, n in list(r["old_answers"].items())[:4]) or "-"
-        lines.append(f"  {r['label']}: {val}; given to {r['predicted']} documents, which the old version answered "
-                     f"as: {before}")
+        c = r.get("candidate")
+        made = f" (made from candidate {c['discovery_run']}:{c['candidate']})" if c else ""
+        lines.append(f"  {r['label']}{made}: {val}; given to {r['predicted']} documents, which the old version "
+                     f"answered as: {before}")
     return lines
 
 

@@ -29,7 +29,27 @@ def diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None =
     with task(f"comparing {old} and {new} on {dataset}", total=1, unit="diff") as t:
         out = diff_versions(ws, old, new, dataset, split=split, limit=limit, examples=examples, label_col=label_col)
         t.advance(1)
+    name_candidates(ws, out)
     return out
+
+
+def name_candidates(ws: Workspace, d: dict) -> None:
+    """Each of the diff's ``new_labels`` gets ``candidate``: the candidate it was made from (the newest
+    "Make a label" of that label in the label set the new version learnt, on its training dataset), else None."""
+    from .. import registry
+    from .candidates import candidate_labels
+
+    if not d.get("new_labels"):
+        return
+    trained = registry.resolve(ws, d["new"]["ref"]).manifest.get("dataset") or {}
+    made: dict = {}
+    if trained.get("name") and trained.get("label_col"):
+        for m in candidate_labels(ws, trained["name"], trained["label_col"]):  # newest first
+            made.setdefault(m["label"], m)
+    for row in d["new_labels"]:
+        m = made.get(row["label"])
+        row["candidate"] = None if m is None else {k: m.get(k) for k in ("dataset", "discovery_run", "candidate",
+                                                                             "documents", "action_id", "user", "at")}
 
 
 def documents_to_compare(ws: Workspace, dataset: str, split: str | None, limit: int | None) -> int:

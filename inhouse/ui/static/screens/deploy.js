@@ -181,7 +181,8 @@ function newLabels(d) {
   return h("div", { class: "deploy-new-labels" },
     h("h3", {}, `What ${d.new.ref} now covers: labels ${d.old.ref} does not have`),
     table([
-      { key: "label", label: "Label", render: (r) => h("strong", {}, r.label) },
+      { key: "label", label: "Label", render: (r) => h("span", {}, h("strong", {}, r.label), r.candidate
+        ? h("span", { class: "muted small deploy-from-candidate" }, ` from candidate ${r.candidate.discovery_run}:${r.candidate.candidate}`) : null) },
       { key: "vf1", label: "Validation F1", num: true, render: (r) => r.validation ? fmt(r.validation.f1, 3) : "—" },
       { key: "vp", label: "Precision", num: true, render: (r) => r.validation ? fmt(r.validation.precision, 3) : "—" },
       { key: "vr", label: "Recall", num: true, render: (r) => r.validation ? fmt(r.validation.recall, 3) : "—" },
