@@ -43,6 +43,20 @@ def test_bottom_then_top_is_the_whole_encoder(b5):
             assert torch.allclose(bb.top(bb.bottom(batch, k), batch["attention_mask"], k), whole, atol=1e-6)
 
 
+def test_bottom_cache_vectors_are_the_encoders_and_a_budget_bounds_it(b5):
+    from inhouse.classifiers.backbone import load_backbone
+    from inhouse.training.frozen import BottomCache
+
+    bb = load_backbone(b5, "minilm-l6").eval()
+    bb.freeze_bottom(3)
+    texts = ["my card was swallowed", "hi", "why can't I add this beneficiary?", "exchange rate in the app"]
+    cache = BottomCache.build(bb, texts, 3, batch_size=3)
+    assert cache.lengths == [len(bb.tokenizer(t)["input_ids"]) for t in texts]
+    rows = np.array([2, 0, 3])
+    assert np.allclose(cache.vectors(bb, rows), bb.embed([texts[i] for i in rows]), atol=1e-5)
+    assert BottomCache.build(bb, texts, 3, budget=1000) is None  # too big: training runs the whole encoder
+
+
 def test_frozen_layers_stay_in_eval_mode_and_out_of_the_gradient(b5):
     from inhouse.classifiers.backbone import load_backbone
 
