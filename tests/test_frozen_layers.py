@@ -96,6 +96,9 @@ def test_cached_frozen_layers_give_the_model_that_running_them_gives(b5):
     p2 = load_classifier(b5, plain.ref).predict_proba(texts)
     assert np.allclose(p1, p2, atol=1e-4)
     assert cached.val_metrics["accuracy"] == plain.val_metrics["accuracy"]
+    default, _ = _train(b5, "default")  # full's default freezes half of MiniLM's 6 layers, as above
+    assert load_classifier(b5, default.ref).manifest["encoder"]["frozen_layers"] == 3
+    assert np.allclose(load_classifier(b5, default.ref).predict_proba(texts), p1, atol=1e-4)
     # the saved encoder is whole (loadable like any other); its bottom is the base's, its top is tuned
     base = load_backbone(b5, "minilm-l6").layers()[1]
     tuned = load_classifier(b5, cached.ref).encoder_module().layers()[1]
@@ -108,7 +111,7 @@ def test_freeze_layers_arguments():
     from inhouse.service import training as training_service
     from inhouse.training.arguments import TrainingArguments
 
-    assert TrainingArguments().resolved().freeze_layers == 3  # the full method's default
+    assert TrainingArguments().resolved().freeze_layers is None  # full: half of a BERT-family encoder's layers
     assert TrainingArguments(method="lora").resolved().freeze_layers == 0
     with pytest.raises(UsageError, match="freeze-layers must be 0 or more"):
         TrainingArguments(freeze_layers=-1).resolved()

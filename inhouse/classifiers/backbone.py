@@ -56,6 +56,7 @@ class Backbone(_torch().nn.Module):
         self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
         self._st = [st]  # in a list so that nn.Module does not register it twice
         self.frozen: list = []  # modules freeze_bottom() froze: kept in eval mode
+        self.frozen_layers = 0
         self._tokenize_lock = threading.Lock()  # fast tokenizers refuse concurrent calls ("Already borrowed")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -111,6 +112,7 @@ class Backbone(_torch().nn.Module):
             raise UsageError(f"--freeze-layers must be in [0, {len(layers) - 1}] for this base "
                              f"({len(layers)} layers), found {k}.", fix="Leave at least one layer to train.")
         self.frozen = [emb, *layers[:k]] if k else []
+        self.frozen_layers = k
         for m in self.frozen:
             m.requires_grad_(False)
         self.train(self.training)

@@ -37,7 +37,7 @@ def _pct(x: float | None) -> str:
 @click.option("--min-examples", type=int, default=0, help="Drop labels with fewer examples than this.")
 @click.option("--max-seq-length", type=int, default=128, show_default=True, help="Tokens per text.")
 @click.option("--freeze-layers", type=int, help="Train only the layers above the bottom N (and the head); the "
-              "frozen ones run once per text, not every step (default: the method's; full: 3).")
+              "frozen ones run once per text, not every step (full's default: half the layers of a BERT-family encoder).")
 @click.option("--label-names", is_flag=True, help="Also train on each label's name as an example text (one row per label).")
 @click.option("--threads", type=int, help="torch threads (fix it for bit-identical reruns across machines).")
 @click.option("--where", default=None, metavar="EXPR", help="Train only on documents for which EXPR holds, "

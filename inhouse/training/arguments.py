@@ -42,7 +42,7 @@ class TrainingArguments:
     label_smoothing: float = 0.0
     max_seq_length: int = 128
     freeze_embeddings: bool = True
-    freeze_layers: int | None = None  # the bottom N transformer layers (and the embeddings) are not trained
+    freeze_layers: int | None = None  # the bottom N layers (and the embeddings) are not trained; None: half (full)
     cache_frozen: bool = True  # compute the frozen layers once per text, not every step (same result, faster)
     val_fraction: float = 0.1
     min_examples: int = 0

@@ -185,8 +185,12 @@ def _trainable_backbone(ws: Workspace, args: TrainingArguments) -> Backbone:
     bb = load_backbone(ws, args.base, max_length=args.max_seq_length)
     if args.freeze_embeddings:
         bb.transformer.get_input_embeddings().weight.requires_grad_(False)
-    if args.freeze_layers:
-        bb.freeze_bottom(args.freeze_layers)
+    k = args.freeze_layers
+    if k is None:  # the default: the bottom half of a BERT-family encoder (3 of MiniLM's 6), nothing elsewhere
+        parts = bb.layers()
+        k = len(parts[1]) // 2 if parts else 0
+    if k:
+        bb.freeze_bottom(k)
     return bb
 
 
@@ -194,9 +198,9 @@ def _bottom_cache(bb: Backbone, data: TrainingData, args: TrainingArguments):
     """The frozen bottom layers' states for every row, when layers are frozen, caching is on and they fit."""
     from .frozen import BottomCache
 
-    if not args.freeze_layers or not args.cache_frozen:
+    if not bb.frozen_layers or not args.cache_frozen:
         return None
-    return BottomCache.build(bb, data.texts, args.freeze_layers)
+    return BottomCache.build(bb, data.texts, bb.frozen_layers)
 
 
 def _probe_head(ws: Workspace, bb: Backbone, data: TrainingData, args: TrainingArguments) -> Head:

@@ -56,7 +56,7 @@ _BUILTIN = [
                {"epochs": 1.0, "learning_rate": 5e-5, "head_learning_rate": 2e-3, "freeze_layers": 0}),
     MethodSpec("full", "Full fine-tune", "Trains every weight of the encoder together with the classifier head. "
                "Usually the most accurate with enough labels; the slowest.", "inhouse.training.methods:FullMethod",
-               {"epochs": 3.0, "learning_rate": 1e-4, "head_learning_rate": 2e-3, "freeze_layers": 3}),
+               {"epochs": 3.0, "learning_rate": 1e-4, "head_learning_rate": 2e-3}),
     MethodSpec("lora", "LoRA", "Freezes the encoder and trains small low-rank adapter matrices inside it (plus the "
                "head). Far fewer trainable weights than a full fine-tune; also for causal LMs.",
                "inhouse.training.methods:LoraMethod",

@@ -13,8 +13,9 @@ Four methods, one artifact format (see :mod:`inhouse.infer`):
   linear, cross-entropy, AdamW, linear warmup/decay). The head starts from the
   logistic-regression fit on frozen embeddings ("linear probe, then fine-tune"),
   so the first steps do not wreck the encoder with a random head. The
-  embeddings and the bottom ``freeze_layers`` layers (3 of MiniLM's 6 by
-  default; 0 trains every layer) are frozen and, with ``cache_frozen``, run
+  embeddings and the bottom ``freeze_layers`` layers (by default half of a
+  BERT-family encoder's: 3 of MiniLM's 6; 0 trains every layer; the manifest's
+  ``encoder.frozen_layers`` says how many) are frozen and, with ``cache_frozen``, run
   once per text (:mod:`inhouse.training.frozen`): a step then costs less than
   half of a whole-encoder step.
 - ``lora``: LoRA adapters (peft) on the encoder and a jointly trained head;
@@ -246,7 +247,8 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
     abstain = calibrate_abstain(trained, data, args)
     train_seconds = round(time.time() - t0, 3)
     bb = trained.backbone
-    encoder = ({"pooling": bb.pooling, "normalize": bb.normalize, "max_length": bb.max_length} if bb is not None
+    encoder = ({"pooling": bb.pooling, "normalize": bb.normalize, "max_length": bb.max_length,
+                "frozen_layers": bb.frozen_layers} if bb is not None
                else {"pooling": "mean", "normalize": True, "max_length": args.max_seq_length, "frozen": True,
                      "text": TEXT_PREP})
     fields = {
