@@ -47,14 +47,17 @@ FINDINGS = """Findings (seed 0, one run per row: differences under ~0.5 point wi
 10 per intent, are within run-to-run noise):
 
 - Fine-tuning in 15 minutes (issue 19): `full` now freezes the embeddings and the bottom 3 of MiniLM's 6 layers
-  (`freeze_layers`, default 3 for `full`) and computes them once per text (`cache_frozen`: 1.8 CPU-s per 1,000
+  (`freeze_layers`; by default half of a BERT-family encoder's layers) and computes them once per text (`cache_frozen`: 1.8 CPU-s per 1,000
   texts, ~230 MB for banking77's training rows); a step then runs only the top 3 layers. CPU seconds per step of
   32 texts, one torch thread (`--step-costs 0,3,4 --threads 1`, CPU time barely depends on other load): every
   layer 0.47, bottom 3 frozen 0.22 (2.1x fewer), bottom 4 frozen 0.15. 3 epochs of 9,000 rows (~850 steps) are
   ~190 CPU-s of steps plus ~100 CPU-s of probe embedding, head fits, caching, validation and indexing: about
   5 minutes on one quiet core, so under 15 minutes on 2 cores with room to spare. Validation now embeds with
   dropout off (it ran in training mode before, so the best epoch was chosen on noisy scores).
-  FULL_RUN_RESULT
+  Not yet measured: the full-data run of the new default (`nice python bench/finetune_banking77.py --methods full
+  --sizes full`) was started on 2026-12-03 under load average 13-26 on 2 cores (8 helpers) and had used 14 CPU-min
+  after 64 wall-min without finishing (two torch threads spin-waiting for a CPU), so its accuracy and a quiet wall
+  time are for the next quiet run to fill in. The 93.47% row above trained every layer (before this change).
 
 - The default, `full` (the head starts from the logistic-regression probe, then 3 epochs end to end with AdamW,
   1e-4 for the encoder and 2e-3 for the head, 10% linear warmup then linear decay, token-embedding matrix frozen,
