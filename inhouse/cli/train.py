@@ -63,6 +63,8 @@ def _speed_notes(r: dict) -> list[str]:
               help="Share of each label's rows held out for choosing epochs/C (0: none).")
 @click.option("--min-examples", type=int, default=0, help="Drop labels with fewer examples than this.")
 @click.option("--max-seq-length", type=int, default=128, show_default=True, help="Tokens per text.")
+@click.option("--freeze-layers", type=int, help="Train only the layers above the bottom N (and the head); the "
+              "frozen ones run once per text, not every step (full's default: half the layers of a BERT-family encoder).")
 @click.option("--label-names", is_flag=True, help="Also train on each label's name as an example text (one row per label).")
 @click.option("--threads", type=int, help="torch threads (fix it for bit-identical reruns across machines).")
 @click.option("--no-prepare", is_flag=True, help="Skip building the fast-classify graph and cascade now "
@@ -78,8 +80,8 @@ def _speed_notes(r: dict) -> list[str]:
 @json_option
 @pass_ctx
 def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, epochs, max_steps, batch_size,
-              learning_rate, val_fraction, min_examples, max_seq_length, label_names, threads, where, no_abstain,
-              abstain_target, other_label, out_of_scope, no_prepare, as_json) -> None:
+              learning_rate, val_fraction, min_examples, max_seq_length, freeze_layers, label_names, threads, where,
+              no_abstain, abstain_target, other_label, out_of_scope, no_prepare, as_json) -> None:
     """Train a classifier on a dataset's labels and save it as a new version.
 
     The model can abstain: on the validation rows (carved from the training
@@ -100,7 +102,8 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
     args = training_arguments(dict(base=base, method=method, label_col=label_col, split=None if split == "all" else split,
                              shots=shots, seed=seed, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                              learning_rate=learning_rate, val_fraction=val_fraction, min_examples=min_examples,
-                             max_seq_length=max_seq_length, label_names=label_names, num_threads=threads,
+                             max_seq_length=max_seq_length, freeze_layers=freeze_layers, label_names=label_names,
+                             num_threads=threads,
                              where=where, abstain=not no_abstain, other_label=other_label,
                              out_of_scope=list(out_of_scope) or None,
                              **({"abstain_target": abstain_target} if abstain_target is not None else {})))
