@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 from .. import registry
-from ..errors import UsageError
+from ..errors import InhouseError, UsageError
 from ..workspace.store import Workspace
 
 
@@ -25,6 +25,16 @@ def needs_preparing(version: registry.Version) -> bool:
     """Whether the version is a classifier that a graph is built for (not an ONNX export already)."""
     m = version.manifest
     return bool(m.get("labels")) and m.get("kind", "classifier") == "classifier" and m.get("format") != "onnx"
+
+
+def prepare_after(ws: Workspace, version: registry.Version) -> dict:
+    """:func:`prepare_version` after a save or an alias move, which have happened and stand: a version that
+    cannot be prepared (its base model's files changed, say) is reported, not raised, and its first classify
+    says why the same way."""
+    try:
+        return prepare_version(ws, version)
+    except InhouseError as e:
+        return {"prepared": False, "reason": e.message, "seconds": 0.0}
 
 
 def prepare_version(ws: Workspace, version: registry.Version, *, cascade: bool = True) -> dict:

@@ -31,9 +31,9 @@ def move_alias(ws: Workspace, ref: str, alias: str, version: int | None = None, 
     out = {"name": v.name, "alias": alias, "version": v.version, "ref": v.ref, "sha256": v.sha256,
            "previous": previous}
     if prepare:
-        from ..pipeline.prepare import prepare_version
+        from ..pipeline.prepare import prepare_after
 
-        out["prepared"] = prepare_version(ws, v)
+        out["prepared"] = prepare_after(ws, v)
     return out
 
 

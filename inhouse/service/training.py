@@ -84,11 +84,11 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments, *, pr
     cascade) are built now, once, so that no classify waits for them (``result.prepared`` says what).
     """
     from ..pipeline.costing import metered
-    from ..pipeline.prepare import prepare_version
+    from ..pipeline.prepare import prepare_after
     from ..registry import resolve
     from ..training.train import train as train_model
 
     result, _ = metered(ws, "train", lambda: train_model(ws, dataset, name, args), dataset, args.base)
     if prepare:
-        result.prepared = prepare_version(ws, resolve(ws, result.ref))
+        result.prepared = prepare_after(ws, resolve(ws, result.ref))
     return result
