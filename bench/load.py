@@ -21,6 +21,7 @@ One line per server configuration:
     python bench/load.py --workers 1,2 --md               # both, and the table in BENCHMARKS.md
     python bench/load.py --home /tmp/lh --duration 10     # reuse a workspace (trained once) for quick looks
     python bench/load.py --server-args="--batch-window-ms 0"   # any other serve option
+    python bench/load.py --home /tmp/lh --model-costs      # CPU ms per model call by batch size (no server)
 """
 
 from __future__ import annotations
@@ -69,11 +70,7 @@ def build_workspace(home: Path, intents: int = 20, per_label: int = 30) -> None:
                 raise
 
     run("ingest", csv, "--dataset", "b20", "--label-col", "label")
-    run("train", "--dataset", "b20", "--name", "intents", "--method", "head")
-    for q in ("fp32", "int8"):  # ONNX exports, registered under other names: --onnx picks which one serves
-        out = home / f"onnx-{q}"
-        run("models", "export", MODEL, "--out", out, "--format", "onnx", *(["--quantize", q] if q == "int8" else []))
-        run("models", "import", out, "--name", f"intents-{q}")
+    run("train", "--dataset", "b20", "--name", "intents", "--method", "head")  # prepares its ONNX graph at save
     from serverkit import create_token
 
     (home / "bench-token").write_text(create_token(home, "bench", "viewer"))
@@ -173,7 +170,7 @@ async def drive(port: int, token: str, texts: list[str], clients: int, duration:
             "max_ms": round(float(ms.max()), 1)}
 
 
-RUNTIMES = {"torch": (MODEL, ["--no-onnx"]), "onnx-fp32": ("intents-fp32@1", []), "onnx-int8": ("intents-int8@1", [])}
+RUNTIMES = {"default": (MODEL, []), "torch": (MODEL, ["--no-onnx"])}
 
 
 def measure(home: Path, workers: int, runtime: str, server_args: list[str], texts, clients: int,
@@ -202,16 +199,54 @@ def measure(home: Path, workers: int, runtime: str, server_args: list[str], text
             m = stats.get("models", {}).get(model, {})
             out["texts_per_call"] = round(m["texts"] / m["calls"], 2) if m.get("calls") else None
             out["remembered"] = m.get("remembered")
+            out["backend"] = m.get("backend")
     finally:
         server.stop()
     return out
+
+
+def model_costs(home: Path, texts: list[str], sizes=(1, 4, 16, 32, 64), repeats: int = 3) -> list[dict]:
+    """CPU ms of the served model per call by batch size, as the server runs it (the version's prepared graph, one
+    thread, calls of at most CALL_TOKENS padded tokens) and as one ONNX Runtime call of the whole batch: thread
+    CPU time of the calling thread, the least of ``repeats`` rounds, so a busy machine inflates it little. With
+    the request path's CPU per request, it predicts what two quiet cores serve."""
+    from inhouse import registry
+    from inhouse.pipeline.engine import EngineOptions, OnnxPredictor
+    from inhouse.pipeline.onnxcache import prepared_onnx
+    from inhouse.server.batching import CALL_TOKENS
+    from inhouse.workspace.store import Workspace
+
+    ws = Workspace.open(home)
+    v = registry.resolve(ws, MODEL)
+    graph = prepared_onnx(ws, v, verify=True)
+    assert graph is not None, f"{MODEL} has no prepared ONNX graph (inhouse models prepare {MODEL})"
+    texts = list(np.random.default_rng(0).permutation(np.array(texts[:4000], dtype=object)))
+    ways = {f"calls of <= {CALL_TOKENS} tokens": CALL_TOKENS, "one call": 1 << 20}
+    predictors = {k: OnnxPredictor(v, graph.path, max_length=int(graph.manifest.get("max_length") or 256),
+                                   precision=graph.precision, options=EngineOptions(threads=1, batch_tokens=b,
+                                                                                    max_batch=1 << 20))
+                  for k, b in ways.items()}
+    best: dict[tuple[str, int], float] = {}
+    k = 0
+    for _ in range(repeats):
+        for n in sizes:
+            for name, p in predictors.items():
+                calls = max(4, 256 // n)
+                t0 = time.thread_time()
+                for _ in range(calls):
+                    p.proba(texts[k % 3500:k % 3500 + n])
+                    k += n
+                ms = (time.thread_time() - t0) * 1000 / calls
+                best[(name, n)] = min(best.get((name, n), ms), ms)
+    return [{"way": name, "batch": n, "cpu_ms_per_call": round(ms, 2), "cpu_ms_per_text": round(ms / n, 2),
+             "precision": graph.precision} for (name, n), ms in best.items()]
 
 
 def line(r: dict) -> str:
     extra = f" [{r['server_args']}]" if r["server_args"] else ""
     per_call = f"  texts/call {r['texts_per_call']}" if r.get("texts_per_call") else ""
     kinds = f" {r['error_kinds']}" if r["error_kinds"] else ""
-    return (f"{r['runtime']} workers={r['workers']}{extra}  {r['clients']} clients {r['seconds']} s: {r['rps']} req/s  "
+    return (f"{r['runtime']}{' (' + r['backend'] + ')' if r.get('backend') else ''} workers={r['workers']}{extra}  {r['clients']} clients {r['seconds']} s: {r['rps']} req/s  "
             f"p50 {r['p50_ms']}  p95 {r['p95_ms']}  p99 {r['p99_ms']}  max {r['max_ms']} ms  "
             f"errors {r['errors']}{kinds}{per_call}  CPU/request: server {r['server_cpu_ms']} ms, clients "
             f"{r['client_cpu_ms']} ms  load {r['load_before']}->{r['load_after']}")
@@ -231,9 +266,9 @@ def render(res: dict) -> str:
         f"{res['clients']} concurrent clients for {res['duration']} s per row, each sending one banking77 test text "
         "per `POST /v1/classifications` and the next as soon as its answer is in (closed loop, keep-alive), to "
         "`inhouse serve` on loopback with default settings (plus `--workers`); model: a `head` version on minilm-l6 "
-        "(20 banking77 intents). *torch*: the version as trained (`--no-onnx`); *onnx-int8*: its int8 ONNX "
-        "export, registered (`inhouse models export --format onnx --quantize int8`, then `models import`). Every "
-        "answer is checked. *Server CPU per request*: user + system CPU seconds of the server's processes over "
+        "(20 banking77 intents). *default*: as a user runs it, nothing but `--workers` set (the version's ONNX "
+        "graph prepared when it was trained, int8 when its verdict kept it); *torch*: the version as trained "
+        "(`--no-onnx`). Every answer is checked. *Server CPU per request*: user + system CPU seconds of the server's processes over "
         "the run, per answer. Target: p99 < 200 ms and 0 errors on 2 cores.", "", *rows, "",
         res.get("notes", ""), "",
         f"Machine: {res['machine']}. Date: {res['date']}. The clients run on the same two cores as the server"
@@ -245,8 +280,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per server configuration")
     ap.add_argument("--workers", default="1", help="comma-separated: one run per value of inhouse serve --workers")
-    ap.add_argument("--runtime", default="torch", help="comma-separated, of: " + ", ".join(RUNTIMES) +
-                    " (torch: the version as trained; onnx-*: its ONNX export, registered as intents-fp32/-int8)")
+    ap.add_argument("--runtime", default="default", help="comma-separated, of: " + ", ".join(RUNTIMES) +
+                    " (default: the head version with default settings, as a user runs it: its ONNX graph prepared "
+                    "at save; torch: the version as trained, --no-onnx)")
     ap.add_argument("--server-args", default="", help="more inhouse serve options, e.g. '--batch-window-ms 0'")
     ap.add_argument("--texts", type=int, default=0, help="send only this many distinct texts (the server remembers "
                     "answers, so a few texts measure the request path without the model); default: all 13,000")
@@ -255,7 +291,17 @@ def main() -> None:
     ap.add_argument("--notes", default="", help="a paragraph written under the table with --md")
     ap.add_argument("--md-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/load.json "
                     "(with --notes, if given)")
+    ap.add_argument("--model-costs", action="store_true", help="print the served model's CPU ms per call by batch "
+                    "size (no server, load-independent) and exit")
     args = ap.parse_args()
+    if args.model_costs:
+        home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="inhouse-bench-load-"))
+        if not (home / "bench-token").exists():
+            build_workspace(home)
+        for r in model_costs(home, test_texts()):
+            print(f"{r['precision']} {r['way']:>24}: batch {r['batch']:3d}  {r['cpu_ms_per_call']:7.2f} ms CPU a call, "
+                  f"{r['cpu_ms_per_text']:5.2f} ms a text", flush=True)
+        return
     if args.md_only:
         res = json.loads((ROOT / "bench" / "results" / "load.json").read_text())
         res["notes"] = args.notes or res.get("notes", "")

@@ -182,17 +182,25 @@ def test_labels_on_documents_can_be_undone_and_the_audit_log_names_the_token(ser
         assert docs["total"] == 0
 
 
+def answered(row: dict) -> str:
+    """The most likely label of an answer, checked against its label: that one, or the version's ``other`` where
+    it abstained (as inhouse classify decides; a version trained with the defaults abstains when unsure)."""
+    best = row["top"][0]["label"]
+    assert row["label"] == ("other" if row["abstained"] else best), row
+    return best
+
+
 def test_classify_one_batch_and_stream_with_truncation(served):
     server, tokens, _ = served
     with server.client(tokens["viewer"]) as c:
         one = c.post("/classify", json={"model": "intents@production", "text": "I still have not received my card"})
         assert one.status_code == 200, one.text
         d = one.json()
-        assert d["model"] == "intents@1" and len(d["sha256"]) == 64 and d["label"] == "card_arrival"
+        assert d["model"] == "intents@1" and len(d["sha256"]) == 64 and answered(d) == "card_arrival"
         assert d["truncated"] is False and len(d["top"]) == 3
         batch = c.post("/classify/batch", json={"model": "intents", "texts": ["my card was stolen", "what rate do you use"],
                                                 "top_k": 1}).json()
-        assert [x["label"] for x in batch["results"]] == ["lost_or_stolen_card", "exchange_rate"]
+        assert [answered(x) for x in batch["results"]] == ["lost_or_stolen_card", "exchange_rate"]
         long = c.post("/classify", json={"model": "intents", "text": "where is my card " * 400}).json()
         assert long["truncated"] is True and long["label"]
         r = c.post("/classify/batch", json={"model": "intents", "texts": ["a"] * 257})
@@ -203,7 +211,7 @@ def test_classify_one_batch_and_stream_with_truncation(served):
         assert r.status_code == 200 and r.headers["x-inhouse-model"] == "intents@1"
         out = [json.loads(x) for x in r.text.splitlines()]
         assert [o["line"] for o in out] == [1, 2, 3, 5]
-        assert out[0]["label"] == "lost_or_stolen_card" and out[1]["id"] == "x7"
+        assert answered(out[0]) == "lost_or_stolen_card" and out[1]["id"] == "x7"
         assert "not JSON" in out[2]["error"] and "expected a string" in out[3]["error"]
 
 
@@ -304,7 +312,7 @@ def test_openai_client_against_the_live_server(served):
     assert len(pieces) >= 2 and "".join(p.choices[0].delta.content or "" for p in pieces).strip()
     cls = client.post("/classifications", cast_to=object,
                       body={"model": "intents@production", "input": ["my card was stolen"]})
-    assert cls["model"] == "intents@1" and cls["data"][0]["label"] == "lost_or_stolen_card" and len(cls["sha256"]) == 64
+    assert cls["model"] == "intents@1" and answered(cls["data"][0]) == "lost_or_stolen_card" and len(cls["sha256"]) == 64
     import openai
 
     with pytest.raises(openai.NotFoundError):
@@ -410,7 +418,9 @@ def test_a_version_with_an_onnx_export_is_served_through_onnx(served, run_cli):
     texts = ["my card was stolen", "what exchange rate do you use", "my pin is blocked", "top up failed again"]
     with server.client(tokens["viewer"]) as c:
         before = c.post("/classify/batch", json={"model": "intents@1", "texts": texts}).json()
-        assert before["runtime"] == "torch"
+        # trained by inhouse train, which prepared its graph: served through it
+        assert (before["runtime"], before["served_by"]) == ("onnx", "intents@1")
+        assert before["backend"].startswith(("onnx-", "cascade(wordllama)+onnx-"))
         r = run_cli("--home", home, "models", "export", "intents@1", "--out", home / "onnx-export", "--format", "onnx",
                     "--check-size", "40")
         assert r.exit_code == 0, r.stderr
@@ -418,7 +428,9 @@ def test_a_version_with_an_onnx_export_is_served_through_onnx(served, run_cli):
         after = c.post("/classify/batch", json={"model": "intents@1", "texts": texts}).json()
         assert after["runtime"] == "onnx" and after["served_by"] == "intents-onnx@1"
         assert after["model"] == "intents@1" and after["sha256"] == before["sha256"]  # still names what was asked
-        assert [x["label"] for x in after["results"]] == [x["label"] for x in before["results"]]
+        # the fp32 export and the int8 graph agree on the most likely label (abstention, at a confidence near 1
+        # for this small version, may fall either side on one of them)
+        assert [answered(x) for x in after["results"]] == [answered(x) for x in before["results"]]
 
 
 def test_promoting_over_the_api_answers_at_once_and_prepares_fast_classify_in_a_job(served):

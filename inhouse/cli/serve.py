@@ -31,6 +31,8 @@ from . import cli, emit_json, json_option, pass_ctx
               help="Texts per /classify/batch or /v1 request.")
 @click.option("--model-threads", default=1, show_default=True, type=click.IntRange(0, 1024),
               help="torch threads for online models (0: one per core); the event loop needs a core too.")
+@click.option("--model-lanes", default=0, show_default=True, type=click.IntRange(0, 64),
+              help="Model calls at once per loaded model, a thread each (0: one per core, at most 8).")
 @click.option("--max-request-tokens", default=16384, show_default=True, type=click.IntRange(0, 1 << 30),
               help="Texts x tokens one online classify request may ask for (bigger: 413, use a classify job); 0: no bound.")
 @click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False),
@@ -45,7 +47,7 @@ from . import cli, emit_json, json_option, pass_ctx
 @json_option
 @pass_ctx
 def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, no_batching, max_body_mb, max_upload_mb, max_batch,
-              model_threads, max_request_tokens, ssl_certfile, ssl_keyfile, trusted_proxies, no_onnx, log_level, as_json) -> None:
+              model_threads, model_lanes, max_request_tokens, ssl_certfile, ssl_keyfile, trusted_proxies, no_onnx, log_level, as_json) -> None:
     """Serve the workspace over HTTP: the web UI at /, REST API, /v1 (OpenAI-compatible), jobs, docs at /docs.
 
     Every API route but GET /health needs 'Authorization: Bearer TOKEN' (the web UI signs in with a token
@@ -76,7 +78,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, no_batchin
     settings = Settings(home=str(ws.home), max_body_bytes=max_body_mb << 20, max_upload_bytes=max_upload_mb << 20,
                         max_batch_texts=max_batch, batch_window_ms=batch_window_ms, batching=not no_batching,
                         job_workers=job_workers,
-                        prefer_onnx=not no_onnx, model_threads=model_threads or None,
+                        prefer_onnx=not no_onnx, model_threads=model_threads or None, model_lanes=model_lanes or None,
                         max_request_tokens=max_request_tokens or None, trusted_proxies=list(trusted_proxies) or None)
     scheme = "https" if ssl_certfile else "http"
     # forwarded headers are believed only from --trusted-proxy (the app applies them), never by uvicorn's default

@@ -131,6 +131,15 @@ def parity_texts(ws: Workspace, version: registry.Version, extra: list[str] | No
     return texts, " + ".join(sources) or "none"
 
 
+def prepared_onnx(ws: Workspace, version: registry.Version, *, verify: bool = False) -> OnnxArtifact | None:
+    """The graph prepared for ``version`` when it was saved or promoted (``verify``: and its files intact), or
+    None: never builds one (the server serves torch meanwhile and asks for it in the background)."""
+    m = read_artifact(ws, version.sha256)
+    if m is None or m.get("format") != FORMAT or (verify and not _intact(cache_dir(ws, version.sha256), m)):
+        return None
+    return OnnxArtifact(cache_dir(ws, version.sha256), m["precision"], m)
+
+
 def ensure_onnx(ws: Workspace, version: registry.Version, *, sample: list[str] | None = None,
                 min_agreement: float = MIN_AGREEMENT) -> OnnxArtifact:
     """The cached ONNX graph of ``version``, built (and parity-checked) on first use.

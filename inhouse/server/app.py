@@ -56,6 +56,7 @@ class Settings:
     worker_threads: int | None = None  # torch threads per worker process
     prefer_onnx: bool = True
     model_threads: int | None = 1  # torch threads for online models (None: torch's default, one per core)
+    model_lanes: int | None = None  # model calls at once per loaded model, a thread each (None: one per core)
     jobs: bool = True  # run the dispatcher in this process
     trusted_proxies: list[str] | None = None  # addresses whose X-Forwarded-Proto/-For are believed (TLS proxies)
 
@@ -75,9 +76,27 @@ class ServerContext:
         self.ws = Workspace.open(settings.home)
         self.models = OnlineModels(self.ws, window=settings.batch_window_ms / 1000, max_batch=settings.max_model_batch,
                                    prefer_onnx=settings.prefer_onnx, model_threads=settings.model_threads,
-                                   max_request_tokens=settings.max_request_tokens, batching=settings.batching)
+                                   max_request_tokens=settings.max_request_tokens, batching=settings.batching,
+                                   prepare=self.prepare_in_background, lanes=settings.model_lanes)
         self.dispatcher = Dispatcher(self.ws.home, settings.job_workers, worker_threads=settings.worker_threads) \
             if settings.jobs else None
+        self.preparing: list = []  # threads building graphs, when no job worker does
+
+    def prepare_in_background(self, version) -> None:
+        """A version served on torch because its ONNX graph was never prepared: a ``prepare`` job builds it
+        (a thread of this process when it runs no jobs); the requests meanwhile never wait for it."""
+        if self.dispatcher is not None:
+            from .jobs import submit
+
+            submit(self.ws, "prepare", {"ref": version.ref})
+            return
+        import threading
+
+        from ..service.serving import prepare_quietly
+
+        thread = threading.Thread(target=prepare_quietly, args=(self.ws, version), name="prepare", daemon=True)
+        thread.start()
+        self.preparing.append(thread)
 
 
 def context(request: Request) -> ServerContext:
@@ -113,6 +132,8 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
         yield
         if ctx.dispatcher:
             ctx.dispatcher.stop()
+        for thread in ctx.preparing:  # a build that a stopping process would cut off in the middle
+            thread.join()
         ctx.models.close()
 
     app = FastAPI(title="inhouse", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -7,9 +7,16 @@ while a model call ran as the next single call, handing every request its
 rows. On a small CPU under load this turns fifty one-text forward passes into
 one fifty-text pass, and costs a lone request nothing.
 
-A trained version that has an ONNX export registered (a version whose
-manifest says ``derived_from`` this one's sha256) is served through ONNX
-Runtime; the answer still names the requested version and its sha256.
+A trained version runs through ONNX Runtime: an ONNX export registered for
+it (a version whose manifest says ``derived_from`` this one's sha256), else
+the graph prepared when it was saved or promoted
+(:mod:`inhouse.pipeline.onnxcache`, int8 when its verdict kept it, with the
+version's cascade in front when the cascade passed its own verdict), exactly
+as ``inhouse classify`` runs it. Only a version without a prepared graph runs
+on torch, and the server asks for the graph to be built in the background
+(never in front of a request); the next request after it is ready runs on
+it. The answer still names the requested version and its sha256, and says
+``other`` where the version abstains, as the engine does.
 
 Texts longer than the model reads are truncated by its tokenizer; the answer
 says so per text (``truncated``), never an error.
@@ -23,6 +30,7 @@ says so per text (``truncated``), never an error.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -37,11 +45,17 @@ from ..cache import ModelCache
 from ..errors import UsageError
 from ..models.catalog import EMBEDDING_KINDS, get_model
 from ..models.encoders import load_encoder
+from ..service.serving import can_prepare, decision_rule, online_predictor, prepared_graph
 from ..workspace.store import Workspace, current_user
 from .errors import ApiError
 
+log = logging.getLogger("inhouse.server")
 MAX_TEXT_CHARS = 100_000  # longer texts are cut before tokenizing (the model reads far less anyway)
 BUCKET = 16  # texts per model call inside a batch, grouped by length so little is padding
+# padded tokens per ONNX Runtime call online: a batch's texts sorted by length and cut into calls of at most this
+# many tokens. CPU per short text (int8 MiniLM, one thread, 32 banking77 texts a batch): 1.25 ms at 128 tokens a
+# call, 1.5 at 512, 2.2 at 1024, 3.7 in one call; the activations of a small call stay in the core's cache
+CALL_TOKENS = 128
 
 
 def by_length(fn: Callable[[list[str]], np.ndarray], texts: list[str], bucket: int = BUCKET) -> np.ndarray:
@@ -82,12 +96,18 @@ class MicroBatcher:
     client's big batch runs as several model calls with everyone else's requests in between instead of
     holding the model for its whole length.
 
+    ``lanes``: model calls that may run at once (one thread each, on the same loaded model): with two
+    lanes on two cores, a call that arrives while one call runs starts on the other core at once, and
+    calls queue up only while every lane is busy. A single-threaded model call uses one core, so one
+    lane per core is what a small machine's throughput needs (and no call waits on a thread the event
+    loop took its core from, as a call split over two threads would).
+
     ``close()`` stops taking new batches once what is queued has run; a call that arrives after it still
     runs (on its own thread), so a model dropped from the cache never fails a request that already holds it.
     """
 
     def __init__(self, fn: Callable[[list], list], *, window: float = 0.0, max_batch: int = 128, name: str = "",
-                 slice: int | None = None, batching: bool = True):
+                 slice: int | None = None, batching: bool = True, lanes: int = 1):
         self.fn, self.window, self.max_batch, self.batching = fn, max(0.0, window), max_batch, batching
         self.slice = max(1, slice or BUCKET)  # a slice is one of by_length's buckets: no forward pass is lost
         self._cv = threading.Condition()
@@ -96,8 +116,10 @@ class MicroBatcher:
         self._serial = threading.Lock()
         self.batches = 0
         self.items = 0
-        if batching:
-            threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True).start()
+        self._busy = 0  # lanes running a model call
+        self.lanes = max(1, lanes) if batching else 1
+        for lane in range(self.lanes if batching else 0):
+            threading.Thread(target=self._loop, name=f"batcher-{name}-{lane}", daemon=True).start()
 
     def __call__(self, items: list, client: str | None = None) -> list:
         """Run ``items`` (in a batch with whatever else arrives) and wait for their rows."""
@@ -160,19 +182,25 @@ class MicroBatcher:
                 if left <= 0:
                     break
                 self._cv.wait(left)
+            most = self.max_batch
+            if self.lanes > 1:  # what is queued is shared by the idle lanes, which run it side by side
+                most = min(most, max(1, -(-self.queued() // max(1, self.lanes - self._busy))))
             taken, n = [], 0
             for client in list(self._queues):  # round robin: each client's turn, then it goes to the back
                 q, mine = self._queues.pop(client), 0
                 while q and q[0][0].fut.done():  # its request already failed
                     q.popleft()
-                while q and n < self.max_batch and (mine == 0 or mine + q[0][2] - q[0][1] <= self.slice):
+                while q and n < most and (mine == 0 or mine + q[0][2] - q[0][1] <= self.slice):
                     req, a, b = q.popleft()
                     taken.append((req, a, b))
                     mine, n = mine + b - a, n + b - a
                 if q:
                     self._queues[client] = q
-                if n >= self.max_batch:
+                if n >= most:
                     break
+            self._busy += bool(taken)
+            if self._queues:  # more for another idle lane
+                self._cv.notify()
             return taken
 
     def _loop(self) -> None:
@@ -185,9 +213,13 @@ class MicroBatcher:
             flat = [x for req, a, b in taken for x in req.items[a:b]]
             try:
                 out = self.fn(flat)
-                self.batches += 1
-                self.items += len(flat)
+                with self._cv:  # lanes count at once
+                    self.batches += 1
+                    self.items += len(flat)
+                    self._busy -= 1
             except BaseException as e:  # every waiting request gets the error, the thread lives on
+                with self._cv:
+                    self._busy -= 1
                 for req, _, _ in taken:
                     if not req.fut.done():
                         req.fut.set_exception(e)
@@ -215,9 +247,20 @@ def token_limit(tokenizer, max_length: int | None) -> Callable[[list[str]], list
         return None
 
     def over(texts: list[str]) -> list[bool]:
-        ids = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-        return [len(x) > max_length for x in ids]
+        flags = [False] * len(texts)
+        maybe = [i for i, t in enumerate(texts) if not short_enough(t, max_length)]
+        if maybe:
+            ids = tokenizer([texts[i] for i in maybe], add_special_tokens=True, truncation=False)["input_ids"]
+            for i, x in zip(maybe, ids):
+                flags[i] = len(x) > max_length
+        return flags
     return over
+
+
+def short_enough(text: str, max_length: int) -> bool:
+    """Whether ``text`` surely fits ``max_length`` tokens without tokenizing it: an ASCII text is at most two
+    tokens a character (a word-start marker and a piece) plus a few special ones."""
+    return text.isascii() and 2 * len(text) + 4 <= max_length
 
 
 def cut(texts: list[str]) -> tuple[list[str], list[bool]]:
@@ -267,6 +310,13 @@ class ServedClassifier:
     max_tokens: int = 512  # what the model reads of one text
     max_work: int | None = None  # tokens one request may ask for (texts x tokens); None: no bound
     memo: RowCache | None = None  # rows of texts seen lately (online requests of a few texts only)
+    backend: str = ""  # what computes the rows, as the engine names it (e.g. onnx-int8, torch)
+    pending: bool = False  # torch while the version's graph is built in the background: look again soon
+    rule: Any = None  # how the version abstains (its manifest's DecisionRule)
+
+    def __post_init__(self):
+        if self.rule is None:
+            self.rule = decision_rule(self.version.manifest)
 
     MEMO_TEXTS = 32  # requests of at most this many texts are remembered (a stream's chunks would flush it)
 
@@ -320,15 +370,28 @@ class ServedClassifier:
                                "classify a whole dataset as a job: POST /classify/jobs", kind="too_large")
 
     def shape(self, rows: list, chars_cut: list[bool], top_k: int) -> list[dict]:
+        """Answers as the engine decides them (:func:`inhouse.pipeline.engine.decide`): the version's most likely
+        in-scope label and its probability, ``other`` where the version abstains (``abstained``), the top k."""
         k = max(1, min(top_k, len(self.labels)))
+        probs = np.stack([p for p, _ in rows]) if rows else np.zeros((0, len(self.labels)), np.float32)
+        rule = self.rule
+        if self.multi_label:
+            best, score = probs.argmax(axis=1), probs.max(axis=1)
+            abstained = np.zeros(len(probs), bool)
+        else:
+            best, score = rule.best_in_scope(probs)
+            abstained = rule.abstains(probs)
         out = []
-        for (probs, over), char_cut in zip(rows, chars_cut):
-            order = np.argsort(-probs, kind="stable")[:k]
-            r = {"label": self.labels[order[0]], "score": round(float(probs[order[0]]), 6),
-                 "top": [{"label": self.labels[j], "score": round(float(probs[j]), 6)} for j in order],
+        for i, ((p, over), char_cut) in enumerate(zip(rows, chars_cut)):
+            order = np.argsort(-p, kind="stable")[:k]
+            r = {"label": rule.other_label if abstained[i] else self.labels[best[i]],
+                 "score": round(float(score[i]), 6),
+                 "top": [{"label": self.labels[j], "score": round(float(p[j]), 6)} for j in order],
                  "truncated": bool(over or char_cut)}
             if self.multi_label:
-                r["labels"] = [self.labels[j] for j in np.flatnonzero(probs >= self.threshold)]
+                r["labels"] = [self.labels[j] for j in np.flatnonzero(p >= self.threshold)]
+            else:
+                r["abstained"] = bool(abstained[i])
             out.append(r)
         return out
 
@@ -339,7 +402,14 @@ class ServedClassifier:
     def describe(self) -> dict:
         """Which version made the answer: the one asked for (its number and hash) and what ran it."""
         return {"model": self.version.ref, "version": self.version.version, "sha256": self.version.sha256,
-                "runtime": self.runtime, "served_by": self.served_by.ref}
+                "runtime": self.runtime, "served_by": self.served_by.ref, "backend": self.backend or self.runtime}
+
+
+def default_lanes() -> int:
+    """Model calls at once by default: one per core this process may use (at most 8)."""
+    import os
+
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def onnx_export_of(ws: Workspace, v: registry.Version) -> registry.Version | None:
@@ -404,14 +474,17 @@ class OnlineModels:
     """
 
     def __init__(self, ws: Workspace, *, window: float = 0.0, max_batch: int = 128, prefer_onnx: bool = True,
-                 model_threads: int | None = None, max_request_tokens: int | None = None, batching: bool = True):
+                 model_threads: int | None = None, max_request_tokens: int | None = None, batching: bool = True,
+                 prepare: Callable[[registry.Version], Any] | None = None, lanes: int | None = None):
         self.ws, self.window, self.max_batch, self.prefer_onnx = ws, window, max_batch, prefer_onnx
+        self.lanes = lanes or default_lanes()
         self.batching = batching
         self.model_threads, self.max_request_tokens = model_threads, max_request_tokens
         self._threads_set = False
         self._classifiers = ModelCache("served classifiers", on_evict=lambda s: s.batcher.close())
         self._encoders = ModelCache("served encoders", on_evict=lambda s: s[1].close())
-        self._recent: dict[tuple[str, str], tuple[Any, Any]] = {}  # (kind, ref) -> (registry state or time, served)
+        self._recent: dict[tuple[str, str], tuple[Any, Any, float | None]] = {}  # (kind, ref) -> (state, served, until)
+        self.prepare, self._asked = prepare, set()  # prepare(version): builds its graph in the background
         self._state_memo = threading.local()  # per thread (each has its own connection): (mark, registry state)
 
     REFRESH = 1.0  # seconds a resolved base model name is reused (base models are not versioned)
@@ -421,9 +494,10 @@ class OnlineModels:
         hit = self._recent.get((kind, ref))
         if hit is None:
             return None
-        if kind == "encoder":
-            return hit[1] if time.monotonic() - hit[0] < self.REFRESH else None
-        return hit[1] if hit[0] == self.registry_state() else None
+        state, value, until = hit
+        if until is not None and time.monotonic() >= until:  # a base model name, or a version on torch for now
+            return None
+        return value if state is None or state == self.registry_state() else None
 
     def registry_state(self) -> tuple:
         """:func:`registry_state`, read again only when the database changed since this thread last read it.
@@ -440,10 +514,13 @@ class OnlineModels:
             self._state_memo.value = memo
         return memo[1]
 
-    def _remember(self, kind: str, ref: str, value, state=None):
+    def _remember(self, kind: str, ref: str, value, state=None, *, briefly: bool = False):
+        """Reuse ``value`` for ``ref`` while the registry state is ``state`` (None: any), for REFRESH seconds
+        when there is no state or ``briefly`` (a version on torch until its graph is ready)."""
         if len(self._recent) > 10_000:
             self._recent.clear()
-        self._recent[(kind, ref)] = (time.monotonic() if state is None else state, value)
+        until = time.monotonic() + self.REFRESH if state is None or briefly else None
+        self._recent[(kind, ref)] = (state, value, until)
         return value
 
     def _set_threads(self) -> None:
@@ -459,38 +536,83 @@ class OnlineModels:
             self._threads_set = True
 
     def classifier(self, ref: str) -> ServedClassifier:
-        from ..classifiers.load import load_classifier
-
         self._set_threads()
         state = self.registry_state()  # read before resolving: a change after it is seen next time
         v = registry.resolve(self.ws, ref)
-        target = (onnx_export_of(self.ws, v) if self.prefer_onnx else None) or v
-
-        def build() -> ServedClassifier:
-            if target.manifest.get("format") == "onnx" and self.model_threads:
-                from ..classifiers.onnx import OnnxClassifier
-
-                # its own session with the server's thread count (the shared one uses every core)
-                clf = OnnxClassifier(registry.verify(target), ws=self.ws, threads=self.model_threads)
-            else:
-                clf = load_classifier(self.ws, target)  # verifies the files once, here
-            proba, over = _proba_fn(self.ws, clf), _limit_fn(self.ws, clf)
-
-            def run(texts: list[str]) -> list[tuple[np.ndarray, bool]]:
-                probs = by_length(proba, texts)
-                flags = over(texts) if over else [False] * len(texts)
-                return list(zip(probs, flags))
-
-            return ServedClassifier(v, target, "onnx" if target.manifest.get("format") == "onnx" else "torch",
-                                    list(clf.labels), clf.multi_label,
-                                    MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref,
-                                                 batching=self.batching),
-                                    max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, memo=RowCache())
-
-        served = self._classifiers.get_or_load((v.sha256, target.sha256), build, size=lambda s: 64 << 20)
+        export = onnx_export_of(self.ws, v) if self.prefer_onnx else None
+        graph = prepared_graph(self.ws, v) if self.prefer_onnx and export is None and can_prepare(v) else None
+        if graph is not None:
+            key, build = (v.sha256, "prepared", graph.get("created_at")), lambda: self._prepared(v)
+            self._classifiers.drop((v.sha256, v.sha256))  # torch served it until now: what it has queued still runs
+        else:
+            target = export or v
+            key, build = (v.sha256, target.sha256), lambda: self._loaded(v, target)
+        served = self._classifiers.get_or_load(key, build, size=lambda s: 64 << 20)
         if served.version.ref != v.ref:  # the same files saved under another name or number: name this one
             served = dataclasses.replace(served, version=v)
+        if served.pending:
+            self._ask_prepare(v)
+            return self._remember("classifier", ref, served, state, briefly=True)  # look for its graph again soon
         return self._remember("classifier", ref, served, state)
+
+    def _ask_prepare(self, v: registry.Version) -> None:
+        """Have the version's graph built in the background, once per version and process."""
+        if self.prepare is None or v.sha256 in self._asked:
+            return
+        self._asked.add(v.sha256)
+        try:
+            self.prepare(v)
+        except Exception:  # noqa: BLE001 - torch keeps answering; a failed ask must never fail a request
+            log.warning("could not start preparing %s for fast serving", v.ref, exc_info=True)
+
+    def _prepared(self, v: registry.Version) -> ServedClassifier:
+        """The version through its prepared graph, as the engine runs it (cascade in front when it passed)."""
+        predictor = online_predictor(self.ws, v, threads=self.model_threads, call_tokens=CALL_TOKENS)
+        if predictor is None:  # its files changed since: torch until it is rebuilt
+            return self._loaded(v, v)
+        onnx = predictor.transformer
+        tok, limit = onnx.tokenizer, onnx.max_length
+
+        def run(texts: list[str]) -> list[tuple[np.ndarray, bool]]:
+            probs = predictor.proba(texts)[0]
+            flags = [False] * len(texts)
+            maybe = [i for i, t in enumerate(texts) if not short_enough(t, limit)]
+            if maybe:  # the graph reads at most ``limit`` tokens: was anything cut off?
+                for i, e in zip(maybe, tok.encode_batch(onnx.rule.prepare([texts[i] for i in maybe]))):
+                    flags[i] = bool(e.overflowing)
+            return list(zip(probs, flags))
+
+        return ServedClassifier(v, v, "onnx", list(onnx.labels), onnx.multi_label,
+                                MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref,
+                                             batching=self.batching, lanes=self.lanes),
+                                max_tokens=limit, max_work=self.max_request_tokens, memo=RowCache(),
+                                backend=predictor.backend)
+
+    def _loaded(self, v: registry.Version, target: registry.Version) -> ServedClassifier:
+        """The version through a registered ONNX export (``target``), or its own classifier (torch)."""
+        from ..classifiers.load import load_classifier
+
+        if target.manifest.get("format") == "onnx" and self.model_threads:
+            from ..classifiers.onnx import OnnxClassifier
+
+            # its own session with the server's thread count (the shared one uses every core)
+            clf = OnnxClassifier(registry.verify(target), ws=self.ws, threads=self.model_threads)
+        else:
+            clf = load_classifier(self.ws, target)  # verifies the files once, here
+        proba, over = _proba_fn(self.ws, clf), _limit_fn(self.ws, clf)
+
+        def run(texts: list[str]) -> list[tuple[np.ndarray, bool]]:
+            probs = by_length(proba, texts)
+            flags = over(texts) if over else [False] * len(texts)
+            return list(zip(probs, flags))
+
+        runtime = "onnx" if target.manifest.get("format") == "onnx" else "torch"
+        return ServedClassifier(v, target, runtime, list(clf.labels), clf.multi_label,
+                                MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref,
+                                             batching=self.batching, lanes=self.lanes),
+                                max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, memo=RowCache(),
+                                backend=runtime, pending=runtime == "torch" and self.prefer_onnx
+                                and can_prepare(v))
 
     def encoder(self, name: str) -> tuple[Any, MicroBatcher, Callable | None]:
         """(encoder, batcher of texts -> (vector, truncated), ...) for a base embedding model."""
@@ -511,7 +633,7 @@ class OnlineModels:
                 return list(zip(vecs, flags))
 
             return enc, MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=name,
-                                     batching=self.batching), over
+                                     batching=self.batching, lanes=self.lanes), over
 
         return self._remember("encoder", name, self._encoders.get_or_load(model.sha256, build,
                                                                           size=lambda s: s[0].approx_bytes()))
@@ -522,7 +644,7 @@ class OnlineModels:
         for key in self._classifiers.keys():
             s = self._classifiers.get(key)
             if s is not None:
-                out[s.version.ref] = {"runtime": s.runtime, "calls": s.batcher.batches, "texts": s.batcher.items,
+                out[s.version.ref] = {"runtime": s.runtime, "backend": s.backend, "calls": s.batcher.batches, "texts": s.batcher.items,
                                       "remembered": s.memo.hits if s.memo else 0}
         for key in self._encoders.keys():
             e = self._encoders.get(key)

@@ -270,5 +270,5 @@ async def classifications(request: Request, body: ClassificationsRequest) -> JSO
     d = s.describe()
     # a JSONResponse as it is: the rows are plain JSON already, FastAPI need not validate and re-encode them
     return JSONResponse({"object": "list", "model": d["model"], "sha256": d["sha256"], "runtime": d["runtime"],
-                         "served_by": d["served_by"],
+                         "served_by": d["served_by"], "backend": d["backend"],
                          "data": [{"object": "classification", "index": i, **r} for i, r in enumerate(rows)]})
