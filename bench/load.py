@@ -104,6 +104,23 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def loop_seconds(pid: int) -> float:
+    """CPU seconds of the main thread of ``pid`` and of its children (uvicorn's worker processes): the event
+    loops, which hold the GIL for every request's HTTP, auth and JSON work (the model lanes are other threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pids = 0.0, [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/task/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(k) for k in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def request_bytes(port: int, token: str, text: str, model: str = MODEL) -> bytes:
     body = json.dumps({"model": model, "input": text}).encode()
     return (f"POST /v1/classifications HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
@@ -188,12 +205,15 @@ def measure(home: Path, workers: int, runtime: str, server_args: list[str], text
                 and time.monotonic() < warm:
             pass
         load0, cpu0, mine0 = os.getloadavg()[0], cpu_seconds(server.proc.pid), time.process_time()
+        loop0 = loop_seconds(server.proc.pid)
         out = asyncio.run(drive(server.port, token, texts, clients, duration, model))
         cpu, mine = cpu_seconds(server.proc.pid) - cpu0, time.process_time() - mine0
+        loop = loop_seconds(server.proc.pid) - loop0
         n = max(1, out["requests"] + out["errors"])
         out.update(workers=workers, clients=clients, server_args=" ".join(server_args), runtime=runtime, model=model,
                    load_before=round(load0, 2), load_after=round(os.getloadavg()[0], 2),
-                   server_cpu_ms=round(cpu * 1000 / n, 2), client_cpu_ms=round(mine * 1000 / n, 2))
+                   server_cpu_ms=round(cpu * 1000 / n, 2), client_cpu_ms=round(mine * 1000 / n, 2),
+                   loop_cpu_ms=round(loop * 1000 / n, 2))
         if workers == 1:
             stats = httpx.get(server.url + "/stats", headers={"Authorization": f"Bearer {token}"}).json()
             m = stats.get("models", {}).get(model, {})
@@ -248,7 +268,8 @@ def line(r: dict) -> str:
     kinds = f" {r['error_kinds']}" if r["error_kinds"] else ""
     return (f"{r['runtime']}{' (' + r['backend'] + ')' if r.get('backend') else ''} workers={r['workers']}{extra}  {r['clients']} clients {r['seconds']} s: {r['rps']} req/s  "
             f"p50 {r['p50_ms']}  p95 {r['p95_ms']}  p99 {r['p99_ms']}  max {r['max_ms']} ms  "
-            f"errors {r['errors']}{kinds}{per_call}  CPU/request: server {r['server_cpu_ms']} ms, clients "
+            f"errors {r['errors']}{kinds}{per_call}  CPU/request: server {r['server_cpu_ms']} ms (event loop "
+            f"{r.get('loop_cpu_ms')}), clients "
             f"{r['client_cpu_ms']} ms  load {r['load_before']}->{r['load_after']}")
 
 

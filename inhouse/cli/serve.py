@@ -32,7 +32,8 @@ from . import cli, emit_json, json_option, pass_ctx
 @click.option("--model-threads", default=1, show_default=True, type=click.IntRange(0, 1024),
               help="torch threads for online models (0: one per core); the event loop needs a core too.")
 @click.option("--model-lanes", default=0, show_default=True, type=click.IntRange(0, 64),
-              help="Model calls at once per loaded model, a thread each (0: one per core, at most 8).")
+              help="Model calls at once per version served through its prepared ONNX graph, a thread each "
+                   "(0: one per core, at most 8).")
 @click.option("--max-request-tokens", default=16384, show_default=True, type=click.IntRange(0, 1 << 30),
               help="Texts x tokens one online classify request may ask for (bigger: 413, use a classify job); 0: no bound.")
 @click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False),

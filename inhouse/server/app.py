@@ -56,7 +56,7 @@ class Settings:
     worker_threads: int | None = None  # torch threads per worker process
     prefer_onnx: bool = True
     model_threads: int | None = 1  # torch threads for online models (None: torch's default, one per core)
-    model_lanes: int | None = None  # model calls at once per loaded model, a thread each (None: one per core)
+    model_lanes: int | None = None  # model calls at once per version on its prepared graph (None: one per core)
     jobs: bool = True  # run the dispatcher in this process
     trusted_proxies: list[str] | None = None  # addresses whose X-Forwarded-Proto/-For are believed (TLS proxies)
 

@@ -589,7 +589,8 @@ class OnlineModels:
                                 backend=predictor.backend)
 
     def _loaded(self, v: registry.Version, target: registry.Version) -> ServedClassifier:
-        """The version through a registered ONNX export (``target``), or its own classifier (torch)."""
+        """The version through a registered ONNX export (``target``), or its own classifier (torch): one lane
+        (a transformers tokenizer sets its padding on every call, so two calls at once garble each other)."""
         from ..classifiers.load import load_classifier
 
         if target.manifest.get("format") == "onnx" and self.model_threads:
@@ -609,7 +610,7 @@ class OnlineModels:
         runtime = "onnx" if target.manifest.get("format") == "onnx" else "torch"
         return ServedClassifier(v, target, runtime, list(clf.labels), clf.multi_label,
                                 MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref,
-                                             batching=self.batching, lanes=self.lanes),
+                                             batching=self.batching),
                                 max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, memo=RowCache(),
                                 backend=runtime, pending=runtime == "torch" and self.prefer_onnx
                                 and can_prepare(v))
@@ -633,7 +634,7 @@ class OnlineModels:
                 return list(zip(vecs, flags))
 
             return enc, MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=name,
-                                     batching=self.batching, lanes=self.lanes), over
+                                     batching=self.batching), over
 
         return self._remember("encoder", name, self._encoders.get_or_load(model.sha256, build,
                                                                           size=lambda s: s[0].approx_bytes()))

@@ -23,10 +23,11 @@ __all__ = ["can_prepare", "decision_rule", "online_predictor", "prepare_quietly"
 
 
 def can_prepare(version: registry.Version) -> bool:
-    """Whether ``version`` is a trained classifier that a graph is prepared for (not an ONNX export itself)."""
+    """Whether ``version`` is a trained classifier that a graph is prepared for: not an ONNX export itself, nor
+    on static embeddings (wordllama: no transformer to export)."""
     from ..pipeline.prepare import needs_preparing
 
-    return needs_preparing(version)
+    return needs_preparing(version) and (version.manifest.get("base") or {}).get("kind") != "static"
 
 
 def prepared_graph(ws: Workspace, version: registry.Version) -> dict | None:
