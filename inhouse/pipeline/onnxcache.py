@@ -166,14 +166,15 @@ def _build(ws: Workspace, version: registry.Version, folder: Path, sample: list[
         probe = registry.Version(version.name, version.version, version.sha256, tmp, {**fields, "onnx": info})
         checks = {"int8": parity(clf, OnnxClassifier(probe, ws=ws), texts)}
         precision, note = "int8", None
-        if checks["int8"]["agreement"] < min_agreement:
+        if min(checks["int8"]["agreement"], checks["int8"].get("abstain_agreement", 1.0)) < min_agreement:
             fp32.replace(tmp / ONNX_FILE)
             info.pop("quantization", None)
             info["quantize"] = None
             checks["fp32"] = parity(clf, OnnxClassifier(probe, ws=ws), texts)
             precision = "fp32"
-            note = (f"int8 agreed with the torch model on {checks['int8']['agreement']:.2%} of {len(texts)} texts, "
-                    f"under {min_agreement:.1%}: using the fp32 ONNX graph")
+            note = (f"int8 agreed with the torch model on {checks['int8']['agreement']:.2%} of {len(texts)} texts "
+                    f"(abstained alike on {checks['int8'].get('abstain_agreement', 1.0):.2%}), under "
+                    f"{min_agreement:.1%}: using the fp32 ONNX graph")
         else:
             fp32.unlink()
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}

@@ -60,10 +60,12 @@ from ..classifiers.base import (
     INDEX_FILE,
     ROWS_FILE,
 )
+from ..classifiers.distance import DISTANCE_FILE, Distance
 from ..models.catalog import get_model
 from ..models.embeddings import TEXT_PREP
 from ..registry.core import Version, save_version
 from ..workspace.store import Workspace
+from .abstain import calibrate_distance
 from .arguments import TrainingArguments
 from .data import TrainingData, load_training_data
 from .methods import Trained
@@ -159,16 +161,18 @@ def abstain_threshold(conf: np.ndarray, correct: np.ndarray, oos: np.ndarray, ta
     return (float(ranked[k]) if k > 0 else 0.0), "quantile"
 
 
-def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArguments) -> dict:
-    """The manifest's ``abstain`` section: threshold, label, out-of-scope labels, and how it did on validation."""
+def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArguments) -> tuple[dict, Distance | None]:
+    """The manifest's ``abstain`` section (threshold, label, out-of-scope labels, how it did on validation)
+    and the version's distance model: :mod:`inhouse.training.abstain` (rule ``distance``), else the
+    probability threshold alone (rule ``quantile``/``balanced``, and versions made before the distance)."""
     oos_labels = [l for l in (args.out_of_scope or []) if l in data.labels]
     out = {"label": args.other_label, "out_of_scope": oos_labels, "threshold": None}
     X = trained.extra.get("embeddings")
     if data.multi_label or not args.abstain:
-        return out
+        return out, None
     if X is None or len(data.val_idx) < 2:
         out.update(threshold=0.0, rule="no validation rows")
-        return out
+        return out, None
     P = trained.head.proba(X[data.val_idx])
     in_scope = np.array([l not in set(oos_labels) for l in data.labels])
     y = data.y(data.val_idx)
@@ -177,13 +181,23 @@ def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArgume
     conf = masked[np.arange(len(P)), best]
     oos = ~in_scope[y]
     correct = best == y
-    t, rule = abstain_threshold(conf, correct, oos, args.abstain_target)
-    abstained = (conf < t) | ~in_scope[P.argmax(1)]
-    out.update(threshold=t, rule=rule, target=args.abstain_target if rule == "quantile" else None,
+    dist = None
+    made = calibrate_distance(X, data, oos_labels, args, trained.val_metrics.get("C")) \
+        if args.abstain_rule == "distance" else None
+    if made is not None:
+        fields, dist = made
+        t = fields["threshold"]
+        out.update(fields)
+        abstained = (conf < t) | ~in_scope[P.argmax(1)] | (dist.score(X[data.val_idx]) > fields["distance"]["threshold"])
+    else:
+        t, rule = abstain_threshold(conf, correct, oos, args.abstain_target)
+        abstained = (conf < t) | ~in_scope[P.argmax(1)]
+        out.update(threshold=t, rule=rule, target=args.abstain_target if rule == "quantile" else None)
+    out.update(
                val_in_scope_abstain_rate=round(float(abstained[~oos].mean()), 4) if (~oos).any() else None,
                val_in_scope_accuracy=round(float((correct & ~abstained)[~oos].mean()), 4) if (~oos).any() else None,
                val_out_of_scope_recall=round(float(abstained[oos].mean()), 4) if oos.any() else None)
-    return out
+    return out, dist
 
 
 @contextlib.contextmanager
@@ -238,7 +252,7 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
     with seeded(args.seed, args.num_threads):
         trained = get_method(args.method).load()().fit(ws, data, args)
     calibrate(trained, data)
-    abstain = calibrate_abstain(trained, data, args)
+    abstain, distance = calibrate_abstain(trained, data, args)
     train_seconds = round(time.time() - t0, 3)
     bb = trained.backbone
     encoder = ({"pooling": bb.pooling, "normalize": bb.normalize, "max_length": bb.max_length} if bb is not None
@@ -258,6 +272,8 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
 
     def build(folder: Path) -> dict:
         trained.save(folder, args.method)
+        if distance is not None:
+            distance.save(folder / DISTANCE_FILE)
         _save_index(folder, data, trained.extra["embeddings"])
         return fields
 
