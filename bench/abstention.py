@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
+DEFAULT_ENCODER = "minilm-l6"
 SETS = {"banking77": (DATA / "banking77" / "banking77.csv", 19), "trec6": (DATA / "trec6" / "trec6.csv", 2)}
 UNRELATED = 500
 
@@ -102,7 +103,7 @@ def _point(right, ab, ins, oos) -> dict:
             "out_of_scope_recall": round(float(ab[oos].mean()), 4)}
 
 
-def bench_set(ws, name: str, method: str, seed: int, unrelated: list[str] | None = None) -> dict:
+def bench_set(ws, name: str, method: str, seed: int, unrelated: list[str] | None = None, base: str | None = None) -> dict:
     from inhouse.classifiers.load import load_classifier
     from inhouse.training.arguments import TrainingArguments
     from inhouse.training.train import train
@@ -115,11 +116,12 @@ def bench_set(ws, name: str, method: str, seed: int, unrelated: list[str] | None
     test = docs[docs["split"] == "test"]
     texts, truth = test["text"].tolist(), test["label"].tolist()
     oos = np.array([t in set(held) for t in truth])
-    out = {"set": name, "method": method, "held_out": held, "n_classes": len(classes),
+    out = {"set": name, "method": method, "base": base or DEFAULT_ENCODER, "held_out": held, "n_classes": len(classes),
            "n_test_in_scope": int((~oos).sum()), "n_test_out_of_scope": int(oos.sum()), "rules": {}}
     for rule in ("quantile", "distance"):
         t0 = time.time()
-        r = train(ws, name, f"{name}-{method}-{rule}", TrainingArguments(method=method, where=where, abstain_rule=rule))
+        r = train(ws, name, f"{name}-{method}-{rule}", TrainingArguments(method=method, where=where, abstain_rule=rule,
+                                                                         base=base or DEFAULT_ENCODER))
         clf = load_classifier(ws, r.ref)
         m = measure(clf, texts, truth, oos)
         res = {k: v for k, v in m.items() if not k.startswith("_")}
@@ -160,7 +162,8 @@ def markdown(res: dict) -> str:
     for s in res["sets"]:
         for rule, r in s["rules"].items():
             w = r.get("weather")
-            lines.append(f"| {s['set']} ({len(s['held_out'])} of {s['n_classes']} held out) | {s['method']} | {rule} | "
+            lines.append(f"| {s['set']} ({len(s['held_out'])} of {s['n_classes']} held out) | {s['method']}, "
+                         f"{s.get('base', DEFAULT_ENCODER)} | {rule} | "
                          f"{r['in_scope_accuracy_without_abstaining']:.1%} | {r['in_scope_accuracy']:.1%} | "
                          f"{r['in_scope_abstain_rate']:.1%} | {r['out_of_scope_recall']:.1%} | "
                          + (f"{r['unrelated_recall']:.1%} | " if r.get("unrelated_recall") is not None else "– | ")
@@ -175,7 +178,7 @@ def markdown(res: dict) -> str:
             for p in r["curve"]:
                 pts.append(f"{p[key]:g}: {p['in_scope_accuracy']:.1%} → {p['out_of_scope_recall']:.1%}")
             pts.append(f"**{chosen:.4g}: {r['in_scope_accuracy']:.1%} → {r['out_of_scope_recall']:.1%}**")
-            lines.append(f"- {s['set']}, {s['method']}, {rule} rule ({'distance' if rule == 'distance' else 'probability'}"
+            lines.append(f"- {s['set']}, {s['method']}, {s.get('base', DEFAULT_ENCODER)}, {rule} rule ({'distance' if rule == 'distance' else 'probability'}"
                          f" threshold): " + "; ".join(pts))
     lines += ["", f"Held out: " + "; ".join(f"{s['set']}: {', '.join(s['held_out'])}" for s in res["sets"]) + ".",
               "Raw numbers: `bench/results/abstention.json`."]
@@ -191,6 +194,7 @@ def main() -> None:
     ap.add_argument("--home", default="/tmp/inhouse-bench-abstention")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", default="head")
+    ap.add_argument("--base", default=None, help="base model (default: the product's, minilm-l6)")
     ap.add_argument("--sets", default="banking77,trec6")
     ap.add_argument("--md-only", action="store_true")
     ap.add_argument("--no-md", action="store_true")
@@ -203,11 +207,12 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     res = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "command": "nice python " + shlex.join(["bench/abstention.py", *sys.argv[1:]]), "sets": []}
-    if path.exists() and args.method != "head":  # add the method's rows to the last results
-        res["sets"] = [s for s in json.loads(path.read_text())["sets"] if s["method"] != args.method]
+    if path.exists() and (args.method != "head" or args.base):  # add these rows to the last results
+        res["sets"] = [s for s in json.loads(path.read_text())["sets"]
+                       if (s["method"], s.get("base")) != (args.method, args.base or DEFAULT_ENCODER)]
     for name in args.sets.split(","):
         res["sets"].append(bench_set(ws, name, args.method, args.seed,
-                                     unrelated_texts(ws, args.seed) if name == "banking77" else None))
+                                     unrelated_texts(ws, args.seed) if name == "banking77" else None, args.base))
     res["load"] = f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -24,9 +24,9 @@ manifest has ``abstain.threshold`` answers ``abstain.label`` (``other``) when
 its highest in-scope probability is under the threshold, when its most
 likely label is one the user marked out of scope (``abstain.out_of_scope``),
 or, with ``abstain.distance`` (versions trained since the distance rule), when
-the text lies farther from the training rows than ``abstain.distance.threshold``
-(:mod:`inhouse.classifiers.distance`; ``predict_scores`` gives probabilities
-and that distance together). :func:`inhouse.classifiers.load.load_classifier` verifies a version and
+``(1 - that probability) + weight * distance`` to the nearest training row is
+over ``abstain.distance.threshold`` (:mod:`inhouse.classifiers.distance`;
+``predict_scores`` gives probabilities and that distance together). :func:`inhouse.classifiers.load.load_classifier` verifies a version and
 returns the right implementation; a classifier never changes after loading, so
 it is safe to share between threads.
 
@@ -75,8 +75,10 @@ class DecisionRule:
         self.abstain_threshold: float | None = None if t is None else float(t)
         dist = ab.get("distance") if isinstance(ab.get("distance"), dict) else {}
         d = dist.get("threshold")
-        # the distance rule (inhouse.training.abstain); None for versions made before it: probability alone
+        # the distance rule (inhouse.training.abstain): abstain where (1 - best in-scope probability)
+        # + distance_weight * distance > distance_threshold. None for versions made before it: probability alone
         self.distance_threshold: float | None = None if d is None else float(d)
+        self.distance_weight: float = float(dist.get("weight", 1.0))
         self.other_label: str = str(ab.get("label") or "other")
         self.out_of_scope: list[str] = [str(x) for x in ab.get("out_of_scope") or []]
         self.in_scope = np.array([l not in set(self.out_of_scope) for l in self.labels], dtype=bool)
@@ -95,7 +97,8 @@ class DecisionRule:
     @property
     def can_abstain(self) -> bool:
         """Whether this version ever answers :attr:`other_label` (a threshold, or labels marked out of scope)."""
-        return not self.multi_label and (self.abstain_threshold is not None or not self.in_scope.all())
+        return not self.multi_label and (self.abstain_threshold is not None or self.distance_threshold is not None
+                                         or not self.in_scope.all())
 
     def best_in_scope(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Column and probability of the most likely in-scope label of each row."""
@@ -111,7 +114,8 @@ class DecisionRule:
     def abstains(self, probs: np.ndarray, distance: np.ndarray | None = None) -> np.ndarray:
         """True where the model is not confident enough to answer (single-label models with abstention):
         its best in-scope probability is under the threshold, its most likely label is out of scope, or
-        (the distance rule) the text lies farther from the training rows than the distance threshold."""
+        (the distance rule) ``(1 - that probability) + distance_weight * distance`` is over the distance
+        threshold: unsure, far from every training row, or some of both."""
         probs = np.asarray(probs)
         if not self.can_abstain or len(probs) == 0:
             return np.zeros(len(probs), dtype=bool)
@@ -123,7 +127,7 @@ class DecisionRule:
             if distance is None:
                 raise ValueError(f"{getattr(self, 'ref', 'this version')} abstains by distance: pass each text's "
                                  "distance (Classifier.predict_scores) with its probabilities.")
-            out |= np.asarray(distance, dtype=np.float64) > self.distance_threshold
+            out |= (1.0 - top) + self.distance_weight * np.asarray(distance, dtype=np.float64) > self.distance_threshold
         return out
 
     def decide(self, probs: np.ndarray, *, abstain: bool = True, distance: np.ndarray | None = None) -> list:

@@ -86,7 +86,10 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
     a = r.abstain or {}
     if a.get("threshold") is not None:
         oos = f", out-of-scope recall {_pct(a['val_out_of_scope_recall'])}" if a.get("val_out_of_scope_recall") is not None else ""
-        click.echo(f"abstains ('{a['label']}') under confidence {a['threshold']:.3f} ({a.get('rule')} rule): on "
+        d = a.get("distance") or {}
+        how = (f"when (1 - confidence) + {d['weight']:g} x distance to the nearest training row is over "
+               f"{d['threshold']:.3f}" if d else f"under confidence {a['threshold']:.3f}")
+        click.echo(f"abstains ('{a['label']}') {how} ({a.get('rule')} rule): on "
                    f"validation {_pct(a.get('val_in_scope_abstain_rate'))} of in-scope rows{oos}; --no-abstain turns it off")
 
 

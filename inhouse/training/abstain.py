@@ -1,14 +1,15 @@
-"""When a version abstains: probability and distance thresholds chosen on pseudo-out-of-scope rows.
+"""When a version abstains: a probability-and-distance score, its threshold chosen on pseudo-out-of-scope rows.
 
-A version answers its ``other`` label when its best in-scope probability is
-under ``abstain.threshold`` *or* the text's distance to the training rows
-(:mod:`inhouse.classifiers.distance`) is over ``abstain.distance.threshold``.
-Both thresholds are chosen on the training data alone, for a balanced
-objective: ½·(in-scope accuracy, abstaining counted wrong) + ½·(share of
-out-of-scope rows turned away), among the pairs that cost at most
-``abstain_max_loss`` (default 2 points) of in-scope accuracy against never
-abstaining, so that the rule keeps good answers. Out-of-scope rows come from leaving classes
-out: the in-scope classes are dealt into up to :data:`FOLDS` groups; for each
+A version answers its ``other`` label when ``(1 - p) + weight * d`` is over
+``abstain.distance.threshold``, where ``p`` is its best in-scope probability
+and ``d`` the text's cosine distance to the nearest training row
+(:mod:`inhouse.classifiers.distance`): unsure, far from everything it was
+trained on, or some of both. The weight and the threshold are chosen on the
+training data alone, for a balanced objective: ½·(in-scope accuracy,
+abstaining counted wrong) + ½·(share of out-of-scope rows turned away), among
+the rules that cost at most ``abstain_max_loss`` (default 2 points) of in-scope
+accuracy against never abstaining, so that the rule keeps good answers.
+Out-of-scope rows come from leaving classes out: the in-scope classes are dealt into up to :data:`FOLDS` groups; for each
 group a head and a distance model are fitted on the training rows of the other
 classes, and the group's rows are scored as texts of intents never trained on
 (pseudo-out-of-scope), beside the validation rows of the other classes
@@ -28,15 +29,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..classifiers.distance import DISTANCE_FILE, SHRINK, Distance
+from ..classifiers.distance import DISTANCE_FILE, KIND, Distance
 from ..progress import task
 from .arguments import TrainingArguments
 from .data import TrainingData
 
 FOLDS = 5
 DEFAULT_C = 16.0
-P_QUANTILES = np.linspace(0.0, 0.3, 31)  # probability thresholds tried: these quantiles of in-scope rows
-D_QUANTILES = np.linspace(0.7, 1.0, 31)  # distance thresholds tried (1.0: the largest in-scope distance)
+WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0)  # weights of the distance beside 1 - probability tried
+S_QUANTILES = np.linspace(0.5, 1.0, 201)  # thresholds tried: these quantiles of the in-scope rows' scores
 
 
 def fold_groups(classes: list[int], seed: int, folds: int = FOLDS) -> list[list[int]]:
@@ -63,38 +64,39 @@ def _fold_scores(X, y, data: TrainingData, keep: np.ndarray, out_rows: np.ndarra
     if len(va) >= 2:
         T = fit_temperature(head.logits(X[va]), y[va])
         head.W, head.b = head.W / T, head.b / T
-    dist = Distance.fit(X[tr], y[tr], n_labels)
+    dist = Distance.fit(X[tr])
     Pv, Po = head.proba(X[va]), head.proba(X[out_rows])
     return Pv.max(1), Pv.argmax(1) == y[va], dist.score(X[va]), Po.max(1), dist.score(X[out_rows])
 
 
-def choose_thresholds(p_in, correct, d_in, p_out, d_out, max_loss: float | None = None) -> dict:
-    """The (probability, distance) thresholds with the best ½·(in-scope accuracy) + ½·(out-of-scope recall),
-    among those that cost at most ``max_loss`` of in-scope accuracy (None: any).
+def choose_rule(p_in, correct, d_in, p_out, d_out, max_loss: float | None = None) -> dict:
+    """The weight and threshold of ``(1 - p) + weight * d`` with the best ½·(in-scope accuracy, abstaining
+    counted wrong) + ½·(out-of-scope recall), among those that cost at most ``max_loss`` of in-scope
+    accuracy (None: any). Ties go to the rule that abstains on fewer in-scope rows.
 
-    Ties go to the pair that abstains on fewer in-scope rows.
-
-    >>> r = choose_thresholds(np.array([.9, .9, .8]), np.array([True, True, False]), np.array([1., 2., 3.]),
-    ...                       np.array([.9, .4]), np.array([9., 1.]))
-    >>> r["balanced"], r["out_of_scope_recall"]
-    (0.8333, 1.0)
+    >>> r = choose_rule(np.array([.9, .9, .8]), np.array([True, True, False]), np.array([.1, .2, .3]),
+    ...                 np.array([.9, .4]), np.array([.9, .1]))
+    >>> r["balanced"], r["out_of_scope_recall"], r["in_scope_abstain_rate"]
+    (0.8333, 1.0, 0.0)
     """
-    tp = np.unique(np.concatenate([[0.0], np.quantile(p_in, P_QUANTILES)]))
-    td = np.unique(np.concatenate([np.quantile(d_in, D_QUANTILES), [np.inf]]))
-    keep_in = (p_in[None, :, None] >= tp[:, None, None]) & (d_in[None, :, None] <= td[None, None, :])  # (tp, row, td)
-    acc = (keep_in & correct[None, :, None]).mean(1)
-    kept = keep_in.mean(1)
-    turned = ((p_out[None, :, None] < tp[:, None, None]) | (d_out[None, :, None] > td[None, None, :])).mean(1)
-    bal = 0.5 * acc + 0.5 * turned
-    if max_loss is not None:  # never abstaining (tp 0, td inf) costs nothing, so some pair is always allowed
-        bal = np.where(acc >= correct.mean() - max_loss - 1e-9, bal, -1.0)
-    best = np.flatnonzero(np.isclose(bal.ravel(), bal.max(), rtol=0, atol=1e-9))
-    i, j = np.unravel_index(best[np.argmax(kept.ravel()[best])], bal.shape)
-    return {"threshold": round(float(tp[i]), 6), "distance_threshold": float(td[j]),
-            "balanced": round(float(bal[i, j]), 4), "in_scope_accuracy": round(float(acc[i, j]), 4),
-            "in_scope_accuracy_without_abstaining": round(float(correct.mean()), 4),
-            "in_scope_abstain_rate": round(float(1 - kept[i, j]), 4),
-            "out_of_scope_recall": round(float(turned[i, j]), 4)}
+    best: tuple | None = None
+    base = float(correct.mean())
+    for w in WEIGHTS:
+        s_in, s_out = (1 - p_in) + w * d_in, (1 - p_out) + w * d_out
+        ts = np.unique(np.concatenate([np.quantile(s_in, S_QUANTILES), [np.inf]]))
+        keep = s_in[None, :] <= ts[:, None]  # (threshold, row)
+        acc = (keep & correct[None, :]).mean(1)
+        turned = (s_out[None, :] > ts[:, None]).mean(1)
+        bal = np.where(acc >= base - max_loss - 1e-9, 0.5 * acc + 0.5 * turned, -1.0) if max_loss is not None \
+            else 0.5 * acc + 0.5 * turned
+        for i in np.flatnonzero(bal >= bal.max() - 1e-9):
+            key = (round(float(bal[i]), 9), float(keep[i].mean()))
+            if best is None or key > best[0]:
+                best = (key, w, float(ts[i]), float(acc[i]), float(keep[i].mean()), float(turned[i]))
+    _, w, t, acc, kept, turned = best
+    return {"weight": w, "threshold": t, "balanced": round(0.5 * acc + 0.5 * turned, 4),
+            "in_scope_accuracy": round(acc, 4), "in_scope_accuracy_without_abstaining": round(base, 4),
+            "in_scope_abstain_rate": round(1 - kept, 4), "out_of_scope_recall": round(turned, 4)}
 
 
 def calibrate_distance(X: np.ndarray, data: TrainingData, oos_labels: list[str], args: TrainingArguments,
@@ -119,13 +121,13 @@ def calibrate_distance(X: np.ndarray, data: TrainingData, oos_labels: list[str],
                 acc.append(a)
             t.advance(1)
     p_in, correct, d_in, p_out, d_out = (np.concatenate(a) for a in parts)
-    chosen = choose_thresholds(p_in, correct, d_in, p_out, d_out, args.abstain_max_loss)
+    chosen = choose_rule(p_in, correct, d_in, p_out, d_out, args.abstain_max_loss)
     tr = data.train_idx[in_scope[y[data.train_idx]]]
-    dist = Distance.fit(X[tr], y[tr], len(labels))
-    fields = {"threshold": chosen["threshold"], "rule": "distance", "target": None,
-              "distance": {"kind": "mahalanobis", "file": DISTANCE_FILE, "shrink": SHRINK,
-                           "threshold": chosen["distance_threshold"]},
-              "pseudo_out_of_scope": {"folds": len(groups), "max_loss": args.abstain_max_loss, "classes": [[labels[c] for c in g] for g in groups],
+    fields = {"threshold": round(max(0.0, 1.0 - chosen["threshold"]), 6), "rule": "distance", "target": None,
+              "distance": {"kind": KIND, "file": DISTANCE_FILE, "weight": chosen["weight"],
+                           "threshold": chosen["threshold"]},
+              "pseudo_out_of_scope": {"folds": len(groups), "max_loss": args.abstain_max_loss,
+                                      "classes": [[labels[c] for c in g] for g in groups],
                                       "in_scope_rows": int(len(p_in)), "out_of_scope_rows": int(len(p_out)),
-                                      **{k: v for k, v in chosen.items() if k not in ("threshold", "distance_threshold")}}}
-    return fields, dist
+                                      **{k: v for k, v in chosen.items() if k not in ("threshold", "weight")}}}
+    return fields, Distance.fit(X[tr])

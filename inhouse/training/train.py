@@ -188,7 +188,9 @@ def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArgume
         fields, dist = made
         t = fields["threshold"]
         out.update(fields)
-        abstained = (conf < t) | ~in_scope[P.argmax(1)] | (dist.score(X[data.val_idx]) > fields["distance"]["threshold"])
+        d = fields["distance"]
+        abstained = (conf < t) | ~in_scope[P.argmax(1)] | \
+            ((1 - conf) + d["weight"] * dist.score(X[data.val_idx]) > d["threshold"])
     else:
         t, rule = abstain_threshold(conf, correct, oos, args.abstain_target)
         abstained = (conf < t) | ~in_scope[P.argmax(1)]
