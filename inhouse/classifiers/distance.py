@@ -53,7 +53,9 @@ class Distance:
     def score(self, Z: np.ndarray, batch: int = 1024) -> np.ndarray:
         """1 - the largest cosine similarity of each row to a reference row, float32 (0: a training row)."""
         Z = _unit(Z)
-        R = self.reference.astype(np.float32)
+        R = self.__dict__.get("_f32")
+        if R is None:  # converted once (the classifier is loaded once and shared; a race converts twice)
+            R = self.__dict__["_f32"] = self.reference.astype(np.float32)
         out = np.zeros(len(Z), np.float32)
         for i in range(0, len(Z), batch):
             out[i:i + batch] = 1.0 - (Z[i:i + batch] @ R.T).max(axis=1)

@@ -95,7 +95,7 @@ class TorchClassifier(Classifier):
     def approx_bytes(self) -> int:
         d = self.distance
         return int(self.head.W.nbytes + self.head.b.nbytes + (module_bytes(self._backbone) if self._backbone else 0)
-                   + (d.transform.nbytes + d.centres.nbytes if d is not None else 0))
+                   + (3 * d.reference.nbytes if d is not None else 0))  # float16, and its float32 copy
 
     def encoder_module(self):
         """The torch module that makes the embeddings (tuned, or the frozen base for ``head``).

@@ -42,7 +42,8 @@ def _pct(x: float | None) -> str:
               "e.g. \"label = 'negative'\" (columns: inhouse datasets show).")
 @click.option("--no-abstain", is_flag=True, help="Never answer 'other': always the most likely label.")
 @click.option("--abstain-target", type=float, default=None,
-              help="Share of in-scope validation rows the abstention threshold may turn away (default 0.2).")
+              help="Abstain by confidence alone, turning away this share of in-scope validation rows (e.g. 0.2). "
+              "Default: confidence and distance to the training rows, tuned on classes left out of them.")
 @click.option("--other-label", default="other", show_default=True, help="The answer when the model abstains.")
 @click.option("--out-of-scope", "out_of_scope", multiple=True, metavar="LABEL",
               help="Rows with this label are out of scope: learnt from, and answered as --other-label (repeat).")
@@ -74,7 +75,8 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
                              max_seq_length=max_seq_length, label_names=label_names, num_threads=threads,
                              where=where, abstain=not no_abstain, other_label=other_label,
                              out_of_scope=list(out_of_scope) or None,
-                             **({"abstain_target": abstain_target} if abstain_target is not None else {})))
+                             **({"abstain_target": abstain_target, "abstain_rule": "quantile"}
+                                if abstain_target is not None else {})))
     r = train(ctx.ws, dataset, name, args)
     if as_json:
         emit_json(r.to_dict())

@@ -56,7 +56,7 @@ def _fold_scores(X, y, data: TrainingData, keep: np.ndarray, out_rows: np.ndarra
     """Fit a head and a distance on the training rows of the ``keep`` classes; score the validation rows of
     those classes (in scope: probability, right or not, distance) and ``out_rows`` (probability, distance)."""
     from .methods import fit_logistic_head
-    from .train import fit_temperature
+    from .metrics import fit_temperature
 
     tr = data.train_idx[keep[y[data.train_idx]]]
     va = data.val_idx[keep[y[data.val_idx]]]

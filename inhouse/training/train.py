@@ -70,7 +70,7 @@ from .arguments import TrainingArguments
 from .data import TrainingData, load_training_data
 from .methods import Trained
 from .registry import get_method
-from .metrics import expected_calibration_error
+from .metrics import expected_calibration_error, fit_temperature
 
 
 @dataclass
@@ -99,18 +99,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------- train ----
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The T that minimises validation log-loss of ``softmax(logits / T)`` (a grid in log space)."""
-    best_t, best_nll = 1.0, np.inf
-    for T in np.exp(np.linspace(np.log(0.05), np.log(20.0), 121)):
-        z = logits / T
-        z = z - z.max(axis=1, keepdims=True)
-        nll = float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))).mean())
-        if nll < best_nll:
-            best_t, best_nll = float(T), nll
-    return best_t
-
 
 def calibrate(trained: Trained, data: TrainingData) -> None:
     """Temperature scaling on the validation rows: better probabilities, the same argmax.
