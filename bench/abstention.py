@@ -75,11 +75,13 @@ def measure(clf, texts: list[str], truth: list[str], oos: np.ndarray) -> dict:
     right = np.array([clf.labels[k] == t for k, t in zip(j, truth)])
     ab = np.array(out["abstained"])
     ins = ~oos
-    return {"in_scope_accuracy_without_abstaining": round(float(right[ins].mean()), 4),
-            "in_scope_accuracy": round(float((right & ~ab)[ins].mean()), 4),
-            "in_scope_abstain_rate": round(float(ab[ins].mean()), 4),
-            "out_of_scope_recall": round(float(ab[oos].mean()), 4) if oos.any() else None,
-            "_right": right, "_best": best, "_dist": dist, "_ab": ab}
+    out = {"out_of_scope_recall": round(float(ab[oos].mean()), 4) if oos.any() else None,
+           "_right": right, "_best": best, "_dist": dist, "_ab": ab}
+    if ins.any():
+        out.update(in_scope_accuracy_without_abstaining=round(float(right[ins].mean()), 4),
+                   in_scope_accuracy=round(float((right & ~ab)[ins].mean()), 4),
+                   in_scope_abstain_rate=round(float(ab[ins].mean()), 4))
+    return out
 
 
 def curve(m: dict, oos: np.ndarray, clf, by: str) -> list[dict]:
