@@ -155,7 +155,7 @@ def markdown(res: dict) -> str:
              "*Old rule*: best in-scope probability under the threshold that turns away 20 % of in-scope validation "
              "rows. *New rule* (default since issue 18): probability under one threshold **or** Mahalanobis "
              "distance to the training rows over another, both chosen on pseudo-out-of-scope classes left out of "
-             "the training rows (½·accuracy + ½·turn-away, at most 2 points of validation accuracy). "
+             "the training rows (½·accuracy + ½·turn-away, at most 1 point of validation accuracy). "
              "In-scope accuracy counts abstaining as wrong; *turned away*: share of out-of-scope test rows "
              "answered `other`.", "",
              "| set | method | rule | in-scope acc. never abstaining | in-scope acc. | in-scope abstained | "
