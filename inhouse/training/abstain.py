@@ -12,9 +12,9 @@ never abstaining, so that the rule keeps good answers (default 1 point, half
 the 2 points asked: folds of fewer classes are easier than new texts, and a
 wordllama head on banking77 lost 3.1 test points at a 2-point budget).
 Out-of-scope rows come from leaving classes out: the in-scope classes are
-dealt into up to :data:`FOLDS` groups; for each group a head and a distance model are fitted on the training rows of the other
-classes, and the group's rows are scored as texts of intents never trained on
-(pseudo-out-of-scope), beside the validation rows of the other classes
+dealt into up to :data:`FOLDS` groups; for each group a head and a distance
+model are fitted on the training rows of the other classes, and the group's
+rows are scored as texts of intents never trained on (pseudo-out-of-scope), beside the validation rows of the other classes
 (in scope). Rows of labels the user marked out of scope are out-of-scope rows
 in every fold. No test split is read.
 
