@@ -182,7 +182,7 @@ def markdown(res: dict) -> str:
             pts.append(f"**{chosen:.4g}: {r['in_scope_accuracy']:.1%} → {r['out_of_scope_recall']:.1%}**")
             lines.append(f"- {s['set']}, {s['method']}, {s.get('base', DEFAULT_ENCODER)}, {rule} rule ({'distance' if rule == 'distance' else 'probability'}"
                          f" threshold): " + "; ".join(pts))
-    lines += ["", f"Held out: " + "; ".join(f"{s['set']}: {', '.join(s['held_out'])}" for s in res["sets"]) + ".",
+    lines += ["", "Held out: " + "; ".join(f"{s['set']}: {', '.join(s['held_out'])}" for s in res["sets"]) + ".",
               "Raw numbers: `bench/results/abstention.json`."]
     return "\n".join(lines)
 
