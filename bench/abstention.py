@@ -184,7 +184,9 @@ the trained ones ("card_swallowed" beside "card_not_working"). Unrelated text is
 
 def markdown(res: dict) -> str:
     lines = [f"Machine: {res['machine']}. Date: {res['date']}. Command: `{res['command']}`. "
-             f"Load average {res.get('load', '?')} (a shared machine: rerun on a quiet one for timings).", "",
+             f"Load average {res.get('load', '?')} (a shared machine: rerun on a quiet one for timings)."
+             + (" `--reuse`: the versions were trained by the run before it, with the same arguments."
+                if "--reuse" in res["command"] else ""), "",
              "*Old rule*: best in-scope probability under the threshold that turns away 20 % of in-scope validation "
              "rows. *New rule* (default since issue 18): (1 − probability) + w·(cosine distance to the nearest "
              "training row) over a threshold, w and the threshold chosen on pseudo-out-of-scope classes left out of "
