@@ -10,6 +10,8 @@ and ``<!-- finetune:end -->`` of BENCHMARKS.md.
     nice -n 10 .venv/bin/python bench/finetune_banking77.py            # everything (an hour or more)
     .venv/bin/python bench/finetune_banking77.py --methods head --sizes full
     .venv/bin/python bench/finetune_banking77.py --methods full --sizes 10 --args '{"full": {"epochs": 5}}'
+    nice .venv/bin/python bench/finetune_banking77.py --methods full --sizes full   # the default's target (~5 min quiet)
+    .venv/bin/python bench/finetune_banking77.py --step-costs 0,2,3,4 --threads 1  # seconds per step (a minute)
 
 This is a benchmark, not a test: it reads /work/shared/data/banking77 and
 writes a throwaway workspace (``--home``, default /tmp/inhouse-bench-banking77).
@@ -34,14 +36,30 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77" / "banking77.csv"
 RESULTS = ROOT / "bench" / "results" / "finetune_banking77.json"
 START, END = "<!-- finetune:start -->", "<!-- finetune:end -->"
+TARGET_ACCURACY, TARGET_SECONDS = 0.935, 15 * 60  # the default method, all training rows, 2 cores (issue 19)
 REFERENCE = ("Reference points (published): zero-shot general MiniLM ~62%; frozen MiniLM + logistic regression ~93.0%; "
              "BERT-large fine-tuned on GPU 93.66%; best published 10-shot 87.20% (CPFT), 85.19% (USE+ConveRT). "
-             "Targets for the default method: >= 94.0% with the full data in <= 15 min of training on 2 cores, "
-             ">= 87.5% with 10 examples per intent.")
+             "Targets for the default method: >= 93.5% with the full data in <= 15 min of training on 2 cores "
+             "(issue 19; first set at 94.0%), >= 87.5% with 10 examples per intent.")
 
 
 FINDINGS = """Findings (seed 0, one run per row: differences under ~0.5 point with the full data, or ~1.5 points with
 10 per intent, are within run-to-run noise):
+
+- Fine-tuning in 15 minutes (issue 19): `full` now freezes the embeddings and the bottom 3 of MiniLM's 6 layers
+  (`freeze_layers`; by default half of a BERT-family encoder's layers) and computes them once per text (`cache_frozen`: 1.8 CPU-s per 1,000
+  texts, ~230 MB for banking77's training rows); a step then runs only the top 3 layers. CPU seconds per step of
+  32 texts, one torch thread (`--step-costs 0,3,4 --threads 1`, CPU time barely depends on other load): every
+  layer 0.47, bottom 3 frozen 0.22 (2.1x fewer), bottom 4 frozen 0.15. 3 epochs of 9,000 rows (~850 steps) are
+  ~190 CPU-s of steps plus ~100 CPU-s of probe embedding, head fits, caching, validation and indexing: about
+  5 minutes on one quiet core, so under 15 minutes on 2 cores with room to spare. Validation now embeds with
+  dropout off (it ran in training mode before, so the best epoch was chosen on noisy scores).
+  Full data, new default (2026-12-03, `nice -n 5 python bench/finetune_banking77.py --methods full --sizes full`,
+  this machine under load average 5-26 on 2 cores with 8 helpers): test accuracy 93.25% (forced choice; macro-F1
+  0.932, ECE 0.010; validation 92.82%), vs 93.47% training every layer: within run-to-run noise, but under the
+  93.5% target. Its wall time, 73.9 min (22.9 CPU-min on two threads, inflated by threads spin-waiting for a CPU),
+  says nothing about a quiet machine; the one-thread step costs above project ~5 min. Rerun it quietly to confirm
+  the time. Evaluation is forced choice (`abstain=False`): with abstention on, the same model scores 79.1%.
 
 - The default, `full` (the head starts from the logistic-regression probe, then 3 epochs end to end with AdamW,
   1e-4 for the encoder and 2e-3 for the head, 10% linear warmup then linear decay, token-embedding matrix frozen,
@@ -80,10 +98,12 @@ def child(cfg: dict) -> None:
                              **cfg.get("args", {}))
     name = f"b77-{cfg['method']}-{cfg['shots'] or 'full'}" + (f"-{cfg['label']}" if cfg.get("label") else "")
     r = train(ws, "banking77", name, args)
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = round(use.ru_utime + use.ru_stime, 1)  # CPU seconds to here (training and the imports): load-independent
     t0 = time.time()
-    e = evaluate(ws, r.ref, "banking77", split="test")
+    e = evaluate(ws, r.ref, "banking77", split="test", abstain=False)  # forced choice, as published results
     out = {"method": cfg["method"], "shots": cfg["shots"], "ref": r.ref, "sha256": r.sha256,
-           "train_seconds": r.train_seconds, "eval_seconds": round(time.time() - t0, 1),
+           "train_seconds": r.train_seconds, "train_cpu_seconds": cpu, "eval_seconds": round(time.time() - t0, 1),
            "n_train": r.n_train, "n_val": r.n_val, "val_accuracy": r.val_metrics.get("accuracy"),
            "accuracy": e["accuracy"], "macro_f1": e["macro_f1"], "ece": e["ece"], "n_test": e["n"],
            "zero_shot_accuracy": e["zero_shot"]["accuracy"], "zero_shot_macro_f1": e["zero_shot"]["macro_f1"],
@@ -92,15 +112,72 @@ def child(cfg: dict) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
+def step_costs(layers: list[int], threads: int, home: str, data: str, n: int = 15) -> None:
+    """CPU and wall seconds per training step (32 length-bucketed training rows) for each ``freeze_layers``,
+    and the CPU cost of computing the frozen layers once; CPU time barely depends on other load."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from inhouse.classifiers.backbone import load_backbone
+    from inhouse.training.frozen import BottomCache
+    from inhouse.training.loops import length_batches
+    from inhouse.workspace.store import Workspace
+
+    torch.set_num_threads(threads)
+    df = pd.read_csv(data)
+    texts = df[df["split"] == "train"]["text"].tolist()[:2000]
+    y = torch.from_numpy(np.random.default_rng(0).integers(0, 77, len(texts)))
+    batches = length_batches(np.arange(len(texts)), [len(t) for t in texts], 32, np.random.default_rng(0))[:n]
+    for k in layers:
+        bb = load_backbone(Workspace.open(home), "minilm-l6")
+        bb.transformer.get_input_embeddings().weight.requires_grad_(False)
+        bb.freeze_bottom(k)
+        linear = torch.nn.Linear(bb.dim, 77)
+        opt = torch.optim.AdamW([p for p in bb.parameters() if p.requires_grad] + list(linear.parameters()), lr=1e-4)
+        c0 = time.process_time()
+        cache = BottomCache.build(bb, texts, k) if k else None
+        build = time.process_time() - c0
+        bb.train()
+        c0, w0 = time.process_time(), time.time()
+        for rows in batches:
+            z = cache.forward(bb, rows) if cache else bb(bb.tokenize([texts[i] for i in rows]))
+            loss = torch.nn.functional.cross_entropy(linear(z), y[rows])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        print(json.dumps({"freeze_layers": k, "threads": threads,
+                          "cpu_s_per_step": round((time.process_time() - c0) / len(batches), 3),
+                          "wall_s_per_step": round((time.time() - w0) / len(batches), 3),
+                          "cache_cpu_s_per_1000_texts": round(build / len(texts) * 1000, 2)}), flush=True)
+
+
+def _cpu(r: dict) -> str:
+    return f"{r['train_cpu_seconds'] / 60:.1f} min" if r.get("train_cpu_seconds") else "-"
+
+
+def summary(r: dict) -> str:
+    """One line: accuracy and time of a run, and whether the default method's targets are met."""
+    line = (f"SUMMARY {r['method']} / {'full' if not r['shots'] else str(r['shots']) + ' per intent'}"
+            f"{' (' + r['label'] + ')' if r.get('label') else ''}: test accuracy {r['accuracy']:.2%}, "
+            f"train {r['train_seconds'] / 60:.1f} min wall, {_cpu(r)} CPU")
+    if r["method"] == "full" and not r["shots"]:
+        ok = r["accuracy"] >= TARGET_ACCURACY and r["train_seconds"] <= TARGET_SECONDS
+        line += (f"; target >= {TARGET_ACCURACY:.1%} in <= {TARGET_SECONDS // 60} min: "
+                 f"{'met' if ok else 'NOT met'}")
+    return line
+
+
 def table(results: list[dict], command: str, threads: int) -> str:
-    rows = ["| method | data | n_train | accuracy | macro-F1 | zero-shot acc. (same rows) | train time | peak RSS | ECE |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| method | data | n_train | accuracy | macro-F1 | zero-shot acc. (same rows) | train time | train CPU | "
+            "peak RSS | ECE |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     order = {m: i for i, m in enumerate(("head", "setfit", "full", "lora"))}
     for r in sorted(results, key=lambda x: (x["shots"] is not None, order.get(x["method"], 9), x.get("label", ""))):
         data = "full" if not r["shots"] else f"{r['shots']} per intent"
         name = r["method"] + (f" ({r['label']}: `{json.dumps(r['args'])}`)" if r.get("label") else "")
         rows.append(f"| {name} | {data} | {r['n_train']} | {r['accuracy']:.2%} | {r['macro_f1']:.4f} | "
-                    f"{r['zero_shot_accuracy']:.2%} | {r['train_seconds'] / 60:.1f} min | {r['peak_rss_mb']:.0f} MB | "
+                    f"{r['zero_shot_accuracy']:.2%} | {r['train_seconds'] / 60:.1f} min | {_cpu(r)} | {r['peak_rss_mb']:.0f} MB | "
                     f"{r['ece']:.3f}{'' if r.get('temperature') else ' *'} |")
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
@@ -155,10 +232,14 @@ def main() -> None:
     ap.add_argument("--no-markdown", action="store_true")
     ap.add_argument("--command", help="The command line to show in the table (with --table-only).")
     ap.add_argument("--table-only", action="store_true", help="Only rewrite the BENCHMARKS.md section from --results.")
+    ap.add_argument("--step-costs", metavar="K,K", help="Only measure seconds per step for these freeze_layers "
+                    "values (e.g. 0,2,3,4) on --threads threads, and exit.")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         return child(json.loads(a.child))
+    if a.step_costs:
+        return step_costs([int(k) for k in a.step_costs.split(",")], a.threads, a.home, a.data)
     results_path = Path(a.results)
     if a.table_only:
         return write_section(table(json.loads(results_path.read_text()), a.command or "", a.threads), Path(a.markdown))
@@ -183,6 +264,7 @@ def main() -> None:
             r = json.loads(line[len("RESULT "):])
             r["when"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             print(f"   {json.dumps(r)}", flush=True)
+            print(summary(r), flush=True)
             r["label"] = a.label
             results = [x for x in results if (x["method"], x["shots"], x.get("label", "")) != (method, shots, a.label)] + [r]
             results_path.parent.mkdir(parents=True, exist_ok=True)
