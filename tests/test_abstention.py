@@ -115,7 +115,34 @@ def test_onnx_engine_and_server_abstain_on_the_same_rows_as_in_process(tmp_path,
     got = predict_unique(onnx, texts)[0]["abstained"]
     assert np.mean(np.array(got) == np.array(mine)) >= 0.98, (got, mine)
     assert predict_unique(load_predictor(ws, v, backend="torch"), texts)[0]["abstained"] == mine
-    online = OnlineModels(ws).classifier(r.ref).classify(texts)
+    served = OnlineModels(ws).classifier(r.ref)
+    online = served.classify(texts)
     assert [o["abstained"] for o in online] == mine
     assert [o["label"] for o in online][-2] == "other"
+    # a few texts at a time are remembered: the row keeps the distance, so the remembered answer turns away
+    # the same texts as the fresh one (a row of probabilities alone would raise, or answer by probability)
+    few = texts[-6:]
+    fresh = served.classify(few)
+    assert served.memo.hits == 0 and served.classify(few) == fresh and served.memo.hits == len(few)
+    assert [o["abstained"] for o in fresh] == mine[-6:] and fresh[-2]["label"] == "other"
     ws.close()
+
+
+def test_the_int8_verdict_judges_what_each_graph_answers_under_the_distance_rule():
+    """A stand-in whose top labels all agree but whose distances turn away more good rows loses accuracy
+    under the version's rule and is refused (before: judged by the top label alone, accepted)."""
+    from inhouse.pipeline.verdict import judge
+
+    rule = DecisionRule({"labels": ["a", "b", "c"], "abstain": {"threshold": 0.0, "label": "other",
+                                                                "out_of_scope": ["c"],
+                                                                "distance": {"threshold": 0.5, "weight": 1.0}}})
+    P = np.tile([[0.8, 0.1, 0.1]], (10, 1))
+    gold = np.array([0] * 9 + [2])  # the last row's gold label is out of scope: `other` is right there
+    d_ref = np.array([0.1] * 9 + [0.9])
+    d_int8 = np.array([0.1] * 8 + [0.9, 0.9])  # one good row more turned away
+    ok = judge(P, P, gold, rule=rule, distances=(d_ref, d_ref))
+    assert ok["accepted"] and ok["accuracy"] == 1.0 and ok["abstain_agreement"] == 1.0
+    worse = judge(P, P, gold, rule=rule, distances=(d_ref, d_int8))
+    assert worse["agreement"] == 1.0 and not worse["accepted"] and worse["accuracy_loss"] == pytest.approx(0.1)
+    assert worse["abstain_agreement"] == 0.9
+    assert judge(P, P, gold)["accepted"]  # without the rule, agreement of the top label alone

@@ -126,7 +126,46 @@ def test_the_cascade_answers_only_where_sure_and_equals_the_transformer_where_it
     assert (mixed[sure].max(1) >= c.cascade.threshold).all()
     real = CascadePredictor(v, plain, c.cascade)  # with the version's own rule: never where it would abstain
     probs, where = real.sure(texts)
-    assert not real.rule.abstains(probs[where]).any() and where.sum() <= sure.sum()
+    no_distance = np.zeros(int(where.sum()), np.float32) if real.rule.needs_distance else None
+    assert not real.rule.abstains(probs[where], no_distance).any() and where.sum() <= sure.sum()
+
+
+UNRELATED = ["what is the weather today", "who wrote the iliad", "how tall is mount everest",
+             "recommend a good pizza place", "what time does the football match start", "translate hello into french",
+             "how do i bake sourdough bread", "who won the world cup in 1998", "what is the capital of peru",
+             "play some jazz music"]
+
+
+def test_for_the_distance_rule_the_cascade_never_answers_what_the_version_turns_away(home):
+    """The version abstains far from its training rows in the transformer's space, which the cascade never
+    computes: it answers only near its training rows in wordllama space (a gate chosen on pseudo-out-of-scope
+    classes), so the texts the version turns away stay turned away (before: the cascade answered them)."""
+    from inhouse.pipeline.cascade import Cascade, CascadePredictor, gated_cascade, load_cascade
+    from inhouse.pipeline.engine import EngineOptions, decide, load_predictor
+    from inhouse.pipeline.verdict import labelled_rows
+
+    ws, v = _ws(home)
+    assert v.manifest["abstain"]["rule"] == "distance"
+    plain = load_predictor(ws, v, options=EngineOptions(cascade=False))
+    m = json.loads((ws.home / "derived" / "cascade" / v.sha256 / "manifest.json").read_text())
+    # used or refused on accuracy, the gate is the same: measure it at the threshold the cascade chose
+    c = load_cascade(ws, v) if m["use"] else gated_cascade(ws, v, plain, labelled_rows(ws, v), m["threshold"])
+    g = c.manifest["distance_gate"]
+    assert g["rows"] > 0 and g["leak"] <= 0.003 and (g["leak_out_of_fold"] <= 0.003 or not g["use"])
+    texts = pd.read_csv(home / "test.csv")["text"].tolist() + UNRELATED
+    probs, dist, _ = plain.scores(texts)
+    turned = np.array(decide(plain, probs, 1, distance=dist)["abstained"])
+    assert turned[-len(UNRELATED):].mean() >= 0.8  # the version turns unrelated text away
+    gated = CascadePredictor(v, plain, c)
+    _, sure = gated.sure(texts)
+    assert 0 < sure.sum() and (c.scores(texts)[1][sure] < c.tau).all()
+    assert (turned & sure).sum() <= 0.003 * len(texts) and not sure[-len(UNRELATED):].any()
+    mixed, d_mixed, _ = gated.scores(texts)
+    assert decide(gated, mixed, 1, distance=d_mixed)["abstained"] == turned.tolist() or (turned & sure).any()
+    # without the gate the cascade's confidence alone answers texts the version turns away
+    ungated = CascadePredictor(v, plain, Cascade(c.W, c.b, c.threshold, {"use": True}, c.embed, c.distance))
+    ungated.rule.distance_threshold = None  # (the probability part of the rule alone: what main's cascade did)
+    assert (turned & ungated.sure(texts)[1]).sum() > (turned & sure).sum()
 
 
 def test_the_cascade_is_refused_when_its_accuracy_loss_is_over_the_bound():
