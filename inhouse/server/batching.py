@@ -309,10 +309,11 @@ class ServedClassifier:
     batcher: MicroBatcher
     max_tokens: int = 512  # what the model reads of one text
     max_work: int | None = None  # tokens one request may ask for (texts x tokens); None: no bound
-    memo: RowCache | None = None  # rows of texts seen lately (online requests of a few texts only)
+    memo: RowCache | None = None  # rows of texts seen lately (online requests of a few texts only): probabilities
+    # and, for the distance rule, the distance, so a remembered answer is decided (abstention included) afresh
     backend: str = ""  # what computes the rows, as the engine names it (e.g. onnx-int8, torch)
     pending: bool = False  # torch while the version's graph is built in the background: look again soon
-    rule: Any = None  # how the version abstains (its manifest's DecisionRule)
+    rule: Any = None  # the version's DecisionRule: abstention ("other") as every other path applies it
 
     def __post_init__(self):
         if self.rule is None:
@@ -373,16 +374,18 @@ class ServedClassifier:
         """Answers as the engine decides them (:func:`inhouse.pipeline.engine.decide`): the version's most likely
         in-scope label and its probability, ``other`` where the version abstains (``abstained``), the top k."""
         k = max(1, min(top_k, len(self.labels)))
-        probs = np.stack([p for p, _ in rows]) if rows else np.zeros((0, len(self.labels)), np.float32)
+        n = len(self.labels)
+        scores = np.stack([r for r, _ in rows]) if rows else np.zeros((0, n), np.float32)
+        probs = scores[:, :n]  # then the distance, for versions that abstain by it
         rule = self.rule
         if self.multi_label:
             best, score = probs.argmax(axis=1), probs.max(axis=1)
             abstained = np.zeros(len(probs), bool)
         else:
             best, score = rule.best_in_scope(probs)
-            abstained = rule.abstains(probs)
+            abstained = rule.abstains(probs, scores[:, n] if rule.needs_distance else None)
         out = []
-        for i, ((p, over), char_cut) in enumerate(zip(rows, chars_cut)):
+        for i, (p, (_, over), char_cut) in enumerate(zip(probs, rows, chars_cut)):
             order = np.argsort(-p, kind="stable")[:k]
             r = {"label": rule.other_label if abstained[i] else self.labels[best[i]],
                  "score": round(float(score[i]), 6),
@@ -432,13 +435,17 @@ def onnx_export_of(ws: Workspace, v: registry.Version) -> registry.Version | Non
 
 
 def _proba_fn(ws: Workspace, clf) -> Callable[[list[str]], np.ndarray]:
-    """Probabilities without the on-disk caches (one Parquet part per request would flood them)."""
+    """Probabilities (then the distance, for versions that abstain by it) without the on-disk caches
+    (one Parquet part per request would flood them)."""
+    def rows(probs, dist):
+        return probs if dist is None else np.concatenate([probs, np.asarray(dist, np.float32)[:, None]], axis=1)
+
     if getattr(clf, "method", None) == "head" and getattr(clf, "head", None) is not None and clf.base:
         base = get_model(ws, clf.base)
         if base.kind in EMBEDDING_KINDS:
             enc = load_encoder(ws, clf.base)
-            return lambda texts: clf.head.proba(enc.encode(texts))
-    return lambda texts: clf.predict_proba(texts)
+            return lambda texts: rows(*clf.scores_of(enc.encode(texts)))
+    return lambda texts: rows(*clf.predict_scores(texts))
 
 
 def _max_tokens(clf) -> int:
@@ -584,7 +591,9 @@ class OnlineModels:
         tok, limit = onnx.tokenizer, onnx.max_length
 
         def run(texts: list[str]) -> list[tuple[np.ndarray, bool]]:
-            probs = predictor.proba(texts)[0]
+            probs, dist, _ = predictor.scores(texts)
+            if dist is not None:  # the distance rule: a row is the probabilities, then the distance
+                probs = np.concatenate([probs, np.asarray(dist, np.float32)[:, None]], axis=1)
             flags = [False] * len(texts)
             maybe = [i for i, t in enumerate(texts) if not short_enough(t, limit)]
             if maybe:  # the graph reads at most ``limit`` tokens: was anything cut off?
@@ -621,8 +630,8 @@ class OnlineModels:
         return ServedClassifier(v, target, runtime, list(clf.labels), clf.multi_label,
                                 MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref,
                                              batching=self.batching),
-                                max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, memo=RowCache(),
-                                backend=runtime, pending=runtime == "torch" and self.prefer_onnx
+                                max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, rule=clf,
+                                memo=RowCache(), backend=runtime, pending=runtime == "torch" and self.prefer_onnx
                                 and can_prepare(v))
 
     def encoder(self, name: str) -> tuple[Any, MicroBatcher, Callable | None]:
