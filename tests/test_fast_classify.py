@@ -200,3 +200,35 @@ def test_int8_verdict_is_accuracy_loss_on_validation_not_agreement():
     flipped_right = {"validation": judge(torch, torch, gold), "sample": {"agreement": 0.96, "texts": 1000}}
     assert _accept(flipped_right, 0.995)[0]  # 96% agreement on perturbed texts does not refuse it
     assert not _accept({"sample": {"agreement": 0.96, "texts": 1000}}, 0.995)[0]  # no labels: agreement decides
+
+
+@pytest.mark.slow
+def test_the_server_answers_a_distance_rule_version_through_its_prepared_graph_as_the_engine_does(home):
+    """``inhouse serve`` runs the version as classify does: the graph prepared at save (its ``distance`` output
+    included), the cascade in front when it passed; each answer (one text a request) is the engine's: label,
+    ``other`` where the distance rule turns it away, score, top labels."""
+    from inhouse.pipeline.cascade import load_fast_predictor
+    from inhouse.pipeline.engine import predict_unique
+    from inhouse.server.app import Settings
+    from inhouse.server.tokens import create_token
+    from serverkit import LiveApp
+
+    ws, v = _ws(home)
+    assert v.manifest["abstain"]["rule"] == "distance"
+    texts = pd.read_csv(home / "test.csv")["text"].tolist()[:40]
+    engine = load_fast_predictor(ws, v)
+    assert engine.rule.needs_distance
+    token = create_token(ws, "serve-viewer", "viewer").token
+    live = LiveApp(Settings(home=str(home), jobs=False))
+    try:
+        with live.client(token) as c:
+            got = [c.post("/v1/classifications", json={"model": v.ref, "input": t, "top_k": 2}).json() for t in texts]
+    finally:
+        live.stop()
+    assert {(g["runtime"], g["backend"], g["served_by"]) for g in got} == {("onnx", engine.backend, v.ref)}
+    for text, g in zip(texts, got):
+        cols, _ = predict_unique(engine, [text], top_k=2)
+        row = g["data"][0]
+        assert (row["label"], row["abstained"]) == (cols["label"][0], cols["abstained"][0]), text
+        assert row["score"] == pytest.approx(cols["score"][0], abs=1e-5)
+        assert [t["label"] for t in row["top"]] == cols["top_labels"][0]
