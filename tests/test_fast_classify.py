@@ -55,7 +55,8 @@ def test_train_prepares_graph_verdict_and_cascade_so_the_first_classify_builds_n
     cascade = json.loads((ws.home / "derived" / "cascade" / v.sha256 / "manifest.json").read_text())
     # int8 judged by accuracy on the version's own validation rows, not by agreement on other texts
     verdict = onnx["verdict"]["int8"]
-    assert verdict["texts"] == v.manifest["n_val"] >= 150
+    assert verdict["validation_texts"] == v.manifest["n_val"] >= 150
+    assert verdict["texts"] == min(1000, v.manifest["n_train"] + v.manifest["n_val"])  # topped up with training rows
     assert onnx["precision"] == ("int8" if verdict["accuracy_loss"] <= 0.003 else "fp32")
     assert 0.8 <= verdict["accuracy_reference"] <= 1.0 and verdict["agreement"] > 0.9
     assert cascade["validation"]["texts"] == v.manifest["n_val"]
@@ -168,7 +169,10 @@ def test_for_the_distance_rule_the_cascade_never_answers_what_the_version_turns_
     assert (turned & sure).sum() <= 0.01 * len(texts)
     mixed, d_mixed, _ = gated.scores(texts)
     answered = ~np.array(decide(gated, mixed, 1, distance=d_mixed)["abstained"])
-    assert (turned & answered).sum() == (turned & sure).sum()  # what it turns away stays turned away elsewhere
+    # what it turns away stays turned away elsewhere, up to the int8 graph's own batch noise: its activation
+    # scales are computed per batch, so a borderline row scored beside other rows can flip (measured 5 of 570
+    # here once the verdict kept int8 for this small version; 0 with the fp32 graph)
+    assert (turned & answered & ~sure).sum() <= (0.01 * len(texts) if getattr(plain, "precision", None) == "int8" else 0)
 
 
 def test_the_cascade_is_refused_when_its_accuracy_loss_is_over_the_bound():
@@ -232,3 +236,20 @@ def test_the_server_answers_a_distance_rule_version_through_its_prepared_graph_a
         assert (row["label"], row["abstained"]) == (cols["label"][0], cols["abstained"][0]), text
         assert row["score"] == pytest.approx(cols["score"][0], abs=1e-5)
         assert [t["label"] for t in row["top"]] == cols["top_labels"][0]
+
+
+def test_a_small_validation_split_is_topped_up_so_one_row_is_not_over_the_bound():
+    """On 60 validation rows one flipped answer is 1.7 points, over the 0.3-point bound whatever int8 really
+    costs (a head version served online in fp32 for this, at twice the CPU); the verdict now counts training
+    rows too, validation first, so that the bound is more than one row."""
+    from inhouse.pipeline.verdict import MAX_ACCURACY_LOSS, MIN_VERDICT_ROWS, LabelledRows
+
+    is_val = np.zeros(3000, dtype=bool)
+    is_val[::50] = True  # 60 validation rows
+    rows = LabelledRows([f"t{i}" for i in range(3000)], np.arange(3000) % 7, is_val)
+    texts, y, n_val = rows.for_verdict()
+    assert n_val == 60 and len(texts) == MIN_VERDICT_ROWS == len(set(texts)) and len(y) == len(texts)
+    assert texts[:60] == [f"t{i}" for i in range(0, 3000, 50)]  # every validation row, first
+    assert 1 / len(texts) <= MAX_ACCURACY_LOSS  # one row no longer decides
+    big = LabelledRows([f"t{i}" for i in range(3000)], np.arange(3000) % 7, np.ones(3000, dtype=bool))
+    assert big.for_verdict()[2] == len(big.for_verdict()[0]) == 3000  # enough validation rows: nothing added

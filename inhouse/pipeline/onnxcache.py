@@ -7,7 +7,9 @@ was built from, its precision, the verdict and the parity check against the
 torch model. It is built when a version is saved or promoted
 (:mod:`inhouse.pipeline.prepare`); a classify that finds it missing builds it
 once and says so. The int8 graph (onnxruntime dynamic quantization) is kept
-when its accuracy on the version's own validation rows is at most
+when its accuracy on the version's own validation rows (topped up with its
+training rows to :data:`~inhouse.pipeline.verdict.MIN_VERDICT_ROWS`, so that
+0.3 point is more than one row) is at most
 :data:`~inhouse.pipeline.verdict.MAX_ACCURACY_LOSS` (0.3 point) below the
 torch model's, both judged by what they answer under the version's abstention
 rule (:mod:`inhouse.pipeline.verdict`); agreement of the top label is
@@ -177,7 +179,7 @@ def _build(ws: Workspace, version: registry.Version, folder: Path, sample: list[
     t0 = time.time()
     clf = load_classifier(ws, version)
     rows = labelled_rows(ws, version)
-    val_texts, gold = rows.part(True) if rows is not None else ([], None)
+    val_texts, gold, n_val = rows.for_verdict() if rows is not None else ([], None, 0)
     texts, source = parity_texts(ws, version, sample, n=SAMPLE_TEXTS)
     if not texts and not val_texts:
         raise IntegrityError(f"{version.ref}: no text to check the ONNX graph against the torch model.",
@@ -197,7 +199,8 @@ def _build(ws: Workspace, version: registry.Version, folder: Path, sample: list[
             out = {"sample": parity(clf, exported, texts) if texts else None}
             if ref_val is not None:
                 probs, dist = exported.predict_scores(val_texts)
-                out["validation"] = judge(ref_val[0], probs, gold, rule=clf, distances=(ref_val[1], dist))
+                out["validation"] = {**judge(ref_val[0], probs, gold, rule=clf, distances=(ref_val[1], dist)),
+                                     "validation_texts": n_val, "training_texts": len(gold) - n_val}
             return out
 
         checks = {"int8": check()}
@@ -233,7 +236,7 @@ def _accept(check: dict, min_agreement: float) -> tuple[bool, str]:
     labelled validation rows, when its top label agrees with torch on ``min_agreement`` of the sample."""
     v = check.get("validation")
     if v is not None:
-        return v["accepted"], (f"int8 lost {v['accuracy_loss']:.2%} of accuracy on {v['texts']} validation rows "
+        return v["accepted"], (f"int8 lost {v['accuracy_loss']:.2%} of accuracy on {_rows(v)} "
                                f"({v['accuracy_reference']:.2%} -> {v['accuracy']:.2%}), over {MAX_ACCURACY_LOSS:.1%}")
     s = check["sample"]
     same = min(s["agreement"], s.get("abstain_agreement", 1.0))  # the distance rule: turned away alike too
@@ -242,9 +245,16 @@ def _accept(check: dict, min_agreement: float) -> tuple[bool, str]:
                                    f"{min_agreement:.1%} (no labelled validation rows to judge accuracy)")
 
 
+def _rows(v: dict) -> str:
+    n_val = v.get("validation_texts", v["texts"])
+    if n_val == v["texts"]:
+        return f"{n_val} validation rows"
+    return f"{v['texts']} labelled rows ({n_val} validation, the rest training)"
+
+
 def _rule(check: dict, min_agreement: float) -> str:
     v = check.get("validation")
     if v is not None:
-        return (f"int8 kept: accuracy on {v['texts']} validation rows {v['accuracy']:.2%} vs torch "
+        return (f"int8 kept: accuracy on {_rows(v)} {v['accuracy']:.2%} vs torch "
                 f"{v['accuracy_reference']:.2%} (loss {v['accuracy_loss']:+.2%}, at most {MAX_ACCURACY_LOSS:.1%})")
     return f"int8 kept: top-label agreement with torch {check['sample']['agreement']:.2%} >= {min_agreement:.1%}"
