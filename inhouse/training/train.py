@@ -29,8 +29,9 @@ rows (93.5% test accuracy vs 92.7% for ``head``) and with 10 examples per label
 long, ``lora`` was faster with 10 examples but 2 points less accurate. A
 ``full`` step of 32 banking77 texts costs about 0.22 CPU-seconds with the
 bottom 3 layers cached (0.47 training every layer; one torch thread, measured);
-3 epochs of 9,000 rows are ~850 steps. When minutes matter, ``head`` is the
-fast baseline (seconds once embeddings are cached).
+its default 5 epochs of 9,000 rows are ~1,400 steps (5 beat 3 on banking77's
+validation rows; BENCHMARKS.md). When minutes matter, ``head`` is the fast
+baseline (seconds once embeddings are cached).
 
 Every method carves a stratified, seeded validation split from the training
 rows (``val_fraction``) for choosing C / the best epoch and a softmax
