@@ -1,21 +1,26 @@
-"""Load on a local server: 50 concurrent clients, single-text classify and /v1/embeddings, 60 s each.
+"""Online load: N concurrent clients, one short text per request, on a real ``inhouse serve`` (issue 19 §2).
 
-Builds a workspace (a 20-intent banking77 slice, a `head` model on minilm-l6),
-starts ``inhouse serve`` on a free loopback port, and drives it with N
-concurrent clients (asyncio + httpx) for a fixed time; every run stops by
-itself. Reports throughput, p50/p95/p99 latency and errors, for:
+Builds (or reuses, ``--home``) a workspace with a ``head`` version (20 banking77
+intents, 30 training texts each, on minilm-l6), starts ``inhouse serve`` on a
+free loopback port with default settings (plus ``--workers N``), and drives it
+with ``--clients`` concurrent keep-alive connections for ``--duration`` seconds,
+each sending one banking77 test text per ``POST /v1/classifications`` and
+sending the next as soon as the answer is in (a closed loop, no think time).
+Every answer is checked (status 200, one classification of a known label).
 
-1. classify (``POST /classify``, one text) on the micro-batching server;
-2. the same on a one-request-at-a-time server of the same model
-   (``--batch-window-ms 0``: batching off, one model call at a time);
-3. ``POST /v1/embeddings`` (one text, minilm-l6) on both.
+The clients are plain asyncio sockets speaking HTTP/1.1 in this process (not
+httpx): a client library's own CPU would be taken from the server's two cores.
+They still share the machine with the server, so read the numbers with that
+in mind; on a shared box, run it ``nice`` and note the load average it prints.
 
-Writes ``bench/results/load.json`` and the table between the ``load`` markers
-in BENCHMARKS.md. The clients share the machine with the server (and, on a
-shared box, with everyone else): read the numbers with that in mind.
+One line per server configuration:
 
-    nice python bench/load.py                        # 60 s per run, writes BENCHMARKS.md
-    python bench/load.py --duration 10 --no-md       # a quick look
+    workers=1  50 clients 30 s: 412.3 req/s  p50 101.2  p95 140.1  p99 180.3 ms  errors 0  load 1.2->2.3
+
+    python bench/load.py                                  # 50 clients, 30 s, --workers 1
+    python bench/load.py --workers 1,2 --md               # both, and the table in BENCHMARKS.md
+    python bench/load.py --home /tmp/lh --duration 10     # reuse a workspace (trained once) for quick looks
+    python bench/load.py --server-args="--batch-window-ms 0"   # any other serve option
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -40,17 +46,18 @@ import numpy as np  # noqa: E402
 from benchutil import machine, write_section  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
+MODEL = "intents@1"
 
 
-def build_workspace(home: Path, intents: int = 20, per_label: int = 30) -> list[str]:
+def build_workspace(home: Path, intents: int = 20, per_label: int = 30) -> None:
+    """A head version ``intents@1`` on 20 banking77 intents; a viewer token in ``home/bench-token``."""
     import pandas as pd
 
     from inhouse.cli import main as cli_main
 
     df = pd.read_csv(SHARED / "banking77" / "banking77.csv")
     labels = sorted(df["label"].unique())[:intents]
-    df = df[df["label"].isin(labels)]
-    train = df[df["split"] == "train"].groupby("label").head(per_label)
+    train = df[(df["split"] == "train") & df["label"].isin(labels)].groupby("label").head(per_label)
     csv = home / "slice.csv"
     train.to_csv(csv, index=False)
 
@@ -60,150 +67,224 @@ def build_workspace(home: Path, intents: int = 20, per_label: int = 30) -> list[
         except SystemExit as e:
             if e.code:
                 raise
-    run("ingest", csv, "--dataset", "b20", "--label-col", "label", "--split-col", "split")
+
+    run("ingest", csv, "--dataset", "b20", "--label-col", "label")
     run("train", "--dataset", "b20", "--name", "intents", "--method", "head")
-    run("models", "alias", "intents@1", "production")
-    # the ONNX path: an int8 export registered beside the version is what the server runs for it
-    run("models", "export", "intents@1", "--out", home / "onnx", "--format", "onnx", "--quantize", "int8")
-    run("models", "import", home / "onnx", "--name", "intents-onnx")
-    return df[df["split"] == "test"]["text"].tolist()
+    for q in ("fp32", "int8"):  # ONNX exports, registered under other names: --onnx picks which one serves
+        out = home / f"onnx-{q}"
+        run("models", "export", MODEL, "--out", out, "--format", "onnx", *(["--quantize", q] if q == "int8" else []))
+        run("models", "import", out, "--name", f"intents-{q}")
+    from serverkit import create_token
+
+    (home / "bench-token").write_text(create_token(home, "bench", "viewer"))
 
 
-async def drive(url: str, token: str, path: str, payload, texts: list[str], clients: int, duration: float) -> dict:
-    import httpx
+def test_texts() -> list[str]:
+    """Every distinct banking77 text, test split first (the server remembers texts it answered lately, so
+    the clients send a text again only after all 13,000 have been sent)."""
+    import pandas as pd
 
+    df = pd.read_csv(SHARED / "banking77" / "banking77.csv").sort_values("split", key=lambda c: c != "test",
+                                                                         kind="stable")
+    return list(dict.fromkeys(df["text"]))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live children (uvicorn's worker processes)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                kids = (task / "children").read_text().split()
+                pids += [int(k) for k in kids]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def request_bytes(port: int, token: str, text: str, model: str = MODEL) -> bytes:
+    body = json.dumps({"model": model, "input": text}).encode()
+    return (f"POST /v1/classifications HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def one(reader, writer, req: bytes) -> tuple[int, bytes]:
+    writer.write(req)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    return status, await reader.readexactly(length)
+
+
+async def drive(port: int, token: str, texts: list[str], clients: int, duration: float, model: str = MODEL) -> dict:
+    """``clients`` connections, each sending its next text as soon as the last answer is in."""
     lat: list[float] = []
     errors: dict[str, int] = {}
+    reqs = [request_bytes(port, token, t, model) for t in texts]
+    order = np.random.default_rng(0).permutation(len(reqs))
     stop = time.monotonic() + duration
-    headers = {"Authorization": f"Bearer {token}"}
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(texts))
 
-    async def client(i: int, c: httpx.AsyncClient) -> None:
-        k = i
+    def fail(key: str) -> None:
+        errors[key] = errors.get(key, 0) + 1
+
+    async def client(i: int) -> None:
+        k, conn = i, None
         while time.monotonic() < stop:
-            text = texts[order[k % len(order)]]
+            req = reqs[order[k % len(order)]]
             k += clients
             t0 = time.perf_counter()
             try:
-                r = await c.post(path, json=payload(text), headers=headers)
-                ok = r.status_code == 200
-                key = str(r.status_code)
-            except httpx.HTTPError as e:
-                ok, key = False, type(e).__name__
-            if ok:
-                lat.append(time.perf_counter() - t0)
-            else:
-                errors[key] = errors.get(key, 0) + 1
+                if conn is None:
+                    conn = await asyncio.open_connection("127.0.0.1", port)
+                status, body = await asyncio.wait_for(one(*conn, req), 30)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as e:
+                fail(type(e).__name__)
+                if conn is not None:
+                    conn[1].close()
+                conn = None
+                continue
+            if status != 200:
+                fail(str(status))
+                continue
+            data = json.loads(body)["data"]
+            if len(data) != 1 or not data[0].get("label"):
+                fail("bad answer")
+                continue
+            lat.append(time.perf_counter() - t0)
+        if conn is not None:
+            conn[1].close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as c:
-        t0 = time.monotonic()
-        await asyncio.gather(*(client(i, c) for i in range(clients)))
-        wall = time.monotonic() - t0
+    t0 = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    wall = time.monotonic() - t0
     ms = np.array(lat) * 1000 if lat else np.array([float("nan")])
     return {"requests": len(lat), "errors": sum(errors.values()), "error_kinds": errors, "seconds": round(wall, 1),
             "rps": round(len(lat) / wall, 1), "p50_ms": round(float(np.percentile(ms, 50)), 1),
-            "p95_ms": round(float(np.percentile(ms, 95)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1)}
+            "p95_ms": round(float(np.percentile(ms, 95)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            "max_ms": round(float(ms.max()), 1)}
 
 
-def run_server(home: Path, window_ms: float, texts, token, clients, duration) -> dict:
+RUNTIMES = {"torch": (MODEL, ["--no-onnx"]), "onnx-fp32": ("intents-fp32@1", []), "onnx-int8": ("intents-int8@1", [])}
+
+
+def measure(home: Path, workers: int, runtime: str, server_args: list[str], texts, clients: int,
+            duration: float) -> dict:
     from serverkit import Server
 
-    server = Server(home, "--batch-window-ms", str(window_ms))
-    out = {}
-    try:
-        cases = {"classify": ("/classify", lambda t: {"model": "intents@production", "text": t}),
-                 "embeddings": ("/v1/embeddings", lambda t: {"model": "minilm-l6", "input": t})}
-        for name, (path, payload) in cases.items():
-            asyncio.run(drive(server.url, token, path, payload, texts, 4, 3))  # load the model, warm up
-            load0 = os.getloadavg()[0]
-            out[name] = asyncio.run(drive(server.url, token, path, payload, texts, clients, duration))
-            out[name]["load_avg_before"] = round(load0, 2)
-            out[name]["load_avg_after"] = round(os.getloadavg()[0], 2)
-            import httpx
+    import httpx
 
-            out[name]["server_stats"] = httpx.get(server.url + "/stats", headers={"Authorization": f"Bearer {token}"}).json()
-            print(f"window {window_ms} ms, {name}: {out[name]}", flush=True)
+    token = (home / "bench-token").read_text().strip()
+    model, flags = RUNTIMES[runtime]
+    server = Server(home, "--workers", str(workers), *flags, *server_args)
+    try:
+        warm = time.monotonic() + 180  # every worker process loads its model on its first request: wait for all
+        while asyncio.run(drive(server.port, token, texts[::-1], 4 * workers, 3, model))["max_ms"] > 2000 \
+                and time.monotonic() < warm:
+            pass
+        load0, cpu0, mine0 = os.getloadavg()[0], cpu_seconds(server.proc.pid), time.process_time()
+        out = asyncio.run(drive(server.port, token, texts, clients, duration, model))
+        cpu, mine = cpu_seconds(server.proc.pid) - cpu0, time.process_time() - mine0
+        n = max(1, out["requests"] + out["errors"])
+        out.update(workers=workers, clients=clients, server_args=" ".join(server_args), runtime=runtime, model=model,
+                   load_before=round(load0, 2), load_after=round(os.getloadavg()[0], 2),
+                   server_cpu_ms=round(cpu * 1000 / n, 2), client_cpu_ms=round(mine * 1000 / n, 2))
+        if workers == 1:
+            stats = httpx.get(server.url + "/stats", headers={"Authorization": f"Bearer {token}"}).json()
+            m = stats.get("models", {}).get(model, {})
+            out["texts_per_call"] = round(m["texts"] / m["calls"], 2) if m.get("calls") else None
+            out["remembered"] = m.get("remembered")
     finally:
         server.stop()
     return out
 
 
+def line(r: dict) -> str:
+    extra = f" [{r['server_args']}]" if r["server_args"] else ""
+    per_call = f"  texts/call {r['texts_per_call']}" if r.get("texts_per_call") else ""
+    kinds = f" {r['error_kinds']}" if r["error_kinds"] else ""
+    return (f"{r['runtime']} workers={r['workers']}{extra}  {r['clients']} clients {r['seconds']} s: {r['rps']} req/s  "
+            f"p50 {r['p50_ms']}  p95 {r['p95_ms']}  p99 {r['p99_ms']}  max {r['max_ms']} ms  "
+            f"errors {r['errors']}{kinds}{per_call}  CPU/request: server {r['server_cpu_ms']} ms, clients "
+            f"{r['client_cpu_ms']} ms  load {r['load_before']}->{r['load_after']}")
+
+
 def render(res: dict) -> str:
-    b, s = res["batched"], res["serial"]
-    rows = ["| endpoint | server | requests/s | p50 ms | p95 ms | p99 ms | errors | requests | texts per model call |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for ep in ("classify", "embeddings"):
-        for label, r in ((f"micro-batching ({res['window_ms']} ms window)", b[ep]), ("one request at a time", s[ep])):
-            m = (r.get("server_stats") or {}).get("models", {}).get("intents@1" if ep == "classify" else "minilm-l6", {})
-            per_call = round(m["texts"] / m["calls"], 1) if m.get("calls") else "-"
-            rows.append(f"| `{'POST /classify' if ep == 'classify' else 'POST /v1/embeddings'}` | {label} | {r['rps']} "
-                        f"| {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {r['requests']} | {per_call} |")
-    speed = {ep: round(b[ep]["rps"] / s[ep]["rps"], 1) if s[ep]["rps"] else None for ep in ("classify", "embeddings")}
-    lines = ["## Online load (`inhouse serve`)", "",
-             f"{res['clients']} concurrent clients, each sending one text per request for {res['duration']} s per row, "
-             f"to a server on loopback; model: a `head` classifier on minilm-l6 (20 banking77 intents), served "
-             "through its registered int8 ONNX export (`runtime: onnx`), and minilm-l6 (sentence-transformers, "
-             "PyTorch) for embeddings. The one-request-at-a-time server is the same server with `--batch-window-ms 0` "
-             "(batching off, one model call at a time).", "", *rows, "",
-             f"Micro-batching gives {speed['classify']}x the requests per second on classify and "
-             f"{speed['embeddings']}x on embeddings. Targets on 2 cores: zero errors, p99 under 200 ms, at least 5x "
-             f"the one-at-a-time server.", "",
-             "What the last column shows. Classify (int8 ONNX): the model saw about two texts per call. The clients "
-             "and the server's one event loop (HTTP parsing, auth, validation, JSON) share two cores that other work "
-             "kept busy, so requests reach the model about as fast as a one-text call finishes (a few ms): the "
-             "ceiling is Python's per-request work, not the model, and batching cannot multiply what the model never "
-             "waits on. Embeddings (minilm-l6 in PyTorch): batches did form (about 24 texts per call), but the "
-             "encoder is compute-bound on the share of the cores it gets, so a batch costs about as much per text as "
-             "single texts do. Targets missed: throughput is within noise of the one-at-a-time server, and p99 is "
-             "seconds, which with 50 clients and about 100 requests/s is queueing (Little's law), not slow calls. "
-             "Two findings from these runs are in the server: online batches run in buckets of similar length "
-             "(padding a batch to its longest text cost 2.5x), and online models use one torch/ONNX thread "
-             "(`--model-threads`; two threads spinning beside the event loop made a 20-text batch take seconds: 11 vs "
-             "52 requests/s on embeddings).", "",
-             f"Machine: {res['machine']}. Date: {res['date']}. Load average (1 min) before the runs: "
-             f"{res['load_before']}; the load clients run on the same cores as the server. "
-             f"Command: `{res['command']}`."]
-    return "\n".join(lines)
+    rows = ["| server | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | requests | texts per model call "
+            "| server CPU ms per request | load avg before → after |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in res["runs"]:
+        name = f"{r['runtime']}, `--workers {r['workers']}`" + (f" `{r['server_args']}`" if r["server_args"] else "")
+        rows.append(f"| {name} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+                    f"{r['errors']} | {r['requests']} | {r.get('texts_per_call') or '-'} | {r['server_cpu_ms']} | "
+                    f"{r['load_before']} → {r['load_after']} |")
+    return "\n".join([
+        "## Online load (`inhouse serve`, issue 19 §2)", "",
+        f"{res['clients']} concurrent clients for {res['duration']} s per row, each sending one banking77 test text "
+        "per `POST /v1/classifications` and the next as soon as its answer is in (closed loop, keep-alive), to "
+        "`inhouse serve` on loopback with default settings (plus `--workers`); model: a `head` version on minilm-l6 "
+        "(20 banking77 intents). *torch*: the version as trained (`--no-onnx`); *onnx-int8*: its int8 ONNX "
+        "export, registered (`inhouse models export --format onnx --quantize int8`, then `models import`). Every "
+        "answer is checked. *Server CPU per request*: user + system CPU seconds of the server's processes over "
+        "the run, per answer. Target: p99 < 200 ms and 0 errors on 2 cores.", "", *rows, "",
+        res.get("notes", ""), "",
+        f"Machine: {res['machine']}. Date: {res['date']}. The clients run on the same two cores as the server"
+        f"{res.get('shared', '')}. Command: `{res['command']}`."])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds per run")
-    ap.add_argument("--window-ms", type=float, default=5.0)
-    ap.add_argument("--no-md", action="store_true", help="do not update BENCHMARKS.md")
-    ap.add_argument("--only", choices=["batched", "serial"], help="run one server only (implies --no-md)")
-    ap.add_argument("--md-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/load.json")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds per server configuration")
+    ap.add_argument("--workers", default="1", help="comma-separated: one run per value of inhouse serve --workers")
+    ap.add_argument("--runtime", default="torch", help="comma-separated, of: " + ", ".join(RUNTIMES) +
+                    " (torch: the version as trained; onnx-*: its ONNX export, registered as intents-fp32/-int8)")
+    ap.add_argument("--server-args", default="", help="more inhouse serve options, e.g. '--batch-window-ms 0'")
+    ap.add_argument("--texts", type=int, default=0, help="send only this many distinct texts (the server remembers "
+                    "answers, so a few texts measure the request path without the model); default: all 13,000")
+    ap.add_argument("--home", help="a workspace folder to build once and reuse (default: a temporary one)")
+    ap.add_argument("--md", action="store_true", help="write the table into BENCHMARKS.md (and bench/results/load.json)")
+    ap.add_argument("--notes", default="", help="a paragraph written under the table with --md")
+    ap.add_argument("--md-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results/load.json "
+                    "(with --notes, if given)")
     args = ap.parse_args()
     if args.md_only:
-        write_section("load", render(json.loads((ROOT / "bench" / "results" / "load.json").read_text())))
+        res = json.loads((ROOT / "bench" / "results" / "load.json").read_text())
+        res["notes"] = args.notes or res.get("notes", "")
+        (ROOT / "bench" / "results" / "load.json").write_text(json.dumps(res, indent=2))
+        write_section("load", render(res))
         return
-    from serverkit import create_token
 
-    home = Path(tempfile.mkdtemp(prefix="inhouse-bench-load-"))
+    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="inhouse-bench-load-"))
     try:
-        texts = build_workspace(home)
-        token = create_token(home, "bench", "viewer")
-        load_before = round(os.getloadavg()[0], 2)
-        res = {"clients": args.clients, "duration": args.duration, "window_ms": args.window_ms,
-               "machine": machine(), "date": time.strftime("%Y-%m-%d"), "load_before": load_before,
-               "command": "python bench/load.py " + " ".join(sys.argv[1:])}
-        if args.only != "serial":
-            res["batched"] = run_server(home, args.window_ms, texts, token, args.clients, args.duration)
-        if args.only != "batched":
-            res["serial"] = run_server(home, 0, texts, token, args.clients, args.duration)
-        if args.only:
-            return
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "bench-token").exists():
+            build_workspace(home)
+        texts = test_texts()[:args.texts] if args.texts else test_texts()
+        runs = []
+        for rt in args.runtime.split(","):
+            for w in [int(x) for x in args.workers.split(",")]:
+                r = measure(home, w, rt, shlex.split(args.server_args), texts, args.clients, args.duration)
+                print(line(r), flush=True)
+                runs.append(r)
     finally:
-        shutil.rmtree(home, ignore_errors=True)
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "load.json").write_text(json.dumps(res, indent=2))
-    text = render(res)
-    print(text)
-    if not args.no_md:
-        write_section("load", text)
+        if not args.home:
+            shutil.rmtree(home, ignore_errors=True)
+    if args.md:
+        res = {"clients": args.clients, "duration": args.duration, "machine": machine(), "runs": runs,
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "notes": args.notes,
+               "command": "python bench/load.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+        (ROOT / "bench" / "results").mkdir(exist_ok=True)
+        (ROOT / "bench" / "results" / "load.json").write_text(json.dumps(res, indent=2))
+        write_section("load", render(res))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,25 @@
-"""Classify throughput: 1,000,000 documents with a fine-tuned MiniLM version, against the plain reference.
+"""Classify throughput (issue 19 §1): distinct short texts, the reference in the same run, 1M documents' RSS.
 
-Builds a throw-away workspace, trains ``intents`` (method ``head`` on minilm-l6,
-banking77 train split), writes N banking77 texts with random perturbations (so
-that most are distinct) and classifies them with ``inhouse classify --input``
-in a subprocess whose peak RSS is sampled. Also: the same with duplicates
-(texts drawn from banking77 unchanged), the reference (sentence-transformers
-``encode``, batch 64, plus the sklearn head's ``predict``) on a 20,000-document
-sample, agreement of the engine with the torch model on that sample, and the
-Ray engine (2 workers, local Ray) against the local engine on a smaller N.
-Results go to BENCHMARKS.md between the throughput markers.
+Builds a throw-away workspace (or reuses ``--home``), trains ``intents``
+(method ``head`` on minilm-l6, banking77 train split) through the CLI, which
+prepares the version's ONNX graph, int8 verdict and cascade at save time (so
+the timed classifies pay no export). Then, each ``inhouse classify --input`` in
+a subprocess whose peak RSS is sampled:
 
-    python bench/throughput.py                 # N = 1,000,000
-    python bench/throughput.py --n 200000 --ray-n 20000
+1. ``--n`` banking77 texts with random perturbations (nearly all distinct),
+   with the cascade (the default) and with ``--no-cascade``;
+2. ``--big`` documents (default 1,000,000; the same kind of texts) with the
+   cascade, for wall time and peak RSS;
+3. the reference on a ``--sample`` of the same texts, in this process:
+   sentence-transformers ``encode`` (batch 64) + scikit-learn ``predict``.
+
+Accuracy is against the banking77 label each perturbed text came from
+(top label, abstention set aside: the first of ``top_labels``). Results go to BENCHMARKS.md
+between the throughput markers (not with ``--no-write``); the last line printed
+is one summary line. For a quiet rerun by the lead:
+
+    nice python bench/throughput.py                        # 200,000 + 1,000,000 (about 15 min on 2 quiet cores)
+    python bench/throughput.py --small --no-write          # 20,000 + 50,000, a few minutes
 """
 
 from __future__ import annotations
@@ -39,12 +47,14 @@ WORDS = ["please", "asap", "thanks", "hi", "hello", "urgent", "again", "today", 
          "madam", "team", "btw", "really", "still", "quick question", "hey there"]
 
 
-def perturb(texts: list[str], n: int, seed: int) -> list[str]:
-    """n texts: banking77 texts with random words added, dropped, swapped or typos."""
+def perturb(texts: list[str], n: int, seed: int) -> tuple[list[str], list[int]]:
+    """n texts: banking77 texts with random words added, dropped, swapped or typos; and which text each came from."""
     rng = random.Random(seed)
-    out = []
+    out, src = [], []
     for _ in range(n):
-        w = rng.choice(texts).split()
+        k = rng.randrange(len(texts))
+        src.append(k)
+        w = texts[k].split()
         for _ in range(rng.randint(1, 3)):
             op = rng.random()
             if op < 0.4:
@@ -60,7 +70,7 @@ def perturb(texts: list[str], n: int, seed: int) -> list[str]:
                     j = rng.randrange(len(w[i]) - 1)
                     w[i] = w[i][:j] + w[i][j + 1] + w[i][j] + w[i][j + 2:]
         out.append(" ".join(w) + (f" #{rng.randint(0, 999)}" if rng.random() < 0.3 else ""))
-    return out
+    return out, src
 
 
 def cli(home: Path, *args) -> list[str]:
@@ -89,8 +99,8 @@ def timed(cmd: list[str]) -> tuple[dict, float, float]:
     return json.loads(out), time.time() - t0, peak / (1 << 20)
 
 
-def reference(home: Path, texts: list[str]) -> tuple[float, np.ndarray]:
-    """sentence-transformers encode (batch 64) + the sklearn head's predict, as a user would write it."""
+def reference(home: Path, texts: list[str]) -> tuple[float, np.ndarray]:  # seconds, labels
+    """sentence-transformers encode (batch 64) + the version's head as a scikit-learn model's predict."""
     from safetensors.numpy import load_file
     from sentence_transformers import SentenceTransformer
     from sklearn.linear_model import LogisticRegression
@@ -103,120 +113,148 @@ def reference(home: Path, texts: list[str]) -> tuple[float, np.ndarray]:
     v = registry.resolve(ws, "intents")
     head = load_file(str(v.path / "head.safetensors"))
     lr = LogisticRegression()
-    lr.coef_, lr.intercept_, lr.classes_ = head["W"].astype(np.float64), head["b"].astype(np.float64), np.arange(len(head["b"]))
+    lr.coef_, lr.intercept_ = head["W"].astype(np.float64), head["b"].astype(np.float64)
+    lr.classes_ = np.arange(len(head["b"]))
     st = SentenceTransformer(get_model(ws, "minilm-l6").path, device="cpu")
     t0 = time.time()
     X = st.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     pred = lr.predict(X)
-    return time.time() - t0, pred
+    return time.time() - t0, np.array([v.manifest["labels"][i] for i in pred])
+
+
+def prepare_workspace(home: Path, src: pd.DataFrame) -> dict:
+    """Ingest the banking77 train split and train ``intents`` (which prepares the fast path) unless present."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    listed = subprocess.run(cli(home, "models", "list"), capture_output=True, text=True, env=env).stdout
+    if (home / "inhouse.db").exists() and "intents" in listed:
+        return json.loads(subprocess.run(cli(home, "models", "prepare", "intents", "--json"), check=True,
+                                         capture_output=True, text=True, env=env).stdout)
+    src[src["split"] == "train"].to_csv(home / "train.csv", index=False)
+    subprocess.run(cli(home, "ingest", home / "train.csv", "--dataset", "b77", "--label-col", "label"), check=True,
+                   env=env, capture_output=True)
+    r = subprocess.run(cli(home, "train", "--dataset", "b77", "--name", "intents", "--method", "head", "--json"),
+                       check=True, env=env, capture_output=True, text=True)
+    return json.loads(r.stdout)["prepared"]
+
+
+def classify_run(home: Path, name: str, n: int, *extra, out: str | None = None) -> dict:
+    r, s, rss = timed(cli(home, "classify", "intents", "--input", home / f"{name}.parquet", "--id-col", "id",
+                          "--output", home / f"{out or name}-out.parquet", "--json", *extra))
+    out = {"rows": r["rows"], "seconds": s, "dps": n / s, "rss_mb": rss, "backend": r["backend"],
+           "precision": r.get("precision"), "cascade": r.get("cascade"), "prepared": r.get("prepared")}
+    print(f"{name}{' ' + ' '.join(extra) if extra else ''}: {out['dps']:,.0f} docs/s, {s:,.1f} s, "
+          f"peak RSS {rss:,.0f} MB, {r['backend']}", flush=True)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--dup-n", type=int, default=None, help="rows of the with-duplicates run (default: --n)")
-    ap.add_argument("--ray-n", type=int, default=50_000)
-    ap.add_argument("--sample", type=int, default=20_000)
+    ap.add_argument("--n", type=int, default=200_000, help="distinct short texts of the main run")
+    ap.add_argument("--big", type=int, default=1_000_000, help="documents of the peak-RSS run (0: skip)")
+    ap.add_argument("--sample", type=int, default=20_000, help="texts the reference encodes")
+    ap.add_argument("--small", action="store_true", help="--n 20000 --big 50000 --sample 2000")
+    ap.add_argument("--no-plain", action="store_true", help="skip the --no-cascade run")
     ap.add_argument("--home", default=None)
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
+    if a.small:
+        a.n, a.big, a.sample = 20_000, 50_000, 2_000
     load0 = os.getloadavg()
     home = Path(a.home or tempfile.mkdtemp(prefix="inhouse-throughput-"))
     src = pd.read_csv(DATA)
-    base = src["text"].tolist()
-    if not (home / "inhouse.db").exists() or "intents" not in subprocess.run(cli(home, "models", "list"), capture_output=True, text=True).stdout:
-        src[src["split"] == "train"].to_csv(home / "train.csv", index=False)
-        subprocess.run(cli(home, "ingest", home / "train.csv", "--dataset", "b77", "--label-col", "label"), check=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True)
-        subprocess.run(cli(home, "train", "--dataset", "b77", "--name", "intents", "--method", "head"), check=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True)
-    texts = perturb(base, a.n, seed=0)
-    distinct = len(set(texts))
-    pd.DataFrame({"id": [f"d{i}" for i in range(a.n)], "text": texts}).to_parquet(home / "docs.parquet")
-    rng = random.Random(1)
-    dup_n = a.dup_n or a.n
-    pd.DataFrame({"id": [f"u{i}" for i in range(dup_n)], "text": [rng.choice(base) for _ in range(dup_n)]}
-                 ).to_parquet(home / "dups.parquet")
-    res = {}
-    # warm the ONNX cache (export + int8 + parity) outside the timed runs, as a user's first run would
-    pd.DataFrame({"text": base[:100]}).to_csv(home / "warm.csv", index=False)
-    res["warm"], res["warm_s"], _ = timed(cli(home, "classify", "intents", "--input", home / "warm.csv", "--output",
-                                              home / "warm.parquet", "--json"))
-    print("warm-up (export, quantize, parity):", round(res["warm_s"], 1), "s", flush=True)
-    res["main"], res["main_s"], res["main_rss"] = timed(cli(home, "classify", "intents", "--input", home / "docs.parquet",
-                                                            "--id-col", "id", "--output", home / "out.parquet", "--json"))
-    print("distinct:", res["main"]["docs_per_second"], "docs/s", flush=True)
-    res["dup"], res["dup_s"], res["dup_rss"] = timed(cli(home, "classify", "intents", "--input", home / "dups.parquet",
-                                                         "--id-col", "id", "--output", home / "dup.parquet", "--json"))
-    print("duplicates:", res["dup"]["docs_per_second"], "docs/s", flush=True)
-    sample = texts[: a.sample]
-    ref_s, ref_pred = reference(home, sample)
-    out = pd.read_parquet(home / "out.parquet", columns=["label"]).iloc[: a.sample]
-    from inhouse import registry
-    from inhouse.classifiers.load import load_classifier
-    from inhouse.workspace.store import Workspace
-
-    ws = Workspace.open(home)
-    clf = load_classifier(ws, "intents")
-    torch_labels = clf.predict(sample)
-    agree = float(np.mean(np.array(torch_labels) == out["label"].to_numpy()))
-    ref_agree = float(np.mean(np.array([clf.labels[i] for i in ref_pred]) == np.array(torch_labels)))
-    res["ray_local"], res["ray_local_s"], res["ray_local_rss"] = timed(cli(
-        home, "classify", "intents", "--input", home / "ray.parquet", "--id-col", "id", "--output",
-        home / "ray-local.parquet", "--json")) if _write_ray_input(home, texts, a.ray_n) else (None, 0, 0)
-    try:
-        res["ray"], res["ray_s"], res["ray_rss"] = timed(cli(
-            home, "classify", "intents", "--input", home / "ray.parquet", "--id-col", "id", "--output",
-            home / "ray-ray.parquet", "--engine", "ray", "--workers", "2", "--json"))
-        same = pd.read_parquet(home / "ray-local.parquet").equals(pd.read_parquet(home / "ray-ray.parquet"))
-    except SystemExit as e:
-        res["ray"], same = None, str(e)[-300:]
-    load1 = os.getloadavg()
-    v = registry.resolve(ws, "intents")
-    report = {"n": a.n, "distinct": distinct, "dup_n": dup_n, "dup_distinct": int(pd.read_parquet(home / "dups.parquet")["text"].nunique()),
-              "ref_dps": a.sample / ref_s, "agree": agree, "ref_agree": ref_agree, "load": (load0, load1),
-              "ray_same": same, "res": res, "version": v.ref, "sha": v.sha256}
+    t0 = time.time()
+    prepared = prepare_workspace(home, src)
+    prepare_s = time.time() - t0
+    base, gold_of = src["text"].tolist(), src["label"].tolist()
+    texts, origin = perturb(base, a.n, seed=0)
+    gold = np.array([gold_of[k] for k in origin])
+    pd.DataFrame({"id": [f"d{i}" for i in range(a.n)], "text": texts}).to_parquet(home / "main.parquet")
+    res = {"main": classify_run(home, "main", a.n)}
+    if not a.no_plain:
+        res["plain"] = classify_run(home, "main", a.n, "--no-cascade", out="plain")
+    if a.big:
+        big, _ = perturb(base, a.big, seed=1)
+        pd.DataFrame({"id": [f"b{i}" for i in range(a.big)], "text": big}).to_parquet(home / "big.parquet")
+        del big
+        res["big"] = classify_run(home, "big", a.big)
+    ref_s, ref_labels = reference(home, texts[: a.sample])
+    report = {"n": a.n, "distinct": len(set(texts)), "big": a.big, "sample": a.sample, "ref_dps": a.sample / ref_s,
+              "res": res, "prepared": prepared, "prepare_s": prepare_s, "load": (load0, os.getloadavg()),
+              "accuracy": accuracy(home, gold, ref_labels, a.sample)}
     (home / "throughput.json").write_text(json.dumps(report, indent=2, default=str))
     md = render(report, " ".join(sys.argv[1:]))
     print(md)
     if not a.no_write:
         write_section("throughput", md)
+    print(summary(report), flush=True)
 
 
-def _write_ray_input(home: Path, texts: list[str], n: int) -> bool:
-    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "text": texts[:n]}).to_parquet(home / "ray.parquet")
-    return True
+def accuracy(home: Path, gold: np.ndarray, ref_labels: np.ndarray, sample: int) -> dict:
+    """Top-label accuracy against the label each perturbed text came from, and agreement with the transformer."""
+    def best(name):  # the most likely label, abstention set aside (the file output has no best_label column)
+        tops = pd.read_parquet(home / f"{name}-out.parquet", columns=["top_labels"])["top_labels"]
+        return np.array([t[0] if len(t) else None for t in tops], dtype=object)
+
+    mixed = best("main")
+    out = {"cascade": float((mixed == gold).mean()), "reference_sample": float((ref_labels == gold[:sample]).mean()),
+           "abstained": float(pd.read_parquet(home / "main-out.parquet", columns=["abstained"])["abstained"].mean())}
+    if (home / "plain-out.parquet").exists():
+        plain = best("plain")
+        out["transformer"] = float((plain == gold).mean())
+        out["agreement"] = float((plain == mixed).mean())
+        out["abstained_transformer"] = float(pd.read_parquet(home / "plain-out.parquet", columns=["abstained"])
+                                             ["abstained"].mean())
+    return out
 
 
 def render(r: dict, args: str) -> str:
-    res = r["res"]
-    m, d = res["main"], res["dup"]
-    rows = [("local, distinct texts", r["n"], r["distinct"], m, res["main_s"], res["main_rss"]),
-            ("local, with duplicates", r["dup_n"], r["dup_distinct"], d, res["dup_s"], res["dup_rss"])]
-    lines = ["## Classify throughput (issue 9)", "",
-             f"Model: `{r['version']}` (sha256 {r['sha'][:12]}), method `head` on minilm-l6, banking77 train split. "
-             f"Input: Parquet, one row per document; output Parquet. Times are end to end (process start, reading, "
-             f"tokenizing, inference, writing), the ONNX export done before (first-use cost: "
-             f"{res['warm_s']:.0f} s, once per version).", "",
-             "| run | documents | distinct | backend | docs/s | wall | peak RSS | × reference |",
-             "|---|---:|---:|---|---:|---:|---:|---:|"]
-    for name, n, dist, j, s, rss in rows:
-        lines.append(f"| {name} | {n:,} | {dist:,} | {j['backend']} | {n / s:,.0f} | {s:,.0f} s | {rss:,.0f} MB | "
-                     f"{n / s / r['ref_dps']:.1f}× |")
-    lines.append(f"| reference: sentence-transformers `encode` (batch 64) + sklearn `predict`, {20000:,}-doc sample | "
-                 f"20,000 | - | torch fp32 | {r['ref_dps']:,.0f} | - | - | 1.0× |")
-    if res.get("ray"):
-        rl, rr = res["ray_local"], res["ray"]
-        lines.append(f"| local engine, Ray comparison input | {rl['rows']:,} | - | {rl['backend']} | "
-                     f"{rl['rows'] / res['ray_local_s']:,.0f} | {res['ray_local_s']:.0f} s | {res['ray_local_rss']:,.0f} MB | - |")
-        lines.append(f"| Ray engine, local Ray, 2 workers | {rr['rows']:,} | - | {rr['backend']} | "
-                     f"{rr['rows'] / res['ray_s']:,.0f} | {res['ray_s']:.0f} s | {res['ray_rss']:,.0f} MB | - |")
-    lines += ["", f"Agreement of the engine's labels with the torch model on the first {20000:,} documents: "
-              f"{r['agree']:.2%} (the reference's: {r['ref_agree']:.2%}). Ray output identical to local: {r['ray_same']}.",
+    res, acc = r["res"], r["accuracy"]
+    p = r["prepared"] or {}
+    c = (p.get("cascade") or {})
+    cv = c.get("validation") or {}
+    lines = ["## Classify throughput (issue 19 §1)", "",
+             f"Model `intents` (method `head` on minilm-l6, banking77 train split). Prepared at save: ONNX "
+             f"{(p.get('onnx') or {}).get('precision')} ({(p.get('onnx') or {}).get('rule')}); cascade "
+             f"{'used' if c.get('use') else 'not used'}: on validation it answers {cv.get('share', 0):.1%} of rows, "
+             f"accuracy {cv.get('accuracy', 0):.2%} vs {cv.get('accuracy_transformer', 0):.2%} for the transformer "
+             f"alone (out of fold: loss {(c.get('out_of_fold') or {}).get('accuracy_loss', 0):+.2%}). Inputs: "
+             "perturbed banking77 texts (typos, added/dropped/swapped words), Parquet in and out, end to end "
+             "(process start, reading, tokenizing, inference, writing).", "",
+             "| run | documents | distinct | backend | cascade share | docs/s | wall | peak RSS | × reference |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for key, name, n, dist in (("main", "distinct texts, cascade", r["n"], f"{r['distinct']:,}"),
+                               ("plain", "distinct texts, --no-cascade", r["n"], f"{r['distinct']:,}"),
+                               ("big", "1M-style run, cascade", r["big"], "-")):
+        j = res.get(key)
+        if not j:
+            continue
+        share = (j["cascade"] or {}).get("share") if isinstance(j["cascade"], dict) else None
+        lines.append(f"| {name} | {n:,} | {dist} | {j['backend']} | {'-' if share is None else f'{share:.1%}'} | "
+                     f"{j['dps']:,.0f} | {j['seconds']:,.0f} s | {j['rss_mb']:,.0f} MB | {j['dps'] / r['ref_dps']:.1f}× |")
+    lines.append(f"| reference: sentence-transformers `encode` (batch 64) + sklearn `predict` | {r['sample']:,} | - | "
+                 f"torch fp32 | - | {r['ref_dps']:,.0f} | - | - | 1.0× |")
+    lines += ["", f"Top-label accuracy against each text's source label: cascade {acc['cascade']:.2%}"
+              + (f", transformer alone {acc['transformer']:.2%} (agreement {acc['agreement']:.2%})"
+                 if "transformer" in acc else "")
+              + f", reference on its sample {acc['reference_sample']:.2%}. Abstained (`other`): {acc['abstained']:.1%}"
+              + (f" (transformer alone: {acc['abstained_transformer']:.1%})." if "abstained_transformer" in acc else "."),
               "", f"Machine: {machine()}. Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
               f"Load average (1 min) at start {r['load'][0][0]:.1f}, at end {r['load'][1][0]:.1f}. "
               f"Command: `python bench/throughput.py {args}`."]
+    if max(r["load"][0][0], r["load"][1][0]) > 1.5:
+        lines += ["", "**Measured under load** (other work shared the cores): these numbers are not the benchmark; "
+                  "rerun on a quiet machine."]
     return "\n".join(lines)
+
+
+def summary(r: dict) -> str:
+    m, b = r["res"]["main"], r["res"].get("big")
+    share = (m["cascade"] or {}).get("share") if isinstance(m["cascade"], dict) else None
+    return (f"THROUGHPUT n={r['n']} docs/s={m['dps']:.0f} ref={r['ref_dps']:.0f} x={m['dps'] / r['ref_dps']:.1f} "
+            f"cascade_share={share if share is None else round(share, 3)} acc={r['accuracy']['cascade']:.4f} "
+            f"acc_transformer={r['accuracy'].get('transformer')} big={r['big']} "
+            f"big_docs/s={b['dps'] if b else 0:.0f} big_rss_mb={b['rss_mb'] if b else 0:.0f} "
+            f"load={r['load'][0][0]:.1f}->{r['load'][1][0]:.1f}")
 
 
 if __name__ == "__main__":

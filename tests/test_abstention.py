@@ -115,9 +115,79 @@ def test_onnx_engine_and_server_abstain_on_the_same_rows_as_in_process(tmp_path,
     got = predict_unique(onnx, texts)[0]["abstained"]
     assert np.mean(np.array(got) == np.array(mine)) >= 0.98, (got, mine)
     assert predict_unique(load_predictor(ws, v, backend="torch"), texts)[0]["abstained"] == mine
-    online = OnlineModels(ws).classifier(r.ref).classify(texts)
+    served = OnlineModels(ws).classifier(r.ref)
+    online = served.classify(texts)
     assert [o["abstained"] for o in online] == mine
     assert [o["label"] for o in online][-2] == "other"
+    # a few texts at a time are remembered: the row keeps the distance, so the remembered answer turns away
+    # the same texts as the fresh one (a row of probabilities alone would raise, or answer by probability)
+    few = texts[-6:]
+    fresh = served.classify(few)
+    assert served.memo.hits == 0 and served.classify(few) == fresh and served.memo.hits == len(few)
+    assert [o["abstained"] for o in fresh] == mine[-6:] and fresh[-2]["label"] == "other"
+    ws.close()
+
+
+def test_the_int8_verdict_judges_what_each_graph_answers_under_the_distance_rule():
+    """A stand-in whose top labels all agree but whose distances turn away more good rows loses accuracy
+    under the version's rule and is refused (before: judged by the top label alone, accepted)."""
+    from inhouse.pipeline.verdict import judge
+
+    rule = DecisionRule({"labels": ["a", "b", "c"], "abstain": {"threshold": 0.0, "label": "other",
+                                                                "out_of_scope": ["c"],
+                                                                "distance": {"threshold": 0.5, "weight": 1.0}}})
+    P = np.tile([[0.8, 0.1, 0.1]], (10, 1))
+    gold = np.array([0] * 9 + [2])  # the last row's gold label is out of scope: `other` is right there
+    d_ref = np.array([0.1] * 9 + [0.9])
+    d_int8 = np.array([0.1] * 8 + [0.9, 0.9])  # one good row more turned away
+    ok = judge(P, P, gold, rule=rule, distances=(d_ref, d_ref))
+    assert ok["accepted"] and ok["accuracy"] == 1.0 and ok["abstain_agreement"] == 1.0
+    worse = judge(P, P, gold, rule=rule, distances=(d_ref, d_int8))
+    assert worse["agreement"] == 1.0 and not worse["accepted"] and worse["accuracy_loss"] == pytest.approx(0.1)
+    assert worse["abstain_agreement"] == 0.9
+    assert judge(P, P, gold)["accepted"]  # without the rule, agreement of the top label alone
+
+
+@pytest.mark.slow
+def test_a_full_fine_tune_turns_away_unrelated_text_by_its_own_distance_and_keeps_good_answers(tmp_path, shared_data):
+    """The full fine-tune is sure of texts it was never trained on ("what is the weather today" -> app_problem at
+    0.9999 in the issue). Its distance is measured in its own fine-tuned embedding (the reference holds the tuned
+    encoder's vectors of the training rows), so unrelated text is turned away while the in-scope test rows keep
+    their answers. The old quantile rule, computed on the same version's validation rows, fails one of the two:
+    it turns away a fifth of good answers by design (here, on a small confident model, its threshold is 1.0)."""
+    from inhouse import registry
+    from inhouse.classifiers.load import load_classifier
+    from inhouse.data.ingest import ingest
+    from inhouse.pipeline.verdict import labelled_rows
+    from inhouse.training.arguments import TrainingArguments
+    from inhouse.training.train import abstain_threshold, train
+
+    labels = ["card_arrival", "exchange_rate", "top_up_failed", "pin_blocked", "cash_withdrawal_charge"]
+    df = pd.read_csv(shared_data / "banking77" / "banking77.csv")
+    part = df[df["label"].isin(labels)].groupby(["label", "split"]).head(40)
+    part.to_csv(tmp_path / "b.csv", index=False)
+    ws = Workspace.open(tmp_path / "home")
+    ingest(ws, tmp_path / "b.csv", "b", label_col="label", split_col="split")
+    r = train(ws, "b", "f", TrainingArguments(method="full", where="split = 'train'", max_steps=16, epochs=20,
+                                              batch_size=16, max_seq_length=32, freeze_layers=4, seed=3))
+    assert r.abstain["rule"] == "distance"
+    clf = load_classifier(ws, r.ref)
+    test = part[part["split"] == "test"]
+    P, D = clf.predict_scores(test["text"].tolist())
+    right = np.array([clf.labels[j] == t for j, t in zip(P.argmax(1), test["label"])])
+    kept = right & ~clf.abstains(P, D)
+    unrelated = ["what is the weather today", "who wrote the iliad", "how tall is mount everest",
+                 "recommend a good pizza place", "what time does the football match start",
+                 "translate hello into french", "how do i bake sourdough bread", "what is the capital of peru"]
+    Pu, Du = clf.predict_scores(unrelated)
+    assert clf.abstains(Pu, Du).mean() >= 0.75, (Pu.max(1), Du)
+    assert kept.mean() >= right.mean() - 0.02, (kept.mean(), right.mean())
+    # the old rule on the same model: a fifth of the validation rows' confidences as its threshold
+    val_texts, gold = labelled_rows(ws, registry.resolve(ws, r.ref)).part(True)
+    Pv = clf.predict_proba(val_texts)
+    t, _ = abstain_threshold(Pv.max(1), Pv.argmax(1) == gold, np.zeros(len(gold), bool), 0.2)
+    old_kept, old_away = (right & (P.max(1) >= t)).mean(), (Pu.max(1) < t).mean()
+    assert old_kept < right.mean() - 0.02 or old_away < 0.75, (t, old_kept, old_away)
     ws.close()
 
 

@@ -188,4 +188,5 @@ def test_live_server_runs_a_scheduled_inbox_pipeline_by_itself(tmp_path, shared_
     runs = _runs(home)
     assert _classified(home) == [30, 20]  # every later run skipped its steps: the inputs had not changed
     last = runs[0]["result"]["steps"]
-    assert [(x["name"], x["status"]) for x in last] == [("ingest", "skipped"), ("classify", "skipped")]
+    assert [(x["name"], x["status"]) for x in last] == [("ingest", "skipped"), ("classify", "skipped"),
+                                                        ("candidates", "skipped")]

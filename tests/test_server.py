@@ -421,3 +421,31 @@ def test_a_version_with_an_onnx_export_is_served_through_onnx(served, run_cli):
         assert after["runtime"] == "onnx" and after["served_by"] == "intents-onnx@1"
         assert after["model"] == "intents@1" and after["sha256"] == before["sha256"]  # still names what was asked
         assert [x["label"] for x in after["results"]] == [x["label"] for x in before["results"]]
+
+
+def test_promoting_over_the_api_answers_at_once_and_prepares_fast_classify_in_a_job(served):
+    """Moving an alias over REST must not run the ONNX export and the int8/cascade checks inside the request
+    (tens of seconds behind a button): the move answers, a ``prepare`` job builds them, and a second move of an
+    already prepared version starts no job."""
+    from conftest import invoke_cli
+
+    from inhouse.pipeline.onnxcache import read_artifact
+    from inhouse.workspace.store import Workspace
+
+    server, tokens, home = served
+    r = invoke_cli("--home", home, "train", "--dataset", "b5", "--name", "quick", "--method", "head", "--seed", "7", "--no-prepare",
+                   "--json")
+    assert r.exit_code == 0, r.stderr
+    sha = json.loads(r.stdout)["sha256"]
+    assert read_artifact(Workspace(home), sha) is None
+    with server.client(tokens["editor"]) as c:
+        r = c.put("/models/quick/aliases/production", json={"version": 1, "expected_current": None})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["ref"] == "quick@1" and "prepared" not in body
+        job = _wait_job(c, body["prepare_job"]["job_id"])
+        assert job["status"] == "done" and job["kind"] == "prepare", job
+        assert job["result"]["prepared"] is True and job["result"]["onnx"]["precision"] in ("int8", "fp32")
+        assert read_artifact(Workspace(home), sha) is not None
+        again = c.put("/models/quick/aliases/staging", json={"version": 1, "expected_current": None}).json()
+        assert "prepare_job" not in again

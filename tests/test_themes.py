@@ -96,8 +96,9 @@ def test_cli_shows_themes_first_and_goes_finer_or_coarser(demo, run_cli, monkeyp
     assert res.themes[0].name in r.stdout and f"TOPIC {res.themes[0].topics[0]}" in r.stdout
     flat = run_cli("discover", "--dataset", "demo", "--run", res.run_id, "--level", "topics")
     assert flat.exit_code == 0 and flat.stdout.splitlines()[1].split()[0] == "TOPIC"
-    old = run_cli("discover", "--dataset", "demo", "--run", res.run_id, "--n-themes", 14)
-    assert old.exit_code == 2 and "--n-themes" in old.stderr
+    old = run_cli("discover", "--dataset", "demo", "--run", res.run_id, "--n-themes", 5)
+    assert old.exit_code == 0, old.stderr
+    assert old.stdout.splitlines()[0].startswith(f"demo: 5 themes, {res.n_topics} topics"), "the run regrouped"
     finer = run_cli("discover", "--dataset", "demo", "--n-themes", 14, "--json")
     assert finer.exit_code == 0, finer.stderr
     assert finer.json["n_themes"] == 14 and len(finer.json["themes"]) == 14
@@ -141,5 +142,41 @@ def test_api_gives_the_run_at_the_level_asked(demo):
             assert len(full["topics"]) == res.n_topics and full["topics"][0]["theme"] == res.topics[0].theme
             assert "themes" not in c.get(url, params={"level": "topics"}).json()
             assert c.get(url, params={"level": "words"}).status_code == 422
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_stored_run_regroups_into_coarser_or_finer_themes_as_a_new_run_would(demo):
+    """Going finer or coarser needs no new clustering: the run keeps its theme tree, and a cut of it at N gives
+    the themes a fresh discovery with n_themes=N gives (same sub-topics, sizes, keywords and names; the
+    representatives may differ, as the fresh run's sub-topic keywords demote words spread over its own themes)."""
+    from serverkit import Server, create_token
+
+    from inhouse.topics.discover import discover
+    from inhouse.topics.regroup import regroup
+
+    ws, res = demo
+    fresh = discover(ws, "demo", seed=0, n_themes=14)
+    again = regroup(ws, "demo", res.run_id, n_themes=14)
+    same = ("theme", "size", "share", "topics", "keywords", "name")
+    assert [{k: t.to_dict()[k] for k in same} for t in again.themes] == \
+        [{k: t.to_dict()[k] for k in same} for t in fresh.themes]
+    subs = {t.topic: set(t.representative_docs) for t in again.topics}
+    assert all(set(th.representative_docs) <= set().union(*(subs[k] for k in th.topics)) for th in again.themes)
+    assert [t.theme for t in again.topics] == [t.theme for t in fresh.topics]
+    assert again.themes_chosen == len(res.themes) and again.n_topics == res.n_topics
+    coarse = regroup(ws, "demo", res.run_id, n_themes=3)
+    assert len(coarse.themes) == 3 and sum(th.size for th in coarse.themes) == res.n_documents
+    token = create_token(ws.home, "regroup-viewer", "viewer")
+    server = Server(ws.home)
+    try:
+        with server.client(token) as c:
+            url = f"/datasets/demo/topics/{res.run_id}"
+            body = c.get(url, params={"n_themes": 14, "level": "themes"}).json()
+            assert body["n_themes"] == 14 and body["themes_chosen"] == len(res.themes)
+            assert [t["name"] for t in body["themes"]] == [t.name for t in fresh.themes]
+            assert c.get(url).json()["n_themes"] == len(res.themes), "regrouping is not stored"
+            assert c.get(url, params={"n_themes": 0}).status_code == 422
     finally:
         server.stop()

@@ -205,7 +205,7 @@ def test_analyze_screen_runs_a_pipeline(browser, served, api_run):
     flagged = page.locator("section.card", has=page.get_by_role("heading", name="Emerging and declining"))
     assert flagged.locator("tbody tr").count() == len(d["flagged"]) > 0
     assert "app_problem" in flagged.inner_text() and "▲ emerging" in flagged.inner_text()
-    assert page.locator(".summary-card").count() == len(d["summaries"]) > 0
+    assert page.locator(".summary-card:not(.candidate)").count() == len(d["summaries"]) > 0
     cost = page.locator("section.card", has=page.get_by_role("heading", name="Cost"))
     assert "openai-gpt-4o-mini" in cost.inner_text() and "Assumptions" in cost.inner_text()
     # this run reused the API run's predictions; the closed-API price still covers every document it analyzed
@@ -219,6 +219,60 @@ def test_analyze_screen_runs_a_pipeline(browser, served, api_run):
     html = open(dl.value.path(), encoding="utf-8").read()
     assert dl.value.suggested_filename == "report.html"
     assert html.startswith("<!DOCTYPE html>") and f"(run {run_id})" in html and "<section id='volumes'>" in html
+    # the loop closes from the dashboard (issue 20 §4): its model's page, to retrain like production and promote
+    page.locator("a.analyze-retrain").click()
+    page.wait_for_url("**/#/models/intents")
+    page.locator("#retrain-start").wait_for()
+    assert "exactly like intents@1" in page.locator(".deploy-retrain").inner_text()
+    assert_clean(page)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_analyze_dashboard_shows_drift_over_runs(browser, served, shared_data):
+    """Issue 20 §3: a dataset's second pipeline run brings movie reviews (real SST-2 sentences) to a
+    contact-center model; its dashboard flags the drift, says why and draws abstain rate and confidence per run."""
+    import pandas as pd
+    from conftest import invoke_cli
+    from uikit import assert_clean, open_page, shot
+
+    from inhouse.demo.data import write_csv
+
+    server, tokens, home = served
+    first = pd.read_csv(write_csv(home / "cc2.csv", n=300, seed=8))
+    reviews = pd.read_csv(shared_data / "sst2" / "sst2.csv").head(200)
+    shifted = pd.DataFrame({"message_id": [f"r{i}" for i in range(len(reviews))], "text": reviews["text"],
+                            "timestamp": first["timestamp"].sort_values().iloc[-len(reviews):].to_list()})
+    shifted.to_csv(home / "reviews.csv", index=False)
+    body = {"dataset": "cc2", "model": "intents@production", "every": "week", "summaries": "none", "subtopics": False}
+    runs = []
+    for f in ("cc2.csv", "reviews.csv"):
+        r = invoke_cli("--home", home, "ingest", home / f, "--dataset", "cc2", "--time-col", "timestamp",
+                       "--id-col", "message_id")
+        assert r.exit_code == 0, r.stderr
+        with server.client(tokens["editor"]) as c:
+            job = wait_job(c, c.post("/pipelines", json=body).json()["job_id"], timeout=600)  # the first exports ONNX
+            assert job["status"] == "done", job
+            runs.append(job["result"]["run_id"])
+    with server.client(tokens["viewer"]) as c:
+        d = c.get(f"/pipelines/{runs[1]}/drift").json()
+        listed = {r["id"]: r["drift_status"] for r in c.get("/pipelines", params={"dataset": "cc2"}).json()["runs"]}
+    assert d["drift"]["status"] == "flagged" and d["drift"]["window"]["documents"] == len(reviews)
+    assert d["drift"]["against"]["evaluation"]["kind"] == "validation"  # no eval recorded: the manifest's profile
+    assert d["drift"]["against"]["runs"]["metrics"]["abstain_rate"]["flagged"]
+    assert [x["run_id"] for x in d["history"]] == runs and listed == {runs[0]: "ok", runs[1]: "flagged"}
+
+    page = open_page(browser, server.url, tokens["viewer"])
+    page.goto(f"/#/analyze/{runs[1]}")
+    box = page.locator("section.card", has=page.get_by_role("heading", name="Drift", exact=True))
+    box.locator(".drift-chart svg.chart").wait_for()
+    text = box.inner_text()
+    assert "▲ drift" in text and f"{len(reviews)} new documents" in text and "abstain rate" in text.lower()
+    assert "validation rows of cc" in text and f"Flagged: #{runs[1]}" in text
+    assert box.locator(".drift-reasons li").count() == len(d["drift"]["reasons"]) > 0
+    assert box.locator(".drift-chart svg.chart path").count() >= 2  # abstain rate and mean confidence, per run
+    box.scroll_into_view_if_needed()
+    shot(page, "analyze-drift")
     assert_clean(page)
 
 

@@ -82,7 +82,9 @@ def test_the_whole_path_from_upload_to_dashboard(served, browser):
     page.get_by_text("No topics yet — run discovery").wait_for()
     page.click("#discover")
     page.locator(".job-panel").wait_for()
-    page.locator(".topic-card").first.wait_for(timeout=120_000)
+    page.locator(".theme-card").first.wait_for(timeout=120_000)  # themes first, then their sub-topics
+    page.click("#level-topics")
+    page.locator(".topic-card").first.wait_for()
     run = c.get("/datasets/calls/topics/1").json()
     assert page.locator(".topic-card").count() == min(8, len([t for t in run["topics"]]))
     shot(page, "e2e-2-explore", readme=True)

@@ -313,7 +313,9 @@ def test_explore_discovers_topics_searches_filters_and_opens_a_document(served, 
     page.select_option("#discover-model", "wordllama")  # a static encoder: seconds on a CPU
     page.click("#discover")
     page.locator(".job-panel").wait_for()
-    page.locator(".topic-card").first.wait_for(timeout=90_000)
+    page.locator(".theme-card").first.wait_for(timeout=90_000)  # themes first (tests/test_ui_themes.py)
+    page.click("#level-topics")
+    page.locator(".topic-card").first.wait_for()
     with server.client(tokens["viewer"]) as c:
         run = c.get("/datasets/calls/topics").json()["runs"][0]
         topics = c.get(f"/datasets/calls/topics/{run['run_id']}").json()["topics"]

@@ -26,6 +26,7 @@ from ..errors import UsageError
 from ..training.metrics import label_report
 from ..workspace.documents import ROW_COLUMN, id_column, id_output_name, read_documents
 from ..workspace.store import Workspace
+from .coverage import new_label_coverage
 
 WEIGHT_SKIP = {"train_index.safetensors"}  # training-row embeddings, not weights
 
@@ -134,9 +135,9 @@ def weight_changes(ws: Workspace, old: registry.Version, new: registry.Version) 
 
 # ---------------------------------------------------------- predictions ----
 
-def _documents(ws: Workspace, dataset: str, split: str | None, limit: int | None):
+def _documents(ws: Workspace, dataset: str, split: str | None, limit: int | None, label_col: str | None = None):
     df = read_documents(ws, dataset, columns=["doc_id", "text", "text_hash", "label", "source_id", "source_row"],
-                        split=split)
+                        split=split, label_col=label_col)
     if limit:
         df = df.head(limit)
     if len(df) == 0:
@@ -152,12 +153,16 @@ def _top(clf, scores: tuple) -> tuple[list[str], np.ndarray]:
 
 
 def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None,
-                  limit: int | None = None, examples: int = 10) -> dict:
+                  limit: int | None = None, examples: int = 10, label_col: str | None = None) -> dict:
     """Compare versions ``old`` and ``new`` on a dataset's documents.
 
     ``agreement`` is the share of documents given the same label; with gold
     labels there are also metric deltas, per-class changes, and flips split
     into ``fixed`` (old wrong, new right) and ``broken`` (old right, new wrong).
+    The gold labels are those of ``label_col``; by default the label column
+    ``new`` learnt from when ``dataset`` is the one it was trained on, else
+    ``label``. ``new_labels`` covers the labels ``new`` has and ``old`` lacks
+    (see :func:`inhouse.analysis.coverage.new_label_coverage`).
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> diff_versions(ws, "intents@3", "intents@3", "banking77", split="test")["agreement"]
@@ -167,7 +172,8 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
     ca, cb = load_classifier(ws, old), load_classifier(ws, new)
     if ca.multi_label or cb.multi_label:
         raise UsageError("models diff compares single-label classifiers.", fix="Compare multi-label versions with inhouse eval.")
-    df = _documents(ws, dataset, split, limit)
+    label_col = label_col or _trained_label_col(cb, dataset)
+    df = _documents(ws, dataset, split, limit, label_col)
     texts, hashes = df["text"].tolist(), df["text_hash"].tolist()
     pa, pb = cached_scores(ca, texts, hashes), cached_scores(cb, texts, hashes)  # cached, and reports progress
     la, sa = _top(ca, pa)
@@ -175,7 +181,8 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
     gold = [g if isinstance(g, str) else None for g in df["label"].tolist()]
     same = np.array([x == y for x, y in zip(la, lb)])
     labelled = [i for i, g in enumerate(gold) if g is not None]
-    out = {"old": _side(ca), "new": _side(cb), "dataset": dataset, "split": split, "documents": len(texts),
+    out = {"old": _side(ca), "new": _side(cb), "dataset": dataset, "split": split, "label_col": label_col,
+           "documents": len(texts),
            "labelled": len(labelled), "agreement": float(same.mean()), "flipped": int((~same).sum()),
            "labels_added": sorted(set(cb.labels) - set(ca.labels)), "labels_removed": sorted(set(ca.labels) - set(cb.labels))}
     out["per_class"] = _per_class(la, lb, gold, labelled)
@@ -185,6 +192,7 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
         out["metrics"] = {k: {"old": ma[k], "new": mb[k], "delta": mb[k] - ma[k]} for k in ("accuracy", "macro_f1")}
         out["fixed"] = sum(1 for i in labelled if la[i] != gold[i] and lb[i] == gold[i])
         out["broken"] = sum(1 for i in labelled if la[i] == gold[i] and lb[i] != gold[i])
+    out["new_labels"] = new_label_coverage(ws, ca, cb, la, lb, out["per_class"])
     id_name = id_output_name(id_column(ws, dataset), ["text", "old", "old_score", "new", "new_score", "gold", "verdict"])
     out["id_column"] = id_name or ROW_COLUMN
     out["examples"] = _examples(df, la, sa, lb, sb, gold, same, examples, id_name)
@@ -194,6 +202,12 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
                   {k: out[k] for k in ("agreement", "flipped", "documents", "metrics") if k in out},
                   model=cb.version.ref, model_sha256=cb.version.sha256, started_at=t0)
     return out
+
+
+def _trained_label_col(clf, dataset: str) -> str:
+    """The label column ``clf`` learnt when ``dataset`` is the one it was trained on, else ``label``."""
+    trained = clf.version.manifest.get("dataset") or {}
+    return (trained.get("label_col") or "label") if trained.get("name") == dataset else "label"
 
 
 def _side(clf) -> dict:
@@ -258,6 +272,7 @@ def render_diff(d: dict, classes: int = 10) -> str:
             if "f1_delta" in r:
                 row += f"{r['old_f1']:>9.3f}->{r['new_f1']:<7.3f}{r['f1_delta']:>+9.3f}"
             lines.append(row)
+    lines.extend(_new_label_lines(d.get("new_labels") or []))
     if d["examples"]:
         lines.append("")
         lines.append("flipped examples (most confident first):")
@@ -269,6 +284,22 @@ def render_diff(d: dict, classes: int = 10) -> str:
     lines.append("")
     lines.append("weights: " + _weights_line(d["weights"]))
     return "\n".join(lines)
+
+
+def _new_label_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", "new labels (what the new version now covers):"]
+    for r in rows:
+        v = r.get("validation")
+        val = (f"validation F1 {v['f1']:.3f}, recall {v['recall']:.3f} on {v['support']} rows" if v
+               else "no validation rows")
+        before = ", ".join(f"{k} {n}" for k, n in list(r["old_answers"].items())[:4]) or "-"
+        c = r.get("candidate")
+        made = f" (made from candidate {c['discovery_run']}:{c['candidate']})" if c else ""
+        lines.append(f"  {r['label']}{made}: {val}; given to {r['predicted']} documents, which the old version "
+                     f"answered as: {before}")
+    return lines
 
 
 def _weights_line(w: dict) -> str:

@@ -34,6 +34,7 @@ from ..training.metrics import (
 from ..workspace.documents import read_documents
 from ..workspace.files import atomic_path, atomic_write_text
 from ..workspace.store import Workspace
+from .drift import Profile
 
 
 def zero_shot_proba(ws: Workspace, base: str, texts: list[str], labels: list[str], hashes: list[str] | None = None,
@@ -227,6 +228,10 @@ def evaluate(ws: Workspace, ref: str, dataset: str, split: str | None = "test", 
     if not clf.multi_label:
         result["abstain"] = {**abstain_report(clf, y_raw, probs, distance),
                              "enabled": bool(abstain and clf.can_abstain)}
+        # what the model answered on these rows: the baseline its runs' drift is measured against
+        decided = clf.decide(probs, abstain=abstain, distance=distance)
+        result["profile"] = Profile.of(decided, clf.abstains(probs, distance) & abstaining,
+                                       clf.best_in_scope(probs)[1]).to_dict()
     warnings = []
     base_sha = (clf.manifest.get("base") or {}).get("sha256")
     circ = circular_labels(ws, dataset, doc_ids, label_col, {base_sha} if base_sha else set())

@@ -150,8 +150,12 @@ def _stored_embeddings(ws: Workspace, dataset: str, texts: list[str]) -> tuple[n
 
 
 def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: str = "auto", limit: int = 20,
-            exclude: list[int] | None = None, seed: int = 0, label_col: str | None = None) -> QueueResult:
-    """The next ``limit`` unlabelled documents of ``dataset`` worth labelling (see the module docstring)."""
+            exclude: list[int] | None = None, seed: int = 0, label_col: str | None = None,
+            among: list[int] | None = None) -> QueueResult:
+    """The next ``limit`` unlabelled documents of ``dataset`` worth labelling (see the module docstring).
+
+    ``among``: only these doc ids (e.g. a candidate category's documents, to confirm them one at a time);
+    ``unlabelled`` then counts those of them without a label."""
     from ..data.search import documents_by_id, matching_ids
     from ..workspace.documents import read_documents
     from ..workspace.labelsets import label_columns, resolve_label_col
@@ -190,6 +194,8 @@ def suggest(ws: Workspace, dataset: str, *, model: str | None = None, strategy: 
     else:
         df = read_documents(ws, dataset, columns=["doc_id", "label"], label_col=col.name)
         ids_all = df.loc[df["label"].isna(), "doc_id"].to_numpy(dtype=np.int64)
+    if among is not None:
+        ids_all = ids_all[np.isin(ids_all, np.asarray(list(among), dtype=np.int64))]
     unlabelled = len(ids_all)
     if exclude:
         ids_all = ids_all[~np.isin(ids_all, [int(x) for x in exclude])]

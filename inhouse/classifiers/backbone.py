@@ -55,6 +55,8 @@ class Backbone(_torch().nn.Module):
         self.tokenizer = tokenizer
         self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
         self._st = [st]  # in a list so that nn.Module does not register it twice
+        self.frozen: list = []  # modules freeze_bottom() froze: kept in eval mode
+        self.frozen_layers = 0
         self._tokenize_lock = threading.Lock()  # fast tokenizers refuse concurrent calls ("Already borrowed")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -72,9 +74,12 @@ class Backbone(_torch().nn.Module):
                               return_tensors="pt")
 
     def forward(self, batch: dict):
-        torch = _torch()
         mask = batch["attention_mask"]
-        hidden = self.transformer(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        return self.pool(self.transformer(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state, mask)
+
+    def pool(self, hidden, mask):
+        """The text vectors from the last hidden states (padding ignored)."""
+        torch = _torch()
         if self.pooling == "last":
             last = mask.sum(1) - 1
             pooled = hidden[torch.arange(hidden.shape[0]), last]
@@ -84,6 +89,63 @@ class Backbone(_torch().nn.Module):
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
         return pooled
+
+    # ------------------------------------------- frozen bottom layers ----
+
+    def layers(self) -> tuple[Any, list] | None:
+        """``(embeddings, transformer layers)`` for encoders that can be run layer by layer (the BERT
+        family, MiniLM included); ``None`` for the others."""
+        enc = getattr(self.transformer, "encoder", None)
+        if getattr(self.transformer, "embeddings", None) is None or not hasattr(enc, "layer"):
+            return None
+        return self.transformer.embeddings, list(enc.layer)
+
+    def freeze_bottom(self, k: int) -> None:
+        """Freeze the embeddings and the bottom ``k`` layers: no gradients, and no dropout even in
+        training mode, so that what they compute for a text never changes (and can be cached)."""
+        parts = self.layers()
+        if parts is None:
+            raise UsageError(f"freezing bottom layers needs an encoder of the BERT family; "
+                             f"{type(self.transformer).__name__} is not one.", fix="Use --freeze-layers 0 with this base.")
+        emb, layers = parts
+        if not 0 <= k < len(layers):
+            raise UsageError(f"--freeze-layers must be in [0, {len(layers) - 1}] for this base "
+                             f"({len(layers)} layers), found {k}.", fix="Leave at least one layer to train.")
+        self.frozen = [emb, *layers[:k]] if k else []
+        self.frozen_layers = k
+        for m in self.frozen:
+            m.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.frozen:
+            m.eval()
+        return self
+
+    def bottom(self, batch: dict, k: int):
+        """The hidden states after the embeddings and the bottom ``k`` layers (see :meth:`top`)."""
+        emb, layers = self.layers()
+        h = emb(input_ids=batch["input_ids"])
+        mask = self._mask(h, batch["attention_mask"])
+        for layer in layers[:k]:
+            h = layer(h, mask)
+        return h
+
+    def top(self, hidden, attention_mask, k: int):
+        """The pooled vectors from the states after layer ``k``: the layers above it, then pooling.
+        ``top(bottom(b, k), b["attention_mask"], k)`` equals ``forward(b)``."""
+        _, layers = self.layers()
+        mask = self._mask(hidden, attention_mask)
+        for layer in layers[k:]:
+            hidden = layer(hidden, mask)
+        return self.pool(hidden, attention_mask)
+
+    def _mask(self, hidden, attention_mask):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.transformer.config, inputs_embeds=hidden,
+                                         attention_mask=attention_mask)
 
     def embed(self, texts: list[str], batch_size: int = 64, desc: str | None = None) -> np.ndarray:
         """Embeddings without gradients, batched by length, in input order.

@@ -7,6 +7,7 @@ import datetime as dt
 import click
 
 from ..service import costs as costs_api
+from ..service.pipelines import DRIFT_EXIT_CODE
 from . import cli, emit_json, json_option, pass_ctx
 
 
@@ -17,13 +18,19 @@ def pipeline_group() -> None:
 
 @pipeline_group.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--fail-on-drift", is_flag=True,
+              help=f"Exit with code {DRIFT_EXIT_CODE} when the run's drift is flagged (for schedulers that watch).")
 @json_option
 @pass_ctx
-def pipeline_run_cmd(ctx, file: str, as_json: bool) -> None:
+def pipeline_run_cmd(ctx, file: str, fail_on_drift: bool, as_json: bool) -> None:
     """Run the steps of a pipeline file; steps whose inputs did not change are skipped.
 
     Paths in the file are relative to its folder. The model of classify is
-    resolved to its sha256 once at the start; the report names it.
+    resolved to its sha256 once at the start; the report names it. A run that
+    classifies gets a drift record (abstain rate, mean confidence and category
+    mix of its new documents against the version's evaluation and the previous
+    runs; thresholds in the file's ``drift:`` key); with --fail-on-drift a
+    flagged run exits with code 10 after printing its result.
 
     \b
     Example:
@@ -31,6 +38,7 @@ def pipeline_run_cmd(ctx, file: str, as_json: bool) -> None:
       ingest     done      2.1 s   6000 rows
       classify   done      3.0 s   6000 rows  intents@3 (onnx-int8)
       ...
+      drift: ok (1,200 new documents; abstain rate 4.1%, mean confidence 0.912)
       report: examples/out/report.html
     """
     from ..service.pipelines import run_file as run_pipeline
@@ -45,10 +53,26 @@ def pipeline_run_cmd(ctx, file: str, as_json: bool) -> None:
     r = run_pipeline(ctx.ws, file, on_step=show)
     if as_json:
         emit_json(r)
-        return
-    c = r["cost"]
-    click.echo(f"run {r['run_id']}: {r['seconds']:.1f} s, {c['cpu_seconds']:.0f} CPU s, peak {c['peak_rss_mb']:.0f} MB")
-    click.echo(f"report: {r['report']}")
+    else:
+        c = r["cost"]
+        click.echo(f"run {r['run_id']}: {r['seconds']:.1f} s, {c['cpu_seconds']:.0f} CPU s, peak {c['peak_rss_mb']:.0f} MB")
+        if r.get("drift"):
+            click.echo(f"drift: {drift_line(r['drift'])}")
+            for reason in r["drift"]["reasons"]:
+                click.echo(f"  ! {reason}")
+        click.echo(f"report: {r['report']}")
+    if fail_on_drift and (r.get("drift") or {}).get("flagged"):
+        click.get_current_context().exit(DRIFT_EXIT_CODE)
+
+
+def drift_line(d: dict) -> str:
+    """One line of a drift record: its status, window and numbers."""
+    p, n = d.get("profile") or {}, (d.get("window") or {}).get("documents")
+    if not p or not n:
+        return f"{d['status']} ({d.get('note') or 'nothing to measure'})"
+    conf = p.get("mean_confidence")
+    return (f"{d['status']} ({n:,} new documents; abstain rate {p['abstain_rate']:.1%}"
+            + (f", mean confidence {conf:.3f}" if conf is not None else "") + ")")
 
 
 # -------------------------------------------------------------- schedules ----
@@ -109,7 +133,8 @@ def _last(s: dict) -> str:
     if not last:
         return "-"
     if last["status"] == "done":
-        return f"done: run {last['run_id']}" if last.get("run_id") else f"done: {last.get('skipped') or 'nothing'}"
+        drift = f" (drift {last['drift']})" if last.get("drift") == "flagged" else ""
+        return f"done: run {last['run_id']}{drift}" if last.get("run_id") else f"done: {last.get('skipped') or 'nothing'}"
     return f"{last['status']}: {last['error']}" if last.get("error") else last["status"]
 
 

@@ -182,6 +182,27 @@ def show_cmd(ctx, ref: str, as_json: bool) -> None:
         click.echo(describe_artifact(d["inference"]))
 
 
+@models_group.command("prepare")
+@click.argument("ref")
+@json_option
+@pass_ctx
+def prepare_cmd(ctx, ref: str, as_json: bool) -> None:
+    """Build REF's fast-classify artifacts now (train and alias do it): ONNX graph, int8 verdict, cascade.
+
+    \b
+    Example:
+      $ inhouse models prepare intents@3
+    """
+    from ..service.registry import prepare
+    from .train import prepared_line
+
+    r = prepare(ctx.ws, ref)
+    if as_json:
+        emit_json(r)
+    else:
+        click.echo(f"{r['ref']}: {prepared_line(r)}")
+
+
 @models_group.command("alias")
 @click.argument("ref")
 @click.argument("alias")
@@ -351,9 +372,11 @@ def gc_cmd(ctx, as_json: bool) -> None:
 @click.option("--split", default=None, help="Only this split (e.g. test).")
 @click.option("--limit", type=int, default=None, help="At most this many documents (the first ones).")
 @click.option("--examples", type=int, default=10, show_default=True, help="Flipped examples to show.")
+@click.option("--label-col", default=None, help="Gold labels' column (default: the one NEW learnt, on its own dataset).")
 @json_option
 @pass_ctx
-def diff_cmd(ctx, old: str, new: str, dataset: str, split: str | None, limit: int | None, examples: int, as_json: bool) -> None:
+def diff_cmd(ctx, old: str, new: str, dataset: str, split: str | None, limit: int | None, examples: int,
+             label_col: str | None, as_json: bool) -> None:
     """Compare two versions on a dataset before promoting NEW.
 
     \b
@@ -367,7 +390,7 @@ def diff_cmd(ctx, old: str, new: str, dataset: str, split: str | None, limit: in
     from ..analysis.diff import render_diff
     from ..service.diff import diff
 
-    d = diff(ctx.ws, old, new, dataset, split=split, limit=limit, examples=examples)
+    d = diff(ctx.ws, old, new, dataset, split=split, limit=limit, examples=examples, label_col=label_col)
     if as_json:
         emit_json(d)
     else:

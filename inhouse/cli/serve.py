@@ -20,8 +20,10 @@ from . import cli, emit_json, json_option, pass_ctx
               help="uvicorn worker processes (each loads its own models).")
 @click.option("--job-workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Jobs (training, embedding, ...) run at once, each in its own process.")
-@click.option("--batch-window-ms", default=5.0, show_default=True, type=click.FloatRange(0, 1000),
-              help="Online classify/embed requests arriving within this window share one model call; 0: off.")
+@click.option("--batch-window-ms", default=0.0, show_default=True, type=click.FloatRange(0, 1000),
+              help="Extra wait for more texts before each model call. With 0, a request that finds the model idle "
+                   "runs at once, and those that arrive while a call runs share the next call.")
+@click.option("--no-batching", is_flag=True, help="One request per model call, one at a time.")
 @click.option("--max-body-mb", default=8, show_default=True, type=click.IntRange(1, 4096), help="JSON request bodies.")
 @click.option("--max-upload-mb", default=1024, show_default=True, type=click.IntRange(1, 1 << 20),
               help="Dataset uploads and NDJSON streams.")
@@ -42,8 +44,8 @@ from . import cli, emit_json, json_option, pass_ctx
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @json_option
 @pass_ctx
-def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_mb, max_upload_mb, max_batch, model_threads,
-              max_request_tokens, ssl_certfile, ssl_keyfile, trusted_proxies, no_onnx, log_level, as_json) -> None:
+def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, no_batching, max_body_mb, max_upload_mb, max_batch,
+              model_threads, max_request_tokens, ssl_certfile, ssl_keyfile, trusted_proxies, no_onnx, log_level, as_json) -> None:
     """Serve the workspace over HTTP: the web UI at /, REST API, /v1 (OpenAI-compatible), jobs, docs at /docs.
 
     Every API route but GET /health needs 'Authorization: Bearer TOKEN' (the web UI signs in with a token
@@ -58,7 +60,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
     try:
         import uvicorn
 
-        from ..server.app import SETTINGS_ENV, Settings
+        from ..server.app import SETTINGS_ENV, SWITCH_INTERVAL, Settings
         from ..ui.app import create_app
         from ..server.tokens import any_token
     except ImportError as e:
@@ -72,7 +74,8 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
         raise UsageError("--ssl-certfile and --ssl-keyfile go together.",
                          fix="Give both: the certificate and its private key, as PEM files.")
     settings = Settings(home=str(ws.home), max_body_bytes=max_body_mb << 20, max_upload_bytes=max_upload_mb << 20,
-                        max_batch_texts=max_batch, batch_window_ms=batch_window_ms, job_workers=job_workers,
+                        max_batch_texts=max_batch, batch_window_ms=batch_window_ms, batching=not no_batching,
+                        job_workers=job_workers,
                         prefer_onnx=not no_onnx, model_threads=model_threads or None,
                         max_request_tokens=max_request_tokens or None, trusted_proxies=list(trusted_proxies) or None)
     scheme = "https" if ssl_certfile else "http"
@@ -81,9 +84,7 @@ def serve_cmd(ctx, host, port, workers, job_workers, batch_window_ms, max_body_m
                    proxy_headers=False, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     from ..version import __version__
 
-    # the model thread drops the GIL around every tensor op and must get it back quickly while the event loop
-    # is busy with other clients; at the default 5 ms a 100-op forward pass can wait whole seconds for it
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(SWITCH_INTERVAL)  # see inhouse.server.app.SWITCH_INTERVAL (worker processes set it too)
     os.umask(0o077)  # what the server and its job workers write (uploads, parts, logs) is the owner's alone
 
     if as_json:  # one line a supervisor can read before the server's own log starts

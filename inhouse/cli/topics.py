@@ -31,7 +31,11 @@ def _cut(text: str, width: int) -> str:
 @cli.command("discover")
 @click.option("--dataset", required=True, help="Dataset to find topics in.")
 @click.option("--within", default=None, metavar="COLUMN",
-              help="Find sub-topics inside each category of COLUMN (label, topic, split or a column of the file).")
+              help="Find sub-topics inside each category of COLUMN (label, topic, split or a column of the file). "
+                   "--within prediction: the documents the stored predictions turned away (other), grouped into "
+                   "candidate new categories (prediction:NAME@N for one version's).")
+@click.option("--every", type=click.Choice(["day", "week", "month"]), default="week", show_default=True,
+              help="With --within prediction: the periods a candidate's growth is measured over.")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Embedding model.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed: the same seed gives the same topics.")
 @click.option("--n-topics", default=None, type=click.IntRange(min=1),
@@ -63,7 +67,7 @@ def _cut(text: str, width: int) -> str:
               help="themes: each theme with its sub-topics underneath; topics: the flat list of fine topics.")
 @json_option
 @pass_ctx
-def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topic_size, llm, split, run_id,
+def discover_cmd(ctx, dataset, within, every, model, seed, n_topics, outliers, min_topic_size, llm, split, run_id,
                  output, examples, full, where, compare, compare_output, yes, n_themes, level, as_json) -> None:
     """Find the topics of a dataset without labels.
 
@@ -87,6 +91,7 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
                  TOPIC 0     74  ordered, card ordered, think dropped
       ...
       $ inhouse discover --dataset contact-center --n-themes 12   # finer themes
+      $ inhouse discover --dataset contact-center --run 1 --n-themes 5   # run 1, coarser
       $ inhouse discover --dataset contact-center --run 1 --level topics
       $ inhouse discover --dataset tickets --output topics.csv
       $ head -2 topics.csv      # ticket_id: the --id-col of ingest; row: the row of the ingested file
@@ -94,14 +99,23 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
       T-0001,1,0,3,"refund, money back, refund request"
       $ inhouse discover --dataset banking77 --within label --output subtopics.csv
       $ inhouse discover --dataset air --where "label = 'negative'" --compare negative_reason
+      $ inhouse discover --dataset tickets --within prediction      # what the model turned away, as candidates
     """
     from ..service.topics import discover
+
+    if within and within.split(":")[0] == "prediction" and run_id is None:
+        for flag, value in (("--outliers", outliers), ("--split", split), ("--where", where), ("--compare", compare),
+                            ("--n-themes", n_themes), ("--output", output)):
+            if value:
+                raise UsageError(f"{flag} does not apply to --within prediction (candidates of what the model turned "
+                                 "away).", fix=f"Leave out {flag}.")
+        return _candidates(ctx, dataset, within, every, model, seed, n_topics, min_topic_size, llm, examples, full,
+                           yes, as_json)
     from ..topics.runs import load_discovery
 
     if run_id is not None and n_themes is not None:
-        raise UsageError("--n-themes groups the topics of a new run; it cannot regroup run "
-                         f"{run_id}.", fix=f"Leave out --run: inhouse discover --dataset {dataset} --n-themes {n_themes}")
-    if run_id is not None:
+        res = topics_service.regroup(ctx.ws, dataset, run_id, n_themes)  # a cut of the run's theme tree
+    elif run_id is not None:
         res = load_discovery(ctx.ws, dataset, run_id)
     else:
         res = discover(ctx.ws, dataset, within=within, model=model, seed=seed, n_topics=n_topics,
@@ -130,6 +144,39 @@ def discover_cmd(ctx, dataset, within, model, seed, n_topics, outliers, min_topi
                    f"({n['junk']} unusable, {n['ungrounded']} mentioned words found in none of the topic's documents)")
     if comp:
         _print_compare(comp)
+
+
+def _candidates(ctx, dataset, within, every, model, seed, n_topics, min_topic_size, llm, examples, full, yes,
+                as_json) -> None:
+    """``discover --within prediction``: the candidates of the stored predictions, as a pipeline finds them."""
+    from ..service.candidates import find
+
+    ref = within.partition(":")[2].strip() or None
+    res = find(ctx.ws, dataset, model=ref, every=every, seed=seed, n_topics=n_topics, min_topic_size=min_topic_size,
+               llm=llm, embed_model=model, confirm=llm_confirm(yes, as_json))
+    if as_json:
+        emit_json(res.to_dict())
+        return
+    away = "/".join(res.turned_away_labels)
+    click.echo(f"{dataset}: {len(res.candidates)} candidates in the {res.turned_away} of {res.documents} documents "
+               f"{res.model} turned away ({away!r}; discovery run {res.discovery_run}; {res.seconds:.1f} s)")
+    if res.growth_note:
+        click.echo(f"growth: none ({res.growth_note})")
+    if not res.candidates:
+        return
+    click.echo(f"{'CAND':>5}  {'SIZE':>6}  {'SHARE':>6}  {'GROWTH':<18}NAME")
+    for c in res.candidates:
+        g = c.growth or {}
+        ratio = "new" if g and g.get("share_ratio") is None else f"x{g.get('share_ratio', 0):.1f}"
+        growth = (f"{'▲' if g['status'] == 'emerging' else '▼' if g['status'] == 'declining' else '·'} {ratio}"
+                  f" {sparkline(g.get('shares') or [])}") if g else "-"
+        click.echo(f"{c.candidate:>5}  {c.size:>6}  {c.share:>6.1%}  {_cut(growth, 17):<18}{_cut(c.name, 56)}")
+        shown = max(examples, len(c.representative_texts) if full else 0)
+        for text, key in zip(c.representative_texts[:shown], c.representative_ids):
+            click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\" ({res.id_column} {key})")
+    click.echo(f"\nshare: of the turned-away documents. Make one a label and confirm its documents in the queue: "
+               f"the Analyze screen, or POST /datasets/{dataset}/candidates/{res.discovery_run}/CAND/label "
+               "with {\"label_col\": COLUMN}")
 
 
 def llm_confirm(yes: bool, as_json: bool):

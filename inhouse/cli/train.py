@@ -16,6 +16,33 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+def prepared_line(p: dict) -> str:
+    """One line on what was prepared for fast classify (ONNX precision and verdict, cascade)."""
+    if not p.get("prepared"):
+        return f"fast classify: not prepared ({p.get('reason')})"
+    line = f"fast classify prepared in {p['seconds']:.1f} s: onnx {p['onnx']['precision']} ({p['onnx']['rule']})"
+    c = p.get("cascade")
+    if c and c.get("use"):
+        v = c["validation"]
+        line += (f"; cascade answers {_pct(v['share'])} of validation rows, accuracy {_pct(v['accuracy'])} vs "
+                 f"{_pct(v['accuracy_transformer'])} for the transformer alone")
+    elif c:
+        line += f"; cascade not used ({c.get('reason')})"
+    return line
+
+
+def _speed_notes(r: dict) -> list[str]:
+    """Notes for classify's output: a graph built now instead of at save, the cascade's share or why it is off."""
+    notes = [r["prepared"]] if r.get("prepared") and r["prepared"] != "at save" else []
+    c = r.get("cascade")
+    if isinstance(c, str):
+        notes.append(c)
+    elif isinstance(c, dict) and c.get("share") is not None:
+        notes.append(f"the cascade answered {_pct(c['share'])} of the distinct texts ({c['answered']}), "
+                     f"the transformer the rest")
+    return notes
+
+
 @cli.command("train")
 @click.option("--dataset", required=True, help="Dataset with labelled documents.")
 @click.option("--name", required=True, help="Model name; each training adds a version NAME@N.")
@@ -36,8 +63,12 @@ def _pct(x: float | None) -> str:
               help="Share of each label's rows held out for choosing epochs/C (0: none).")
 @click.option("--min-examples", type=int, default=0, help="Drop labels with fewer examples than this.")
 @click.option("--max-seq-length", type=int, default=128, show_default=True, help="Tokens per text.")
+@click.option("--freeze-layers", type=int, help="Train only the layers above the bottom N (and the head); the "
+              "frozen ones run once per text, not every step (full's default: half the layers of a BERT-family encoder).")
 @click.option("--label-names", is_flag=True, help="Also train on each label's name as an example text (one row per label).")
 @click.option("--threads", type=int, help="torch threads (fix it for bit-identical reruns across machines).")
+@click.option("--no-prepare", is_flag=True, help="Skip building the fast-classify graph and cascade now "
+              "(then the first classify builds the graph).")
 @click.option("--where", default=None, metavar="EXPR", help="Train only on documents for which EXPR holds, "
               "e.g. \"label = 'negative'\" (columns: inhouse datasets show).")
 @click.option("--no-abstain", is_flag=True, help="Never answer 'other': always the most likely label.")
@@ -50,8 +81,8 @@ def _pct(x: float | None) -> str:
 @json_option
 @pass_ctx
 def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, epochs, max_steps, batch_size,
-              learning_rate, val_fraction, min_examples, max_seq_length, label_names, threads, where, no_abstain,
-              abstain_target, other_label, out_of_scope, as_json) -> None:
+              learning_rate, val_fraction, min_examples, max_seq_length, freeze_layers, label_names, threads, where,
+              no_abstain, abstain_target, other_label, out_of_scope, no_prepare, as_json) -> None:
     """Train a classifier on a dataset's labels and save it as a new version.
 
     The model can abstain: on the validation rows (carved from the training
@@ -72,12 +103,13 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
     args = training_arguments(dict(base=base, method=method, label_col=label_col, split=None if split == "all" else split,
                              shots=shots, seed=seed, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                              learning_rate=learning_rate, val_fraction=val_fraction, min_examples=min_examples,
-                             max_seq_length=max_seq_length, label_names=label_names, num_threads=threads,
+                             max_seq_length=max_seq_length, freeze_layers=freeze_layers, label_names=label_names,
+                             num_threads=threads,
                              where=where, abstain=not no_abstain, other_label=other_label,
                              out_of_scope=list(out_of_scope) or None,
                              **({"abstain_target": abstain_target, "abstain_rule": "quantile"}
                                 if abstain_target is not None else {})))
-    r = train(ctx.ws, dataset, name, args)
+    r = train(ctx.ws, dataset, name, args, prepare=not no_prepare)
     if as_json:
         emit_json(r.to_dict())
         return
@@ -93,6 +125,8 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
                f"{d['threshold']:.3f}" if d else f"under confidence {a['threshold']:.3f}")
         click.echo(f"abstains ('{a['label']}') {how} ({a.get('rule')} rule): on "
                    f"validation {_pct(a.get('val_in_scope_abstain_rate'))} of in-scope rows{oos}; --no-abstain turns it off")
+    if r.prepared:
+        click.echo(prepared_line(r.prepared))
 
 
 @cli.command("eval")
@@ -258,10 +292,11 @@ def explain_cmd(ctx, model, text, k, as_json) -> None:
 @click.option("--no-cache", is_flag=True, hidden=True, help="Kept for compatibility; chunks are always kept.")
 @click.option("--where", default=None, metavar="EXPR", help="Only documents of --dataset for which EXPR holds.")
 @click.option("--no-abstain", is_flag=True, help="Always answer the most likely label, never 'other'.")
+@click.option("--no-cascade", is_flag=True, help="The transformer answers every text (no static-embedding cascade).")
 @json_option
 @pass_ctx
 def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, encoding, split, output, top_k, engine,
-                 ray_address, workers, backend, chunk_rows, no_cache, where, no_abstain, as_json) -> None:
+                 ray_address, workers, backend, chunk_rows, no_cache, where, no_abstain, no_cascade, as_json) -> None:
     """Predict a label for every row, in input order, with the model version that made it.
 
     One output row per input row. Each carries `row`, the 1-based data row of
@@ -291,7 +326,8 @@ def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, encoding, sp
 
     r = classify(ctx.ws, model, output=output, dataset=dataset, input_path=input_path, text_col=text_col,
                  id_col=id_col, split=split, encoding=encoding, where=where, top_k=top_k, chunk_rows=chunk_rows,
-                 engine=engine, backend=backend, ray_address=ray_address, workers=workers, abstain=not no_abstain)
+                 engine=engine, backend=backend, ray_address=ray_address, workers=workers, abstain=not no_abstain,
+                 cascade=not no_cascade)
     if as_json:
         emit_json(r)
         return
@@ -306,3 +342,5 @@ def classify_cmd(ctx, model, dataset, input_path, text_col, id_col, encoding, sp
     click.echo(line)
     if r.get("fallback"):
         click.echo(f"note: {r['fallback']}")
+    for note in _speed_notes(r):
+        click.echo(f"note: {note}", err=True)

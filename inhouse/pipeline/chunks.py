@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..workspace.files import text_hash
-
 
 @dataclass
 class Chunk:
@@ -34,11 +32,10 @@ def make_chunk(index: int, keys: dict[str, list], texts: list[str | None], error
         if e is not None:
             c.inverse.append(-1)
             continue
-        h = text_hash(t)
-        if h not in seen:
-            seen[h] = len(c.unique)
+        j = seen.setdefault(t, len(c.unique))  # the text itself is the key: no hash per row
+        if j == len(c.unique):
             c.unique.append(t)
-        c.inverse.append(seen[h])
+        c.inverse.append(j)
     return c
 
 

@@ -30,7 +30,7 @@ import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -48,7 +48,8 @@ from ..workspace.documents import ROW_COLUMN, id_column, id_output_name
 from ..workspace.files import atomic_path
 from ..workspace.store import Workspace
 from .chunks import Chunk, chunk_table, make_chunk
-from .engine import EngineOptions, Predictor, load_predictor, predict_unique
+from .cascade import load_fast_predictor
+from .engine import EngineOptions, Predictor, predict_unique
 from .outputs import TableWriter, check_output
 
 ENGINES = ("local", "ray")
@@ -65,6 +66,7 @@ class ClassifyOptions:
     ray_address: str | None = None
     workers: int = 2
     abstain: bool = True  # False: the most likely in-scope label even where the version would say "other"
+    cascade: bool = True  # False: the transformer answers every text (no static-embedding cascade)
     engine_options: EngineOptions = field(default_factory=EngineOptions)
 
     def validate(self) -> "ClassifyOptions":
@@ -105,7 +107,8 @@ def resolve_version(ws: Workspace, ref: str | registry.Version) -> registry.Vers
 
 def _runner(ws: Workspace, v: registry.Version, opts: ClassifyOptions, meter: CostMeter, scratch: Path):
     def make(sample: list[str]) -> Predictor:
-        return load_predictor(ws, v, backend=opts.backend, sample=sample, options=opts.engine_options)
+        return load_fast_predictor(ws, v, backend=opts.backend, sample=sample,
+                                   options=replace(opts.engine_options, cascade=opts.cascade))
 
     if opts.engine == "ray":
         from .rayengine import RayRunner
@@ -123,37 +126,40 @@ def _dataset_chunks(ws: Workspace, dataset: str, split: str | None, done: np.nda
 
     keys: list[int] = []
     texts: list = []
+    hashes: list = []  # each document's text hash, read with its text: the prediction set keeps it per row
     index = 0
     for part in ws.dataset_parts(dataset):
         pf = pq.ParquetFile(part)
-        cols = ["doc_id", "text"] + (["split"] if split is not None else [])
+        has_hash = "text_hash" in pf.schema_arrow.names
+        cols = ["doc_id", "text"] + (["text_hash"] if has_hash else []) + (["split"] if split is not None else [])
         for batch in pf.iter_batches(batch_size=min(chunk_rows, 65_536), columns=cols):
-            ids = batch.column(0).to_numpy(zero_copy_only=False)
+            ids = batch.column("doc_id").to_numpy(zero_copy_only=False)
             keep = np.ones(len(ids), dtype=bool)
             if len(done):
                 pos = np.searchsorted(done, ids).clip(max=len(done) - 1)
                 keep &= done[pos] != ids
             if split is not None:
-                keep &= np.array([s == split for s in batch.column(2).to_pylist()], dtype=bool)
+                keep &= np.array([s == split for s in batch.column("split").to_pylist()], dtype=bool)
             if allowed is not None:  # --where: only the documents it selects
                 keep &= np.isin(ids, allowed)
             if not keep.any():
                 continue
             idx = np.flatnonzero(keep)
-            text_col = batch.column(1).take(idx).to_pylist()
             keys += ids[idx].tolist()
-            texts += text_col
+            texts += batch.column("text").take(idx).to_pylist()
+            hashes += batch.column("text_hash").take(idx).to_pylist() if has_hash else [None] * len(idx)
             while len(keys) >= chunk_rows:
-                yield _doc_chunk(index, keys[:chunk_rows], texts[:chunk_rows])
+                yield _doc_chunk(index, keys[:chunk_rows], texts[:chunk_rows], hashes[:chunk_rows])
                 index += 1
-                keys, texts = keys[chunk_rows:], texts[chunk_rows:]
+                keys, texts, hashes = keys[chunk_rows:], texts[chunk_rows:], hashes[chunk_rows:]
     if keys:
-        yield _doc_chunk(index, keys, texts)
+        yield _doc_chunk(index, keys, texts, hashes)
 
 
-def _doc_chunk(index: int, doc_ids: list[int], texts: list) -> Chunk:
+def _doc_chunk(index: int, doc_ids: list[int], texts: list, hashes: list) -> Chunk:
     checked = [text_problem(t, "text") for t in texts]
-    return make_chunk(index, {"doc_id": doc_ids}, [t for t, _ in checked], [e for _, e in checked])
+    return make_chunk(index, {"doc_id": doc_ids, "text_hash": hashes}, [t for t, _ in checked],
+                      [e for _, e in checked])
 
 
 def count_docs(ws: Workspace, dataset: str, split: str | None) -> int:
@@ -264,7 +270,8 @@ def classify_dataset(ws: Workspace, v: registry.Version, dataset: str, *, split:
     computed = [0, 0]
 
     def keep(c: Chunk, cols: dict) -> None:
-        pset.add(chunk_table(c, cols, schema))
+        hashes = c.keys.get("text_hash")  # read with the texts: no look-up of the documents per part
+        pset.add(chunk_table(c, cols, schema), text_hashes=None if hashes is None or None in hashes else hashes)
         computed[0] += c.rows
 
     with task(f"classifying {dataset} with {v.ref}", total=max(total - len(done), 0), unit="doc") as t:
@@ -293,7 +300,7 @@ def _checkpoint_key(path: Path, v: registry.Version, text_col: str, id_col: str 
     st = path.stat()
     what = {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "model": v.sha256,
             "text_col": text_col, "id_col": id_col, "encoding": encoding, "top_k": opts.top_k,
-            "chunk_rows": opts.chunk_rows, "backend": opts.backend}
+            "chunk_rows": opts.chunk_rows, "backend": opts.backend, "cascade": opts.cascade}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
 
 

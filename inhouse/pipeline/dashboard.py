@@ -142,7 +142,8 @@ def summary(ws: Workspace, r) -> dict:
             "seconds": res.get("seconds"), "documents": (steps.get("classify") or {}).get("result", {}).get("rows"),
             "every": (trends.get("categories") or {}).get("every"),
             "emerging": sum(c["status"] == "emerging" for c in flagged),
-            "declining": sum(c["status"] == "declining" for c in flagged)}
+            "declining": sum(c["status"] == "declining" for c in flagged),
+            "drift_status": (res.get("drift") or {}).get("status")}
 
 
 def list_runs(ws: Workspace, *, dataset: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
@@ -190,6 +191,28 @@ def _flags(cats: list[dict], level: str) -> list[dict]:
     return [{**{k: c.get(k) for k in keep}, "level": level} for c in cats if c["status"] != "stable"]
 
 
+def _candidates(c: dict | None) -> dict | None:
+    """The run's candidate new categories (what the model turned away), for the dashboard; None: not run."""
+    if not c or c.get("enabled") is False or "candidates" not in c:
+        return None
+    keep = ("candidate", "name", "name_source", "keywords", "size", "share", "share_of_all", "parent",
+            "representative_ids", "representative_texts", "growth")
+    return {**{k: c.get(k) for k in ("model", "turned_away_labels", "documents", "turned_away", "discovery_run",
+                                     "id_column", "every", "periods", "recent_periods", "growth_note")},
+            "candidates": [{k: x.get(k) for k in keep} for x in c["candidates"]]}
+
+
+def drift(ws: Workspace, run_id: int) -> dict:
+    """A run's drift record (None when it did not classify) and its pipeline's drift history, oldest first,
+    up to this run (the chart over runs)."""
+    from ..analysis.drift import history
+
+    r = _row(ws, run_id)
+    res = json.loads(r["result"] or "{}")
+    runs = [h for h in history(ws, res.get("name"), res.get("dataset"), limit=200) if h["run_id"] <= run_id][-30:]
+    return {"run_id": run_id, "drift": res.get("drift"), "history": runs}
+
+
 def dashboard(ws: Workspace, run_id: int) -> dict:
     """What the Analyze dashboard shows of one pipeline run."""
     r = _row(ws, run_id)
@@ -224,6 +247,7 @@ def dashboard(ws: Workspace, run_id: int) -> dict:
         "summaries": summaries,
         "subtopics": [{k: x.get(k) for k in ("parent", "topic", "name", "size", "share", "keywords")}
                       for x in res("discover").get("topics", [])],
+        "candidates": _candidates(res("candidates")),
         "throughput": {"documents": c.get("rows"), "computed": c.get("computed"), "reused": c.get("reused"),
                        "seconds": c.get("seconds"), "docs_per_second": c.get("docs_per_second"),
                        "backend": c.get("backend"), "label_counts": c.get("label_counts")},
@@ -237,6 +261,8 @@ def dashboard(ws: Workspace, run_id: int) -> dict:
             "change": "Set your own prices with: inhouse prices set MODEL --input X --output Y --read-on YYYY-MM-DD"},
         "files": [{"name": n, "bytes": p.stat().st_size, "kind": p.suffix.lstrip(".").lower(),
                    "href": f"/pipelines/{run_id}/files/{n}"} for n, p in sorted(files.items())],
+        "drift": json.loads(r["result"] or "{}").get("drift"),
+        "drift_history": drift(ws, run_id)["history"],
         "report": next((Path(o).name for o in (steps.get("report") or {}).get("outputs") or []
                         if Path(o).name in files), None),
     }

@@ -55,6 +55,63 @@ def node_env() -> dict[str, str]:
     return {**netguard.worker_env(), **RAY_ENV, **RAY_HEAD_ENV}
 
 
+AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+NO_CLUSTER_FIX = ("Start the cluster first (ray start --head --port 6379 on the head machine, with the variables of "
+                  "inhouse.pipeline.rayengine.node_env()) and pass the address it prints, or leave --ray-address out "
+                  "to run on a local Ray.")
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse at once (instead of Ray's minutes of retries) an address where no Ray head listens."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto":  # Ray reads the address of a cluster started on this machine
+        return
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address!r}: expected HOST:PORT of a Ray cluster's head node (e.g. "
+                         "10.0.0.5:6379, as ray start --head prints it).", fix=NO_CLUSTER_FIX)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        why = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
+        raise UsageError(f"--ray-address {address}: nothing answers there ({why}); expected "
+                         "the GCS port of a running Ray head node.", fix=NO_CLUSTER_FIX) from None
+
+
+def auth_hint(address: str, env: dict | None = None, home: Path | None = None) -> tuple[str, str]:
+    """(message, fix) for a cluster that answered but would not let this process join: what its token
+    authentication expects, what this process has, and how to give it the cluster's token."""
+    env = os.environ if env is None else env
+    default = (home or Path.home()) / ".ray" / "auth_token"
+    have = ", ".join(f"{k}={'(set)' if k == 'RAY_AUTH_TOKEN' else env[k]}" for k in AUTH_VARS if env.get(k)) or \
+        "none of " + ", ".join(AUTH_VARS)
+    mode = env.get("RAY_AUTH_MODE", "")
+    found = f"this process has {have}; {default} {'exists' if default.is_file() else 'does not exist'}"
+    if mode != "token":
+        return (f"--ray-address {address} answers, but Ray could not join a cluster there. Ray 2.60 clusters "
+                f"authenticate with a token (ray start --head turns it on when {default} exists) and this process "
+                f"sends none ({found}); or the port is not a Ray head's GCS port.",
+                "Give inhouse the cluster's token: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH=FILE (the token "
+                f"file the head was started with; default {default}), or RAY_AUTH_TOKEN=TOKEN.")
+    return (f"the Ray cluster at {address} refused inhouse's auth token ({found}): it expects the token the head "
+            "node was started with.",
+            "Point RAY_AUTH_TOKEN_PATH at the head node's token file (or set RAY_AUTH_TOKEN to its content); "
+            f"without either, Ray reads {default}.")
+
+
+def join_cluster(address: str, **init_kwargs) -> None:
+    """``ray.init(address=...)``, with errors that say what was expected, what was found and how to fix it."""
+    import ray
+
+    check_reachable(address)
+    try:
+        ray.init(address=address, **init_kwargs)
+    except ConnectionError as e:  # Ray says only "Failed to connect"; its log says Unauthenticated when it is that
+        message, fix = auth_hint(address)
+        raise UsageError(f"{message} (Ray: {e})", fix=fix) from e
+
+
 @contextlib.contextmanager
 def _local_ray_env():
     """The variables a local Ray's processes start with, set only while they are started (this process keeps its
@@ -169,11 +226,13 @@ class RayRunner:
         self.ws, self.version, self.make_predictor, self.opts, self.meter = ws, version, make_predictor, opts, meter
         self.scratch = Path(scratch)
         self.predictor = None
+        self.cascade = None  # a CascadePredictor: it answers on the driver, the workers run the rest
         self.nodes: set[str] = set()
         self.cluster_nodes = 0
 
     def info(self) -> dict:
-        base = self.predictor.info() if self.predictor else {"backend": "none (nothing to compute)"}
+        p = self.cascade or self.predictor
+        base = p.info() if p else {"backend": "none (nothing to compute)"}
         return {**base, "ray_workers": self.opts.workers, "ray_address": self.opts.ray_address or "local",
                 "ray_nodes": self.cluster_nodes, "ray_nodes_used": len(self.nodes)}
 
@@ -185,17 +244,22 @@ class RayRunner:
         stage, meta = self.scratch / "stage", self.scratch / "meta"
         stage.mkdir(parents=True)
         meta.mkdir(parents=True)
-        staged = []
+        staged, todo = [], []
         for c in chunks:
             if self.predictor is None:
                 self.predictor = self.make_predictor(c.unique)
+                if hasattr(self.predictor, "cascade"):  # the cascade answers here, the graph on the workers
+                    self.cascade, self.predictor = self.predictor, self.predictor.inner
                 if not hasattr(self.predictor, "folder"):
                     raise UsageError(f"--engine ray runs the version's ONNX graph; {self.version.ref} has none "
                                      f"({self.predictor.info().get('fallback')}).", fix="Use --engine local.")
-            with atomic_path(stage / f"chunk-{c.index:08d}.parquet") as tmp:
-                pq.write_table(pa.table({"chunk": pa.array([c.index] * len(c.unique), pa.int64()),
-                                         "pos": pa.array(range(len(c.unique)), pa.int64()),
-                                         "text": pa.array(c.unique, pa.string())}), tmp)
+            pos = self._cascade_part(c, self.scratch / "results") if self.cascade else list(range(len(c.unique)))
+            if pos:
+                todo.append(stage / f"chunk-{c.index:08d}.parquet")
+                with atomic_path(todo[-1]) as tmp:
+                    pq.write_table(pa.table({"chunk": pa.array([c.index] * len(pos), pa.int64()),
+                                             "pos": pa.array(pos, pa.int64()),
+                                             "text": pa.array([c.unique[i] for i in pos], pa.string())}), tmp)
             with atomic_path(meta / f"chunk-{c.index:08d}.parquet") as tmp:
                 pq.write_table(pa.table({**{k: pa.array(v) for k, v in c.keys.items()},
                                          "error": pa.array(c.errors, pa.string()),
@@ -204,11 +268,32 @@ class RayRunner:
         if not staged:
             return
         results = self.scratch / "results"
-        todo = [stage / f"chunk-{i:08d}.parquet" for i, has in staged if has]
         if todo:
             self._job(todo, results)
         self._keep(staged, meta, results, keep, progress)
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _cascade_part(self, c, results: Path) -> list[int]:
+        """Answer the chunk's texts the cascade is sure of here (a results part, as the workers write them);
+        the positions left for the workers."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .engine import decide
+
+        cas = self.cascade
+        probs, sure = cas.sure(c.unique)
+        pos = np.flatnonzero(sure)
+        if len(pos):
+            cols = decide(cas, probs[pos], self.opts.top_k)
+            n = len(pos)
+            results.mkdir(parents=True, exist_ok=True)
+            with atomic_path(results / f"cascade-{c.index:08d}.parquet") as tmp:
+                pq.write_table(pa.table({"chunk": pa.array([c.index] * n, pa.int64()), "pos": pa.array(pos, pa.int64()),
+                                         **cols, "node": ["driver"] * n, "tokens": pa.array([0] * n, pa.int64()),
+                                         "cpu": pa.array([0.0] * n, pa.float64())}), tmp)
+        return np.flatnonzero(~sure).tolist()
 
     def _job(self, files: list[Path], results: Path) -> None:
         import pyarrow.parquet as pq
@@ -222,7 +307,7 @@ class RayRunner:
             env = {"env_vars": netguard.worker_env()}
             kw = dict(include_dashboard=False, configure_logging=False, log_to_driver=False, ignore_reinit_error=True)
             if self.opts.ray_address:
-                ray.init(address=self.opts.ray_address, runtime_env={**env, **_code_env()}, **kw)
+                join_cluster(self.opts.ray_address, runtime_env={**env, **_code_env()}, **kw)
             else:
                 # one CPU per actor, plus one for Ray Data's own small tasks (listing files, writing)
                 with _local_ray_env():

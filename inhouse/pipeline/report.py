@@ -4,8 +4,10 @@ Sections (each a ``<section id=...>``): ``volumes`` (documents per category
 over time), ``changes`` (emerging and declining categories and sub-topics with
 their share before and after and q-value), ``summaries`` (one per category,
 with representative documents named by the user's ids), ``subtopics`` (inside
-each category), ``model`` (the pinned version and its recorded evaluations
-against the general model) and ``cost`` (this run's, and the hosted-API
+each category), ``candidates`` (what the model turned away, grouped into
+candidate new categories with growth and examples), ``model`` (the pinned version and its recorded evaluations
+against the general model), ``drift`` (abstain rate, confidence and category mix of the run's new
+documents against the version's evaluation and earlier runs, see :mod:`inhouse.analysis.drift`) and ``cost`` (this run's, and the hosted-API
 equivalent). The Parquet outputs sit beside the file.
 """
 
@@ -151,23 +153,94 @@ def _summary_counts(result: dict) -> str:
             f"kept, {result.get('sentences_dropped', 0)} dropped.</p>")
 
 
+def _topic_rows(result: dict, topics: list[dict]) -> str:
+    return "".join(
+        f"<tr><td class='num'>{t['topic']}</td><td>{esc(t['name'])}</td><td class='num'>{t['size']:,}</td>"
+        f"<td class='num'>{pct(t['share'])}</td><td>{esc(', '.join(t['keywords'][:6]))}</td>"
+        f"<td>{esc((t.get('representative_texts') or [''])[0][:120])} <span class='muted'>"
+        f"({esc(result.get('id_column'))} {esc((t.get('representative_ids') or [''])[0])})</span></td></tr>"
+        for t in sorted(topics, key=lambda t: -t["size"]))
+
+
+def _themes(result: dict) -> str:
+    """A discovery over the whole dataset: its themes first (largest first), each with its sub-topics under it."""
+    by_id = {t["topic"]: t for t in result["topics"]}
+    out = [f"<p>{len(result['themes'])} themes over {len(result['topics'])} sub-topics; each theme is a group of whole "
+           "sub-topics (<code>inhouse discover --n-themes N</code> for coarser or finer themes).</p>"]
+    for th in sorted(result["themes"], key=lambda th: (-th["size"], th["theme"])):
+        out.append(f"<h3 class='theme'>{esc(th['name'])} <span class='muted'>({th['size']:,} documents, "
+                   f"{pct(th['share'])}; {len(th['topics'])} sub-topics)</span></h3>"
+                   "<table><tr><th class='num'>topic</th><th>name</th><th class='num'>size</th>"
+                   "<th class='num'>share</th><th>keywords</th><th>example</th></tr>"
+                   + _topic_rows(result, [by_id[k] for k in th["topics"] if k in by_id]) + "</table>")
+    return "".join(out)
+
+
 def _subtopics(result: dict | None) -> str:
     if not result:
         return "<p class='muted'>no discover step in this pipeline.</p>"
+    if result.get("themes"):
+        return _themes(result)
     by_parent: dict = {}
     for t in result["topics"]:
         by_parent.setdefault(t.get("parent"), []).append(t)
     out = []
     for parent, topics in sorted(by_parent.items(), key=lambda kv: -sum(t["size"] for t in kv[1])):
-        rows = "".join(
-            f"<tr><td class='num'>{t['topic']}</td><td>{esc(t['name'])}</td><td class='num'>{t['size']:,}</td>"
-            f"<td class='num'>{pct(t['share'])}</td><td>{esc(', '.join(t['keywords'][:6]))}</td>"
-            f"<td>{esc((t.get('representative_texts') or [''])[0][:120])} <span class='muted'>"
-            f"({esc(result.get('id_column'))} {esc((t.get('representative_ids') or [''])[0])})</span></td></tr>"
-            for t in sorted(topics, key=lambda t: -t["size"]))
+        rows = _topic_rows(result, topics)
         out.append(f"<h3>{esc(parent)}</h3><table><tr><th class='num'>topic</th><th>name</th><th class='num'>size</th>"
                    f"<th class='num'>share of category</th><th>keywords</th><th>example</th></tr>{rows}</table>")
     return "".join(out)
+
+
+def spark(values: list[float], *, width: int = 120, height: int = 24) -> str:
+    """A tiny inline SVG bar chart of ``values`` (a candidate's documents per period)."""
+    if not values:
+        return ""
+    top = max(values) or 1
+    w = width / len(values)
+    bars = "".join(f"<rect x='{i * w:.1f}' y='{height - height * v / top:.1f}' width='{max(w - 1, 1):.1f}' "
+                   f"height='{height * v / top:.1f}' fill='#9467bd'><title>{v:,}</title></rect>"
+                   for i, v in enumerate(values))
+    return (f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='{width}' "
+            f"height='{height}'>{bars}</svg>")
+
+
+def _growth(g: dict | None) -> str:
+    if not g:
+        return "<td class='muted'>-</td><td></td>"
+    cls = {"emerging": "up", "declining": "down"}.get(g["status"], "")
+    mark = {"emerging": "▲ ", "declining": "▼ "}.get(g["status"], "")
+    ratio = "new" if g.get("share_ratio") is None else f"×{g['share_ratio']:.2f}"
+    return (f"<td class='{cls}'>{mark}{pct(g['share_baseline'])} → {pct(g['share_recent'])} ({ratio}, "
+            f"q {g['q_value']:.2g})</td><td>{spark(g.get('counts') or [])}</td>")
+
+
+def _candidates(result: dict | None) -> str:
+    if not result or result.get("enabled") is False:
+        return "<p class='muted'>candidates were turned off in this pipeline.</p>"
+    away = "/".join(result.get("turned_away_labels") or ["other"])
+    head = (f"<p>{result['turned_away']:,} of {result['documents']:,} documents were turned away by "
+            f"{esc(result['model'])} (answered {esc(away)}): what its labels do not cover. Grouped by the topic "
+            f"discovery of every run (discovery run {esc(result.get('discovery_run'))}), they are "
+            f"{len(result['candidates'])} candidate new categories, largest first. Make one a label from the "
+            f"Analyze screen (its documents then wait in the labelling queue for a person to confirm).</p>")
+    if result.get("growth_note"):
+        head += f"<p class='muted'>No growth: {esc(result['growth_note'])}.</p>"
+    elif result.get("every"):
+        head += (f"<p class='muted'>Growth: share of all documents in the recent {esc(result['every'])}s against "
+                 f"the ones before (two-proportion test, Benjamini–Hochberg q-value).</p>")
+    if not result["candidates"]:
+        return head
+    rows = []
+    for c in result["candidates"]:
+        ex = "".join(f"<li>{esc(t[:200])} <span class='muted'>({esc(result.get('id_column'))} {esc(i)})</span></li>"
+                     for t, i in zip(c["representative_texts"][:3], c["representative_ids"]))
+        rows.append(f"<tr><td class='num'>{c['candidate']}</td><td><b>{esc(c['name'])}</b><br><span class='muted'>"
+                    f"{esc(', '.join(c['keywords'][:6]))}</span><ul>{ex}</ul></td><td class='num'>{c['size']:,}</td>"
+                    f"<td class='num'>{pct(c['share'])}</td>{_growth(c.get('growth'))}</tr>")
+    return (head + "<table><tr><th class='num'>candidate</th><th>name, keywords, examples</th>"
+            "<th class='num'>documents</th><th class='num'>share of turned away</th><th>growth</th><th>per period</th>"
+            "</tr>" + "".join(rows) + "</table>")
 
 
 def _model(run) -> str:
@@ -203,6 +276,66 @@ def _model(run) -> str:
     return "".join(lines)
 
 
+def _drift_rows(d: dict) -> str:
+    rows = []
+    names = {"abstain_rate": ("abstain rate (other)", pct), "confidence": ("mean confidence", lambda v: f"{v:.3f}"),
+             "mix": ("category mix", None)}
+    for key, a in (d.get("against") or {}).items():
+        for name, m in (a.get("metrics") or {}).items():
+            what, f = names[name]
+            if m.get("value") is None or (name != "mix" and m.get("baseline") is None):
+                continue
+            mark = "<span class='up'>▲ drift</span>" if m["flagged"] else "ok"
+            if name == "mix":
+                values = (f"<td colspan='2'>{esc(m['distance'])} distance {m['value']:.3f}; "
+                          + esc(", ".join(f"{x['label']} {pct(x['baseline'])}→{pct(x['share'])}" for x in m["movers"]))
+                          + "</td><td class='num'>-</td>")
+            else:
+                values = (f"<td class='num'>{f(m['value'])}</td><td class='num'>{f(m['baseline'])}</td>"
+                          f"<td class='num'>{m['change']:+.3f}</td>")
+            rows.append(f"<tr><td>{esc(a.get('label'))}</td><td>{what}</td>{values}<td class='num'>{m['p_value']:.2g}</td>"
+                        f"<td class='num'>{m['threshold']}</td><td>{mark}</td></tr>")
+    return "".join(rows)
+
+
+def _drift(run) -> str:
+    d = run.drift
+    if not d:
+        return "<p class='muted'>no classify step in this pipeline, so no drift.</p>"
+    w, p, t = d.get("window") or {}, d.get("profile") or {}, d["thresholds"]
+    head = (f"<p><b>{esc(d['status'])}</b>: {w.get('documents', 0):,} new documents (doc ids {w.get('from_doc_id')}–"
+            f"{w.get('to_doc_id')}) classified by {esc(d['model'])}"
+            + (f"; abstain rate {pct(p['abstain_rate'])}, mean confidence {p['mean_confidence']:.3f}"
+               if p.get("n") else "") + (f". {esc(d['note'])}" if d.get("note") else "") + ".</p>")
+    reasons = "".join(f"<li class='up'>{esc(r)}</li>" for r in d["reasons"])
+    note = (f"<p class='muted'>Flagged when a metric moves by at least its threshold (abstain rate {t['abstain_rate']}, "
+            f"mean confidence {t['confidence']}, mix {t['mix']} as {t['distance']} distance) and the move is "
+            f"significant at {t['alpha']} (two-proportion z-test, Welch's t-test, chi-square test); windows under "
+            f"{t['min_documents']} documents are not judged. Set them in the pipeline file's <code>drift:</code> key.</p>")
+    rows = _drift_rows(d)
+    table = ("<table><tr><th>against</th><th>metric</th><th class='num'>this run</th><th class='num'>baseline</th>"
+             "<th class='num'>change</th><th class='num'>p-value</th><th class='num'>threshold</th><th>flag</th></tr>"
+             + rows + "</table>") if rows else ""
+    ev = (d.get("against") or {}).get("evaluation") or {}
+    missing = f"<p class='muted'>{esc(ev['note'])}</p>" if ev.get("note") else ""
+    return head + (f"<ul>{reasons}</ul>" if reasons else "") + table + missing + _drift_chart(run) + note
+
+
+def _drift_chart(run) -> str:
+    from ..analysis.drift import history
+
+    d = run.drift
+    past = [h for h in history(run.ws, run.spec.name, run.spec.dataset) if h.get("abstain_rate") is not None]
+    p = d.get("profile") or {}
+    if not past or p.get("abstain_rate") is None:
+        return ""
+    points = past + [{"run_id": "this", "abstain_rate": p["abstain_rate"], "mean_confidence": p["mean_confidence"]}]
+    labels = [f"run {h['run_id']}" for h in points]
+    series = [("abstain rate", [h["abstain_rate"] for h in points]),
+              ("mean confidence", [h["mean_confidence"] or 0.0 for h in points])]
+    return "<p>Over this pipeline's runs:</p>" + line_chart(labels, series, height=240, fmt=lambda v: f"{v:.2f}")
+
+
 def cost_table(cost: dict | None, title: str) -> str:
     if not cost:
         return f"<p class='muted'>{esc(title)}: not recorded.</p>"
@@ -235,8 +368,14 @@ def write_report(run, path: Path, *, title: str | None = None) -> Path:
         "<section id='volumes'><h2>Category volumes over time</h2>" + _volumes(trends) + "</section>",
         "<section id='changes'><h2>Emerging and declining</h2>" + _changes(r.get("trends")) + "</section>",
         "<section id='summaries'><h2>What each category is about</h2>" + _summaries(r.get("summarize")) + "</section>",
-        "<section id='subtopics'><h2>Sub-topics inside each category</h2>" + _subtopics(r.get("discover")) + "</section>",
+        "<section id='subtopics'><h2>" + ("Themes and their sub-topics" if (r.get("discover") or {}).get("themes")
+                                          else "Sub-topics inside each category") + "</h2>"
+        + _subtopics(r.get("discover")) + "</section>",
+        *(["<section id='candidates'><h2>What the labels miss: candidate new categories</h2>"
+            + _candidates(r.get("candidates")) + "</section>"] if "candidates" in r else []),
         "<section id='model'><h2>Model version and evaluation</h2>" + _model(run) + "</section>",
+        "<section id='drift'><h2>Drift: is the model still seeing what it was built for?</h2>" + _drift(run)
+        + "</section>",
         "<section id='cost'><h2>Cost</h2>" + cost_table(classify_cost, "classify (this run)") + COST_MARK + "</section>",
     ]
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import registry
+from ..analysis.drift import run_drift
 from ..errors import InhouseError, NotFound
 from ..workspace.costs import CostMeter, record_cost
 from ..workspace.files import json_dumps
@@ -71,6 +72,7 @@ class PipelineRun:
         self.version: registry.Version | None = None
         self.results: dict[str, dict] = {}
         self.steps: list[dict] = []
+        self.drift: dict | None = None  # the run's drift record, once classify has run (or been skipped)
         self.started = time.time()
         self.previous = _previous(ws, spec)
         self.prev_steps = {s["name"]: s for s in self.previous.get("steps", [])}
@@ -103,7 +105,8 @@ class PipelineRun:
 
 def run_pipeline(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], None] | None = None,
                  folder: str | Path | None = None) -> dict:
-    """Run a pipeline file; returns run_id, steps (name, status, seconds, rows, outputs), report and cost.
+    """Run a pipeline file; returns run_id, steps (name, status, seconds, rows, outputs), report, cost and
+    drift (the run's drift record when it classifies, see :mod:`inhouse.analysis.drift`; else None).
 
     ``folder``: where the file's relative paths resolve (default: its own folder).
     """
@@ -143,6 +146,8 @@ def run_pipeline(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], N
                 upstream, step.kind, step.options, _dataset_state(ws, spec.dataset))
             upstream = entry["fingerprint"] if step.kind != "ingest" else _fingerprint(upstream, _dataset_state(ws, spec.dataset))
             run.steps.append(entry)
+            if step.kind == "classify" and run.version is not None:
+                run.drift = run_drift(ws, spec.name, spec.dataset, run.version, spec.drift)
             if on_step:
                 on_step({k: v for k, v in entry.items() if k != "result"})
     cost = meter.result(ws)
@@ -151,7 +156,7 @@ def run_pipeline(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], N
                "model": run.version.ref if run.version else None,
                "model_sha256": run.version.sha256 if run.version else None,
                "report": report, "out_dir": str(run.out_dir), "seconds": round(time.time() - run.started, 3),
-               "steps": run.steps}
+               "steps": run.steps, "drift": run.drift}
     run_id = ws.record_run("pipeline", {"file": str(spec.path), "name": spec.name}, summary,
                            model=summary["model"], model_sha256=summary["model_sha256"], started_at=run.started)
     record_cost(ws, run_id, "pipeline", cost)
@@ -162,4 +167,4 @@ def run_pipeline(ws: Workspace, path: str | Path, *, on_step: Callable[[dict], N
     public_steps = [{k: v for k, v in s.items() if k not in ("result", "fingerprint")} for s in run.steps]
     return {"run_id": run_id, "name": spec.name, "dataset": spec.dataset, "model": summary["model"],
             "model_sha256": summary["model_sha256"], "steps": public_steps, "report": report,
-            "out_dir": str(run.out_dir), "seconds": summary["seconds"], "cost": cost}
+            "out_dir": str(run.out_dir), "seconds": summary["seconds"], "cost": cost, "drift": run.drift}

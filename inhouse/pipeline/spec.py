@@ -9,7 +9,13 @@
       - discover: {within: prediction}
       - trends: {by: prediction, every: day}
       - report: {out: report.html}
+    drift: {abstain_rate: 0.10, confidence: 0.05, mix: {distance: js, threshold: 0.10}}  # optional
 
+A file with a classify step also runs ``candidates`` (what the model turned
+away, grouped into candidate new categories) before its report, unless it
+names the step itself (``- candidates: {enabled: false}`` turns it off).
+``drift`` (optional; these are the defaults, ``drift: false`` turns it off):
+when a run that classifies is flagged for drift, see :mod:`inhouse.analysis.drift`.
 Paths are relative to the file's folder. :func:`load_spec` checks everything
 it can before any work: unknown steps and keys, wrong types, a glob that
 matches nothing; the runner then checks model references.
@@ -17,7 +23,7 @@ matches nothing; the runner then checks model references.
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> spec = load_spec("examples/contact-center-daily.yaml")
     >>> [s.kind for s in spec.steps]
-    ['ingest', 'classify', 'embed', 'summarize', 'discover', 'trends', 'report']
+    ['ingest', 'classify', 'embed', 'summarize', 'discover', 'trends', 'candidates', 'report']
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis.drift import DriftThresholds, thresholds_from
 from ..errors import InputError, MissingDependency, UsageError
 
 # step -> {key: (type, default)}; a default of ... marks a required key
@@ -37,7 +44,8 @@ STEPS: dict[str, dict[str, tuple[type | tuple, Any]]] = {
                "label_col": (str, None), "split_col": (str, None), "redact_pii": (bool, False),
                "encoding": (str, "utf-8")},
     "classify": {"model": (str, ...), "top_k": (int, 3), "engine": (str, "local"), "ray_address": (str, None),
-                 "workers": (int, 2), "chunk_rows": (int, 16_384), "output": (str, "predictions.parquet")},
+                 "workers": (int, 2), "chunk_rows": (int, 16_384), "output": (str, "predictions.parquet"),
+                 "cascade": (bool, True)},
     "embed": {"model": (str, "minilm-l6")},
     "summarize": {"by": (str, "prediction"), "n_docs": (int, 5), "llm": (str, None)},
     "discover": {"within": (str, "prediction"), "min_topic_size": (int, 10), "seed": (int, 0),
@@ -45,8 +53,13 @@ STEPS: dict[str, dict[str, tuple[type | tuple, Any]]] = {
     "trends": {"by": (str, "prediction"), "every": (str, "week"), "recent": (int, None), "alpha": ((int, float), 0.05),
                "min_ratio": ((int, float), 1.25), "recent_from": (str, None), "until": (str, None)},
     "report": {"out": (str, "report.html"), "title": (str, None)},
+    # what the model turned away, grouped into candidate new categories; added after classify when not given
+    "candidates": {"enabled": (bool, True), "min_topic_size": (int, 10), "seed": (int, 0), "n_topics": (int, None),
+                   "llm": (str, None), "model": (str, "minilm-l6"), "every": (str, None),
+                   "output": (str, "candidates.parquet"), "merge": ((int, float), 0.75)},
 }
-TOP_KEYS = {"name", "dataset", "steps", "description"}
+IMPLIED = {"candidates": "classify"}  # a step every file with the other one runs (before report), unless it names it
+TOP_KEYS = {"name", "dataset", "steps", "description", "drift"}
 BUILTIN_STEPS = tuple(STEPS)  # run by inhouse.pipeline.steps.step_<kind>
 _RUNNERS: dict[str, Callable] = {}  # registered steps beyond the built-ins
 
@@ -113,6 +126,7 @@ class PipelineSpec:
     folder: Path
     lines: dict[str, int] = field(default_factory=dict)
     text: str = ""
+    drift: DriftThresholds = field(default_factory=DriftThresholds)
 
     def resolve(self, p: str) -> Path:
         """A path of the file, relative to the file's folder."""
@@ -177,6 +191,13 @@ def load_spec(path: str | Path, *, folder: str | Path | None = None, require_fil
     spec = PipelineSpec(name, dataset, [], path.resolve(), base, lines, text)
     for i, node in enumerate(top["steps"].value):
         spec.steps.append(_step(path, node, i))
+    _imply(spec)
+    if "drift" in top:
+        try:
+            spec.drift = thresholds_from(_scalar(top["drift"]))
+        except UsageError as e:
+            _fail(path, lines["drift"], e.message, fix=e.fix or "e.g. drift: {abstain_rate: 0.10, confidence: 0.05, "
+                                                                  "mix: {distance: js, threshold: 0.10}}")
     _check(spec, require_files)
     return spec
 
@@ -222,6 +243,19 @@ def _step(path: Path, node, index: int) -> Step:
     return Step(kind, opts, line, index)
 
 
+def _imply(spec: PipelineSpec) -> None:
+    """Add the steps a file's steps imply (a classify step implies candidates), before its report."""
+    kinds = [s.kind for s in spec.steps]
+    for kind, after in IMPLIED.items():
+        if after in kinds and kind not in kinds:
+            at = kinds.index("report") if "report" in kinds else len(kinds)
+            line = spec.steps[kinds.index(after)].line
+            spec.steps.insert(at, Step(kind, {k: d for k, (_, d) in STEPS[kind].items()}, line, at))
+            kinds.insert(at, kind)
+    for i, s in enumerate(spec.steps):
+        s.index = i
+
+
 def ingest_matches(spec: PipelineSpec, step: Step) -> list[Path]:
     """The files an ingest step's path matches now."""
     p = step.options["path"]
@@ -250,5 +284,12 @@ def _check(spec: PipelineSpec, require_files: bool = True) -> None:
             if col and col.split(":")[0] == "prediction" and ":" not in col and "classify" not in kinds[:s.index]:
                 _fail(spec.path, s.line, f"{s.kind} uses 'prediction' but no classify step comes before it.",
                       fix="Add - classify: {model: NAME@ALIAS} before it, or name a version: prediction:NAME@N")
+        if s.kind == "candidates" and "classify" not in kinds[:s.index]:
+            _fail(spec.path, s.line, "candidates groups what classify turned away, but no classify step comes before it.",
+                  fix="Add - classify: {model: NAME@ALIAS} before it.")
+        if s.kind == "candidates" and s.options["every"] not in (None, "day", "week", "month"):
+            _fail(spec.path, s.line, f"candidates.every must be day, week or month, found {s.options['every']!r}.")
+        if s.kind == "candidates" and not s.options["output"].lower().endswith((".parquet", ".csv")):
+            _fail(spec.path, s.line, f"candidates.output must end in .parquet or .csv, found {s.options['output']!r}.")
         if s.kind == "report" and not s.options["out"].lower().endswith((".html", ".htm")):
             _fail(spec.path, s.line, f"report.out must end in .html, found {s.options['out']!r}.")

@@ -37,13 +37,13 @@ def step_classify(run, step: Step, meter: CostMeter):
 
     o = step.options
     opts = ClassifyOptions(top_k=o["top_k"], chunk_rows=o["chunk_rows"], engine=o["engine"],
-                           ray_address=o["ray_address"], workers=o["workers"])
+                           ray_address=o["ray_address"], workers=o["workers"], cascade=o["cascade"])
     out = run.out_dir / o["output"]
     r = classify(run.ws, run.version, dataset=run.spec.dataset, output=str(out), options=opts)
     meter.add(documents=r["computed"], tokens=r["cost"]["tokens"], reused=r.get("reused") or 0)
     keep = ("rows", "computed", "reused", "backend", "precision", "agreement_with_torch", "parity_texts", "fallback",
             "errors", "error_reasons", "label_counts", "model", "model_sha256", "docs_per_second", "seconds",
-            "cost", "run_id", "id_column")
+            "cost", "run_id", "id_column", "cascade", "prepared")
     return {k: r.get(k) for k in keep}, r["computed"], [out]
 
 
@@ -86,6 +86,7 @@ def step_discover(run, step: Step, meter: CostMeter):
         df["representative_ids"] = df["representative_ids"].map(lambda v: [None if x is None else str(x) for x in v])
     _write(df, path)
     return {"run_id": res.run_id, "within": o["within"], "n_topics": res.n_topics, "topics": topics,
+            "themes": [t.to_dict() for t in res.themes],
             "id_column": res.id_column, "seconds": res.seconds}, res.n_documents, [path]
 
 
@@ -108,6 +109,32 @@ def step_trends(run, step: Step, meter: CostMeter):
     path = run.out_dir / "trends.parquet"
     _write(pd.DataFrame(rows), path)
     return out, cats.documents, [path]
+
+
+def step_candidates(run, step: Step, meter: CostMeter):
+    """The documents the pinned version turned away, grouped into candidate new categories
+    (:func:`inhouse.analysis.candidates.find_candidates`), growth over the trends step's periods."""
+    import pandas as pd
+
+    from ..analysis.candidates import find_candidates
+
+    o = step.options
+    if not o["enabled"]:
+        return {"enabled": False}, 0, []
+    trend = run.spec.find("trends")
+    window = {k: trend.options[k] for k in ("recent", "recent_from", "until")} if trend else {}
+    every = o["every"] or (trend.options["every"] if trend else "week")
+    res = find_candidates(run.ws, run.spec.dataset, model=run.version.sha256, every=every, seed=o["seed"],
+               min_topic_size=o["min_topic_size"], n_topics=o["n_topics"], llm=o["llm"], embed_model=o["model"],
+               merge=float(o["merge"]), **window)
+    path = run.out_dir / o["output"]
+    _write(pd.DataFrame(res.rows(), columns=CANDIDATE_COLUMNS), path)
+    return res.to_dict(), res.turned_away, [path]
+
+
+CANDIDATE_COLUMNS = ["candidate", "name", "name_source", "size", "share", "share_of_all", "parent", "keywords",
+                     "status", "share_baseline", "share_recent", "share_ratio", "q_value", "counts",
+                     "representative_ids", "representative_texts", "discovery_run", "model", "model_sha256"]
 
 
 def step_report(run, step: Step, meter: CostMeter):

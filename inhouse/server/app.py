@@ -32,6 +32,9 @@ from .jobs import Dispatcher
 
 log = logging.getLogger("inhouse.server")
 SETTINGS_ENV = "INHOUSE_SERVER_SETTINGS"
+# the model thread drops the GIL around every tensor op and must get it back quickly while the event loop is busy
+# with other clients; at Python's default 5 ms a 100-op forward pass can wait whole seconds for it
+SWITCH_INTERVAL = 0.0005
 PUBLIC = ("/health", "/docs", "/openapi.json", "/docs-static/", "/session")  # no token: liveness, the API's
 # description, and sign-in (which checks the token it is given)
 
@@ -44,7 +47,9 @@ class Settings:
     max_body_bytes: int = 8 << 20  # JSON bodies
     max_upload_bytes: int = 1 << 30  # multipart dataset uploads and NDJSON streams
     max_batch_texts: int = 256  # texts per /classify/batch or /v1 request
-    batch_window_ms: float = 5.0  # micro-batching window; 0 turns batching off
+    batch_window_ms: float = 0.0  # extra wait for more texts before a model call (0: none; texts that arrive
+    # while a call runs always share the next one)
+    batching: bool = True  # False: one request per model call, one at a time
     max_model_batch: int = 128  # texts per model call
     max_request_tokens: int | None = 16384  # texts x tokens one online classify request may ask for; None: no bound
     job_workers: int = 1  # worker processes running jobs at once
@@ -70,7 +75,7 @@ class ServerContext:
         self.ws = Workspace.open(settings.home)
         self.models = OnlineModels(self.ws, window=settings.batch_window_ms / 1000, max_batch=settings.max_model_batch,
                                    prefer_onnx=settings.prefer_onnx, model_threads=settings.model_threads,
-                                   max_request_tokens=settings.max_request_tokens)
+                                   max_request_tokens=settings.max_request_tokens, batching=settings.batching)
         self.dispatcher = Dispatcher(self.ws.home, settings.job_workers, worker_threads=settings.worker_threads) \
             if settings.jobs else None
 
@@ -90,6 +95,10 @@ def _swagger_static() -> Path | None:
 def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()) -> FastAPI:
     """The API; ``public``: more paths (exact, or prefixes ending in /) that need no token, e.g. a UI's files."""
     netguard.install()  # the server's door (also each uvicorn worker process): nothing but loopback leaves
+    if settings is None:  # a uvicorn worker process of inhouse serve --workers N: as the one-process server does
+        import sys
+
+        sys.setswitchinterval(SWITCH_INTERVAL)
     settings = settings or Settings.from_env()
     ctx = ServerContext(settings)
 
@@ -135,8 +144,9 @@ def create_app(settings: Settings | None = None, *, public: tuple[str, ...] = ()
     from . import (openai, routes_classify, routes_data, routes_documents, routes_downloads, routes_jobs, routes_label,
                    routes_models, routes_pipelines, routes_session)
 
-    modules = (routes_data, routes_documents, routes_label, routes_models, routes_classify,
-               routes_pipelines, routes_jobs, routes_session, openai, routes_downloads)
+    # online classification first: the router tries routes in order, and these are the ones called per text
+    modules = (routes_classify, openai, routes_data, routes_documents, routes_label, routes_models,
+               routes_pipelines, routes_jobs, routes_session, routes_downloads)
     for module in modules:
         app.include_router(module.router)
     table = RouteTable([m.router for m in modules], public=PUBLIC + tuple(public))

@@ -26,6 +26,7 @@ from .errors import ApiError, respond
 
 ROLE_KEY = "x-inhouse-role"
 BODY_KEY = "x-inhouse-max-body"
+NO_PATHS_KEY = "x-inhouse-no-paths"  # the route's answers never hold a server path: nothing to hide
 COOKIE = "inhouse_session"  # the web UI's sign-in: a session secret (not the token), HttpOnly, SameSite=Strict
 CSRF_HEADER = b"x-inhouse-client"  # a cookie-signed change must carry it: a page on another site cannot set it
 SAFE = {"GET", "HEAD", "OPTIONS"}
@@ -50,11 +51,14 @@ class Principal:
         return tokens.RANK[self.role] >= tokens.RANK[role]
 
 
-def role(name: str, *, upload: bool = False) -> dict:
-    """``openapi_extra`` for a route that needs at least role ``name`` (``upload``: takes the upload-size body)."""
+def role(name: str, *, upload: bool = False, no_paths: bool = False) -> dict:
+    """``openapi_extra`` for a route that needs at least role ``name`` (``upload``: takes the upload-size body;
+    ``no_paths``: its answers name no server file, so they are sent as they are, not parsed for paths)."""
     extra: dict = {ROLE_KEY: name}
     if upload:
         extra[BODY_KEY] = "upload"
+    if no_paths:
+        extra[NO_PATHS_KEY] = True
     return {"openapi_extra": extra}
 
 
@@ -69,8 +73,21 @@ class RouteTable:
         self.routes = [(r.path_regex, set(r.methods or ()), getattr(r, "openapi_extra", None) or {})
                        for router in routers for r in router.routes if hasattr(r, "path_regex")]
         self.public = public
+        self._seen: dict[tuple[str, str], dict | None] = {}  # (method, path) -> extra: one scan per path
 
     def extra(self, method: str, path: str) -> dict | None:
+        key = (method, path)
+        try:
+            return self._seen[key]
+        except KeyError:
+            pass
+        found = self._scan(method, path)
+        if len(self._seen) >= 4096:  # paths with ids in them (/jobs/17) are many: keep the memo small
+            self._seen.clear()
+        self._seen[key] = found
+        return found
+
+    def _scan(self, method: str, path: str) -> dict | None:
         # "/x/" is a prefix, anything else (and "/" itself) an exact path: "/" as a prefix would open every route
         if path in self.public or any(path.startswith(p) for p in self.public if p.endswith("/") and p != "/"):
             return {}
@@ -192,7 +209,7 @@ class AuthMiddleware:
         received = 0
         started = over = False
         if principal is not None and principal.role != "admin":  # server paths are an admin's business
-            send = HidePaths(send, self.home)
+            send = HidePaths(send, self.home, errors_only=bool((extra or {}).get(NO_PATHS_KEY)))
 
         async def limited_receive():
             nonlocal received, over
@@ -237,18 +254,21 @@ class HidePaths:
 
     A path inside the workspace becomes relative to it (``datasets/b5/part-0.parquet``); another absolute
     path under a path-like key (``path``, ``*_file``, ``output``, ...) becomes its file name. Streamed
-    answers (NDJSON, events) pass as they are.
+    answers (NDJSON, events) pass as they are, and so do the successful answers of routes that declare
+    they name no file (``errors_only``: online classification, read on every request).
     """
 
-    def __init__(self, send: Send, home: str):
-        self.send, self.home = send, home.rstrip("/")
+    def __init__(self, send: Send, home: str, *, errors_only: bool = False):
+        self.send, self.home, self.errors_only = send, home.rstrip("/"), errors_only
         self.start: dict | None = None
         self.chunks: list[bytes] = []
 
     async def __call__(self, message) -> None:
         if message["type"] == "http.response.start":
             headers = dict(message.get("headers") or [])
-            if headers.get(b"content-type", b"").startswith(b"application/json") and b"content-length" in headers:
+            if self.errors_only and message.get("status", 500) < 400:  # a route whose answers name no file
+                self.start = None
+            elif headers.get(b"content-type", b"").startswith(b"application/json") and b"content-length" in headers:
                 self.start = message
                 return
             self.start = None

@@ -2,9 +2,10 @@
 
 Requests for the same model version arrive from many threads; each puts its
 texts on that model's :class:`MicroBatcher` and waits. One thread per model
-collects what arrives within a few milliseconds (``window``) into one batch,
-runs the model once and hands every request its rows. On a small CPU this
-turns fifty one-text forward passes into one fifty-text pass.
+runs a request that finds the model idle at once, and everything that arrived
+while a model call ran as the next single call, handing every request its
+rows. On a small CPU under load this turns fifty one-text forward passes into
+one fifty-text pass, and costs a lone request nothing.
 
 A trained version that has an ONNX export registered (a version whose
 manifest says ``derived_from`` this one's sha256) is served through ONNX
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -67,7 +68,14 @@ class _Request:
 
 
 class MicroBatcher:
-    """Collects calls for ``window`` seconds (or ``max_batch`` items) and runs ``fn`` once on all of them.
+    """Runs ``fn`` once on the items of every call that arrived while the previous model call ran.
+
+    A call that finds the model idle runs at once (no window to wait out); calls that arrive while the
+    model is busy queue up and go together into the next call, as soon as the running one ends. So a
+    quiet server answers a lone text in one model call's time, and a busy one batches as much as its
+    load brings. ``window > 0`` also waits up to that long for more items before each call (worth it
+    only for compute-bound models under steady load); ``batching=False``: each call runs alone, one at
+    a time.
 
     Fair between clients (the acting user, or ``client``): a call's items are cut into slices of at most
     ``slice`` items, and each model call takes at most ``slice`` items per client, round robin, so one
@@ -76,12 +84,11 @@ class MicroBatcher:
 
     ``close()`` stops taking new batches once what is queued has run; a call that arrives after it still
     runs (on its own thread), so a model dropped from the cache never fails a request that already holds it.
-    ``window == 0`` turns batching off: each call runs alone, one at a time.
     """
 
-    def __init__(self, fn: Callable[[list], list], *, window: float = 0.005, max_batch: int = 128, name: str = "",
-                 slice: int | None = None):
-        self.fn, self.window, self.max_batch = fn, window, max_batch
+    def __init__(self, fn: Callable[[list], list], *, window: float = 0.0, max_batch: int = 128, name: str = "",
+                 slice: int | None = None, batching: bool = True):
+        self.fn, self.window, self.max_batch, self.batching = fn, max(0.0, window), max_batch, batching
         self.slice = max(1, slice or BUCKET)  # a slice is one of by_length's buckets: no forward pass is lost
         self._cv = threading.Condition()
         self._queues: dict[str, deque[tuple[_Request, int, int]]] = {}  # client -> slices, in arrival order
@@ -89,12 +96,12 @@ class MicroBatcher:
         self._serial = threading.Lock()
         self.batches = 0
         self.items = 0
-        if window > 0:
+        if batching:
             threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True).start()
 
     def __call__(self, items: list, client: str | None = None) -> list:
         """Run ``items`` (in a batch with whatever else arrives) and wait for their rows."""
-        if self.window <= 0 or not items:
+        if not self.batching or not items:
             return self._run_serial(items)
         return self.submit(items, client).result()
 
@@ -130,7 +137,7 @@ class MicroBatcher:
 
     async def run(self, items: list, client: str | None = None) -> list:
         """From async code: wait for the batch without holding a thread (serial mode uses one)."""
-        if self.window <= 0 or not items:
+        if not self.batching or not items:
             from starlette.concurrency import run_in_threadpool
 
             return await run_in_threadpool(self, items)
@@ -148,7 +155,7 @@ class MicroBatcher:
             if not self._queues:
                 return []
             deadline = time.monotonic() + self.window
-            while not self._closed and self.queued() < self.max_batch:
+            while self.window > 0 and not self._closed and self.queued() < self.max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -219,6 +226,34 @@ def cut(texts: list[str]) -> tuple[list[str], list[bool]]:
 
 # -------------------------------------------------------- classifiers ----
 
+class RowCache:
+    """The rows of texts one loaded model answered lately (LRU, bounded, locked): a model version is fixed,
+    so a text it saw again gets the same row without a model call. Long texts are not kept."""
+
+    def __init__(self, size: int = 20_000, max_chars: int = 1_000):
+        self.size, self.max_chars = size, max_chars
+        self._rows: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, text: str):
+        with self._lock:
+            row = self._rows.get(text)
+            if row is not None:
+                self._rows.move_to_end(text)
+                self.hits += 1
+            return row
+
+    def put(self, text: str, row) -> None:
+        if len(text) > self.max_chars:
+            return
+        with self._lock:
+            self._rows[text] = row
+            self._rows.move_to_end(text)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+
 @dataclass
 class ServedClassifier:
     """A version ready for online requests: the loaded classifier behind a micro-batcher."""
@@ -232,18 +267,43 @@ class ServedClassifier:
     max_tokens: int = 512  # what the model reads of one text
     max_work: int | None = None  # tokens one request may ask for (texts x tokens); None: no bound
     rule: Any = None  # the version's DecisionRule: abstention ("other") as every other path applies it
+    # rows of texts seen lately (online requests of a few texts only): probabilities and, for the distance
+    # rule, the distance, so a remembered answer is decided (abstention included) as a fresh one
+    memo: RowCache | None = None
+
+    MEMO_TEXTS = 32  # requests of at most this many texts are remembered (a stream's chunks would flush it)
 
     def classify(self, texts: list[str], top_k: int = 3, *, bounded: bool = True) -> list[dict]:
         texts, chars_cut = cut([str(t) for t in texts])
         if bounded:
             self.check_work(texts)
-        return self.shape(self.batcher(texts), chars_cut, top_k)
+        rows, missing = self._remembered(texts)
+        if missing:
+            self._fill(texts, rows, missing, self.batcher([texts[i] for i in missing]))
+        return self.shape(rows, chars_cut, top_k)
 
     async def aclassify(self, texts: list[str], top_k: int = 3, *, bounded: bool = True) -> list[dict]:
         texts, chars_cut = cut([str(t) for t in texts])
         if bounded:
             self.check_work(texts)
-        return self.shape(await self.batcher.run(texts), chars_cut, top_k)
+        rows, missing = self._remembered(texts)
+        if missing:
+            self._fill(texts, rows, missing, await self.batcher.run([texts[i] for i in missing]))
+        return self.shape(rows, chars_cut, top_k)
+
+    def _remembered(self, texts: list[str]) -> tuple[list, list[int]]:
+        """(rows known from the cache or None, indices still to compute)."""
+        if self.memo is None or len(texts) > self.MEMO_TEXTS:
+            return [None] * len(texts), list(range(len(texts)))
+        rows = [self.memo.get(t) for t in texts]
+        return rows, [i for i, r in enumerate(rows) if r is None]
+
+    def _fill(self, texts: list[str], rows: list, missing: list[int], computed: list) -> None:
+        keep = self.memo is not None and len(texts) <= self.MEMO_TEXTS
+        for i, row in zip(missing, computed):
+            rows[i] = row
+            if keep:
+                self.memo.put(texts[i], row)
 
     def work(self, texts: list[str]) -> int:
         """Model work a request asks for, in tokens: per text about one token per 4 characters (plus the
@@ -358,14 +418,16 @@ class OnlineModels:
     its queue; see :class:`MicroBatcher`).
     """
 
-    def __init__(self, ws: Workspace, *, window: float = 0.005, max_batch: int = 128, prefer_onnx: bool = True,
-                 model_threads: int | None = None, max_request_tokens: int | None = None):
+    def __init__(self, ws: Workspace, *, window: float = 0.0, max_batch: int = 128, prefer_onnx: bool = True,
+                 model_threads: int | None = None, max_request_tokens: int | None = None, batching: bool = True):
         self.ws, self.window, self.max_batch, self.prefer_onnx = ws, window, max_batch, prefer_onnx
+        self.batching = batching
         self.model_threads, self.max_request_tokens = model_threads, max_request_tokens
         self._threads_set = False
         self._classifiers = ModelCache("served classifiers", on_evict=lambda s: s.batcher.close())
         self._encoders = ModelCache("served encoders", on_evict=lambda s: s[1].close())
         self._recent: dict[tuple[str, str], tuple[Any, Any]] = {}  # (kind, ref) -> (registry state or time, served)
+        self._state_memo = threading.local()  # per thread (each has its own connection): (mark, registry state)
 
     REFRESH = 1.0  # seconds a resolved base model name is reused (base models are not versioned)
 
@@ -376,7 +438,22 @@ class OnlineModels:
             return None
         if kind == "encoder":
             return hit[1] if time.monotonic() - hit[0] < self.REFRESH else None
-        return hit[1] if hit[0] == registry_state(self.ws) else None
+        return hit[1] if hit[0] == self.registry_state() else None
+
+    def registry_state(self) -> tuple:
+        """:func:`registry_state`, read again only when the database changed since this thread last read it.
+
+        ``PRAGMA data_version`` changes when another connection (thread or process) commits, the
+        connection's ``total_changes`` when it writes itself: while neither moves, nothing can have moved
+        an alias, and a request costs no query of the registry tables.
+        """
+        db = self.ws.db
+        mark = (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
+        memo = getattr(self._state_memo, "value", None)
+        if memo is None or memo[0] != mark:
+            memo = (mark, registry_state(self.ws))
+            self._state_memo.value = memo
+        return memo[1]
 
     def _remember(self, kind: str, ref: str, value, state=None):
         if len(self._recent) > 10_000:
@@ -400,7 +477,7 @@ class OnlineModels:
         from ..classifiers.load import load_classifier
 
         self._set_threads()
-        state = registry_state(self.ws)  # read before resolving: a change after it is seen next time
+        state = self.registry_state()  # read before resolving: a change after it is seen next time
         v = registry.resolve(self.ws, ref)
         target = (onnx_export_of(self.ws, v) if self.prefer_onnx else None) or v
 
@@ -421,8 +498,10 @@ class OnlineModels:
 
             return ServedClassifier(v, target, "onnx" if target.manifest.get("format") == "onnx" else "torch",
                                     list(clf.labels), clf.multi_label,
-                                    MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref),
-                                    max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, rule=clf)
+                                    MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref,
+                                                 batching=self.batching),
+                                    max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, rule=clf,
+                                    memo=RowCache())
 
         served = self._classifiers.get_or_load((v.sha256, target.sha256), build, size=lambda s: 64 << 20)
         if served.version.ref != v.ref:  # the same files saved under another name or number: name this one
@@ -447,7 +526,8 @@ class OnlineModels:
                 flags = over(texts) if over else [False] * len(texts)
                 return list(zip(vecs, flags))
 
-            return enc, MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=name), over
+            return enc, MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=name,
+                                     batching=self.batching), over
 
         return self._remember("encoder", name, self._encoders.get_or_load(model.sha256, build,
                                                                           size=lambda s: s[0].approx_bytes()))
@@ -458,12 +538,13 @@ class OnlineModels:
         for key in self._classifiers.keys():
             s = self._classifiers.get(key)
             if s is not None:
-                out[s.version.ref] = {"runtime": s.runtime, "calls": s.batcher.batches, "texts": s.batcher.items}
+                out[s.version.ref] = {"runtime": s.runtime, "calls": s.batcher.batches, "texts": s.batcher.items,
+                                      "remembered": s.memo.hits if s.memo else 0}
         for key in self._encoders.keys():
             e = self._encoders.get(key)
             if e is not None:
                 out[e[0].name] = {"runtime": "encoder", "calls": e[1].batches, "texts": e[1].items}
-        return {"batch_window_ms": self.window * 1000, "models": out}
+        return {"batching": self.batching, "batch_window_ms": self.window * 1000, "models": out}
 
     async def aclassifier(self, ref: str) -> ServedClassifier:
         from starlette.concurrency import run_in_threadpool

@@ -259,8 +259,8 @@ class ClassificationsRequest(Body):
 
 
 @router.post("/classifications", tags=["openai"], summary="Labels and scores from a fine-tuned version",
-             **role("viewer"))
-async def classifications(request: Request, body: ClassificationsRequest) -> dict:
+             response_model=None, **role("viewer", no_paths=True))
+async def classifications(request: Request, body: ClassificationsRequest) -> JSONResponse:
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     if not texts:
         raise InputError("input is an empty list.", fix="Send a string or a non-empty list of strings.")
@@ -268,5 +268,7 @@ async def classifications(request: Request, body: ClassificationsRequest) -> dic
     s = await request.app.state.ctx.models.aclassifier(body.model)
     rows = await s.aclassify(texts, body.top_k)
     d = s.describe()
-    return {"object": "list", "model": d["model"], "sha256": d["sha256"], "runtime": d["runtime"],
-            "served_by": d["served_by"], "data": [{"object": "classification", "index": i, **r} for i, r in enumerate(rows)]}
+    # a JSONResponse as it is: the rows are plain JSON already, FastAPI need not validate and re-encode them
+    return JSONResponse({"object": "list", "model": d["model"], "sha256": d["sha256"], "runtime": d["runtime"],
+                         "served_by": d["served_by"],
+                         "data": [{"object": "classification", "index": i, **r} for i, r in enumerate(rows)]})

@@ -6,7 +6,7 @@ import json
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
 from .. import registry
@@ -59,19 +59,24 @@ def check_batch(request: Request, n: int) -> None:
                          fix="Send several requests, or stream NDJSON to POST /classify/stream.")
 
 
-@router.post("/classify", tags=["classify"], summary="Classify one text", **role("viewer"))
-async def classify_one(request: Request, body: ClassifyOne) -> dict:
+# Online routes answer with a JSONResponse of plain rows (FastAPI need not validate and re-encode them) and
+# declare no_paths (their answers name no server file, so they are not parsed for paths on the way out).
+
+@router.post("/classify", tags=["classify"], summary="Classify one text", response_model=None,
+             **role("viewer", no_paths=True))
+async def classify_one(request: Request, body: ClassifyOne) -> JSONResponse:
     s = await _served(request, body.model)
     row = (await s.aclassify([body.text], body.top_k))[0]
-    return {**s.describe(), **row}
+    return JSONResponse({**s.describe(), **row})
 
 
-@router.post("/classify/batch", tags=["classify"], summary="Classify a batch of texts", **role("viewer"))
-async def classify_batch(request: Request, body: ClassifyBatch) -> dict:
+@router.post("/classify/batch", tags=["classify"], summary="Classify a batch of texts", response_model=None,
+             **role("viewer", no_paths=True))
+async def classify_batch(request: Request, body: ClassifyBatch) -> JSONResponse:
     check_batch(request, len(body.texts))
     s = await _served(request, body.model)
     rows = await s.aclassify(body.texts, body.top_k)
-    return {**s.describe(), "results": [{"index": i, **r} for i, r in enumerate(rows)]}
+    return JSONResponse({**s.describe(), "results": [{"index": i, **r} for i, r in enumerate(rows)]})
 
 
 async def _served(request: Request, ref: str):

@@ -248,10 +248,16 @@ def topic_runs(request: Request, name: str) -> dict:
 def topic_run(request: Request, name: str, run_id: Id,
               level: Literal["all", "themes", "topics"] = Query(
                   "all", description="themes: the themes only (each lists its topic ids); topics: the fine "
-                                     "topics only; all: both.")) -> dict:
+                                     "topics only; all: both."),
+              n_themes: int | None = Query(None, ge=1, le=10_000, description=(
+                  "Group the run's topics into this many themes (coarser or finer; a cut of the run's stored "
+                  "theme tree, not stored); themes_chosen says the count the data chooses."))) -> dict:
+    from ..service.topics import regroup
     from ..topics.runs import load_discovery
 
-    d = load_discovery(ws_of(request), name, run_id).to_dict()
+    ws = ws_of(request)
+    res = load_discovery(ws, name, run_id) if n_themes is None else regroup(ws, name, run_id, n_themes)
+    d = res.to_dict()
     if level == "themes":
         d.pop("topics")
     elif level == "topics":

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import Field
 
 from ..errors import UsageError
+from ..service import candidates as candidates_service
 from ..service import topics as topics_service
 from .auth import role
 from .common import BIG, Body, Id, ws_of
@@ -58,7 +59,9 @@ def queue(request: Request, name: str,
           exclude: str | None = Query(None, max_length=20_000, description="Comma-separated doc_ids to leave out "
                                       "(e.g. the ones skipped)."),
           seed: int = Query(0, ge=0, le=2**31 - 1),
-          label_col: str | None = Query(None, max_length=200, description="The label column (default: the ingest's).")
+          label_col: str | None = Query(None, max_length=200, description="The label column (default: the ingest's)."),
+          candidate: str | None = Query(None, max_length=40, description="RUN:CANDIDATE: only the documents of this "
+                                        "candidate new category (a pipeline run's candidates), to confirm them.")
           ) -> dict:
     ids: list[int] = []
     for part in (exclude or "").split(","):
@@ -69,5 +72,35 @@ def queue(request: Request, name: str,
             raise UsageError(f"exclude must be comma-separated doc_ids (integers), found {part[:40]!r}.",
                              fix="e.g. exclude=12,40,41")
         ids.append(int(part))
-    return topics_service.suggest(ws_of(request), name, model=model or None, strategy=strategy, limit=limit, exclude=ids,
-                   seed=seed, label_col=label_col or None).to_dict()
+    ws = ws_of(request)
+    among = candidates_service.candidate_docs(ws, name, candidate) if candidate else None
+    out = topics_service.suggest(ws, name, model=model or None, strategy=strategy, limit=limit, exclude=ids,
+                                 seed=seed, label_col=label_col or None, among=among).to_dict()
+    return {**out, "candidate": candidate, "candidate_documents": None if among is None else len(among)}
+
+
+class CandidateLabelRequest(Body):
+    label_col: str = Field(..., min_length=1, max_length=200,
+                           description="The label set to add the label to (created when new), e.g. new_intents.")
+    label: str | None = Field(None, min_length=1, max_length=200,
+                              description="The label's name; default: the candidate's name.")
+
+
+@router.post("/datasets/{name}/candidates/{run_id}/{candidate}/label", tags=["labels"],
+             summary="Make a candidate new category a label and open the labelling queue on its documents",
+             **role("editor"))
+def label_candidate(request: Request, name: str, run_id: Id, candidate: Annotated[int, Path(ge=0, le=BIG)],
+                    body: CandidateLabelRequest) -> dict:
+    """Adds ``label`` to the label set ``label_col`` and answers where the queue of the candidate's documents is
+    (``queue``: this API's query; ``ui``: the Label screen). Nothing is labelled until a person confirms."""
+    return candidates_service.label_candidate(ws_of(request), name, run_id, candidate, label_col=body.label_col,
+                                              label=body.label)
+
+
+@router.get("/datasets/{name}/candidates/labels", tags=["labels"],
+            summary="Labels made from candidate new categories (newest first)", **role("viewer"))
+def candidate_labels(request: Request, name: str,
+                     label_col: str | None = Query(None, max_length=200, description="Only this label set.")) -> dict:
+    ws = ws_of(request)
+    ws.dataset(name)  # NotFound naming the datasets there are
+    return {"dataset": name, "labels": candidates_service.candidate_labels(ws, name, label_col)}

@@ -12,6 +12,7 @@ from ..errors import UsageError
 from ..models.catalog import list_models as base_models
 from ..service import training as training_service
 from ..service import registry as registry_service
+from ..service import retrain as retrain_service
 from .auth import role
 from .common import BIG, Body, JobAccepted, accepted, ws_of
 
@@ -83,7 +84,13 @@ def list_aliases(request: Request, name: str) -> dict:
 @router.put("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Move an alias (compare-and-set)",
             **role("editor"))
 def move_alias(request: Request, name: str, alias: str, body: AliasMove) -> dict:
-    return registry_service.move_alias(ws_of(request), name, alias, body.version, expected=body.expected_current)
+    """The move answers at once; the version's fast-classify artifacts are built by a ``prepare`` job
+    (``prepare_job``), so nobody waits on an ONNX export behind a button."""
+    ws = ws_of(request)
+    out = registry_service.move_alias(ws, name, alias, body.version, expected=body.expected_current, prepare=False)
+    if registry_service.needs_prepare(ws, out["ref"]):
+        out["prepare_job"] = accepted(ws, "prepare", {"ref": out["ref"]}).model_dump()
+    return out
 
 
 @router.delete("/models/{name}/aliases/{alias}", tags=["aliases"], summary="Remove an alias (compare-and-set)",
@@ -96,15 +103,20 @@ def remove_alias(request: Request, name: str, alias: str,
 
 # ------------------------------------------------------------ diff & eval ----
 
+LABEL_COL = ("The gold labels' column (default: the one the new version learnt, on its own dataset; else label).")
+
+
 @router.get("/diff", tags=["evaluations"], summary="Compare two versions on a few documents (more: POST /diff/jobs)",
             **role("viewer"))
 def diff(request: Request, old: str = Query(..., max_length=300), new: str = Query(..., max_length=300),
          dataset: str = Query(..., max_length=200), split: str | None = Query(None, max_length=200),
-         limit: int | None = Query(None, ge=1, le=1_000_000), examples: int = Query(10, ge=0, le=1000)) -> dict:
+         limit: int | None = Query(None, ge=1, le=1_000_000), examples: int = Query(10, ge=0, le=1000),
+         label_col: str | None = Query(None, max_length=200, description=LABEL_COL)) -> dict:
     """Inside the request only up to 2,000 documents; beyond that 409, whose fix is the diff job."""
     from ..service.diff import inline_diff
 
-    return inline_diff(ws_of(request), old, new, dataset, split=split or None, limit=limit, examples=examples)
+    return inline_diff(ws_of(request), old, new, dataset, split=split or None, limit=limit, examples=examples,
+                       label_col=label_col or None)
 
 
 class DiffRequest(Body):
@@ -114,6 +126,7 @@ class DiffRequest(Body):
     split: str | None = Field(None, max_length=200, description="null: every row")
     limit: int | None = Field(None, ge=1, le=100_000_000, description="At most this many documents (the first).")
     examples: int = Field(10, ge=0, le=1000)
+    label_col: str | None = Field(None, max_length=200, description=LABEL_COL)
 
 
 @router.post("/diff/jobs", tags=["evaluations"], summary="Compare two versions on a dataset, as a job",
@@ -219,6 +232,36 @@ def start_training(request: Request, body: TrainRequest) -> JobAccepted:  # type
     return accepted(ws, "train", {"dataset": body.dataset, "name": body.name, "args": args})
 
 
+# ---------------------------------------------------------------- retrain ----
+
+@router.get("/versions/{ref}/retrain", tags=["training"], summary="What retraining like this version would do",
+            **role("viewer"))
+def retrain_plan(request: Request, ref: str) -> dict:
+    """The version copied (a bare name: its production version), its training arguments, method and base
+    model, and the labels of its dataset's label column now against those it learnt (``labels_added``)."""
+    return retrain_service.plan(ws_of(request), _short(ref))
+
+
+@router.post("/versions/{ref}/retrain", tags=["training"], summary="Retrain like this version on the current labels",
+             status_code=202, **role("editor"))
+def start_retrain(request: Request, ref: str) -> JobAccepted:
+    """A training job with exactly this version's arguments, method and base model, on its dataset's labels
+    as they are now; the job's result is the new version (``ref``) with ``like`` (this one). Compare them
+    with ``POST /diff/jobs``; promote with ``PUT /models/{name}/aliases/production``."""
+    ws = ws_of(request)
+    v = retrain_service.source(ws, _short(ref))
+    p = retrain_service.plan(ws, v.ref)
+    return accepted(ws, "retrain", {"like": v.ref, "like_sha256": v.sha256, "dataset": p["dataset"],
+                                    "name": v.name, "args": p["args"]})
+
+
+def _short(ref: str) -> str:
+    if len(ref) > 300:
+        raise UsageError(f"the version reference is {len(ref)} characters long; expected at most 300.",
+                         fix="Use NAME, NAME@N or NAME@ALIAS.")
+    return ref
+
+
 # ---------------------------------------------------------------- weights ----
 
 @router.get("/versions/{ref}/weights", tags=["models"], summary="How far training moved the weights, per layer",
@@ -232,10 +275,7 @@ def version_weights(request: Request, ref: str,
     encoder is the frozen base: 0 change, and ``classes`` lists what pulls hardest toward each class."""
     from ..analysis.explain import weight_changes
 
-    if len(ref) > 300:
-        raise UsageError(f"the version reference is {len(ref)} characters long; expected at most 300.",
-                         fix="Use NAME, NAME@N or NAME@ALIAS.")
-    out = weight_changes(ws_of(request), ref, against)
+    out = weight_changes(ws_of(request), _short(ref), against)
     if not tensors:
         out.pop("tensors", None)
     return out

@@ -68,6 +68,13 @@ def get_pipeline(request: Request, run_id: Id) -> dict:
     return pipelines_service.dashboard(ws_of(request), run_id)
 
 
+@router.get("/pipelines/{run_id}/drift", tags=["pipelines"],
+            summary="A run's drift (abstain rate, confidence, category mix against its evaluation and earlier runs) "
+                    "and its pipeline's drift over runs", **role("viewer"))
+def get_pipeline_drift(request: Request, run_id: Id) -> dict:
+    return pipelines_service.drift(ws_of(request), run_id)
+
+
 @router.get("/pipelines/{run_id}/files/{name}", tags=["pipelines"], summary="Download a file the run wrote",
             response_class=FileResponse, **role("viewer"),
             responses={200: {"content": {"application/octet-stream": {}, "text/html": {}, "text/csv": {},

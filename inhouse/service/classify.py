@@ -39,7 +39,7 @@ def classify(ws: Workspace, model: str | registry.Version, *, dataset: str | Non
              id_col: str | None = None, split: str | None = None, where: str | None = None,
              encoding: str = "utf-8", top_k: int = 3, abstain: bool = True, engine: str = "local",
              backend: str = "auto", ray_address: str | None = None, workers: int = 2, chunk_rows: int = 16_384,
-             options: ClassifyOptions | None = None, record: bool = True) -> dict:
+             cascade: bool = True, options: ClassifyOptions | None = None, record: bool = True) -> dict:
     """Classify every document of ``dataset`` (kept as its prediction set) or every row of ``input_path``.
 
     One output row per input row, in input order, with the version that made
@@ -50,7 +50,7 @@ def classify(ws: Workspace, model: str | registry.Version, *, dataset: str | Non
     the run id (see :func:`inhouse.pipeline.classify.classify`).
     """
     opts = options or ClassifyOptions(top_k=top_k, chunk_rows=chunk_rows, engine=engine, backend=backend,
-                                      ray_address=ray_address, workers=workers, abstain=abstain)
+                                      ray_address=ray_address, workers=workers, abstain=abstain, cascade=cascade)
     return _run(ws, model, dataset=dataset, input_path=input_path, output=output, text_col=text_col, id_col=id_col,
                 split=split, encoding=encoding, options=opts, record=record, where=where)
 

@@ -24,12 +24,32 @@ INLINE_DOCUMENTS = 2_000  # GET /diff compares at most this many documents insid
 
 
 def diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None, limit: int | None = None,
-         examples: int = 10) -> dict:
+         examples: int = 10, label_col: str | None = None) -> dict:
     """Compare versions ``old`` and ``new`` on ``dataset`` (see :func:`inhouse.analysis.diff.diff_versions`)."""
     with task(f"comparing {old} and {new} on {dataset}", total=1, unit="diff") as t:
-        out = diff_versions(ws, old, new, dataset, split=split, limit=limit, examples=examples)
+        out = diff_versions(ws, old, new, dataset, split=split, limit=limit, examples=examples, label_col=label_col)
         t.advance(1)
+    name_candidates(ws, out)
     return out
+
+
+def name_candidates(ws: Workspace, d: dict) -> None:
+    """Each of the diff's ``new_labels`` gets ``candidate``: the candidate it was made from (the newest
+    "Make a label" of that label in the label set the new version learnt, on its training dataset), else None."""
+    from .. import registry
+    from .candidates import candidate_labels
+
+    if not d.get("new_labels"):
+        return
+    trained = registry.resolve(ws, d["new"]["ref"]).manifest.get("dataset") or {}
+    made: dict = {}
+    if trained.get("name") and trained.get("label_col"):
+        for m in candidate_labels(ws, trained["name"], trained["label_col"]):  # newest first
+            made.setdefault(m["label"], m)
+    for row in d["new_labels"]:
+        m = made.get(row["label"])
+        row["candidate"] = None if m is None else {k: m.get(k) for k in ("dataset", "discovery_run", "candidate",
+                                                                             "documents", "action_id", "user", "at")}
 
 
 def documents_to_compare(ws: Workspace, dataset: str, split: str | None, limit: int | None) -> int:
@@ -39,7 +59,7 @@ def documents_to_compare(ws: Workspace, dataset: str, split: str | None, limit: 
 
 
 def inline_diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None,
-                limit: int | None = None, examples: int = 10) -> dict:
+                limit: int | None = None, examples: int = 10, label_col: str | None = None) -> dict:
     """:func:`diff` inside a request, refused (409) beyond :data:`INLINE_DOCUMENTS` documents: that is a job."""
     ws.dataset(dataset)
     n = documents_to_compare(ws, dataset, split, limit)
@@ -48,4 +68,4 @@ def inline_diff(ws: Workspace, old: str, new: str, dataset: str, *, split: str |
                        f"compares at most {INLINE_DOCUMENTS:,}.",
                        fix=f"Start it as a job and follow its progress: POST /diff/jobs {{\"old\": \"{old}\", "
                            f"\"new\": \"{new}\", \"dataset\": \"{dataset}\"}} (or pass limit <= {INLINE_DOCUMENTS}).")
-    return diff(ws, old, new, dataset, split=split, limit=limit, examples=examples)
+    return diff(ws, old, new, dataset, split=split, limit=limit, examples=examples, label_col=label_col)

@@ -63,6 +63,22 @@ def train_job(ws: Workspace, job_id: int, p: dict) -> dict:
     return train(ws, p["dataset"], p["name"], training_arguments(p.get("args", {}))).to_dict()
 
 
+@job_kind("retrain")
+def retrain_job(ws: Workspace, job_id: int, p: dict) -> dict:
+    """POST /versions/{ref}/retrain: a version's training arguments on its dataset's current labels."""
+    from .retrain import retrain
+
+    return retrain(ws, p["like"], expected_sha256=p.get("like_sha256"))
+
+
+@job_kind("prepare")
+def prepare_job(ws: Workspace, job_id: int, p: dict) -> dict:
+    """After an alias moved over the API: the version's ONNX graph, int8 verdict and cascade, built once."""
+    from .registry import prepare
+
+    return prepare(ws, p["ref"])
+
+
 @job_kind("embed")
 def embed_job(ws: Workspace, job_id: int, p: dict) -> dict:
     from .models import embed
@@ -87,7 +103,7 @@ def diff_job(ws: Workspace, job_id: int, p: dict) -> dict:
     from .diff import diff
 
     return diff(ws, p["old"], p["new"], p["dataset"], split=p.get("split"), limit=p.get("limit"),
-                examples=p.get("examples", 10))
+                examples=p.get("examples", 10), label_col=p.get("label_col"))
 
 
 @job_kind("discover")

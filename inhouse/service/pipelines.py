@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from ..analysis.drift import EXIT_CODE as DRIFT_EXIT_CODE  # noqa: F401 - the CLI's exit code for a flagged run
 from ..workspace.store import Workspace
 
 
@@ -54,7 +55,7 @@ def run_dashboard_pipeline(ws: Workspace, job_id: int, p: dict) -> dict:
         price_all_documents(ws, r["run_id"])
     except Exception:  # the run is recorded and its report written; only the closed-API comparison is missing
         traceback.print_exc()
-    return {k: r[k] for k in ("run_id", "name", "dataset", "model", "model_sha256", "steps", "seconds")}
+    return {k: r[k] for k in ("run_id", "name", "dataset", "model", "model_sha256", "steps", "seconds", "drift")}
 
 
 def list_runs(ws: Workspace, *, dataset: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
@@ -69,6 +70,13 @@ def dashboard(ws: Workspace, run_id: int) -> dict:
     from ..pipeline.dashboard import dashboard as board
 
     return board(ws, run_id)
+
+
+def drift(ws: Workspace, run_id: int) -> dict:
+    """A pipeline run's drift record and the drift of its pipeline's runs over time (for a chart)."""
+    from ..pipeline.dashboard import drift as run_drift
+
+    return run_drift(ws, run_id)
 
 
 def run_output(ws: Workspace, run_id: int, name: str) -> Path:

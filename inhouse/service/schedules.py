@@ -144,7 +144,7 @@ def _last_result(ws: Workspace, job_id: int | None) -> dict | None:
     result = json.loads(j["result"]) if j["result"] else {}
     error = json.loads(j["error"]) if j["error"] and j["error"].startswith("{") else j["error"]
     return {"job_id": job_id, "status": j["status"], "run_id": result.get("run_id"), "skipped": result.get("skipped"),
-            "finished_at": j["finished_at"], "error": error.get("message") if isinstance(error, dict) else error}
+            "drift": (result.get("drift") or {}).get("status"), "finished_at": j["finished_at"], "error": error.get("message") if isinstance(error, dict) else error}
 
 
 def _decode(ws: Workspace, r) -> dict:
@@ -240,4 +240,5 @@ def run_scheduled(ws: Workspace, job_id: int, schedule_id: int) -> dict:
                 "skipped": f"ingest.path {ingest.options['path']!r} matches no file under {folder} yet"}
     with task("pipeline steps", total=len(spec.steps), unit="step") as t:
         out = run_file(ws, path, folder=folder, on_step=lambda s: t.advance(1, step=s["name"], status=s["status"]))
-    return {"schedule": schedule_id, **{k: out[k] for k in ("run_id", "name", "dataset", "model", "steps", "seconds")}}
+    return {"schedule": schedule_id, **{k: out[k] for k in ("run_id", "name", "dataset", "model", "steps", "seconds",
+                                                            "drift")}}

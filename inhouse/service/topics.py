@@ -13,7 +13,7 @@ from ..models.catalog import DEFAULT_ENCODER as DEFAULT_MODEL  # noqa: F401  (th
 from ..workspace.store import Workspace
 
 DISCOVER_OPTIONS = ("within", "model", "seed", "n_topics", "outliers", "llm", "split", "min_topic_size", "where",
-                    "n_themes")
+                    "n_themes", "only")
 
 
 def discover(ws: Workspace, dataset: str, *, confirm=None, **options):
@@ -26,6 +26,14 @@ def discover(ws: Workspace, dataset: str, *, confirm=None, **options):
         raise UsageError(f"discover: unknown options {unknown}; options are {list(DISCOVER_OPTIONS)}.")
     opts = {k: v for k, v in options.items() if v is not None}
     return discover_topics(ws, dataset, confirm=confirm, **opts)
+
+
+def regroup(ws: Workspace, dataset: str, run: int | None, n_themes: int | None):
+    """Run ``run`` of ``dataset`` with its topics grouped into ``n_themes`` themes, coarser or finer (a cut of
+    the run's stored theme tree; nothing is clustered again or stored): :func:`inhouse.topics.regroup.regroup`."""
+    from ..topics.regroup import regroup as regroup_themes
+
+    return regroup_themes(ws, dataset, run, n_themes=n_themes)
 
 
 def label(ws: Workspace, dataset: str, label: str, *, topic: int | None = None, run: int | None = None,

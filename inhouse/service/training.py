@@ -77,10 +77,18 @@ def check(ws: Workspace, dataset: str, name: str, args: TrainingArguments) -> No
     args.resolved()
 
 
-def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments):
-    """Train ``name`` on ``dataset`` and save a new version; its cost is recorded like every run's."""
+def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments, *, prepare: bool = True):
+    """Train ``name`` on ``dataset`` and save a new version; its cost is recorded like every run's.
+
+    With ``prepare`` the new version's fast-classify artifacts (ONNX graph with its int8 verdict, the
+    cascade) are built now, once, so that no classify waits for them (``result.prepared`` says what).
+    """
     from ..pipeline.costing import metered
+    from ..pipeline.prepare import prepare_after
+    from ..registry import resolve
     from ..training.train import train as train_model
 
     result, _ = metered(ws, "train", lambda: train_model(ws, dataset, name, args), dataset, args.base)
+    if prepare:
+        result.prepared = prepare_after(ws, resolve(ws, result.ref))
     return result

@@ -15,7 +15,7 @@ from .runs import load_discovery
 
 # ------------------------------------------------------------ categories ----
 
-BUILTIN_COLUMNS = ("label", "topic", "prediction", "split", "source_id")
+BUILTIN_COLUMNS = ("label", "topic", "theme", "prediction", "split", "source_id")
 PREDICTION = "prediction"
 
 
@@ -84,6 +84,13 @@ def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarra
         names = {str(t.topic): t.name for t in res.topics}
         names["-1"] = "outliers"
         return values, names
+    if key == "theme" and "theme" not in meta:  # the theme of each document's topic in a discovery run
+        res = load_discovery(ws, dataset, run, texts=False)
+        of = {t.topic: t.theme for t in res.topics}
+        a = res.assignments()
+        by_doc = dict(zip(a["doc_id"].tolist(), (of.get(int(t)) for t in a["topic"])))
+        values = [None if by_doc.get(int(d)) is None else str(by_doc[int(d)]) for d in doc_ids]
+        return values, {str(t.theme): t.name for t in res.themes}
     if key == "time" or column == cols.get("time"):
         raise UsageError(f"{column!r} is the time column; group by a category instead.",
                          fix="Use --every day|week|month for time.")

@@ -45,7 +45,8 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
              seed: int = 0, n_topics: int | None = None, outliers: bool = False, llm: str | None = None,
              split: str | None = None, min_topic_size: int = 10, n_keywords: int = 10,
              n_representatives: int = 5, clean: bool = True, where: str | None = None,
-             confirm=None, n_themes: int | None = None) -> DiscoveryResult:
+             confirm=None, n_themes: int | None = None, only: list[str] | None = None,
+             theme_similarity: float | None = None) -> DiscoveryResult:
     """Find the topics of ``dataset`` (or of each category of ``within``) and store them.
 
     Illustrative (needs a workspace with data; not run as a doctest):
@@ -55,7 +56,13 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     (538, 'card_payment_fee_charged', 0.193833, ['fees', 'payments'])
 
     ``where`` keeps only the documents for which a filter over the dataset's
-    columns holds (e.g. ``label = 'negative'``); the run records it.
+    columns holds (e.g. ``label = 'negative'``); the run records it. ``only``
+    (with ``within``) keeps the documents of those categories of ``within``,
+    e.g. ``within="prediction:intents@2", only=["other"]``: the documents that
+    version turned away (what :mod:`inhouse.analysis.candidates` groups).
+    There, ``theme_similarity`` makes themes too: the Ward merges of topics whose
+    centres are at least that alike (cosine), so one new category split into a
+    few topics is one theme.
 
     Without ``within``, the topics are also grouped into themes (the result's
     ``themes``; each topic's ``theme``): 8-30 of them, chosen from the data
@@ -69,7 +76,8 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
     ``llm_names`` counts the accepted ones and those that fell back.
     """
     opts = DiscoverOptions(within, model, seed, n_topics, outliers, llm, split, min_topic_size,
-                           n_keywords, n_representatives, clean, where, n_themes).validate()
+                           n_keywords, n_representatives, clean, where, n_themes,
+                           None if only is None else [str(x) for x in only], theme_similarity).validate()
     if llm:
         check_generator(ws, llm)
     t0 = time.time()
@@ -85,30 +93,42 @@ def discover(ws: Workspace, dataset: str, *, within: str | None = None, model: s
 
         values, _ = category_values(ws, dataset, within, df["doc_id"].to_numpy())
         parents = np.array([NO_GROUP if v is None else v for v in values], dtype=object)
+        if opts.only is not None:
+            df, parents = _only(df, parents, opts, dataset)
     texts = [clean_text(t) for t in df["text"]] if clean else df["text"].tolist()
     stats: dict = {}
     X, model_sha = embed_for_topics(ws, model, texts, stats=stats)
     labels, sims, groups = _cluster_groups(X, parents, opts)
-    topic_theme = _theme_of_topics(X, labels, opts) if parents is None else None
+    themed = parents is None or (opts.only is not None and opts.theme_similarity is not None)
+    topic_theme, tree = _theme_of_topics(X, labels, opts) if themed else (None, None)
     del X
     doc_theme = None if topic_theme is None or not len(topic_theme) else \
         np.where(labels >= 0, topic_theme[np.maximum(labels, 0)], -1)
     topics = _describe(texts, df, labels, sims, groups, opts, doc_theme)
-    themes = [] if doc_theme is None else _describe_themes(texts, df, doc_theme, topic_theme, topics, opts)
+    themes = [] if doc_theme is None else describe_themes(texts, df, doc_theme, topic_theme, topics, opts)
     llm_sha, counts = None, {}
     if llm:
         from .grounding import estimate
 
-        est = estimate(ws, llm, "name", len(topics), len(df))
+        est = estimate(ws, llm, "name", len(topics) + len(themes), len(df))
         if confirm is not None and not confirm(est):
             raise UsageError(f"stopped before naming topics with {llm}: {est.line()}.",
                              fix="Add --yes to run it, or leave out --llm for keyword names (seconds).")
-        llm_sha, counts = _name_with_llm(ws, llm, topics, seed, texts, labels)
+        llm_sha, counts = _name_with_llm(ws, llm, topics, seed, texts, labels, themes, doc_theme)
     res = save_discovery(ws, dataset, opts, df["doc_id"].to_numpy(), labels, sims, parents, topics,
-                         model_sha, llm_sha, t0, themes)
+                         model_sha, llm_sha, t0, themes, tree)
     res.embeddings = stats
     res.llm_names = counts
     return res
+
+
+def _only(df, parents: np.ndarray, opts: DiscoverOptions, dataset: str):
+    """The rows whose ``within`` value is one of ``opts.only``; an input error when there are none."""
+    keep = np.isin(parents.astype(str), np.array(opts.only, dtype=str))
+    if not keep.any():
+        raise InputError(f"dataset {dataset!r} has no document whose {opts.within} is one of {opts.only}.",
+                         fix=f"Check the values of {opts.within} (inhouse datasets show {dataset}).")
+    return df[keep].reset_index(drop=True), parents[keep]
 
 
 def embed_for_topics(ws: Workspace, model: str, texts: list[str], chunk: int = 20_000,
@@ -204,20 +224,25 @@ def _cluster_groups(X: np.ndarray, parents: np.ndarray | None, opts: DiscoverOpt
     return labels, sims, groups
 
 
-def _theme_of_topics(X: np.ndarray, labels: np.ndarray, opts: DiscoverOptions) -> np.ndarray:
-    """The theme of each topic: Ward merges of the topic centres, cut at the chosen (or given) count."""
+def _theme_of_topics(X: np.ndarray, labels: np.ndarray, opts: DiscoverOptions) -> tuple[np.ndarray, list]:
+    """The theme of each topic (Ward merges of the topic centres, cut at the chosen or given count) and the
+    merges themselves, stored with the run so that it can be regrouped later without the vectors."""
     from .cluster import normalize, topic_sums
-    from .themes import cut_themes, theme_tree
+    from .themes import cut_themes, similar_merges, theme_tree
 
     k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
     if k == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), []
     sizes = np.bincount(labels[labels >= 0], minlength=k)
-    centres = normalize(topic_sums(X, labels, k))
-    return cut_themes(theme_tree(centres, sizes), k, n_themes=opts.n_themes)
+    sums = topic_sums(X, labels, k)
+    tree = theme_tree(normalize(sums), sizes)
+    n = opts.n_themes
+    if opts.theme_similarity is not None and n is None:
+        n = k - similar_merges(tree, sums, opts.theme_similarity)
+    return cut_themes(tree, k, n_themes=n), tree
 
 
-def _describe_themes(texts, df, doc_theme, topic_theme, topics: list[Topic], opts: DiscoverOptions) -> list[Theme]:
+def describe_themes(texts, df, doc_theme, topic_theme, topics: list[Topic], opts: DiscoverOptions) -> list[Theme]:
     """Keywords, name, sub-topics and representatives of every theme.
 
     A theme's representatives are those of its sub-topics taken in turn, largest
@@ -325,32 +350,40 @@ def check_generator(ws: Workspace, name: str) -> None:
 
 
 def _name_with_llm(ws: Workspace, llm: str, topics: list[Topic], seed: int, texts: list[str],
-                   labels: np.ndarray) -> tuple[str, dict]:
-    """Ask the local model for each topic's name; keep the keyword name when its answer is junk or
-    mentions a word found in none of the topic's documents. Returns (model sha256, counts)."""
+                   labels: np.ndarray, themes: list[Theme] = (), doc_theme: np.ndarray | None = None) -> tuple[str, dict]:
+    """Ask the local model for a 2-4-word name of each topic and theme; keep the keyword name when its answer
+    is junk or mentions a content word found in none of the group's own documents. Returns (model sha256,
+    counts: accepted, fell_back, junk, ungrounded over topics and themes together, and each rejected answer)."""
     from ..models.generators import load_generator
-    from .grounding import check_grounded, record_speed, words_of
+    from .grounding import record_speed
 
     gen = load_generator(ws, llm)
     counts = {"accepted": 0, "fell_back": 0, "junk": 0, "ungrounded": 0, "rejected": []}
     t0 = time.time()
     for t in track(topics, f"naming topics with {llm}", unit="topic"):
-        raw = gen.generate(name_prompt(t.keywords, t.representative_texts), max_tokens=16, temperature=0.0,
-                           seed=seed)
-        name = tidy_name(raw, t.keywords + t.representative_texts)
-        if name:
-            ok, why = check_grounded(name, words_of([texts[i] for i in np.flatnonzero(labels == t.topic)]),
-                                     kind="name")
-            if ok:
-                t.name, t.name_source = name, llm
-                counts["accepted"] += 1
-                continue
-            counts["ungrounded"] += 1
-            counts["rejected"].append({"topic": t.topic, "answer": name, "why": why})
-        else:
-            counts["junk"] += 1
-        counts["fell_back"] += 1
-    record_speed(ws, llm, gen.sha256, "name", len(topics), time.time() - t0)
+        _llm_name(gen, llm, t, seed, [texts[i] for i in np.flatnonzero(labels == t.topic)], counts, {"topic": t.topic})
+    for th in themes:
+        _llm_name(gen, llm, th, seed, [texts[i] for i in np.flatnonzero(doc_theme == th.theme)], counts,
+                  {"theme": th.theme})
+    record_speed(ws, llm, gen.sha256, "name", len(topics) + len(themes), time.time() - t0)
     return gen.sha256, counts
 
 
+def _llm_name(gen, llm: str, item, seed: int, docs: list[str], counts: dict, which: dict) -> None:
+    """One topic's or theme's name from the model, kept only when tidy and grounded in ``docs``."""
+    from .grounding import check_grounded, words_of
+
+    raw = gen.generate(name_prompt(item.keywords, item.representative_texts), max_tokens=16, temperature=0.0,
+                       seed=seed)
+    name = tidy_name(raw, item.keywords + item.representative_texts)
+    if name:
+        ok, why = check_grounded(name, words_of(docs), kind="name")
+        if ok:
+            item.name, item.name_source = name, llm
+            counts["accepted"] += 1
+            return
+        counts["ungrounded"] += 1
+        counts["rejected"].append({**which, "answer": name, "why": why})
+    else:
+        counts["junk"] += 1
+    counts["fell_back"] += 1

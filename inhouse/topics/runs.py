@@ -43,6 +43,8 @@ class DiscoverOptions:
     clean: bool = True
     where: str | None = None  # a filter over the dataset's columns: discover among these documents only
     n_themes: int | None = None  # None: chosen from the data (8-30); themes are made without --within only
+    only: list[str] | None = None  # with within: discover in these categories of it only (e.g. the abstain label)
+    theme_similarity: float | None = None  # themes of topics at least this alike (cosine of centres); with only=
 
     def validate(self) -> "DiscoverOptions":
         if self.n_topics is not None and self.n_topics < 1:
@@ -53,6 +55,11 @@ class DiscoverOptions:
                              fix="Leave it out to let the data choose the number of themes (8-30).")
         if self.min_topic_size < 1 or self.n_keywords < 1 or self.n_representatives < 1:
             raise UsageError("--min-topic-size, keyword and representative counts must be at least 1.")
+        if self.theme_similarity is not None and not 0 < self.theme_similarity <= 1:
+            raise UsageError(f"theme_similarity must be in (0, 1], found {self.theme_similarity}.")
+        if self.only is not None and not self.within:
+            raise UsageError("only= picks categories of within=; give within too.",
+                             fix="e.g. within='prediction', only=['other']")
         return self
 
 
@@ -135,6 +142,7 @@ class DiscoveryResult:
     llm_names: dict = field(default_factory=dict)  # accepted / fell_back counts of --llm names
     merges: dict = field(default_factory=dict)  # {topic: the topic it was merged into}, chains resolved
     themes: list[Theme] = field(default_factory=list)  # the coarse level (empty under --within)
+    themes_chosen: int | None = None  # the number of themes the data chooses (set when regrouped)
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("topics", "themes")}
@@ -165,7 +173,7 @@ class DiscoveryResult:
 
 def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, labels, sims, parents,
           topics: list[Topic], model_sha: str, llm_sha: str | None, t0: float,
-          themes: list[Theme] | None = None) -> DiscoveryResult:
+          themes: list[Theme] | None = None, tree: list | None = None) -> DiscoveryResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -182,7 +190,8 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
     themes = themes or []
     with atomic_path(themes_path(path)) as tmp:
         Path(tmp).write_text(json_dumps({"format": THEMES_FORMAT, "themes": [t.to_dict() for t in themes],
-                                         "topic_theme": {str(t.topic): t.theme for t in topics}}))
+                                         "topic_theme": {str(t.topic): t.theme for t in topics},
+                                         "merges": [[int(a), int(b), float(h)] for a, b, h in tree or []]}))
     cluster = ClusterConfig(n_topics=opts.n_topics, seed=opts.seed, outliers=opts.outliers,
                             min_topic_size=opts.min_topic_size).to_dict()
     n_out = int((labels < 0).sum())
@@ -207,7 +216,7 @@ def save_discovery(ws: Workspace, dataset: str, opts: DiscoverOptions, doc_ids, 
     res = DiscoveryResult(run_id, dataset, opts.model, model_sha, opts.seed, opts.within, opts.split,
                           len(labels), len(topics), n_out, {**asdict(opts), "cluster": cluster}, opts.llm,
                           llm_sha, seconds, time.time(), str(path), topics, where=opts.where, themes=themes)
-    _add_representative_ids(ws, res)
+    add_representative_ids(ws, res)
     return res
 
 
@@ -235,7 +244,7 @@ def _load_themes(res: "DiscoveryResult") -> None:
         t.theme = of.get(t.topic)
 
 
-def _add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
+def add_representative_ids(ws: Workspace, res: DiscoveryResult) -> None:
     """Each topic's representative documents by the user's id (or source row when there is none)."""
     name = id_column(ws, res.dataset)
     res.id_column = name or ROW_COLUMN
@@ -283,7 +292,7 @@ def load_discovery(ws: Workspace, dataset: str, run: int | None = None, *, texts
             t.representative_texts = [found.get(d, "") for d in t.representative_docs]
     _apply_edits(ws, res)
     if texts:
-        _add_representative_ids(ws, res)
+        add_representative_ids(ws, res)
     return res
 
 

@@ -212,16 +212,20 @@ _REFUSAL = re.compile(r"\b(sorry|cannot|can't help|as an ai|here is|here are|is|
                       re.I)  # refusals and whole sentences
 
 
-def tidy_name(raw: str, context: list[str] | None = None, max_words: int = 5) -> str | None:
-    """A tiny model's answer made into a topic name, or None when it is junk.
+def tidy_name(raw: str, context: list[str] | None = None, max_words: int = 4, min_words: int = 2) -> str | None:
+    """A tiny model's answer made into a topic name of ``min_words``-``max_words`` words, or None when it is junk.
 
     Junk is an answer that echoes the prompt, asks a question, refuses, is
-    mostly not letters, or shares no word with ``context`` (the topic's
-    keywords and documents) — a 135M-parameter model often invents one.
+    mostly not letters, shares no word with ``context`` (the topic's keywords
+    and documents) — a 135M-parameter model often invents one — or has fewer
+    than ``min_words`` words once cut to ``max_words`` and stripped of
+    trailing stop words (a name does not end in "and" or "of").
 
     >>> tidy_name('Title: "The Lost Card." More text', ["lost card", "card"])
     'Lost Card'
     >>> tidy_name("A Night of the Dead", ["pin", "blocked"]) is None
+    True
+    >>> tidy_name("Refunds", ["refund"]) is None
     True
     """
     line = next((ln for ln in raw.strip().splitlines() if ln.strip()), "")
@@ -232,7 +236,13 @@ def tidy_name(raw: str, context: list[str] | None = None, max_words: int = 5) ->
     words = line.split()
     if not words or len(words) > 8 or "," in line or _QUESTION.match(line) or _ECHO.search(line) or _REFUSAL.search(line):
         return None
-    name = " ".join(words[:max_words]).strip(" ,'-–")
+    words = words[:max_words]
+    stops = set(stop_words())
+    while words and words[-1].lower().strip(" ,'-–") in stops:
+        words.pop()
+    if len(words) < min_words:
+        return None
+    name = " ".join(words).strip(" ,'-–")
     letters = sum(ch.isalpha() for ch in name)
     if letters < 3 or letters < 0.7 * len(name.replace(" ", "")):
         return None

@@ -110,3 +110,24 @@ def choose_count(merges: list[tuple[int, int, float]], k: int, *, min_themes: in
         if score > best + 1e-9:
             best, best_t = score, t
     return best_t
+
+
+def similar_merges(merges: list[tuple[int, int, float]], sums: np.ndarray, min_similarity: float) -> int:
+    """How many of the first ``merges`` join groups whose mean vectors are at least ``min_similarity`` alike
+    (cosine): cutting the tree after them keeps apart what is less alike (``cut_themes(n_themes=k - n)``).
+
+    ``sums`` are the topics' summed vectors (their mean times their size).
+
+    >>> C = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> tree = theme_tree(C, np.ones(3))
+    >>> similar_merges(tree, C, 0.9), similar_merges(tree, C, 0.0)
+    (1, 2)
+    """
+    s = np.asarray(sums, dtype=np.float64).copy()
+    for i, (a, b, _) in enumerate(merges):
+        na, nb = np.linalg.norm(s[a]), np.linalg.norm(s[b])
+        if na == 0 or nb == 0 or float(s[a] @ s[b]) / (na * nb) < min_similarity:
+            return i
+        s[a] += s[b]
+    return len(merges)
+

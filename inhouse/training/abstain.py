@@ -56,7 +56,7 @@ def fold_groups(classes: list[int], seed: int, folds: int = FOLDS) -> list[list[
     return [order[i::k] for i in range(k)]
 
 
-def _fold_scores(X, y, data: TrainingData, keep: np.ndarray, out_rows: np.ndarray, n_labels: int, C: float,
+def fold_scores(X, y, data: TrainingData, keep: np.ndarray, out_rows: np.ndarray, n_labels: int, C: float,
                  seed: int) -> tuple[np.ndarray, ...]:
     """Fit a head and a distance on the training rows of the ``keep`` classes; score the validation rows of
     those classes (in scope: probability, right or not, distance) and ``out_rows`` (probability, distance)."""
@@ -149,7 +149,7 @@ def calibrate_distance(X: np.ndarray, data: TrainingData, oos_labels: list[str],
             keep = in_scope.copy()
             keep[g] = False
             out_rows = np.flatnonzero(~keep[y])
-            for acc, a in zip(parts, _fold_scores(X, y, data, keep, out_rows, len(labels), C, args.seed)):
+            for acc, a in zip(parts, fold_scores(X, y, data, keep, out_rows, len(labels), C, args.seed)):
                 acc.append(a)
             t.advance(1)
     p_in, correct, d_in, p_out, d_out = (np.concatenate(a) for a in parts)

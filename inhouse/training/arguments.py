@@ -46,6 +46,8 @@ class TrainingArguments:
     label_smoothing: float = 0.0
     max_seq_length: int = 128
     freeze_embeddings: bool = True
+    freeze_layers: int | None = None  # the bottom N layers (and the embeddings) are not trained; None: half (full)
+    cache_frozen: bool = True  # compute the frozen layers once per text, not every step (same result, faster)
     val_fraction: float = 0.1
     min_examples: int = 0
     label_names: bool = False
@@ -78,6 +80,8 @@ class TrainingArguments:
             raise UsageError(f"--shots must be at least 1, found {out.shots}.")
         if not 0 <= out.val_fraction < 1:
             raise UsageError(f"val_fraction must be in [0, 1), found {out.val_fraction}.")
+        if out.freeze_layers is not None and out.freeze_layers < 0:
+            raise UsageError(f"--freeze-layers must be 0 or more, found {out.freeze_layers}.")
         if out.batch_size < 2:
             raise UsageError(f"batch_size must be at least 2, found {out.batch_size}.")
         if not 0 <= out.abstain_target < 0.5:

@@ -77,23 +77,30 @@ def _to_head(linear, multi_label: bool, threshold: float) -> Head:
                 multi_label, threshold)
 
 
-def _validate(bb: Backbone, linear, data, args) -> dict:
+def _validate(bb: Backbone, linear, data, args, bottom=None) -> dict:
+    """Validation metrics of the encoder and head as they are now (in eval mode: no dropout)."""
     from .metrics import metrics
 
     if len(data.val_idx) == 0:
         return {}
-    X = bb.embed([data.texts[i] for i in data.val_idx], desc="validating")
+    bb.eval()
+    if bottom is not None:
+        X = bottom.vectors(bb, data.val_idx, desc="validating")
+    else:
+        X = bb.embed([data.texts[i] for i in data.val_idx], desc="validating")
     head = _to_head(linear, data.multi_label, args.threshold)
     return metrics(data.y(data.val_idx), head.proba(X), data.multi_label, args.threshold)
 
 
-def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool) -> tuple[Head, dict]:
+def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool, bottom=None) -> tuple[Head, dict]:
     """Train encoder (or its LoRA adapters) and a linear head end to end.
 
     Cross-entropy (or per-label BCE for multi-label data), AdamW with one
     learning rate for the encoder and one for the head, linear warmup and
     decay; validation after every epoch keeps the best epoch, and training
-    stops after ``patience`` epochs without improvement.
+    stops after ``patience`` epochs without improvement. ``bottom`` (a
+    :class:`inhouse.training.frozen.BottomCache`) gives the frozen bottom
+    layers' states, so that steps run only the layers above them.
     """
     from .metrics import score
 
@@ -113,7 +120,7 @@ def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool) -> tuple[Head
     else:
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     y_all = torch.from_numpy(data.y(np.arange(len(data.texts))))
-    lengths = [len(t) for t in data.texts]
+    lengths = [len(t) for t in data.texts]  # (not token counts: the same batches with or without a cache)
     rng = np.random.default_rng(args.seed)
     best, best_score, bad, step, epoch, ema = None, -1.0, 0, 0, 0, None
     history = []
@@ -122,7 +129,10 @@ def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool) -> tuple[Head
         while step < total:
             epoch += 1
             for rows in length_batches(data.train_idx, lengths, args.batch_size, rng):
-                logits = linear(bb(bb.tokenize([data.texts[i] for i in rows])))
+                if bottom is not None:
+                    logits = linear(bottom.forward(bb, rows))
+                else:
+                    logits = linear(bb(bb.tokenize([data.texts[i] for i in rows])))
                 loss = loss_fn(logits, y_all[rows])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -134,7 +144,7 @@ def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool) -> tuple[Head
                 t.advance(1, loss=round(ema, 4), epoch=epoch)
                 if step >= total:
                     break
-            m = _validate(bb, linear, data, args)
+            m = _validate(bb, linear, data, args, bottom)
             history.append({"epoch": epoch, "step": step, **m})
             bb.train()
             if not m or score(m) > best_score:

@@ -15,6 +15,7 @@ from ..classifiers.base import (
     HEAD_FILE,
 )
 from ..classifiers.head import Head
+from ..errors import UsageError
 from ..models.catalog import get_model
 from ..progress import task
 from ..workspace.store import Workspace
@@ -149,9 +150,14 @@ class FullMethod(Method):
         from .loops import fine_tune
 
         bb = _trainable_backbone(ws, args)
+        bottom = _bottom_cache(bb, data, args)
         head = _probe_head(ws, bb, data, args)
-        head, val = fine_tune(bb, head, data, args, lora=False)
-        return Trained(head, val, bb, extra={"embeddings": bb.embed(data.texts, desc="indexing training rows")})
+        head, val = fine_tune(bb, head, data, args, lora=False, bottom=bottom)
+        if bottom is not None:
+            X = bottom.vectors(bb, np.arange(len(data.texts)), desc="indexing training rows")
+        else:
+            X = bb.embed(data.texts, desc="indexing training rows")
+        return Trained(head, val, bb, extra={"embeddings": X})
 
 
 class LoraMethod(Method):
@@ -160,6 +166,9 @@ class LoraMethod(Method):
     def fit(self, ws, data, args):
         from .loops import add_lora, fine_tune
 
+        if args.freeze_layers:
+            raise UsageError("--freeze-layers does not apply to lora (its base layers are all frozen already).",
+                             fix="Leave it out (lora's default is 0), or use --method full.")
         bb = load_backbone(ws, args.base, max_length=args.max_seq_length)
         head = _probe_head(ws, bb, data, args)
         add_lora(bb, args)
@@ -176,7 +185,22 @@ def _trainable_backbone(ws: Workspace, args: TrainingArguments) -> Backbone:
     bb = load_backbone(ws, args.base, max_length=args.max_seq_length)
     if args.freeze_embeddings:
         bb.transformer.get_input_embeddings().weight.requires_grad_(False)
+    k = args.freeze_layers
+    if k is None:  # the default: the bottom half of a BERT-family encoder (3 of MiniLM's 6), nothing elsewhere
+        parts = bb.layers()
+        k = len(parts[1]) // 2 if parts else 0
+    if k:
+        bb.freeze_bottom(k)
     return bb
+
+
+def _bottom_cache(bb: Backbone, data: TrainingData, args: TrainingArguments):
+    """The frozen bottom layers' states for every row, when layers are frozen, caching is on and they fit."""
+    from .frozen import BottomCache
+
+    if not bb.frozen_layers or not args.cache_frozen:
+        return None
+    return BottomCache.build(bb, data.texts, bb.frozen_layers)
 
 
 def _probe_head(ws: Workspace, bb: Backbone, data: TrainingData, args: TrainingArguments) -> Head:

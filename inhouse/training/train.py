@@ -9,10 +9,15 @@ Four methods, one artifact format (see :mod:`inhouse.infer`):
   positive per anchor per epoch, so cost grows with rows, not pairs), then a
   logistic-regression head on the tuned embeddings (the SetFit method);
   ``end_to_end_epochs`` > 0 adds end-to-end fine-tuning after that.
-- ``full``: end-to-end fine-tuning of encoder and head (mean pooling + linear,
-  cross-entropy, AdamW, linear warmup/decay). The head starts from the
+- ``full``: fine-tuning of the encoder's top layers and the head (mean pooling +
+  linear, cross-entropy, AdamW, linear warmup/decay). The head starts from the
   logistic-regression fit on frozen embeddings ("linear probe, then fine-tune"),
-  so the first steps do not wreck the encoder with a random head.
+  so the first steps do not wreck the encoder with a random head. The
+  embeddings and the bottom ``freeze_layers`` layers (by default half of a
+  BERT-family encoder's: 3 of MiniLM's 6; 0 trains every layer; the manifest's
+  ``encoder.frozen_layers`` says how many) are frozen and, with ``cache_frozen``, run
+  once per text (:mod:`inhouse.training.frozen`): a step then costs less than
+  half of a whole-encoder step.
 - ``lora``: LoRA adapters (peft) on the encoder and a jointly trained head;
   works with sentence encoders and causal LMs (Hugging Face folders, or GGUF
   files dequantised through transformers' ``gguf_file=``).
@@ -21,10 +26,12 @@ Why ``full`` is the default: on banking77 (``bench/finetune_banking77.py``,
 BENCHMARKS.md) it was the most accurate method both with all 9,000 training
 rows (93.5% test accuracy vs 92.7% for ``head``) and with 10 examples per label
 (85.2% vs 81.9%); ``setfit`` matched it with 10 examples but took 4.5 times as
-long, ``lora`` was faster with 10 examples but 2 points less accurate. ``full``
-costs about 1-2 CPU-seconds per step of 32 texts on 2 cores (3 epochs of 9,000
-rows: ~850 steps); when minutes matter, ``head`` is the fast baseline (seconds
-once embeddings are cached).
+long, ``lora`` was faster with 10 examples but 2 points less accurate. A
+``full`` step of 32 banking77 texts costs about 0.22 CPU-seconds with the
+bottom 3 layers cached (0.47 training every layer; one torch thread, measured);
+its default 5 epochs of 9,000 rows are ~1,400 steps (5 beat 3 on banking77's
+validation rows; BENCHMARKS.md). When minutes matter, ``head`` is the fast
+baseline (seconds once embeddings are cached).
 
 Every method carves a stratified, seeded validation split from the training
 rows (``val_fraction``) for choosing C / the best epoch and a softmax
@@ -89,6 +96,7 @@ class TrainResult:
     train_seconds: float
     path: str
     abstain: dict | None = None
+    prepared: dict | None = None  # what inhouse.pipeline.prepare built for fast classify (set by the service)
 
     @property
     def ref(self) -> str:
@@ -191,6 +199,31 @@ def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArgume
     return out, dist
 
 
+def validation_profile(trained: Trained, data: TrainingData, abstain: dict,
+                       distance: Distance | None = None) -> dict | None:
+    """What the model answers on its validation rows, as sums (the profile ``inhouse.analysis.drift`` reads):
+    rows, abstained (by the version's rule, its distance included), sum and sum of squares of the best
+    in-scope probability, counts of answered labels."""
+    X = trained.extra.get("embeddings")
+    if data.multi_label or X is None or len(data.val_idx) < 2:
+        return None
+    P = trained.head.proba(X[data.val_idx])
+    in_scope = np.array([l not in set(abstain.get("out_of_scope") or []) for l in data.labels])
+    masked = np.where(in_scope[None, :], P, -1.0)
+    best = masked.argmax(1)
+    conf = masked[np.arange(len(P)), best].astype(np.float64)
+    t = abstain.get("threshold")
+    out = ~in_scope[P.argmax(1)] | ((conf < t) if t is not None else False)
+    d = abstain.get("distance")
+    if d and distance is not None:
+        out |= (1 - conf) + d["weight"] * distance.score(X[data.val_idx]) > d["threshold"]
+    counts: dict[str, int] = {}
+    for j in best[~out]:
+        counts[data.labels[j]] = counts.get(data.labels[j], 0) + 1
+    return {"n": int(len(P)), "abstained": int(out.sum()), "conf_sum": round(float(conf.sum()), 6),
+            "conf_sumsq": round(float((conf ** 2).sum()), 6), "counts": counts}
+
+
 @contextlib.contextmanager
 def seeded(seed: int, num_threads: int | None = None) -> Iterator[None]:
     """Run a training with torch's random numbers seeded, then put everything back.
@@ -244,9 +277,11 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
         trained = get_method(args.method).load()().fit(ws, data, args)
     calibrate(trained, data)
     abstain, distance = calibrate_abstain(trained, data, args)
+    val_profile = validation_profile(trained, data, abstain, distance)
     train_seconds = round(time.time() - t0, 3)
     bb = trained.backbone
-    encoder = ({"pooling": bb.pooling, "normalize": bb.normalize, "max_length": bb.max_length} if bb is not None
+    encoder = ({"pooling": bb.pooling, "normalize": bb.normalize, "max_length": bb.max_length,
+                "frozen_layers": bb.frozen_layers} if bb is not None
                else {"pooling": "mean", "normalize": True, "max_length": args.max_seq_length, "frozen": True,
                      "text": TEXT_PREP})
     fields = {
@@ -260,6 +295,8 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
         "training_args": args.to_dict(), "seed": args.seed,
         "val_metrics": trained.val_metrics, "train_seconds": train_seconds,
     }
+    if val_profile is not None:
+        fields["val_profile"] = val_profile
 
     def build(folder: Path) -> dict:
         trained.save(folder, args.method)

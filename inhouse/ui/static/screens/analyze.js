@@ -1,6 +1,7 @@
 // Analyze: run a pipeline on a dataset (model version, time bucket, summaries), watch it, then its dashboard:
 // category volumes over time, emerging/declining categories and sub-topics, one summary per category, the cost
-// against closed APIs, and the downloads (outputs and the HTML report).
+// against closed APIs, the model's drift (abstain rate, confidence, category mix against its evaluation and the
+// earlier runs, with a chart over runs), and the downloads (outputs and the HTML report).
 import { formatLinks } from "../downloads.js";
 import { api } from "../api.js";
 import { jobPanel } from "../job.js";
@@ -67,6 +68,7 @@ async function start(view, query, alive) {
     { key: "documents", label: "Documents", num: true },
     { key: "emerging", label: "Emerging", num: true, title: "categories and sub-topics" },
     { key: "declining", label: "Declining", num: true },
+    { key: "drift_status", label: "Drift", render: (r) => driftBadge(r.drift_status) },
     { key: "user", label: "By" },
     { key: "started_at", label: "Started", render: (r) => when(r.started_at) },
     { key: "seconds", label: "Took", render: (r) => duration(r.seconds) },
@@ -84,7 +86,8 @@ async function schedulesCard(box) {
     await schedulesCard(box);
   }, { role: "editor" });
   const last = (s) => !s.last ? "—" : s.last.status === "done"
-    ? (s.last.run_id ? h("a", { href: `#/analyze/${s.last.run_id}` }, `run #${s.last.run_id}`) : s.last.skipped || "done")
+    ? (s.last.run_id ? h("span", {}, h("a", { href: `#/analyze/${s.last.run_id}` }, `run #${s.last.run_id}`), " ",
+      s.last.drift === "flagged" ? driftBadge("flagged") : null) : s.last.skipped || "done")
     : truncate(`${s.last.status}${s.last.error ? ": " + s.last.error : ""}`, 120);
   clear(box);
   box.append(card("Schedules", table([
@@ -170,6 +173,7 @@ async function dashboard(view, runId) {
     h("div", { class: "actions row" },
       report ? h("a", { class: "btn", href: report, download: d.report, "data-download": "report" }, "Download report") : null,
       h("a", { class: "btn", href: "#/analyze" }, "All runs"),
+      d.model ? h("a", { class: "btn analyze-retrain", href: `#/models/${enc(String(d.model).split("@")[0])}`, title: "Retrain the model on the labels as they are now, compare with production, promote" }, "Retrain & promote") : null,
       h("a", { class: "btn primary", href: `#/analyze?dataset=${enc(d.dataset)}` }, "New run"))));
   const emerging = d.flagged.filter((f) => f.status === "emerging"), declining = d.flagged.filter((f) => f.status === "declining");
   const t = d.throughput || {};
@@ -208,6 +212,8 @@ async function dashboard(view, runId) {
   ], d.flagged) : h("p", { class: "muted" }, "Nothing emerging or declining: every category's share in the recent window is within chance of the periods before."),
   v ? h("p", { class: "muted small" }, `Two-proportion test with Benjamini–Hochberg q-values; flagged at q < ${v.alpha} and a share ratio of at least ${v.min_ratio}. Shares of sub-topics are within their category.`) : null));
 
+  view.append(driftCard(d));
+
   // summaries
   view.append(card("What each category is about", d.summaries.length ? h("div", { class: "summaries" }, d.summaries.map((s) =>
     h("article", { class: "summary-card" },
@@ -220,6 +226,8 @@ async function dashboard(view, runId) {
         s.ids?.[i] !== undefined && s.ids?.[i] !== null ? h("span", { class: "muted small" }, ` (${s.id_column || "id"} ${s.ids[i]})`) : null))))))
     : h("p", { class: "muted" }, "This run wrote no summaries (summaries were turned off).")));
 
+  if (d.candidates) view.append(await candidatesCard(d));
+
   // cost + downloads
   const grid = h("div", { class: "grid-2" });
   grid.append(costCard(d), filesCard(d));
@@ -231,6 +239,107 @@ async function dashboard(view, runId) {
     { key: "rows", label: "Rows", num: true },
     { key: "reason", label: "Note" },
   ], d.steps)));
+}
+
+// What the labels miss: the documents the model turned away, grouped into candidate new categories; one action
+// makes a candidate a label (in a label set of the person's choice) and opens the labelling queue on its documents.
+async function candidatesCard(d) {
+  const c = d.candidates;
+  const ds = await api.get(`/datasets/${enc(d.dataset)}`);
+  const cols = Object.entries(ds.label_columns || {}).filter(([, x]) => x.kind !== "metadata").map(([k]) => k);
+  const head = h("p", { class: "muted small" }, `${fmt(c.turned_away)} of ${fmt(c.documents)} documents were turned away by ${c.model} `,
+    `(answered ${(c.turned_away_labels || ["other"]).join("/")}): what its labels do not cover, grouped into ${fmt(c.candidates.length)} candidates, largest first. `,
+    c.growth_note ? `No growth: ${c.growth_note}.` : c.every ? `Growth: share of all documents in the recent ${c.every}s against the ones before.` : "");
+  if (!c.candidates.length) return card("What your labels miss", head, h("p", { class: "muted" }, "No document was turned away."));
+  const item = (x) => {
+    const g = x.growth;
+    const area = h("div", { class: "candidate-action" });
+    const open = button("Make a label…", () => { clear(area, labelForm(d, c, x, cols)); }, { role: "editor", kind: "small", "data-candidate": x.candidate });
+    return h("article", { class: "summary-card candidate", "data-candidate-card": x.candidate },
+      h("h3", {}, x.name, " ", g && g.status !== "stable" ? direction(g.status) : null),
+      h("div", { class: "muted small" }, `${fmt(x.size)} documents · ${pct(x.share)} of the turned away`,
+        g ? ` · ${pct(g.share_baseline)} → ${pct(g.share_recent)} of all` : ""),
+      h("div", { class: "keywords" }, (x.keywords || []).slice(0, 8).map((k) => badge(k, "muted"))),
+      h("ul", { class: "examples" }, (x.representative_texts || []).slice(0, 3).map((t, i) => h("li", {}, truncate(t, 140),
+        x.representative_ids?.[i] != null ? h("span", { class: "muted small" }, ` (${c.id_column || "id"} ${x.representative_ids[i]})`) : null))),
+      h("div", { class: "row" }, open), area);
+  };
+  return card("What your labels miss", head, h("div", { class: "summaries candidates" }, c.candidates.map(item)));
+}
+
+function labelForm(d, c, x, cols) {
+  const fresh = "new_categories";
+  const colSel = select([...cols.map((k) => [k, k]), ...(cols.includes(fresh) ? [] : [[fresh, `${fresh} (new label set)`]])],
+    fresh, { name: "label_col", "aria-label": "label set" });  // a set of its own: the file's labels stay apart
+  colSel.append(h("option", { value: "__new__" }, "+ a label set of your own…"));
+  const newCol = h("input", { type: "text", name: "new_label_col", placeholder: "name, e.g. new_intents", maxlength: 200, hidden: true, size: 18 });
+  colSel.addEventListener("change", () => { newCol.hidden = colSel.value !== "__new__"; if (!newCol.hidden) newCol.focus(); });
+  const name = h("input", { type: "text", name: "label", value: x.name, maxlength: 200, size: 36, "aria-label": "label name" });
+  const out = h("div");
+  const go = button("Create label and open the queue", async () => {
+    const labelCol = colSel.value === "__new__" ? newCol.value.trim() : colSel.value;
+    try {
+      const r = await api.post(`/datasets/${enc(d.dataset)}/candidates/${c.discovery_run}/${x.candidate}/label`,
+        { label_col: labelCol, label: name.value.trim() || null });
+      toast(`Label ${r.label} added to ${r.label_col}: confirm its ${fmt(r.documents)} documents.`, "good");
+      location.hash = r.ui;
+    } catch (e) { clear(out, errorBox(e)); throw e; }
+  }, { role: "editor", kind: "primary small" });
+  return guard(h("div", { class: "candidate-form" },
+    h("div", { class: "row" }, field("Label set", colSel), newCol, field("Label", name), go),
+    h("p", { class: "muted small" }, `Nothing is labelled yet: the ${fmt(x.size)} documents wait in the labelling queue for you to confirm them one at a time.`),
+    out), "editor");
+}
+
+// ------------------------------------------------------------ drift ----
+const METRIC = { abstain_rate: "Abstain rate (other)", confidence: "Mean confidence", mix: "Category mix" };
+
+function driftBadge(status) {
+  if (!status) return "—";
+  return status === "flagged" ? badge("▲ drift", "bad") : status === "ok" ? badge("no drift", "good") : badge(status.replaceAll("_", " "), "muted");
+}
+
+function driftValue(m) {
+  if (m.key === "mix") return `${m.distance} distance ${fmt(m.value, 3)} · ` + (m.movers || []).map((x) => `${x.label} ${pct(x.baseline)} → ${pct(x.share)}`).join(", ");
+  const f = m.key === "abstain_rate" ? (v) => pct(v) : (v) => fmt(v, 3);
+  return `${f(m.value)} against ${f(m.baseline)} (${m.change > 0 ? "+" : ""}${fmt(m.change, 3)})`;
+}
+
+function driftCard(d) {
+  const r = d.drift, hist = d.drift_history || [];
+  if (!r) return card("Drift", h("p", { class: "muted" }, "This run did not classify, so it has no drift record."));
+  const p = r.profile || {}, w = r.window || {}, t = r.thresholds;
+  const rows = [];
+  for (const a of Object.values(r.against || {})) {
+    for (const [key, m] of Object.entries(a.metrics || {})) if (m.value !== null && m.value !== undefined && (key === "mix" || m.baseline !== null)) rows.push({ against: a.label, key, ...m });
+  }
+  const evalNote = r.against?.evaluation?.note;
+  const shown = hist.filter((x) => x.abstain_rate !== null && x.abstain_rate !== undefined);
+  const series = [{ name: "abstain rate", values: shown.map((x) => x.abstain_rate) },
+    { name: "mean confidence", values: shown.map((x) => x.mean_confidence ?? 0) }];
+  const ev = shown.filter((x) => x.evaluation_abstain_rate !== null && x.evaluation_abstain_rate !== undefined);
+  if (ev.length === shown.length && shown.length) {
+    series.push({ name: "baseline: abstain", values: shown.map((x) => x.evaluation_abstain_rate) });
+    if (shown.every((x) => x.evaluation_confidence !== null && x.evaluation_confidence !== undefined)) series.push({ name: "baseline: confidence", values: shown.map((x) => x.evaluation_confidence) });
+  }
+  const flaggedRuns = shown.filter((x) => x.flagged).map((x) => `#${x.run_id}`);
+  return card("Drift",
+    h("div", { class: "drift-head row" }, driftBadge(r.status),
+      h("span", {}, p.n ? `${fmt(w.documents)} new documents classified by ${r.model}: abstain rate ${pct(p.abstain_rate)}, mean confidence ${fmt(p.mean_confidence, 3)}` : (r.note || "nothing to measure"))),
+    r.reasons.length ? h("ul", { class: "drift-reasons" }, r.reasons.map((x) => h("li", {}, x))) : null,
+    rows.length ? table([
+      { key: "against", label: "Against" },
+      { key: "key", label: "Metric", render: (m) => METRIC[m.key] },
+      { key: "value", label: "This run against baseline", render: driftValue },
+      { key: "p_value", label: "p-value", render: (m) => Number(m.p_value).toPrecision(2) },
+      { key: "threshold", label: "Threshold", num: true, digits: 2 },
+      { key: "flagged", label: "", render: (m) => (m.flagged ? badge("▲ drift", "bad") : badge("ok", "good")) },
+    ], rows) : null,
+    evalNote ? h("p", { class: "muted small" }, evalNote) : null,
+    shown.length > 1 ? h("div", { class: "chart-box drift-chart" }, lineChart(shown.map((x) => `run ${x.run_id}`), series,
+      { title: "abstain rate and mean confidence over this pipeline's runs", yLabel: "share / probability", height: 240 })) : null,
+    shown.length > 1 ? h("p", { class: "muted small" }, `Abstain rate and mean confidence of each run's new documents, over this pipeline's last ${shown.length} runs. ` + (flaggedRuns.length ? `Flagged: ${flaggedRuns.join(", ")}.` : "None flagged.")) : null,
+    h("p", { class: "muted small" }, `Flagged when a metric moves by at least its threshold (abstain rate ${t.abstain_rate}, mean confidence ${t.confidence}, mix ${t.mix} as ${t.distance} distance) and the move is significant at ${t.alpha}; runs under ${t.min_documents} new documents are not judged. Set them in the pipeline file's drift: key.`));
 }
 
 function marksOf(d, name) {
@@ -274,7 +383,8 @@ const TABLES = ["parquet", "csv", "jsonl"];
 function filesCard(d) {
   const kinds = { html: "the self-contained HTML report", parquet: "Parquet table", csv: "CSV table", jsonl: "JSON Lines" };
   const what = { predictions: "every document's predicted category", summaries: "one summary per category",
-    subtopics: "sub-topics inside each category", trends: "counts and shares per period, flags" };
+    subtopics: "sub-topics inside each category", trends: "counts and shares per period, flags",
+    candidates: "candidate new categories: what the model turned away" };
   return card("Downloads", d.files.length ? h("ul", { class: "files" }, d.files.map((f) => h("li", {},
     h("a", { href: f.href, download: f.name, "data-file": f.name }, f.name), " ",
     h("span", { class: "muted small" }, `${what[f.name.split(".")[0]] || kinds[f.kind] || f.kind} · ${fmt(f.bytes / 1024, 1)} KB`),

@@ -1,5 +1,7 @@
 // Deploy: trained models, their versions and evaluations, a diff of two versions, promotion to production
-// (compare-and-set, behind a confirmation that shows what changes) and the alias history.
+// (compare-and-set, behind a confirmation that shows what changes) and the alias history. The loop of issue 20 §4:
+// "Retrain on the current labels" trains like production (POST /versions/{ref}/retrain); its job page links back
+// here with ?compare=NAME@N, which compares that version with production at once and offers to promote it.
 import { api } from "../api.js";
 import { divergingChart } from "../charts.js";
 import { jobPanel } from "../job.js";
@@ -21,8 +23,8 @@ function getDiff(q, show = () => {}) {
   return diffs.get(key);
 }
 
-export async function render(view, params) {
-  if (params.name) return modelView(view, params.name);
+export async function render(view, params, query = {}) {
+  if (params.name) return modelView(view, params.name, query);
   return listView(view);
 }
 
@@ -61,7 +63,7 @@ function scoreOf(v) {
   return e ? { macro_f1: e.metrics.macro_f1, accuracy: e.metrics.accuracy, on: `${e.dataset}/${e.split || "all"}` } : null;
 }
 
-async function modelView(view, name) {
+async function modelView(view, name, query = {}) {
   diffs.clear();
   const [m, hist, ds] = await Promise.all([api.get(`/models/${enc(name)}`), api.get(`/models/${enc(name)}/history`), api.get("/datasets")]);
   const versions = await Promise.all(m.versions.map(async (row) => {
@@ -77,6 +79,7 @@ async function modelView(view, name) {
       can("editor") ? h("a", { class: "btn", href: `#/train${trainDs ? `?dataset=${enc(trainDs)}` : ""}` }, "Train another version") : null)));
 
   const rerender = () => { clear(view); return modelView(view, name); };
+  if (prodVersion) view.append(retrainCard(`${name}@${prodVersion}`));
   view.append(card("Versions", table([
     { key: "version", label: "Version", render: (v) => h("strong", {}, `@${v.version}`) },
     { key: "aliases", label: "Aliases", render: (v) => h("span", { class: "row" }, (v.aliases || []).map((a) => badge(a, a === "production" ? "good" : "info"))) },
@@ -89,7 +92,8 @@ async function modelView(view, name) {
       : button("Promote to production", () => promote(name, v, versions, prodVersion, rerender), { role: "editor", kind: "small", "data-version": v.version }) },
   ], versions)));
 
-  view.append(diffCard(name, versions, prodVersion, ds.datasets || [], trainDs));
+  const compare = versions.find((v) => v.ref === query.compare);
+  view.append(diffCard(name, versions, prodVersion, ds.datasets || [], trainDs, compare, rerender));
   view.append(historyCard(hist.events || []));
 }
 
@@ -108,13 +112,13 @@ function evaluateButton(v, rerender) {
 }
 
 // ------------------------------------------------------------------ diff ----
-function diffCard(name, versions, prodVersion, datasets, trainDs) {
+function diffCard(name, versions, prodVersion, datasets, trainDs, compare, rerender) {
   const refs = versions.map((v) => [v.ref, `${v.ref}${(v.aliases || []).length ? " (" + v.aliases.join(", ") + ")" : ""}`]);
-  const newest = versions[0]?.ref;
-  const older = prodVersion && `${name}@${prodVersion}` !== newest ? `${name}@${prodVersion}` : versions[1]?.ref;
+  const newest = compare?.ref || versions[0]?.ref;
+  const older = prodVersion && `${name}@${prodVersion}` !== newest ? `${name}@${prodVersion}` : versions.find((v) => v.ref !== newest)?.ref;
   const oldSel = select(refs, older || newest, { name: "old", "data-readonly-ok": "" });
   const newSel = select(refs, newest, { name: "new", "data-readonly-ok": "" });
-  const dsSel = select(datasets.map((d) => d.name), trainDs, { name: "dataset", "data-readonly-ok": "" });
+  const dsSel = select(datasets.map((d) => d.name), compare?.dataset?.name || trainDs, { name: "dataset", "data-readonly-ok": "" });
   const splitSel = select([["test", "test"]], "test", { name: "split", "data-readonly-ok": "" });
   const out = h("div", { class: "deploy-diff-out" });
   const loadSplits = async () => {
@@ -125,15 +129,16 @@ function diffCard(name, versions, prodVersion, datasets, trainDs) {
     } catch (e) { clear(out, errorBox(e)); }
   };
   dsSel.addEventListener("change", loadSplits);
-  if (datasets.length) loadSplits();
+  const ready = datasets.length ? loadSplits() : Promise.resolve();
   const run = button("Compare", async () => {
     clear(out, h("p", { class: "muted" }, "Classifying with both versions…"));
     try {
       const d = await getDiff({ old: oldSel.value, new: newSel.value, dataset: dsSel.value, split: splitSel.value, examples: 25 },
         (panel) => clear(out, panel));
-      clear(out, renderDiff(d));
+      clear(out, renderDiff(d), promoteFromDiff(name, d, versions, prodVersion, rerender));
     } catch (e) { clear(out, errorBox(e)); }
   }, { kind: "primary", id: "diff-run" });
+  if (compare && prodVersion && compare.version !== prodVersion) ready.then(() => run.click());  // ?compare=NAME@N: against production
   return card("Compare two versions",
     h("p", { class: "muted" }, "Both versions label the same documents; see which predictions flip and how each class's score moves."),
     h("div", { class: "deploy-diff-form" }, field("Old", oldSel), field("New", newSel), field("Dataset", dsSel), field("Split", splitSel), run),
@@ -154,6 +159,7 @@ export function renderDiff(d) {
       met.macro_f1 ? stat("macro-F1", `${fmt(met.macro_f1.old, 3)} → ${fmt(met.macro_f1.new, 3)}`, delta("macro_f1")) : null),
     d.labels_added?.length ? h("p", {}, "Labels added: ", d.labels_added.join(", ")) : null,
     d.labels_removed?.length ? h("p", {}, "Labels removed: ", d.labels_removed.join(", ")) : null,
+    newLabels(d),
     h("h3", {}, hasGold ? `F1 change per class (${d.new.ref} − ${d.old.ref})` : `Change in predicted count per class`),
     divergingChart(per.map((r) => ({ label: r.label, value: hasGold ? r.f1_delta : r.count_delta })),
       { title: "per-class change", format: (v) => (hasGold ? (v >= 0 ? "+" : "") + v.toFixed(3) : (v >= 0 ? "+" : "") + v) }),
@@ -165,6 +171,62 @@ export function renderDiff(d) {
       { key: "gold", label: "Gold" },
       { key: "verdict", label: "", render: (e) => e.verdict ? badge(e.verdict, e.verdict === "fixed" ? "good" : e.verdict === "broken" ? "bad" : "warn") : null },
     ], d.examples, { empty: "No prediction flips: both versions answer the same on these documents." }));
+}
+
+// what the new version covers that the old one did not: its added labels, scored on its own validation rows
+function newLabels(d) {
+  const rows = d.new_labels || [];
+  if (!rows.length) return null;
+  const answered = (r) => Object.entries(r.old_answers || {}).map(([k, n]) => `${k} ${fmt(n)}`).join(", ") || "—";
+  return h("div", { class: "deploy-new-labels" },
+    h("h3", {}, `What ${d.new.ref} now covers: labels ${d.old.ref} does not have`),
+    table([
+      { key: "label", label: "Label", render: (r) => h("span", {}, h("strong", {}, r.label), r.candidate
+        ? h("span", { class: "muted small deploy-from-candidate" }, ` from candidate ${r.candidate.discovery_run}:${r.candidate.candidate}`) : null) },
+      { key: "vf1", label: "Validation F1", num: true, render: (r) => r.validation ? fmt(r.validation.f1, 3) : "—" },
+      { key: "vp", label: "Precision", num: true, render: (r) => r.validation ? fmt(r.validation.precision, 3) : "—" },
+      { key: "vr", label: "Recall", num: true, render: (r) => r.validation ? fmt(r.validation.recall, 3) : "—" },
+      { key: "vn", label: "Validation rows", num: true, render: (r) => r.validation ? fmt(r.validation.support) : "0" },
+      { key: "docs", label: `F1 on ${d.dataset}/${d.split || "all"}`, num: true, render: (r) => r.on_documents ? `${fmt(r.on_documents.new_f1, 3)} (${fmt(r.on_documents.support)} rows)` : "—" },
+      { key: "predicted", label: "Documents given it", num: true },
+      { key: "old", label: `${d.old.ref} answered them as`, render: answered },
+    ], rows),
+    h("p", { class: "muted" }, "Validation rows: the labelled rows training held out of this version's training (never the test split)."));
+}
+
+// under a diff: promote its new version (the same confirmation as the versions table's buttons)
+function promoteFromDiff(name, d, versions, prodVersion, rerender) {
+  const v = versions.find((x) => x.ref === d.new.ref);
+  if (!v || !rerender) return null;
+  if (v.version === prodVersion) return h("p", { class: "muted" }, `${v.ref} is the production version.`);
+  return h("div", { class: "actions deploy-diff-promote" },
+    button(`Promote ${v.ref} to production`, () => promote(name, v, versions, prodVersion, rerender), { role: "editor", kind: "primary" }));
+}
+
+// ---------------------------------------------------------------- retrain ----
+// the production version's arguments, method and base model on its dataset's labels as they are now
+function retrainCard(ref) {
+  const box = card("Retrain on the current labels", h("p", { class: "muted" }, "Reading the labels…"));
+  box.classList.add("deploy-retrain");
+  api.get(`/versions/${enc(ref)}/retrain`).then((p) => {
+    const added = p.labels_added.map((l) => `${l} (${fmt(p.label_rows[l])} rows)`);
+    clear(box, h("h2", {}, "Retrain on the current labels"),
+      h("p", {}, `Train the next version of ${p.name} exactly like ${p.like.ref}: method ${p.method} on ${p.base}, `,
+        `the same arguments (seed ${p.args.seed}), on the labels of column '${p.label_col}' of ${p.dataset} as they are now: `,
+        `${fmt(p.rows)} labelled rows (${p.like.ref} learnt from ${fmt(p.rows_before)}).`),
+      added.length ? h("p", { class: "deploy-retrain-added" }, h("strong", {}, "New labels since then: "), added.join(", ")) : null,
+      p.labels_removed.length ? h("p", {}, "Labels no longer present: ", p.labels_removed.join(", ")) : null,
+      p.changed ? null : h("p", { class: "muted" }, `The labelled rows are the ones ${p.like.ref} learnt from: retraining would give the same model.`),
+      p.already ? h("p", { class: "deploy-retrain-already" }, `${p.already} was trained like ${p.like.ref} on exactly these labels: `,
+        h("a", { href: `#/models/${enc(p.name)}?compare=${enc(p.already)}` }, `compare ${p.already} with production`), ".") : null,
+      h("div", { class: "actions" }, button(`Retrain like ${p.like.ref}`, async () => {
+        try {
+          const job = await api.post(`/versions/${enc(p.like.ref)}/retrain`, {});
+          location.hash = `#/train/${job.job_id}`;
+        } catch (err) { box.append(errorBox(err)); }
+      }, { role: "editor", kind: p.changed ? "primary" : "", id: "retrain-start" })));
+  }, (e) => box.append(errorBox(e)));
+  return box;
 }
 
 // --------------------------------------------------------------- promote ----

@@ -1,5 +1,6 @@
-// Explore a dataset: its header (rows, labels, splits, time range), the topics of a discovery run (with a
-// click-through into the sub-topics of each category when the run was made within a column), full-text search
+// Explore a dataset: its header (rows, labels, splits, time range), the topics of a discovery run (themes first, with a
+// granularity control: themes ↔ sub-topics, fewer or more themes; a click-through into the sub-topics of each category
+// when the run was made within a column), full-text search
 // with filters and paging, and one document's detail page (#/datasets/NAME/docs/ID).
 import { formatLinks } from "../downloads.js";
 import { api } from "../api.js";
@@ -26,12 +27,15 @@ async function renderDataset(view, name, query) {
   const saveState = () => {
     const { topicRun, topicName, ...rest } = state;
     const keep = Object.fromEntries(Object.entries({ ...rest, offset: state.offset || "", run: topicsState.run || "",
-      parent: topicsState.parent || "", topic_run: topicRun, topic_name: topicName }).filter(([, v]) => v !== "" && v !== null && v !== undefined));
+      parent: topicsState.parent || "", level: topicsState.level || "", themes: topicsState.nThemes || "",
+      theme: topicsState.theme ?? "", topic_run: topicRun, topic_name: topicName }).filter(([, v]) => v !== "" && v !== null && v !== undefined));
     const qs = new URLSearchParams(keep).toString();
     history.replaceState(null, "", `#/datasets/${enc(name)}${qs ? `?${qs}` : ""}`);
     sessionStorage.setItem(`inhouse.explore.${name}`, qs ? `?${qs}` : "");
   };
-  const topicsState = { run: query.run ? Number(query.run) : null, parent: query.parent || null };
+  const topicsState = { run: query.run ? Number(query.run) : null, parent: query.parent || null,
+    level: query.level === "topics" ? "topics" : null, nThemes: Number(query.themes) || null,
+    theme: query.theme !== undefined && query.theme !== "" ? Number(query.theme) : null };
 
   // header
   const labels = Object.entries(ds.labels || {});
@@ -87,7 +91,7 @@ async function renderDataset(view, name, query) {
       const done = await panel.done;
       const runId = done.result?.run_id;
       toast(`Topics found${done.result?.n_topics ? `: ${done.result.n_topics}` : ""}.`, "good");
-      topicsState.run = runId || null; topicsState.parent = null;
+      Object.assign(topicsState, { run: runId || null, parent: null, nThemes: null, theme: null });
       clear(jobBox);
       await loadTopics();
     } catch (e) { /* the panel shows the error */ }
@@ -105,19 +109,73 @@ async function renderDataset(view, name, query) {
     }
     const runId = topicsState.run && list.some((r) => r.run_id === topicsState.run) ? topicsState.run : list[0].run_id;
     topicsState.run = runId;
-    const run = await api.get(`/datasets/${enc(name)}/topics/${runId}`);
+    let run;
+    try {
+      run = await api.get(`/datasets/${enc(name)}/topics/${runId}${topicsState.nThemes ? `?n_themes=${topicsState.nThemes}` : ""}`);
+    } catch (e) {
+      if (!topicsState.nThemes) throw e;
+      toast(e.message, "bad");  // a run that cannot be regrouped: show its own themes
+      topicsState.nThemes = null;
+      run = await api.get(`/datasets/${enc(name)}/topics/${runId}`);
+    }
     const runSel = select(list.map((r) => [String(r.run_id), `run ${r.run_id} · ${r.n_topics} topics${r.within ? ` within ${r.within}` : ""} · ${when(r.created_at)}`]),
       String(runId), { id: "topic-run", "aria-label": "Discovery run", "data-readonly-ok": "" });
-    runSel.addEventListener("change", () => { topicsState.run = Number(runSel.value); topicsState.parent = null; saveState(); loadTopics(); });
+    runSel.addEventListener("change", () => {
+      Object.assign(topicsState, { run: Number(runSel.value), parent: null, nThemes: null, theme: null }); saveState(); loadTopics(); });
     const meta = h("div", { class: "row muted topics-meta" }, runSel,
-      `${fmt(run.n_documents)} documents · ${run.n_topics} topics · ${fmt(run.n_outliers)} outliers · model ${run.model} · download`,
+      `${fmt(run.n_documents)} documents · ${run.themes?.length ? `${run.themes.length} themes · ` : ""}${run.n_topics} topics · ${fmt(run.n_outliers)} outliers · model ${run.model} · download`,
       formatLinks(`/datasets/${enc(name)}/topics/${runId}/download`, `topics-${name}-run${runId}`));
     if (run.within) {
       clear(topicsBox, meta, renderWithin(run));
+    } else if (run.themes?.length) {
+      clear(topicsBox, meta, granularity(run), topicsState.level === "topics" ? topicGrid(run, run.topics) : renderThemes(run));
     } else {
       clear(topicsBox, meta, topicGrid(run, run.topics));
     }
     saveState();
+  }
+
+  // themes first; the control goes finer (more themes, or the sub-topics themselves) or coarser, via ?n_themes=
+  function granularity(run) {
+    const n = run.themes.length;
+    const go = (changes) => { Object.assign(topicsState, changes); saveState(); loadTopics(); };
+    const level = (id, value, text) => h("button", { type: "button", id, "data-readonly-ok": "", "aria-pressed": String((topicsState.level || "themes") === value),
+      class: `btn small${(topicsState.level || "themes") === value ? " primary" : ""}`, onclick: () => go({ level: value === "themes" ? null : value, theme: null }) }, text);
+    const themesOnly = topicsState.level !== "topics";
+    return h("div", { class: "row granularity", role: "group", "aria-label": "Granularity" },
+      h("span", { class: "muted" }, "Show"), level("level-themes", "themes", `Themes (${n})`), level("level-topics", "topics", `Sub-topics (${run.n_topics})`),
+      themesOnly ? h("span", { class: "row theme-count" },
+        h("button", { type: "button", class: "btn small", id: "themes-coarser", "data-readonly-ok": "", disabled: n <= 2, title: "Fewer, broader themes",
+          onclick: () => go({ nThemes: Math.max(2, n - Math.max(1, Math.floor(n / 4))), theme: null }) }, "− Coarser"),
+        h("span", { id: "themes-count" }, `${n} themes`),
+        h("button", { type: "button", class: "btn small", id: "themes-finer", "data-readonly-ok": "", disabled: n >= run.n_topics, title: "More, narrower themes",
+          onclick: () => go({ nThemes: Math.min(run.n_topics, n + Math.max(1, Math.floor(n / 4))), theme: null }) }, "Finer +"),
+        topicsState.nThemes ? h("button", { type: "button", class: "btn small link", id: "themes-auto", "data-readonly-ok": "",
+          onclick: () => go({ nThemes: null, theme: null }) }, `as found (${run.themes_chosen ?? "auto"})`) : null) : null);
+  }
+
+  function renderThemes(run) {
+    const open = run.themes.find((th) => th.theme === topicsState.theme);
+    if (open) {
+      const subs = run.topics.filter((t) => t.theme === open.theme);
+      return h("div", {}, h("nav", { class: "crumbs", "aria-label": "topic path" },
+        h("a", { href: "#", id: "themes-up", onclick: (e) => { e.preventDefault(); topicsState.theme = null; saveState(); loadTopics(); } }, "All themes"),
+        " › ", h("strong", {}, open.name), h("span", { class: "muted" }, ` · ${subs.length} sub-topics, ${fmt(open.size)} documents`)),
+        topicGrid(run, subs));
+    }
+    return h("div", { class: "topic-grid theme-grid" }, run.themes.map((th) => {
+      const subs = run.topics.filter((t) => t.theme === th.theme).sort((a, b) => b.size - a.size);
+      return h("article", { class: "theme-card", "data-theme": th.theme },
+        h("div", { class: "tc-head" }, h("strong", { class: "tc-name" }, th.name), badge(`${subs.length} sub-topic${subs.length === 1 ? "" : "s"}`, "info")),
+        h("div", { class: "tc-size" }, `${fmt(th.size)} documents · ${pct(th.share)}`,
+          h("span", { class: "lb-track" }, h("span", { class: "lb-fill", style: { width: `${Math.min(100, th.share * 100 * 3).toFixed(1)}%` } }))),
+        h("div", { class: "kw" }, subs.slice(0, 4).map((t) => badge(truncate(t.name, 40), "muted")),
+          subs.length > 4 ? h("span", { class: "muted" }, ` +${subs.length - 4} more`) : null),
+        h("ul", { class: "reps" }, (th.representative_texts || []).slice(0, 2).map((text, i) =>
+          h("li", {}, h("a", { href: `#/datasets/${enc(name)}/docs/${th.representative_docs[i]}` }, truncate(text, 140))))),
+        h("div", { class: "row tc-actions" }, h("button", { type: "button", class: "btn small theme-open", "data-readonly-ok": "",
+          onclick: () => { topicsState.theme = th.theme; saveState(); loadTopics(); } }, subs.length === 1 ? "Its sub-topic" : `Its ${subs.length} sub-topics`)));
+    }));
   }
 
   function renderWithin(run) {

@@ -5,7 +5,7 @@ import { api } from "../api.js";
 import { jobPanel } from "../job.js";
 import { h, clear, card, table, badge, select, button, duration, when, errorBox, empty, truncate } from "../dom.js";
 
-const KINDS = ["", "train", "embed", "classify", "discover", "evaluate", "summarize", "pipeline", "pipeline-file", "diff"];
+const KINDS = ["", "train", "retrain", "embed", "classify", "discover", "evaluate", "summarize", "pipeline", "pipeline-file", "diff"];
 const STATUSES = ["", "queued", "running", "done", "failed", "cancelled"];
 const ACTIVE = new Set(["queued", "running"]);
 const tone = (s) => (s === "done" ? "good" : s === "failed" ? "bad" : s === "running" ? "info" : s === "cancelled" ? "warn" : "muted");
@@ -30,7 +30,7 @@ function outcome(j) {
   if (j.kind === "diff" && j.result?.new) return h("a", { href: `#/models/${encodeURIComponent(j.result.new.ref.split("@")[0])}` }, `${j.result.flipped} of ${j.result.documents} flip`);
   if (j.kind === "pipeline-file" && j.result?.skipped) return h("span", { class: "muted" }, truncate(j.result.skipped, 90));
   if ((j.kind === "pipeline" || j.kind === "pipeline-file") && j.result?.run_id) return h("a", { href: `#/analyze/${j.result.run_id}` }, `Dashboard of run #${j.result.run_id}`);
-  if (j.kind === "train" && j.result?.ref) return h("a", { href: `#/models/${encodeURIComponent(j.result.ref.split("@")[0])}` }, j.result.ref);
+  if ((j.kind === "train" || j.kind === "retrain") && j.result?.ref) return h("a", { href: `#/models/${encodeURIComponent(j.result.ref.split("@")[0])}` }, j.result.ref);
   return h("span", { class: "muted" }, "done");
 }
 

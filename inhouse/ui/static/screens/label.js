@@ -21,13 +21,16 @@ export async function render(view, params, query) {
   const base = `/datasets/${enc(name)}`;
   const ds = await api.get(base);
   const cols = Object.entries(ds.label_columns || {}).filter(([, c]) => c.kind !== "metadata").map(([k]) => k);
+  // from a candidate new category (Analyze): a label set that may be new, its label first, the queue on its documents
+  if (query.candidate && query.col && !cols.includes(query.col)) cols.push(query.col);
   const st = {
     col: query.col && cols.includes(query.col) ? query.col : "label",
     mode: query.mode === "docs" ? "docs" : "topics",
     ds, run: null, selected: query.topic !== undefined ? Number(query.topic) : null,
     queue: [], current: null, seen: new Set(), skipped: [], undoStack: [], extra: [], info: null, orders: {},
-    chord: false, live: {},
+    chord: false, live: {}, candidate: query.candidate || null,
   };
+  if (query.new) { st.orders[st.col] = [query.new]; st.extra.push(query.new); }
 
   // ------------------------------------------------------------- frame ----
   const headCount = h("span", { class: "muted" });
@@ -308,10 +311,12 @@ export async function render(view, params, query) {
     try {
       const exclude = [...st.seen].slice(-2000).join(",");
       st.info = await api.get(`${base}/queue`, { strategy: strategySel.value, model: modelInput.value.trim() || undefined,
-        limit: 20, exclude, label_col: st.col === "label" ? undefined : st.col });
+        limit: 20, exclude, label_col: st.col === "label" ? undefined : st.col, candidate: st.candidate || undefined });
     } catch (e) { st.current = null; clear(queueInfo); return clear(docBox, errorBox(e)); }
     clear(queueInfo, badge(st.info.strategy, "info"), " ", st.info.reason,
-      st.info.vectors ? ` · vectors: ${st.info.vectors}` : "");
+      st.info.vectors ? ` · vectors: ${st.info.vectors}` : "",
+      st.candidate ? h("span", { class: "queue-candidate" }, ` · only the ${fmt(st.info.candidate_documents)} documents of candidate ${st.candidate} (${fmt(st.info.unlabelled)} without a label in ${st.col}) `,
+        h("button", { type: "button", class: "btn small", "data-readonly-ok": "", onclick: () => { st.candidate = null; reload.click(); } }, "Show all documents")) : "");
     st.queue = st.info.items.filter((d) => !st.seen.has(d.doc_id));
     st.current = st.queue.shift() || null;
     renderDoc();

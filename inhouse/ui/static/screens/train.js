@@ -170,10 +170,10 @@ async function jobView(view, jobId) {
   if (!/^\d+$/.test(jobId)) { view.append(errorBox({ message: `'${jobId}' is not a job number.`, fix: "Open a training job from the list on #/train." })); return; }
   const job = await api.get(`/jobs/${jobId}`);
   const p = job.params || {}, args = p.args || {};
-  view.append(h("div", { class: "page-head" }, h("h1", {}, `Training ${p.name || ""}`),
+  view.append(h("div", { class: "page-head" }, h("h1", {}, job.kind === "retrain" ? `Retraining ${p.name} like ${p.like}` : `Training ${p.name || ""}`),
     badge(args.method || "?", "info"), h("span", { class: "muted" }, `on ${p.dataset} · base ${args.base || "default"}`),
     h("div", { class: "actions" }, h("a", { href: "#/train" }, "← New training"))));
-  if (job.kind !== "train") { view.append(errorBox({ message: `job ${jobId} is a ${job.kind} job, not training.`, fix: "See it on the Jobs screen." })); return; }
+  if (job.kind !== "train" && job.kind !== "retrain") { view.append(errorBox({ message: `job ${jobId} is a ${job.kind} job, not training.`, fix: "See it on the Jobs screen." })); return; }
   const live = h("div", { class: "train-live" });
   const results = h("div", { class: "train-results" });
   view.append(live, results);
@@ -207,11 +207,20 @@ async function showResults(box, res, p) {
     h("div", { class: "stats" }, stat("validation accuracy", pct(res.val_metrics?.accuracy)), stat("validation macro-F1", fmt(res.val_metrics?.macro_f1, 3)),
       stat("training rows", fmt(res.n_train)), stat("validation rows", fmt(res.n_val)), stat("time", duration(res.train_seconds))),
     h("p", { class: "muted" }, `sha256 ${res.sha256.slice(0, 12)} · ${res.labels.length} labels · method ${res.method} on ${res.base}`),
-    h("div", { class: "row" }, h("a", { class: "btn", href: nameUrl }, "Compare with another version / promote →"))));
+    res.like ? h("p", { class: "train-like" }, `Trained like ${res.like.ref}: the same arguments, method and base model, on the labels of today`,
+      res.labels_added?.length ? `, with ${res.labels_added.length} new: ${res.labels_added.join(", ")}.` : ".") : null,
+    h("div", { class: "row" },
+      res.like ? h("a", { class: "btn primary train-compare-prod", href: `${nameUrl}?compare=${encodeURIComponent(ref)}` }, "Compare with production →") : null,
+      h("a", { class: "btn", href: nameUrl }, "Compare with another version / promote →"))));
   const evalBox = h("div", { class: "train-eval" });
   const weightBox = h("div", { class: "train-weights" });
   box.append(evalBox, weightBox);
   showWeights(weightBox, ref, res.method);
+  if (res.like) {  // a retraining: the next step is the diff against production, which measures both on the test rows
+    evalBox.append(card("Evaluation", h("p", { class: "muted" }, `Compare with production classifies ${dataset}'s test rows with ${ref} and ` +
+      `${res.like.ref} and scores both; to see ${ref} beside the zero-shot model, evaluate it on the model page.`)));
+    return;
+  }
   const d = await api.get(`/datasets/${encodeURIComponent(dataset)}`);
   const split = d.splits?.test ? "test" : null;
   if (!split) {

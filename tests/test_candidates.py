@@ -1,0 +1,243 @@
+"""What your labels miss (issue 20 §2): candidate new categories from what a model turned away, on real data.
+
+A ``head`` model (minilm-l6) learns 8 banking77 intents; an "incoming" file
+holds the test rows of those 8 and every row of 3 intents it never saw (real
+queries), the unseen ones only in the last three of eight weeks (a new problem
+arriving). A pipeline classifies it; its implied ``candidates`` step groups
+what the model turned away. Module-scoped: one workspace, one training, one
+pipeline run for every test here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+KNOWN = ["card_arrival", "exchange_rate", "top_up_failed", "pin_blocked", "lost_or_stolen_card", "cash_withdrawal_charge",
+         "transfer_timing", "declined_card_payment"]
+UNSEEN = ["apple_pay_or_google_pay", "terminate_account", "age_limit"]
+PIPELINE = """\
+name: incoming
+dataset: incoming
+steps:
+  - ingest: {path: "inbox/*.csv", text_col: text, time_col: created, id_col: query_id, label_col: intent}
+  - classify: {model: intents@1}
+  - trends: {by: prediction, every: week}
+  - report: {out: out/report.html}
+"""
+
+
+def _incoming(shared_data: Path, folder: Path) -> pd.DataFrame:
+    df = pd.read_csv(shared_data / "banking77" / "banking77.csv")
+    df["query_id"] = [f"Q-{i:05d}" for i in range(len(df))]
+    known = df[df["label"].isin(KNOWN) & (df["split"] == "test")]
+    unseen = df[df["label"].isin(UNSEEN)]
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2026-01-05", tz="UTC")
+    t_known = start + pd.to_timedelta(rng.uniform(0, 56, len(known)), unit="D")
+    t_new = start + pd.to_timedelta(rng.uniform(35, 56, len(unseen)), unit="D")  # only in the last three weeks
+    out = pd.concat([known.assign(created=t_known), unseen.assign(created=t_new)]).sort_values("created")
+    out = out.rename(columns={"label": "intent"})[["query_id", "text", "intent", "created"]]
+    (folder / "inbox").mkdir(parents=True, exist_ok=True)
+    out.to_csv(folder / "inbox" / "incoming.csv", index=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def piped(tmp_path_factory, shared_data):
+    """(home, folder, pipeline result, incoming rows): the pipeline has run once."""
+    from conftest import invoke_cli
+
+    home = tmp_path_factory.mktemp("cand-ws")
+    folder = home / "pipe"
+    folder.mkdir()
+    df = pd.read_csv(shared_data / "banking77" / "banking77.csv")
+    train = df[df["label"].isin(KNOWN) & (df["split"] == "train")].groupby("label").head(40)
+    train.to_csv(home / "train.csv", index=False)
+    r = invoke_cli("--home", home, "ingest", home / "train.csv", "--dataset", "train", "--label-col", "label")
+    assert r.exit_code == 0, r.stderr
+    # the confidence-only rule (--abstain-target: 20 % of validation turned away) this test was written with. With
+    # the distance rule (the default now, turning away far fewer known documents) all three unseen intents still
+    # came back as candidates, but the largest one's growth test said 'stable', not 'emerging' (2026-12-03): the
+    # recent window is the last two of eight weeks and the intents arrive in the last three
+    r = invoke_cli("--home", home, "train", "--dataset", "train", "--name", "intents", "--method", "head",
+                   "--abstain-target", "0.2")
+    assert r.exit_code == 0, r.stderr
+    assert "quantile rule" in r.stdout, r.stdout
+    rows = _incoming(shared_data, folder)
+    (folder / "incoming.yaml").write_text(PIPELINE, encoding="utf-8")
+    r = invoke_cli("--home", home, "pipeline", "run", folder / "incoming.yaml", "--json")
+    assert r.exit_code == 0, r.stderr
+    return home, folder, r.json, rows
+
+
+def _truth(rows: pd.DataFrame) -> dict:
+    return dict(zip(rows["query_id"], rows["intent"]))
+
+
+@pytest.mark.slow
+def test_pipeline_groups_what_the_model_turned_away_into_candidates(piped):
+    home, folder, res, rows = piped
+    steps = {s["name"]: s for s in res["steps"]}
+    assert [s["name"] for s in res["steps"]] == ["ingest", "classify", "trends", "candidates", "report"]
+    assert steps["candidates"]["status"] == "done"
+    path = folder / "out" / "candidates.parquet"
+    assert steps["candidates"]["outputs"] == [str(path)]
+    cands = pd.read_parquet(path)
+    assert len(cands) >= 2 and cands["size"].is_monotonic_decreasing
+    from inhouse.analysis.candidates import candidate_doc_ids
+    from inhouse.workspace.documents import read_documents
+    from inhouse.workspace.store import Workspace
+
+    ws = Workspace.open(home)
+    docs = read_documents(ws, "incoming", columns=["doc_id", "source_id"]).set_index("doc_id")
+    truth = _truth(rows)
+    came_back = {}
+    for c in cands.itertuples():
+        ids = candidate_doc_ids(ws, "incoming", int(c.discovery_run), int(c.candidate))
+        assert len(ids) == c.size
+        intents = pd.Series([truth[q] for q in docs.loc[ids, "source_id"]]).value_counts()
+        if c.size >= 10 and intents.iloc[0] / c.size >= 0.6 and intents.index[0] in UNSEEN:
+            came_back.setdefault(intents.index[0], c)
+        assert all(q in truth for q in c.representative_ids)  # representatives are the user's ids
+    # every intent the model never saw comes back as a candidate of its own (>= 10 documents, >= 60 % that intent),
+    # the largest candidate first: one unseen intent, though discovery found it as a few topics (close / delete ...)
+    assert sorted(came_back) == sorted(UNSEEN), cands[["name", "size"]]
+    top = cands.iloc[0]
+    assert top["candidate"] in {c.candidate for c in came_back.values()}, cands[["name", "size"]]
+    # it arrived in the last three weeks: the growth test says so; its name is made of its documents' words
+    assert top["status"] == "emerging" and top["share_recent"] > top["share_baseline"]
+    words = " ".join(rows["text"]).lower()
+    assert all(w in words for w in top["name"].replace(",", " ").split())
+    # the report has the section, with the candidate's name and an example id
+    page = (folder / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<section id='candidates'>" in page and top["name"] in page and top["representative_ids"][0] in page
+    # and the dashboard's data has them
+    from inhouse.pipeline.dashboard import dashboard
+
+    d = dashboard(ws, res["run_id"])["candidates"]
+    assert d["turned_away"] == steps["candidates"]["rows"] and d["every"] == "week"
+    assert [c["name"] for c in d["candidates"]] == cands["name"].tolist()
+    shown = next(c for c in d["candidates"] if c["candidate"] == top["candidate"])
+    assert shown["growth"]["status"] == "emerging" and shown["representative_ids"][0] == top["representative_ids"][0]
+
+
+@pytest.mark.slow
+def test_discover_within_prediction_equals_the_pipelines_candidates(piped, run_cli):
+    home, folder, res, _ = piped
+    r = run_cli("--home", home, "discover", "--dataset", "incoming", "--within", "prediction", "--json")
+    assert r.exit_code == 0, r.stderr
+    from inhouse.workspace.store import Workspace
+
+    stored = json.loads(Workspace.open(home).db.execute("SELECT result FROM runs WHERE id = ?",
+                                                        (res["run_id"],)).fetchone()[0])
+    piped_c = next(s for s in stored["steps"] if s["name"] == "candidates")["result"]
+    assert r.json["model"] == piped_c["model"] == "intents@1"
+    assert r.json["turned_away"] == piped_c["turned_away"] > 0
+    assert r.json["candidates"] == piped_c["candidates"]  # names, sizes, growth, representatives: identical
+    # and in words: the table names the largest candidate and how to make it a label
+    r = run_cli("--home", home, "discover", "--dataset", "incoming", "--within", "prediction:intents@1")
+    assert r.exit_code == 0, r.stderr
+    assert piped_c["candidates"][0]["name"][:40] in r.stdout and "/label" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def served(piped):
+    from serverkit import Server, create_token
+
+    home = piped[0]
+    token = create_token(home, "ed", "editor")
+    server = Server(home)
+    try:
+        yield server, token
+    finally:
+        server.stop()
+
+
+def _first_candidate(piped) -> tuple[dict, int]:
+    from inhouse.pipeline.dashboard import dashboard
+    from inhouse.workspace.store import Workspace
+
+    home, _, res, _ = piped
+    c = dashboard(Workspace.open(home), res["run_id"])["candidates"]
+    return c["candidates"][0], c["discovery_run"]
+
+
+@pytest.mark.slow
+def test_candidate_becomes_a_label_and_the_queue_shows_its_documents(piped, served):
+    from inhouse.analysis.candidates import candidate_doc_ids
+    from inhouse.workspace.store import Workspace
+
+    server, token = served
+    home = piped[0]
+    cand, run = _first_candidate(piped)
+    members = set(candidate_doc_ids(Workspace.open(home), "incoming", run, cand["candidate"]).tolist())
+    with server.client(token) as c:
+        r = c.post(f"/datasets/incoming/candidates/{run}/{cand['candidate']}/label", json={"label_col": "new_intents"})
+        assert r.status_code == 200, r.text
+        a = r.json()
+        assert a["label"] == cand["name"] and a["label_col"] == "new_intents" and a["documents"] == cand["size"]
+        assert a["ui"].startswith("#/datasets/incoming/label?") and "candidate=" in a["ui"]
+        made = c.get("/datasets/incoming/candidates/labels").json()["labels"]
+        assert [(m["label"], m["label_col"], m["documents"]) for m in made] == [(cand["name"], "new_intents", cand["size"])]
+        url = httpx.URL(a["queue"])
+        q = c.get(url.path, params={**dict(url.params), "limit": 200}).json()
+        assert q["label_col"] == "new_intents" and q["candidate_documents"] == cand["size"] == q["unlabelled"]
+        assert len(q["items"]) == min(200, cand["size"]) and {d["doc_id"] for d in q["items"]} <= members
+        # a wrong candidate is a 404 naming the candidates there are; a label set is required
+        bad = c.post(f"/datasets/incoming/candidates/{run}/999/label", json={"label_col": "x"})
+        assert bad.status_code == 404 and "candidates are" in bad.json()["message"], bad.text
+        assert c.post(f"/datasets/incoming/candidates/{run}/0/label", json={}).status_code in (400, 422)
+
+
+@pytest.mark.slow
+def test_make_a_label_button_opens_the_queue_on_the_candidate(browser, piped, served):
+    from uikit import assert_clean, open_page, shot
+
+    from inhouse.analysis.candidates import candidate_doc_ids
+    from inhouse.workspace.store import Workspace
+
+    server, token = served
+    home, _, res, _ = piped
+    cand, run = _first_candidate(piped)
+    members = set(candidate_doc_ids(Workspace.open(home), "incoming", run, cand["candidate"]).tolist())
+    page = open_page(browser, server.url, token)
+    page.goto(f"/#/analyze/{res['run_id']}")
+    page.get_by_role("heading", name="What your labels miss").wait_for()
+    card = page.locator(f"[data-candidate-card='{cand['candidate']}']")
+    assert cand["name"] in card.inner_text()
+    card.get_by_role("button", name="Make a label…").click()
+    card.locator("input[name=label]").fill("ui_new_intent")
+    card.get_by_role("button", name="Create label and open the queue").click()
+    page.wait_for_url("**/#/datasets/incoming/label?*")
+    page.locator(".queue-candidate").wait_for()
+    assert f"only the {cand['size']} documents of candidate {run}:{cand['candidate']}" in page.locator(".queue-info").inner_text()
+    first = page.locator(".label-btn").first
+    assert first.get_attribute("data-label") == "ui_new_intent"  # the new label is key 1
+    doc = int(page.locator(".doc-big").get_attribute("data-doc"))
+    assert doc in members
+    shot(page, "candidates-queue")
+    page.keyboard.press("1")
+    page.get_by_text(f"Last: document {doc} → ui_new_intent").wait_for()
+    with server.client(token) as c:
+        d = c.get("/datasets/incoming").json()
+    assert d["label_columns"]["new_categories"]["values"] == {"ui_new_intent": 1}
+    assert_clean(page)
+
+
+def test_discover_within_prediction_needs_stored_predictions_and_refuses_what_does_not_apply(ws, run_cli, tmp_path,
+                                                                                           shared_data):
+    from serverkit import banking_slice
+
+    r = run_cli("ingest", banking_slice(shared_data, tmp_path), "--dataset", "b5", "--label-col", "label")
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("discover", "--dataset", "b5", "--within", "prediction", "--json")
+    assert r.exit_code == 4 and r.json["error"] == "not_found", r.stdout
+    assert "no stored predictions" in r.json["message"] and "inhouse classify" in r.json["fix"]
+    r = run_cli("discover", "--dataset", "b5", "--within", "prediction", "--where", "label = 'x'")
+    assert r.exit_code == 2 and "--where does not apply to --within prediction" in r.stderr
