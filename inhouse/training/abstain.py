@@ -16,7 +16,10 @@ dealt into up to :data:`FOLDS` groups; for each group a head and a distance
 model are fitted on the training rows of the other classes, and the group's
 rows are scored as texts of intents never trained on (pseudo-out-of-scope), beside the validation rows of the other classes
 (in scope). Rows of labels the user marked out of scope are out-of-scope rows
-in every fold. No test split is read.
+in every fold. The budget is held twice: on the folds, and on the version's
+own validation rows (the threshold never abstains more than they allow), since
+the folds' heads know a fifth fewer classes and find their in-scope rows easier
+than the version will find new texts. No test split is read.
 
 For ``full``/``setfit``/``lora`` the encoder was tuned on every class, so the
 folds refit only the head and the distance on its embeddings; the left-out
@@ -101,10 +104,37 @@ def choose_rule(p_in, correct, d_in, p_out, d_out, max_loss: float | None = None
             "in_scope_abstain_rate": round(1 - kept, 4), "out_of_scope_recall": round(turned, 4)}
 
 
+def val_threshold(s_val: np.ndarray, correct_val: np.ndarray, max_loss: float | None) -> float:
+    """The lowest threshold (the most abstaining) at which the version's own in-scope validation rows lose at
+    most ``max_loss`` of accuracy (abstaining counted wrong) against never abstaining (the highest score when
+    none may go; -inf when ``max_loss`` is None: no bound).
+
+    >>> val_threshold(np.array([.1, .2, .9, .5]), np.array([True, True, False, True]), 0.25)
+    0.2
+    """
+    if max_loss is None or len(s_val) == 0:
+        return -np.inf
+    ts = np.unique(s_val)
+    acc = ((s_val[None, :] <= ts[:, None]) & correct_val[None, :]).mean(1)
+    return float(ts[np.flatnonzero(acc >= correct_val.mean() - max_loss - 1e-9)[0]])
+
+
+def _on_validation(head, dist: Distance, X, y, data: TrainingData, in_scope: np.ndarray, weight: float):
+    """The version's own rule score and right-or-wrong on its in-scope validation rows (best in-scope label)."""
+    va = data.val_idx[in_scope[y[data.val_idx]]]
+    P = np.where(in_scope[None, :], head.proba(X[va]), -1.0)
+    return (1 - P.max(1)) + weight * dist.score(X[va]), P.argmax(1) == y[va]
+
+
 def calibrate_distance(X: np.ndarray, data: TrainingData, oos_labels: list[str], args: TrainingArguments,
-                       C: float | None = None) -> tuple[dict, Distance] | None:
+                       C: float | None = None, head=None) -> tuple[dict, Distance] | None:
     """The ``abstain`` fields of the distance rule and the version's :class:`Distance`; None when the data
-    cannot make pseudo-out-of-scope rows (fewer than 3 in-scope classes, or no validation rows)."""
+    cannot make pseudo-out-of-scope rows (fewer than 3 in-scope classes, or no validation rows).
+
+    ``head``: the version's own head. The accuracy budget is then also held on its validation rows: the
+    threshold never abstains more than ``abstain_max_loss`` of their accuracy allows. The folds' heads
+    know a fifth fewer classes, so their in-scope rows are easier (fewer look-alike intents) and a
+    budget spent on them costs more on new texts (bench/abstention_scores.py)."""
     labels = data.labels
     y = np.array([labels.index(t[0]) for t in data.targets])
     in_scope = np.array([l not in set(oos_labels) for l in labels])
@@ -125,6 +155,12 @@ def calibrate_distance(X: np.ndarray, data: TrainingData, oos_labels: list[str],
     p_in, correct, d_in, p_out, d_out = (np.concatenate(a) for a in parts)
     chosen = choose_rule(p_in, correct, d_in, p_out, d_out, args.abstain_max_loss)
     tr = data.train_idx[in_scope[y[data.train_idx]]]
+    dist = Distance.fit(X[tr])
+    if head is not None and args.abstain_max_loss is not None:
+        s_val, right = _on_validation(head, dist, X, y, data, in_scope, chosen["weight"])
+        t_val = val_threshold(s_val, right, args.abstain_max_loss)
+        chosen.update(threshold_folds=chosen["threshold"], threshold_validation=t_val,
+                      threshold=max(chosen["threshold"], t_val))
     fields = {"threshold": round(max(0.0, 1.0 - chosen["threshold"]), 6), "rule": "distance", "target": None,
               "distance": {"kind": KIND, "file": DISTANCE_FILE, "weight": chosen["weight"],
                            "threshold": chosen["threshold"]},
@@ -132,4 +168,4 @@ def calibrate_distance(X: np.ndarray, data: TrainingData, oos_labels: list[str],
                                       "classes": [[labels[c] for c in g] for g in groups],
                                       "in_scope_rows": int(len(p_in)), "out_of_scope_rows": int(len(p_out)),
                                       **{k: v for k, v in chosen.items() if k not in ("threshold", "weight")}}}
-    return fields, Distance.fit(X[tr])
+    return fields, dist

@@ -178,7 +178,7 @@ def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArgume
     oos = ~in_scope[y]
     correct = best == y
     dist = None
-    made = calibrate_distance(X, data, oos_labels, args, trained.val_metrics.get("C")) \
+    made = calibrate_distance(X, data, oos_labels, args, trained.val_metrics.get("C"), head=trained.head) \
         if args.abstain_rule == "distance" else None
     if made is not None:
         fields, dist = made
@@ -194,6 +194,7 @@ def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArgume
     out.update(
                val_in_scope_abstain_rate=round(float(abstained[~oos].mean()), 4) if (~oos).any() else None,
                val_in_scope_accuracy=round(float((correct & ~abstained)[~oos].mean()), 4) if (~oos).any() else None,
+               val_in_scope_accuracy_without_abstaining=round(float(correct[~oos].mean()), 4) if (~oos).any() else None,
                val_out_of_scope_recall=round(float(abstained[oos].mean()), 4) if oos.any() else None)
     return out, dist
 
