@@ -40,7 +40,7 @@ def _incoming(shared_data: Path, folder: Path) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     start = pd.Timestamp("2026-01-05", tz="UTC")
     t_known = start + pd.to_timedelta(rng.uniform(0, 56, len(known)), unit="D")
-    t_new = start + pd.to_timedelta(rng.uniform(35, 56, len(unseen)), unit="D")  # only in the last three weeks
+    t_new = start + pd.to_timedelta(rng.uniform(42, 56, len(unseen)), unit="D")  # only in the recent window: the last 2 of 8 weeks
     out = pd.concat([known.assign(created=t_known), unseen.assign(created=t_new)]).sort_values("created")
     out = out.rename(columns={"label": "intent"})[["query_id", "text", "intent", "created"]]
     (folder / "inbox").mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def test_pipeline_groups_what_the_model_turned_away_into_candidates(piped):
     assert sorted(came_back) == sorted(UNSEEN), cands[["name", "size"]]
     top = cands.iloc[0]
     assert top["candidate"] in {c.candidate for c in came_back.values()}, cands[["name", "size"]]
-    # it arrived in the last three weeks: the growth test says so; its name is made of its documents' words
+    # it arrived in the recent window (the last quarter of the periods): the growth test says so; its name is made of its documents' words
     assert top["status"] == "emerging" and top["share_recent"] > top["share_baseline"]
     words = " ".join(rows["text"]).lower()
     assert all(w in words for w in top["name"].replace(",", " ").split())
