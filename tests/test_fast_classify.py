@@ -158,3 +158,33 @@ def test_int8_verdict_is_accuracy_loss_on_validation_not_agreement():
     flipped_right = {"validation": judge(torch, torch, gold), "sample": {"agreement": 0.96, "texts": 1000}}
     assert _accept(flipped_right, 0.995)[0]  # 96% agreement on perturbed texts does not refuse it
     assert not _accept({"sample": {"agreement": 0.96, "texts": 1000}}, 0.995)[0]  # no labels: agreement decides
+
+
+@pytest.mark.slow
+def test_parallel_batches_and_overlapped_chunks_give_the_rows_of_one_thread_in_order(home, tmp_path):
+    from inhouse.pipeline.cascade import load_fast_predictor
+    from inhouse.pipeline.classify import ClassifyOptions, classify
+    from inhouse.pipeline.engine import EngineOptions, decide
+
+    ws, v = _ws(home)
+    texts = pd.read_csv(home / "test.csv")["text"].tolist()
+    shape = dict(batch_tokens=256, max_batch=16)  # many batches per chunk, so they really run side by side
+    opts = ClassifyOptions(chunk_rows=97, engine_options=EngineOptions(threads=2, **shape))
+    r = classify(ws, v, input_path=str(home / "test.csv"), output=str(tmp_path / "par.parquet"), options=opts,
+                 record=False)
+    got = pd.read_parquet(tmp_path / "par.parquet")
+    # the same chunks, one after another, each batch in this thread
+    one = load_fast_predictor(ws, v, options=EngineOptions(threads=1, **shape))
+    labels, scores = [], []
+    for i in range(0, len(texts), 97):
+        chunk = texts[i:i + 97]
+        unique = list(dict.fromkeys(chunk))
+        cols = decide(one, one.proba(unique)[0], 3)
+        at = {t: k for k, t in enumerate(unique)}
+        labels += [cols["label"][at[t]] for t in chunk]
+        scores += [cols["score"][at[t]] for t in chunk]
+    assert got["row"].tolist() == list(range(1, len(texts) + 1))
+    assert got["label"].tolist() == labels
+    np.testing.assert_array_equal(got["score"].to_numpy(), np.asarray(scores))
+    if isinstance(r.get("cascade"), dict):  # counted from two threads: nothing lost
+        assert r["cascade"]["answered"] == one.answered

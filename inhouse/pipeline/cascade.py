@@ -24,6 +24,7 @@ transformer alone decides what is ``other``.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,11 @@ class CascadePredictor(Predictor):
         self.inner, self.cascade = inner, cascade
         self.backend = f"cascade({ENCODER})+{inner.backend}"
         self.answered = self.seen = 0
+        self.concurrent_chunks = inner.concurrent_chunks
+        self._count = threading.Lock()  # chunks may be computed in two threads at once
+
+    def close(self) -> None:
+        self.inner.close()
 
     def sure(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The cascade's probabilities and where it answers: sure enough, and not where the version's own
@@ -234,8 +240,9 @@ class CascadePredictor(Predictor):
         probs = self.cascade.proba(list(texts)) if texts else np.zeros((0, len(self.labels)), np.float32)
         sure = (probs.max(axis=1) >= self.cascade.threshold) & ~self.rule.abstains(probs) if len(probs) \
             else np.zeros(0, bool)
-        self.answered += int(sure.sum())
-        self.seen += len(texts)
+        with self._count:
+            self.answered += int(sure.sum())
+            self.seen += len(texts)
         return probs, sure
 
     def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
