@@ -349,6 +349,9 @@ class RayRunner:
 
         con = duckdb.connect()
         try:
+            # the sort of a 1M-row run's results spills to the scratch folder instead of growing the driver
+            con.execute("SET memory_limit = '512MB'")
+            con.execute("SET temp_directory = ?", [str(self.scratch / "duckdb")])
             files = sorted(str(p) for p in results.glob("*.parquet")) if results.exists() else []
             reader = iter(())
             if files:
