@@ -82,6 +82,9 @@ def cli(home: Path, *args) -> list[str]:
     return [sys.executable, "-m", "inhouse", "--home", str(home), *map(str, args)]
 
 
+PEAK_PSS = [0.0]  # the last timed() command's peak PSS (MB)
+
+
 def timed(cmd: list[str]) -> tuple[dict, float, float, float]:
     """Run ``cmd``; return its JSON output, wall seconds, peak RSS (MB) of it and its children (a local Ray's
     processes too), and the CPU seconds they used (less load-dependent than wall)."""
@@ -94,14 +97,19 @@ def timed(cmd: list[str]) -> tuple[dict, float, float, float]:
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     proc = psutil.Process(p.pid)
-    peak = 0
+    peak = peak_pss = 0
+    tick = 0
     while p.poll() is None:
         try:
-            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-            peak = max(peak, rss)
+            tree = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(c.memory_info().rss for c in tree))
+            if tick % 5 == 0:  # proportional set size: shared pages (libraries, Ray's object store) counted once
+                peak_pss = max(peak_pss, sum(getattr(c.memory_full_info(), "pss", 0) for c in tree))
         except psutil.Error:
             pass
+        tick += 1
         time.sleep(0.2)
+    PEAK_PSS[0] = peak_pss / (1 << 20)
     out, err = p.communicate()
     wall = time.time() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -152,11 +160,13 @@ def prepare_workspace(home: Path, src: pd.DataFrame) -> dict:
 def classify_run(home: Path, name: str, n: int, *extra, out: str | None = None) -> dict:
     r, s, rss, cpu = timed(cli(home, "classify", "intents", "--input", home / f"{name}.parquet", "--id-col", "id",
                                "--output", home / f"{out or name}-out.parquet", "--json", *extra))
-    out = {"rows": r["rows"], "seconds": s, "dps": n / s, "rss_mb": rss, "cpu_s": cpu, "backend": r["backend"],
+    out = {"rows": r["rows"], "seconds": s, "dps": n / s, "rss_mb": rss, "pss_mb": PEAK_PSS[0], "cpu_s": cpu,
+           "backend": r["backend"],
            "precision": r.get("precision"), "cascade": r.get("cascade"), "prepared": r.get("prepared"),
            "unique": r.get("unique_texts_computed"), "engine": r.get("engine")}
     print(f"{name}{' ' + ' '.join(extra) if extra else ''}: {out['dps']:,.0f} docs/s, {s:,.1f} s, "
-          f"{1000 * cpu / n:.2f} CPU-s per 1k docs, peak RSS {rss:,.0f} MB, {r['backend']}", flush=True)
+          f"{1000 * cpu / n:.2f} CPU-s per 1k docs, peak RSS {rss:,.0f} MB (PSS {PEAK_PSS[0]:,.0f} MB), "
+          f"{r['backend']}", flush=True)
     return out
 
 
@@ -239,7 +249,7 @@ def render(r: dict, args: str) -> str:
              "perturbed banking77 texts (typos, added/dropped/swapped words), Parquet in and out, end to end "
              "(process start, reading, tokenizing, inference, writing).", "",
              "| run | documents | distinct | backend | cascade share | docs/s | wall | CPU-s / 1k docs | peak RSS "
-             "| × reference |",
+             "(PSS) | × reference |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for key, name, n, dist in (("main", "distinct texts, cascade", r["n"], f"{r['distinct']:,}"),
                                ("plain", "distinct texts, --no-cascade", r["n"], f"{r['distinct']:,}"),
@@ -252,7 +262,7 @@ def render(r: dict, args: str) -> str:
         dist = dist or (f"{j['unique']:,} computed" if j.get("unique") else "-")
         lines.append(f"| {name} | {n:,} | {dist} | {j['backend']} | {'-' if share is None else f'{share:.1%}'} | "
                      f"{j['dps']:,.0f} | {j['seconds']:,.0f} s | {1000 * j.get('cpu_s', 0) / n:.2f} | "
-                     f"{j['rss_mb']:,.0f} MB | {j['dps'] / r['ref_dps']:.1f}× |")
+                     f"{j['rss_mb']:,.0f} MB ({j.get('pss_mb', 0):,.0f} MB) | {j['dps'] / r['ref_dps']:.1f}× |")
     lines.append(f"| reference: sentence-transformers `encode` (batch 64) + sklearn `predict` | {r['sample']:,} | - | "
                  f"torch fp32 | - | {r['ref_dps']:,.0f} | - | {1000 * r.get('ref_cpu_s', 0) / r['sample']:.2f} | - "
                  "| 1.0× |")
