@@ -113,6 +113,7 @@ def test_freeze_layers_arguments():
 
     assert TrainingArguments().resolved().freeze_layers is None  # full: half of a BERT-family encoder's layers
     assert TrainingArguments(method="lora").resolved().freeze_layers == 0
+    assert TrainingArguments().resolved().epochs == 5.0  # chosen on banking77's validation rows (BENCHMARKS.md)
     with pytest.raises(UsageError, match="freeze-layers must be 0 or more"):
         TrainingArguments(freeze_layers=-1).resolved()
     assert {"freeze_layers", "cache_frozen"} <= set(training_service.argument_types())

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import registry
 from ..classifiers.load import load_classifier
-from ..classifiers.predict import cached_proba
+from ..classifiers.predict import cached_scores
 from ..errors import UsageError
 from ..training.metrics import label_report
 from ..workspace.documents import ROW_COLUMN, id_column, id_output_name, read_documents
@@ -146,9 +146,10 @@ def _documents(ws: Workspace, dataset: str, split: str | None, limit: int | None
     return df
 
 
-def _top(clf, probs: np.ndarray) -> tuple[list[str], np.ndarray]:
+def _top(clf, scores: tuple) -> tuple[list[str], np.ndarray]:
     """Each document's answer as the version gives it (its own abstention rule included) and its confidence."""
-    return clf.decide(probs), clf.best_in_scope(probs)[1]
+    probs, distance = scores
+    return clf.decide(probs, distance=distance), clf.best_in_scope(probs)[1]
 
 
 def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str | None = None,
@@ -174,7 +175,7 @@ def diff_versions(ws: Workspace, old: str, new: str, dataset: str, *, split: str
     label_col = label_col or _trained_label_col(cb, dataset)
     df = _documents(ws, dataset, split, limit, label_col)
     texts, hashes = df["text"].tolist(), df["text_hash"].tolist()
-    pa, pb = cached_proba(ca, texts, hashes), cached_proba(cb, texts, hashes)  # cached, and reports progress
+    pa, pb = cached_scores(ca, texts, hashes), cached_scores(cb, texts, hashes)  # cached, and reports progress
     la, sa = _top(ca, pa)
     lb, sb = _top(cb, pb)
     gold = [g if isinstance(g, str) else None for g in df["label"].tolist()]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..classifiers.backbone import frozen_embeddings
 from ..classifiers.load import load_classifier
-from ..classifiers.predict import cached_proba
+from ..classifiers.predict import cached_scores
 from ..errors import InputError
 from ..registry.core import record_evaluation
 from ..training.data import label_text
@@ -132,15 +132,16 @@ def _eval_rows(ws: Workspace, dataset: str, split: str | None, label_col: str, w
             [int(df["doc_id"][i]) for i in keep])
 
 
-def abstain_report(clf, y_true: list[str], probs: np.ndarray) -> dict:
+def abstain_report(clf, y_true: list[str], probs: np.ndarray, distance: np.ndarray | None = None) -> dict:
     """How abstention did: in-scope accuracy, abstain rates and, for labels the model never saw or that
     it was told are out of scope, the recall of abstaining on them."""
-    abstained = clf.abstains(probs)
+    abstained = clf.abstains(probs, distance)
     j, _ = clf.best_in_scope(probs)
     known = {l for l, ok in zip(clf.labels, clf.in_scope) if ok}
     ins = np.array([t in known for t in y_true], dtype=bool)
     right = np.array([clf.labels[k] == t for k, t in zip(j, y_true)], dtype=bool)
-    out = {"label": clf.other_label, "threshold": clf.abstain_threshold, "abstain_rate": float(abstained.mean()),
+    out = {"label": clf.other_label, "threshold": clf.abstain_threshold, "distance_threshold": clf.distance_threshold,
+           "abstain_rate": float(abstained.mean()),
            "in_scope_rows": int(ins.sum()), "out_of_scope_rows": int((~ins).sum())}
     if ins.any():
         out.update(in_scope_accuracy=float((right & ~abstained)[ins].mean()),
@@ -192,7 +193,7 @@ def evaluate(ws: Workspace, ref: str, dataset: str, split: str | None = "test", 
     t0 = time.time()
     clf = load_classifier(ws, ref)
     texts, hashes, targets, doc_ids = _eval_rows(ws, dataset, split, label_col, where)
-    probs = cached_proba(clf, texts, hashes)
+    probs, distance = cached_scores(clf, texts, hashes)
     enc = clf.manifest.get("encoder", {})
     zs = zero_shot_proba(ws, clf.base, texts, clf.labels, hashes, max_length=enc.get("max_length", 128))
     if clf.multi_label:
@@ -213,7 +214,8 @@ def evaluate(ws: Workspace, ref: str, dataset: str, split: str | None = "test", 
         # a label the model never saw (or was told is out of scope) is answered right by abstaining
         y_true = [t if t in scope or not abstaining else clf.other_label for t in y_raw]
         shown = sorted(scope) + ([clf.other_label] if abstaining else [])
-        rep = _single_label_report(y_true, clf.decide(probs, abstain=abstain), clf.best_in_scope(probs)[1], shown)
+        rep = _single_label_report(y_true, clf.decide(probs, abstain=abstain, distance=distance),
+                                   clf.best_in_scope(probs)[1], shown)
         zrep = _single_label_report(y_raw, [clf.labels[j] for j in zs.argmax(1)], zs.max(axis=1), clf.labels)
     v = clf.version
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
@@ -224,10 +226,12 @@ def evaluate(ws: Workspace, ref: str, dataset: str, split: str | None = "test", 
                             f"{v.ref} on {dataset}/{split}: accuracy {rep['accuracy']:.3f}")
     result = {k: val for k, val in rep.items() if not k.startswith("_")}
     if not clf.multi_label:
-        result["abstain"] = {**abstain_report(clf, y_raw, probs), "enabled": bool(abstain and clf.can_abstain)}
+        result["abstain"] = {**abstain_report(clf, y_raw, probs, distance),
+                             "enabled": bool(abstain and clf.can_abstain)}
         # what the model answered on these rows: the baseline its runs' drift is measured against
-        decided = clf.decide(probs, abstain=abstain)
-        result["profile"] = Profile.of(decided, clf.abstains(probs) & abstaining, clf.best_in_scope(probs)[1]).to_dict()
+        decided = clf.decide(probs, abstain=abstain, distance=distance)
+        result["profile"] = Profile.of(decided, clf.abstains(probs, distance) & abstaining,
+                                       clf.best_in_scope(probs)[1]).to_dict()
     warnings = []
     base_sha = (clf.manifest.get("base") or {}).get("sha256")
     circ = circular_labels(ws, dataset, doc_ids, label_col, {base_sha} if base_sha else set())

@@ -284,10 +284,11 @@ def explain(ws: Workspace, ref: str, text: str, *, k: int = 5) -> dict:
                          "so it cannot show the examples behind a prediction.",
                          fix=f"Use inhouse classify for its prediction, or explain the version it came from.")
     q = clf.embed([text])
-    probs = clf.predict_proba([text])[0]
+    P, distance = clf.predict_scores([text])
+    probs = P[0]
     order = np.argsort(-probs, kind="stable")[:max(1, k)]
-    predicted = clf.decide(probs[None])[0]
-    abstained = bool(clf.abstains(probs[None])[0])
+    predicted = clf.decide(P, distance=distance)[0]
+    abstained = bool(clf.abstains(P, distance)[0])
     best = predicted if isinstance(predicted, list) else clf.labels[int(clf.best_in_scope(probs[None])[0][0])]
     wanted = set(best if isinstance(best, list) else [best])  # examples behind the best answer, even when abstaining
     q = q[0] / max(np.linalg.norm(q[0]), 1e-12)

@@ -21,8 +21,12 @@ Every implementation subclasses :class:`Classifier` and implements one method,
 :meth:`Classifier.predict_proba`; ``predict`` and ``decide`` are written once
 here, so every format decides alike, abstention included: a version whose
 manifest has ``abstain.threshold`` answers ``abstain.label`` (``other``) when
-its highest in-scope probability is under the threshold, or when its most
-likely label is one the user marked out of scope (``abstain.out_of_scope``). :func:`inhouse.classifiers.load.load_classifier` verifies a version and
+its highest in-scope probability is under the threshold, when its most
+likely label is one the user marked out of scope (``abstain.out_of_scope``),
+or, with ``abstain.distance`` (versions trained since the distance rule), when
+``(1 - that probability) + weight * distance`` to the nearest training row is
+over ``abstain.distance.threshold`` (:mod:`inhouse.classifiers.distance`;
+``predict_scores`` gives probabilities and that distance together). :func:`inhouse.classifiers.load.load_classifier` verifies a version and
 returns the right implementation; a classifier never changes after loading, so
 it is safe to share between threads.
 
@@ -69,6 +73,12 @@ class DecisionRule:
         ab = m.get("abstain") if isinstance(m.get("abstain"), dict) else {}
         t = ab.get("threshold")
         self.abstain_threshold: float | None = None if t is None else float(t)
+        dist = ab.get("distance") if isinstance(ab.get("distance"), dict) else {}
+        d = dist.get("threshold")
+        # the distance rule (inhouse.training.abstain): abstain where (1 - best in-scope probability)
+        # + distance_weight * distance > distance_threshold. None for versions made before it: probability alone
+        self.distance_threshold: float | None = None if d is None else float(d)
+        self.distance_weight: float = float(dist.get("weight", 1.0))
         self.other_label: str = str(ab.get("label") or "other")
         self.out_of_scope: list[str] = [str(x) for x in ab.get("out_of_scope") or []]
         self.in_scope = np.array([l not in set(self.out_of_scope) for l in self.labels], dtype=bool)
@@ -87,7 +97,8 @@ class DecisionRule:
     @property
     def can_abstain(self) -> bool:
         """Whether this version ever answers :attr:`other_label` (a threshold, or labels marked out of scope)."""
-        return not self.multi_label and (self.abstain_threshold is not None or not self.in_scope.all())
+        return not self.multi_label and (self.abstain_threshold is not None or self.distance_threshold is not None
+                                         or not self.in_scope.all())
 
     def best_in_scope(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Column and probability of the most likely in-scope label of each row."""
@@ -95,8 +106,16 @@ class DecisionRule:
         j = p.argmax(axis=1)
         return j, p[np.arange(len(p)), j]
 
-    def abstains(self, probs: np.ndarray) -> np.ndarray:
-        """True where the model is not confident enough to answer (single-label models with abstention)."""
+    @property
+    def needs_distance(self) -> bool:
+        """Whether :meth:`abstains` needs each text's distance to the training rows (the distance rule)."""
+        return self.can_abstain and self.distance_threshold is not None
+
+    def abstains(self, probs: np.ndarray, distance: np.ndarray | None = None) -> np.ndarray:
+        """True where the model is not confident enough to answer (single-label models with abstention):
+        its best in-scope probability is under the threshold, its most likely label is out of scope, or
+        (the distance rule) ``(1 - that probability) + distance_weight * distance`` is over the distance
+        threshold: unsure, far from every training row, or some of both."""
         probs = np.asarray(probs)
         if not self.can_abstain or len(probs) == 0:
             return np.zeros(len(probs), dtype=bool)
@@ -104,9 +123,14 @@ class DecisionRule:
         out = ~self.in_scope[probs.argmax(axis=1)]
         if self.abstain_threshold is not None:
             out |= top < self.abstain_threshold
+        if self.distance_threshold is not None:
+            if distance is None:
+                raise ValueError(f"{getattr(self, 'ref', 'this version')} abstains by distance: pass each text's "
+                                 "distance (Classifier.predict_scores) with its probabilities.")
+            out |= (1.0 - top) + self.distance_weight * np.asarray(distance, dtype=np.float64) > self.distance_threshold
         return out
 
-    def decide(self, probs: np.ndarray, *, abstain: bool = True) -> list:
+    def decide(self, probs: np.ndarray, *, abstain: bool = True, distance: np.ndarray | None = None) -> list:
         """Labels from probabilities: every label at or over ``threshold`` (multi-label), else the most
         likely in-scope label, or :attr:`other_label` where the model abstains (``abstain=False``: never)."""
         if self.multi_label:
@@ -115,7 +139,7 @@ class DecisionRule:
         j, _ = self.best_in_scope(probs)
         labels = [self.labels[k] for k in j]
         if abstain:
-            for i in np.flatnonzero(self.abstains(probs)):
+            for i in np.flatnonzero(self.abstains(probs, distance)):
                 labels[i] = self.other_label
         return labels
 
@@ -152,13 +176,21 @@ class Classifier(DecisionRule, ABC):
         implementation reuse cached embeddings; it never changes the result.
         """
 
+    def predict_scores(self, texts: list[str], hashes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(probabilities, distance)``: what :meth:`abstains` reads; the distance is None for versions
+        without the distance rule. Implementations with embeddings compute both in one pass."""
+        if self.needs_distance:
+            raise UsageError(f"{self.ref} ({type(self).__name__}) abstains by distance but cannot compute it.")
+        return self.predict_proba(texts, hashes), None
+
     def embed(self, texts: list[str], hashes: list[str] | None = None) -> np.ndarray:
         """The vectors the head sees (for explanations); not every format has them."""
         raise UsageError(f"{self.ref} ({type(self).__name__}) cannot show its embeddings.")
 
     def predict(self, texts: list[str], *, abstain: bool = True) -> list:
         """The label of each text (a list of labels per text for multi-label models)."""
-        return self.decide(self.predict_proba(list(texts)), abstain=abstain)
+        probs, distance = self.predict_scores(list(texts))
+        return self.decide(probs, abstain=abstain, distance=distance)
 
     def approx_bytes(self) -> int:
         """Memory the loaded classifier holds (for the cache's budget)."""

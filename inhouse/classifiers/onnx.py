@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from .. import registry
-from ..errors import MissingDependency
+from ..errors import MissingDependency, UsageError
 from ..progress import task
 from ..workspace.store import Workspace
 from .base import ONNX_FILE, Classifier
@@ -50,13 +50,14 @@ class OnnxClassifier(Classifier):
     def approx_bytes(self) -> int:
         return int((self.version.path / ONNX_FILE).stat().st_size)
 
-    def _run(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, texts: list[str]) -> tuple[np.ndarray, ...]:
+        """Probabilities, embeddings and (graphs of the distance rule) distances of a batch."""
         texts = self.prepare(texts)
         with self._tokenize_lock:
             enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         feeds = {k: np.asarray(enc[k], dtype=np.int64) for k in self.inputs}
-        probs, emb = self.session.run(["probabilities", "embeddings"], feeds)
-        return probs, emb
+        names = ["probabilities", "embeddings"] + (["distance"] if "distance" in self.outputs else [])
+        return tuple(self.session.run(names, feeds))
 
     def _batched(self, texts: list[str], which: int, desc: str) -> np.ndarray:
         texts = list(texts)
@@ -67,13 +68,30 @@ class OnnxClassifier(Classifier):
                 out.append(self._run(batch)[which])
                 t.advance(len(batch))
         if not out:
-            width = len(self.labels) if which == 0 else 0
-            return np.zeros((0, width), dtype=np.float32)
+            return np.zeros((0, len(self.labels)) if which == 0 else (0, 0) if which == 1 else (0,), dtype=np.float32)
         return np.concatenate(out).astype(np.float32)
 
     def predict_proba(self, texts: list[str], hashes: list[str] | None = None) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(labels)), columns in ``labels`` order."""
         return self._batched(texts, 0, f"classifying with {self.ref} (onnx)")
+
+    def predict_scores(self, texts: list[str], hashes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and (distance rule) the graph's distance output, in one pass."""
+        if not self.needs_distance:
+            return self.predict_proba(texts, hashes), None
+        if "distance" not in self.outputs:
+            raise UsageError(f"{self.ref} abstains by distance, but its ONNX graph has no 'distance' output.",
+                             fix="Export it again with this inhouse: inhouse models export --format onnx")
+        texts, probs, dist = list(texts), [], []
+        with task(f"classifying with {self.ref} (onnx)", total=len(texts), unit="text") as t:
+            for i in range(0, len(texts), self.batch_size):
+                p, _, d = self._run(texts[i:i + self.batch_size])
+                probs.append(p)
+                dist.append(d)
+                t.advance(len(p))
+        if not probs:
+            return np.zeros((0, len(self.labels)), np.float32), np.zeros(0, np.float32)
+        return np.concatenate(probs).astype(np.float32), np.concatenate(dist).astype(np.float32)
 
     def embed(self, texts: list[str], hashes: list[str] | None = None) -> np.ndarray:
         """The L2-normalised sentence vectors the head sees."""

@@ -44,10 +44,18 @@ class PredictionCache(EmbeddingCache):
 
 def cached_proba(clf: Classifier, texts: list[str], hashes: list[str] | None = None, *, cache: bool = True,
                  batch_size: int = 4096) -> np.ndarray:
-    """``clf.predict_proba(texts)``, reusing (and storing) probabilities cached by (model sha256, text hash).
+    """``clf.predict_proba(texts)``, reusing (and storing) probabilities cached by (model sha256, text hash)."""
+    return cached_scores(clf, texts, hashes, cache=cache, batch_size=batch_size)[0]
 
-    Work is done in slices of ``batch_size`` distinct texts and each slice is
-    cached when done, so an interrupted run keeps what it finished.
+
+def cached_scores(clf: Classifier, texts: list[str], hashes: list[str] | None = None, *, cache: bool = True,
+                  batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray | None]:
+    """``clf.predict_scores(texts)`` (probabilities, and the distance of versions that abstain by distance),
+    reusing (and storing) what is cached by (model sha256, text hash).
+
+    A version of the distance rule caches its distance as one more column after the probabilities (its
+    sha256 is new, so no entry of another width is found). Work is done in slices of ``batch_size``
+    distinct texts and each slice is cached when done, so an interrupted run keeps what it finished.
     """
     hashes = hashes if hashes is not None else [text_hash(t) for t in texts]
     store = PredictionCache(clf.ws, clf.sha256) if cache else None
@@ -58,14 +66,17 @@ def cached_proba(clf: Classifier, texts: list[str], hashes: list[str] | None = N
         with task(f"classifying with {clf.version.ref}", total=len(todo), unit="text") as t:
             for i in range(0, len(todo), batch_size):
                 keys = todo[i:i + batch_size]
-                probs = clf.predict_proba([first[h] for h in keys], keys)
+                probs, dist = clf.predict_scores([first[h] for h in keys], keys)
+                rows = probs if dist is None else np.concatenate([probs, np.asarray(dist)[:, None]], axis=1)
                 if store:
-                    store.put(keys, probs)
-                found.update(zip(keys, probs))
+                    store.put(keys, rows)
+                found.update(zip(keys, rows))
                 t.advance(len(keys))
+    n = len(clf.labels)
     if not hashes:
-        return np.zeros((0, len(clf.labels)), np.float32)
-    return np.stack([found[h] for h in hashes]).astype(np.float32)
+        return np.zeros((0, n), np.float32), (np.zeros(0, np.float32) if clf.needs_distance else None)
+    rows = np.stack([found[h] for h in hashes]).astype(np.float32)
+    return rows[:, :n], (rows[:, n] if clf.needs_distance else None)
 
 
 def classify_texts(clf: Classifier, texts: list[str], hashes: list[str] | None = None, *,
@@ -83,13 +94,14 @@ def classify_texts(clf: Classifier, texts: list[str], hashes: list[str] | None =
     >>> classify_texts(clf, ["card still not here"], top_k=2)["top_labels"]
     [['card_arrival', 'card_delivery_estimate']]
     """
-    probs = cached_proba(clf, texts, hashes, cache=cache, batch_size=batch_size)
+    probs, distance = cached_scores(clf, texts, hashes, cache=cache, batch_size=batch_size)
     k = max(1, min(top_k, len(clf.labels)))
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     _, best = clf.best_in_scope(probs) if len(probs) else (None, np.zeros(0))
-    abstained = clf.abstains(probs) if abstain else np.zeros(len(probs), dtype=bool)
+    abstained = clf.abstains(probs, distance) if abstain else np.zeros(len(probs), dtype=bool)
     out = {
-        "label": clf.decide(probs, abstain=abstain) if not clf.multi_label else [clf.labels[r[0]] for r in top],
+        "label": clf.decide(probs, abstain=abstain, distance=distance) if not clf.multi_label
+        else [clf.labels[r[0]] for r in top],
         "score": [float(x) for x in best],
         "abstained": [bool(x) for x in abstained],
         "top_labels": [[clf.labels[j] for j in r] for r in top],

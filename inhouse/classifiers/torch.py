@@ -28,6 +28,7 @@ from .backbone import (
     load_lora_backbone,
 )
 from .base import ADAPTER_DIR, ENCODER_DIR, HEAD_FILE, Classifier
+from .distance import load_distance
 from .head import Head
 
 
@@ -42,6 +43,8 @@ class TorchClassifier(Classifier):
         super().__init__(version)
         self.ws, self.head = ws, head
         self._backbone = backbone
+        ab = self.manifest.get("abstain") if isinstance(self.manifest.get("abstain"), dict) else {}
+        self.distance = load_distance(version.path, ab) if self.needs_distance else None
 
     @classmethod
     def from_version(cls, ws: Workspace, v: Version) -> "TorchClassifier":
@@ -81,8 +84,18 @@ class TorchClassifier(Classifier):
         """Probabilities, shape (len(texts), len(labels)), columns in :attr:`labels` order."""
         return self.head.proba(self.embed(texts, hashes))
 
+    def predict_scores(self, texts: list[str], hashes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and (distance rule) each text's distance to the training rows, from one embedding."""
+        return self.scores_of(self.embed(texts, hashes))
+
+    def scores_of(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and distance of embeddings the head reads."""
+        return self.head.proba(emb), (self.distance.score(emb) if self.distance is not None else None)
+
     def approx_bytes(self) -> int:
-        return int(self.head.W.nbytes + self.head.b.nbytes + (module_bytes(self._backbone) if self._backbone else 0))
+        d = self.distance
+        return int(self.head.W.nbytes + self.head.b.nbytes + (module_bytes(self._backbone) if self._backbone else 0)
+                   + (3 * d.reference.nbytes if d is not None else 0))  # float16, and its float32 copy
 
     def encoder_module(self):
         """The torch module that makes the embeddings (tuned, or the frozen base for ``head``).

@@ -73,7 +73,8 @@ def _speed_notes(r: dict) -> list[str]:
               "e.g. \"label = 'negative'\" (columns: inhouse datasets show).")
 @click.option("--no-abstain", is_flag=True, help="Never answer 'other': always the most likely label.")
 @click.option("--abstain-target", type=float, default=None,
-              help="Share of in-scope validation rows the abstention threshold may turn away (default 0.2).")
+              help="Abstain by confidence alone, turning away this share of in-scope validation rows (e.g. 0.2). "
+              "Default: confidence and distance to the training rows, tuned on classes left out of them.")
 @click.option("--other-label", default="other", show_default=True, help="The answer when the model abstains.")
 @click.option("--out-of-scope", "out_of_scope", multiple=True, metavar="LABEL",
               help="Rows with this label are out of scope: learnt from, and answered as --other-label (repeat).")
@@ -106,7 +107,8 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
                              num_threads=threads,
                              where=where, abstain=not no_abstain, other_label=other_label,
                              out_of_scope=list(out_of_scope) or None,
-                             **({"abstain_target": abstain_target} if abstain_target is not None else {})))
+                             **({"abstain_target": abstain_target, "abstain_rule": "quantile"}
+                                if abstain_target is not None else {})))
     r = train(ctx.ws, dataset, name, args, prepare=not no_prepare)
     if as_json:
         emit_json(r.to_dict())
@@ -118,7 +120,10 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
     a = r.abstain or {}
     if a.get("threshold") is not None:
         oos = f", out-of-scope recall {_pct(a['val_out_of_scope_recall'])}" if a.get("val_out_of_scope_recall") is not None else ""
-        click.echo(f"abstains ('{a['label']}') under confidence {a['threshold']:.3f} ({a.get('rule')} rule): on "
+        d = a.get("distance") or {}
+        how = (f"when (1 - confidence) + {d['weight']:g} x distance to the nearest training row is over "
+               f"{d['threshold']:.3f}" if d else f"under confidence {a['threshold']:.3f}")
+        click.echo(f"abstains ('{a['label']}') {how} ({a.get('rule')} rule): on "
                    f"validation {_pct(a.get('val_in_scope_abstain_rate'))} of in-scope rows{oos}; --no-abstain turns it off")
     if r.prepared:
         click.echo(prepared_line(r.prepared))

@@ -1,8 +1,9 @@
 """A classifier version as one ONNX graph: encoder, pooling, normalisation, head, softmax.
 
 The graph takes ``input_ids`` and ``attention_mask`` (int64, batch x tokens)
-and returns ``probabilities`` (batch x labels) and ``embeddings`` (what the
-head sees). The tokenizer files are saved beside ``model.onnx``, so
+and returns ``probabilities`` (batch x labels), ``embeddings`` (what the
+head sees) and, for versions that abstain by distance, ``distance`` (batch:
+:mod:`inhouse.classifiers.distance`, computed in float from those embeddings). The tokenizer files are saved beside ``model.onnx``, so
 :class:`inhouse.backends.OnnxClassifier` needs nothing else. It is built from
 the same torch modules the PyTorch classifier runs
 (:meth:`inhouse.infer.Classifier.encoder_module`), exported with the
@@ -28,6 +29,7 @@ import numpy as np
 
 from .. import registry
 from ..classifiers.base import ONNX_FILE
+from ..classifiers.distance import torch_distance
 from ..classifiers.onnx import OnnxClassifier
 from ..errors import MissingDependency, UsageError
 from ..models.catalog import EMBEDDING_KINDS, get_model
@@ -54,6 +56,7 @@ def _graph_module(clf):
                             max_length=backbone.max_length).eval()
     base = get_model(clf.ws, clf.base)
     frozen_embedding_model = clf.method == "head" and base.kind in EMBEDDING_KINDS
+    dist = getattr(clf, "distance", None)
 
     class Graph(torch.nn.Module):
         def __init__(self):
@@ -63,6 +66,8 @@ def _graph_module(clf):
             with torch.no_grad():
                 self.head.weight.copy_(torch.from_numpy(np.asarray(clf.head.W, dtype=np.float32)))
                 self.head.bias.copy_(torch.from_numpy(np.asarray(clf.head.b, dtype=np.float32)))
+            # the distance rule's distance to the training rows (inhouse.classifiers.distance), kept in float
+            self.abstain = torch_distance(dist) if dist is not None else None
 
         def forward(self, input_ids, attention_mask):
             emb = self.backbone({"input_ids": input_ids, "attention_mask": attention_mask})
@@ -70,6 +75,8 @@ def _graph_module(clf):
                 emb = torch.nn.functional.normalize(emb, dim=-1)
             logits = self.head(emb)
             probs = torch.sigmoid(logits) if clf.multi_label else torch.softmax(logits, dim=-1)
+            if self.abstain is not None:
+                return probs, emb, self.abstain(emb)
             return probs, emb
 
     return Graph().eval(), backbone.tokenizer, _max_length(clf, frozen_embedding_model)
@@ -120,26 +127,28 @@ def export_graph(clf, folder: Path) -> dict:
     module, tokenizer, max_length = _graph_module(clf)
     sample = tokenizer(["a short example", "a somewhat longer example sentence to export"], padding=True,
                        truncation=True, max_length=max_length, return_tensors="pt")
+    outputs = ["probabilities", "embeddings"] + (["distance"] if module.abstain is not None else [])
     dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-               "probabilities": {0: "batch"}, "embeddings": {0: "batch"}}
+               **{name: {0: "batch"} for name in outputs}}
     with warnings.catch_warnings(), torch.inference_mode(), eager_attention(module):
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (sample["input_ids"], sample["attention_mask"]), str(folder / ONNX_FILE),
-                          input_names=["input_ids", "attention_mask"], output_names=["probabilities", "embeddings"],
+                          input_names=["input_ids", "attention_mask"], output_names=outputs,
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
     tokenizer.save_pretrained(str(folder))
     return {"opset": OPSET, "max_length": max_length, "inputs": ["input_ids", "attention_mask"],
-            "outputs": ["probabilities", "embeddings"], "activation": "sigmoid" if clf.multi_label else "softmax",
+            "outputs": outputs, "activation": "sigmoid" if clf.multi_label else "softmax",
             "exporter": f"torch.onnx (TorchScript) {torch.__version__}"}
 
 
 def quantize_int8(path: Path) -> dict:
-    """Dynamic int8 quantization in place: per-channel weights, the classification head kept in float."""
+    """Dynamic int8 quantization in place: per-channel weights, the classification head and the abstention
+    distance kept in float."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(path), load_external_data=False)
-    head_nodes = [n.name for n in model.graph.node if n.name.startswith("/head/")]
+    head_nodes = [n.name for n in model.graph.node if n.name.startswith(("/head/", "/abstain/"))]
     del model
     tmp = path.with_name(path.stem + ".int8.onnx")
     with warnings.catch_warnings():
@@ -169,11 +178,17 @@ def parity(original, exported, texts: list[str]) -> dict:
     """
     if not texts:
         raise UsageError("the parity check needs at least one text.", fix="Give --check-dataset with documents in it.")
-    p0 = np.asarray(original.predict_proba(list(texts)), dtype=np.float32)
-    p1 = exported.predict_proba(list(texts))
+    p0, d0 = original.predict_scores(list(texts))
+    p1, d1 = exported.predict_scores(list(texts))
+    p0 = np.asarray(p0, dtype=np.float32)
     same = p0.argmax(1) == p1.argmax(1)
-    return {"texts": len(texts), "agreement": float(same.mean()), "disagreements": int((~same).sum()),
-            "max_abs_diff": float(np.abs(p0 - p1).max()), "mean_abs_diff": float(np.abs(p0 - p1).mean())}
+    out = {"texts": len(texts), "agreement": float(same.mean()), "disagreements": int((~same).sum()),
+           "max_abs_diff": float(np.abs(p0 - p1).max()), "mean_abs_diff": float(np.abs(p0 - p1).mean())}
+    if d0 is not None and d1 is not None:  # the distance rule: the same texts turned away
+        a0, a1 = original.abstains(p0, d0), exported.abstains(p1, d1)
+        out.update(abstain_agreement=float((a0 == a1).mean()),
+                   distance_max_rel_diff=float((np.abs(d0 - d1) / np.maximum(np.abs(d0), 1e-6)).max()))
+    return out
 
 
 def write_onnx(ws: Workspace, v: registry.Version, folder: Path, *, quantize: str | None,

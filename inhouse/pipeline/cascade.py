@@ -13,7 +13,12 @@ threshold picked on one half is scored on the other, both ways), and the
 cascade is used only when both losses are within the bound; the manifest records share, agreement and accuracy either way.
 Where the cascade defers, the answer is the transformer's own; it also defers
 wherever the version's own rule would abstain on its probabilities, so the
-transformer alone decides what is ``other``.
+transformer alone decides what is ``other``. For a version of the distance
+rule (abstaining far from its training rows in the transformer's space, which
+the cascade never computes) it answers only texts near its training rows in
+wordllama space, under a distance chosen on pseudo-out-of-scope classes so that
+it (almost) never answers a text the version would turn away
+(:mod:`inhouse.pipeline.cascade_gate`, recorded as ``distance_gate``).
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> c = load_cascade(ws, version)
@@ -35,6 +40,8 @@ from .. import registry
 from ..errors import InhouseError
 from ..workspace.files import atomic_dir
 from ..workspace.store import Workspace
+from ..classifiers.distance import Distance
+from .cascade_gate import softmax
 from .engine import EngineOptions, OnnxPredictor, Predictor, load_predictor
 from .verdict import MAX_ACCURACY_LOSS, LabelledRows
 
@@ -56,16 +63,26 @@ class Cascade:
     threshold: float
     manifest: dict
     embed: object  # texts -> L2-normalised vectors (the wordllama model)
+    distance: Distance | None = None  # the training rows in wordllama space (versions of the distance rule)
 
     @property
     def use(self) -> bool:
         return bool(self.manifest.get("use"))
 
+    @property
+    def tau(self) -> float:
+        """The wordllama distance under which it may answer (versions of the distance rule; else inf)."""
+        g = self.manifest.get("distance_gate") or {}
+        return float(g["tau"]) if g.get("tau") is not None else float("inf")
+
+    def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and (versions of the distance rule) the wordllama distance to the nearest training row."""
+        V = self.embed(texts)
+        return (softmax(V @ self.W.T + self.b).astype(np.float32),
+                self.distance.score(V) if self.distance is not None else None)
+
     def proba(self, texts: list[str]) -> np.ndarray:
-        z = self.embed(texts) @ self.W.T + self.b
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return self.scores(texts)[0]
 
 
 def _embedder(ws: Workspace):
@@ -103,7 +120,10 @@ def load_cascade(ws: Workspace, version: registry.Version) -> Cascade | None:
     try:
         with np.load(cascade_dir(ws, version.sha256) / "head.npz") as z:
             W, b = z["W"].astype(np.float32), z["b"].astype(np.float32)
-        return Cascade(W, b, float(m["threshold"]), m, _embedder(ws))
+            dist = Distance(z["reference"]) if "reference" in z.files else None
+        if m.get("distance_gate") and dist is None:
+            return None  # a gate without its reference: not this cascade (rebuilt by prepare)
+        return Cascade(W, b, float(m["threshold"]), m, _embedder(ws), dist)
     except (OSError, KeyError, ValueError, InhouseError):
         return None
 
@@ -145,23 +165,23 @@ def _figures(conf, cas, tra, gold, t) -> dict:
             "answered_accuracy": float((cas[sure] == gold[sure]).mean()) if sure.any() else None}
 
 
-def evaluate(conf, cas, tra, gold, max_loss: float = MAX_ACCURACY_LOSS, seed: int = 0) -> dict:
+def evaluate(conf, cas, tra, gold, max_loss: float = MAX_ACCURACY_LOSS, seed: int = 0, floor: float = 0.0) -> dict:
     """The threshold (the highest of those chosen with half of ``max_loss`` on all validation rows and on
-    each half), and the loss out of fold (each half scored at the threshold chosen on the other): used only
-    when both losses are within ``max_loss`` and it answers something."""
+    each half, and ``floor``), and the loss out of fold (each half scored at the threshold chosen on the
+    other): used only when both losses are within ``max_loss`` and it answers something."""
     idx = np.random.default_rng(seed).permutation(len(gold))
     halves = [idx[: len(idx) // 2], idx[len(idx) // 2:]]
     oof = np.zeros(len(gold), bool)  # cascade answers, out of fold
     inner = max_loss / 2  # chosen with half the bound, judged (out of fold) with all of it
     chosen = [choose_threshold(conf, cas, tra, gold, inner)]
     for a, b in (halves, halves[::-1]):
-        chosen.append(choose_threshold(conf[a], cas[a], tra[a], gold[a], inner))
+        chosen.append(max(floor, choose_threshold(conf[a], cas[a], tra[a], gold[a], inner)))
         oof[b] = conf[b] >= chosen[-1]
     mix = np.where(oof, cas, tra)
     out_of_fold = {"share": float(oof.mean()), "agreement": float((mix == tra).mean()),
                    "accuracy": float((mix == gold).mean()),
                    "accuracy_loss": float((tra == gold).mean() - (mix == gold).mean())}
-    t = max(chosen)  # the most careful of the three
+    t = max(chosen + [floor])  # the most careful of the three
     summary = _figures(conf, cas, tra, gold, t)
     use = (out_of_fold["accuracy_loss"] <= max_loss + 1e-12 and summary["accuracy_loss"] <= max_loss + 1e-12
            and summary["share"] > 0)
@@ -181,21 +201,55 @@ def build_cascade(ws: Workspace, version: registry.Version, transformer: Predict
     if version.manifest.get("multi_label") or len(val_texts) < 20 or len(set(y_train.tolist())) < 2:
         m = {**base, "use": False, "reason": "needs a single-label version with labelled validation rows (20 or more)"}
     else:
-        embed = _embedder(ws)
-        W, b = _fit_head(embed(train_texts), y_train, len(transformer.labels))
-        cas_p = Cascade(W, b, 1.0, {}, embed).proba(val_texts)
-        tra = transformer.proba(val_texts)[0].argmax(1)
-        conf = np.where(transformer.rule.abstains(cas_p), -1.0, cas_p.max(1))  # never where the version abstains
+        embed, rule = _embedder(ws), transformer.rule
+        V = embed(rows.texts)
+        is_val = rows.is_val.astype(bool)
+        W, b = _fit_head(V[~is_val], rows.y[~is_val], len(transformer.labels))
+        cas_p = softmax(V[is_val] @ W.T + b)
+        t_probs, t_dist, _ = transformer.scores(val_texts)
+        tra = t_probs.argmax(1)
+        conf = np.where(rule.abstains(cas_p, _no_distance(rule, cas_p)), -1.0, cas_p.max(1))  # never where it abstains
         m = {**base, **evaluate(conf, cas_p.argmax(1), tra, gold)}
-        if not m["use"]:
+        if m["use"] and rule.needs_distance:  # and only near its training rows (inhouse.pipeline.cascade_gate)
+            from .cascade_gate import distance_gate
+
+            g, d_val, reference = distance_gate(version, rows, V, cas_p, t_probs, t_dist, rule, m["threshold"],
+                                                _fit_head)
+            m = {**base, **evaluate(np.where(d_val < (g["tau"] or 0.0), conf, -1.0), cas_p.argmax(1), tra, gold,
+                                    floor=m["threshold"]), "distance_gate": g}
+            m["use"] = m["use"] and g["use"]
+            if not g["use"]:
+                m["reason"] = (f"the cascade would answer {g.get('leak_out_of_fold', 0):.2%} of rows the version turns "
+                               f"away (out of fold), over {MAX_ACCURACY_LOSS:.1%}")
+        if not m["use"] and "reason" not in m:
             m["reason"] = (f"out of fold the cascade lost {m['out_of_fold']['accuracy_loss']:.2%} of accuracy, "
                            f"over {MAX_ACCURACY_LOSS:.1%} (or no confidence was safe)")
     m.update(created_at=time.time(), seconds=round(time.time() - t0, 2))
     with atomic_dir(folder) as tmp:
         if m.get("use"):
-            np.savez(tmp / "head.npz", W=W, b=b)
+            np.savez(tmp / "head.npz", W=W, b=b, **({"reference": reference} if "distance_gate" in m else {}))
         (tmp / MANIFEST).write_text(json.dumps(m, indent=2, sort_keys=True), encoding="utf-8")
     return m
+
+
+def gated_cascade(ws: Workspace, version: registry.Version, transformer: Predictor, rows: LabelledRows,
+                  threshold: float) -> Cascade:
+    """The cascade of a version of the distance rule at ``threshold`` with its distance gate, whatever its
+    verdict (the steps of :func:`build_cascade`, nothing written: for benchmarks and tests)."""
+    from .cascade_gate import distance_gate
+
+    embed, is_val = _embedder(ws), rows.is_val.astype(bool)
+    V = embed(rows.texts)
+    W, b = _fit_head(V[~is_val], rows.y[~is_val], len(transformer.labels))
+    t_probs, t_dist, _ = transformer.scores(rows.part(True)[0])
+    g, _, ref = distance_gate(version, rows, V, softmax(V[is_val] @ W.T + b), t_probs, t_dist, transformer.rule,
+                              threshold, _fit_head)
+    return Cascade(W, b, threshold, {"use": True, "threshold": threshold, "distance_gate": g}, embed, Distance(ref))
+
+
+def _no_distance(rule, probs: np.ndarray) -> np.ndarray | None:
+    """A distance of 0 for each row (the distance rule's probability part alone), None for other rules."""
+    return np.zeros(len(probs), np.float32) if rule.needs_distance else None
 
 
 # -------------------------------------------------------------- predictor ----
@@ -237,22 +291,30 @@ class CascadePredictor(Predictor):
     def sure(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The cascade's probabilities and where it answers: sure enough, and not where the version's own
         rule would abstain on them (the transformer decides those, so the cascade never adds an ``other``)."""
-        probs = self.cascade.proba(list(texts)) if texts else np.zeros((0, len(self.labels)), np.float32)
-        sure = (probs.max(axis=1) >= self.cascade.threshold) & ~self.rule.abstains(probs) if len(probs) \
-            else np.zeros(0, bool)
+        if not texts:
+            return np.zeros((0, len(self.labels)), np.float32), np.zeros(0, bool)
+        probs, near = self.cascade.scores(list(texts))
+        sure = (probs.max(axis=1) >= self.cascade.threshold) & ~self.rule.abstains(probs, _no_distance(self.rule, probs))
+        if self.rule.needs_distance:  # and near its training rows, where the version would not turn it away
+            sure &= near < self.cascade.tau if near is not None else False
         with self._count:
             self.answered += int(sure.sum())
             self.seen += len(texts)
         return probs, sure
 
-    def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
+    def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """Where the cascade answers, its probabilities and (distance rule) a distance of 0: it answers only
+        rows the version would not turn away, so the rule must not turn them away for lack of a distance."""
         probs, sure = self.sure(texts)
+        dist = np.zeros(len(texts), np.float32) if self.rule.needs_distance else None
         rest = np.flatnonzero(~sure)
         tokens = 0
         if len(rest):
-            inner, tokens = self.inner.proba([texts[i] for i in rest])
+            inner, d, tokens = self.inner.scores([texts[i] for i in rest])
             probs[rest] = inner
-        return probs, tokens
+            if dist is not None:
+                dist[rest] = d
+        return probs, dist, tokens
 
     def info(self) -> dict:
         v = self.cascade.manifest.get("validation") or {}
@@ -261,4 +323,6 @@ class CascadePredictor(Predictor):
             "share": round(self.answered / self.seen, 4) if self.seen else None,
             "validation_share": v.get("share"), "validation_agreement": v.get("agreement"),
             "validation_accuracy": v.get("accuracy"), "validation_accuracy_transformer": v.get("accuracy_transformer"),
-            "out_of_fold": self.cascade.manifest.get("out_of_fold")}}
+            "out_of_fold": self.cascade.manifest.get("out_of_fold"),
+            **({"distance_gate": self.cascade.manifest["distance_gate"]}
+               if self.cascade.manifest.get("distance_gate") else {})}}

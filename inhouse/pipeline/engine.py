@@ -66,11 +66,17 @@ class Predictor(ABC):
     def sha256(self) -> str:
         return self.version.sha256
 
-    concurrent_chunks = 1  # how many chunks may be computed at once (threads calling proba)
+    concurrent_chunks = 1  # how many chunks may be computed at once (threads calling scores)
 
-    @abstractmethod
     def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """``(probabilities (len(texts), labels) float32, tokens)``."""
+        probs, _, tokens = self.scores(texts)
+        return probs, tokens
+
+    @abstractmethod
+    def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """``(probabilities (len(texts), labels) float32, distance (len(texts),) or None, tokens)``: the
+        distance to the training rows is there for versions that abstain by it (``rule.needs_distance``)."""
 
     def close(self) -> None:
         """Release threads this predictor started (none by default)."""
@@ -115,12 +121,16 @@ class OnnxPredictor(Predictor):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = ["probabilities"] + (["distance"] if self.rule.needs_distance else [])
+        if self.rule.needs_distance and "distance" not in {o.name for o in self.session.get_outputs()}:
+            raise UsageError(f"{version.ref} abstains by distance, but the ONNX graph in {self.folder} has no "
+                             "'distance' output.", fix="Remove that folder; the next classify builds it again.")
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="inhouse-onnx") if self.workers > 1 else None
 
-    concurrent_chunks = 2  # proba may be called from two threads at once (LocalRunner overlaps chunks)
+    concurrent_chunks = 2  # scores may be called from two threads at once (LocalRunner overlaps chunks)
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None  # a later proba runs its batches in the calling thread
+        pool, self._pool = self._pool, None  # a later call runs its batches in the calling thread
         if pool is not None:
             pool.shutdown(wait=True)
 
@@ -134,10 +144,11 @@ class OnnxPredictor(Predictor):
                 return int(i)
         return 0
 
-    def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
+    def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None, int]:
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        dist = np.zeros(len(texts), dtype=np.float32) if self.rule.needs_distance else None
         if not texts:
-            return out, 0
+            return out, dist, 0
         encs = self.tokenizer.encode_batch(self.rule.prepare(list(texts)), add_special_tokens=True)
         ids = [e.ids for e in encs]
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -151,7 +162,10 @@ class OnnxPredictor(Predictor):
                 input_ids[r, :n] = ids[k]
                 mask[r, :n] = 1
             feeds = {"input_ids": input_ids, "attention_mask": mask}
-            out[rows] = self.session.run(["probabilities"], {k: feeds[k] for k in self.inputs})[0]
+            got = self.session.run(self.outputs, {k: feeds[k] for k in self.inputs})
+            out[rows] = got[0]
+            if dist is not None:
+                dist[rows] = got[1]
 
         batches = length_batches(lengths, self.options.batch_tokens, self.options.max_batch)
         pool = self._pool
@@ -161,7 +175,7 @@ class OnnxPredictor(Predictor):
         else:
             for f in [pool.submit(run, rows) for rows in batches]:
                 f.result()
-        return out, int(lengths.sum())
+        return out, dist, int(lengths.sum())
 
     prepared: str | None = None
     cascade_note: str | None = None
@@ -194,13 +208,14 @@ class TorchPredictor(Predictor):
         except InhouseError:
             self._tokenizer = None
 
-    def proba(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        probs = np.asarray(self.clf.predict_proba(list(texts)), dtype=np.float32)
+    def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None, int]:
+        probs, dist = self.clf.predict_scores(list(texts))
+        probs = np.asarray(probs, dtype=np.float32)
         if self._tokenizer is not None:
             tokens = sum(len(x) for x in self._tokenizer(list(texts), truncation=True)["input_ids"])
         else:  # no subword tokenizer (static embeddings): words
             tokens = sum(len(t.split()) for t in texts)
-        return probs, int(tokens)
+        return probs, dist, int(tokens)
 
     def info(self) -> dict:
         return {"backend": "torch", "fallback": self.reason}
@@ -269,11 +284,12 @@ def predict_unique(predictor: Predictor, texts: list[str], *, top_k: int = 3, ab
     The one computation of every engine: a chunk's distinct texts in first-seen
     order go in whole, so the local and Ray engines give identical outputs.
     """
-    probs, tokens = predictor.proba(texts)
-    return decide(predictor, probs, top_k, abstain=abstain), tokens
+    probs, distance, tokens = predictor.scores(texts)
+    return decide(predictor, probs, top_k, abstain=abstain, distance=distance), tokens
 
 
-def decide(predictor: Predictor, probs: np.ndarray, top_k: int, *, abstain: bool = True) -> dict[str, list]:
+def decide(predictor: Predictor, probs: np.ndarray, top_k: int, *, abstain: bool = True,
+           distance: np.ndarray | None = None) -> dict[str, list]:
     """Columns of the answers: ``label`` (the version's own rule: ``other`` where it abstains, unless
     ``abstain=False``), ``best_label`` (the most likely in-scope label), ``score`` (its probability),
     ``abstained``, and the top-k labels and scores."""
@@ -290,7 +306,7 @@ def decide(predictor: Predictor, probs: np.ndarray, top_k: int, *, abstain: bool
     else:
         j, p = rule.best_in_scope(probs)
         best, score = [labels[x] for x in j], [float(x) for x in p]
-        abstained = rule.abstains(probs).tolist() if abstain else [False] * len(probs)
+        abstained = rule.abstains(probs, distance).tolist() if abstain else [False] * len(probs)
     out = {"label": [rule.other_label if a else b for a, b in zip(abstained, best)], "best_label": best,
            "score": score, "abstained": [bool(a) for a in abstained],
            "top_labels": [[labels[j] for j in r] for r in top], "top_scores": np.round(top_p, 6).tolist()}

@@ -9,7 +9,8 @@ torch model. It is built when a version is saved or promoted
 once and says so. The int8 graph (onnxruntime dynamic quantization) is kept
 when its accuracy on the version's own validation rows is at most
 :data:`~inhouse.pipeline.verdict.MAX_ACCURACY_LOSS` (0.3 point) below the
-torch model's (:mod:`inhouse.pipeline.verdict`); agreement of the top label is
+torch model's, both judged by what they answer under the version's abstention
+rule (:mod:`inhouse.pipeline.verdict`); agreement of the top label is
 reported on those rows and on a sample of the texts being classified (or of the
 training dataset). Only without labelled validation rows does agreement decide
 (at least :data:`MIN_AGREEMENT`). Otherwise the fp32 graph is kept and the
@@ -172,7 +173,8 @@ def _build(ws: Workspace, version: registry.Version, folder: Path, sample: list[
     if not texts and not val_texts:
         raise IntegrityError(f"{version.ref}: no text to check the ONNX graph against the torch model.",
                              fix="Classify a dataset or file with at least one text.")
-    ref_val = np.asarray(clf.predict_proba(val_texts), dtype=np.float32) if val_texts else None
+    # the torch model's answers on the validation rows: probabilities and (distance rule) distances
+    ref_val = clf.predict_scores(val_texts) if val_texts else None
     with atomic_dir(folder) as tmp:
         info = export_graph(clf, tmp)
         fp32 = tmp / "model.fp32.onnx"
@@ -185,7 +187,8 @@ def _build(ws: Workspace, version: registry.Version, folder: Path, sample: list[
             exported = OnnxClassifier(probe, ws=ws)
             out = {"sample": parity(clf, exported, texts) if texts else None}
             if ref_val is not None:
-                out["validation"] = judge(ref_val, exported.predict_proba(val_texts), gold)
+                probs, dist = exported.predict_scores(val_texts)
+                out["validation"] = judge(ref_val[0], probs, gold, rule=clf, distances=(ref_val[1], dist))
             return out
 
         checks = {"int8": check()}
@@ -224,9 +227,10 @@ def _accept(check: dict, min_agreement: float) -> tuple[bool, str]:
         return v["accepted"], (f"int8 lost {v['accuracy_loss']:.2%} of accuracy on {v['texts']} validation rows "
                                f"({v['accuracy_reference']:.2%} -> {v['accuracy']:.2%}), over {MAX_ACCURACY_LOSS:.1%}")
     s = check["sample"]
-    return s["agreement"] >= min_agreement, (f"int8 agreed with the torch model on {s['agreement']:.2%} of "
-                                             f"{s['texts']} texts, under {min_agreement:.1%} (no labelled "
-                                             "validation rows to judge accuracy)")
+    same = min(s["agreement"], s.get("abstain_agreement", 1.0))  # the distance rule: turned away alike too
+    return same >= min_agreement, (f"int8 agreed with the torch model on {s['agreement']:.2%} of {s['texts']} "
+                                   f"texts (abstained alike on {s.get('abstain_agreement', 1.0):.2%}), under "
+                                   f"{min_agreement:.1%} (no labelled validation rows to judge accuracy)")
 
 
 def _rule(check: dict, min_agreement: float) -> str:

@@ -4,7 +4,9 @@ A stand-in (the int8 ONNX graph, the static-embedding cascade) is accepted
 when its accuracy on the validation rows the version was trained beside (never
 its training rows, never a test split) is at most :data:`MAX_ACCURACY_LOSS`
 below the version's own, whatever the bitwise agreement on near-ties in other
-texts. :func:`labelled_rows` recovers those rows from the version's
+texts; accuracy is of what each answers under the version's abstention rule
+(``other`` counted wrong on in-scope rows), so a stand-in that turns away
+more good rows fails too. :func:`labelled_rows` recovers those rows from the version's
 ``train_rows.json`` and ``train_index.safetensors`` and the dataset's texts.
 
     >>> import numpy as np
@@ -71,9 +73,32 @@ def labelled_rows(ws: Workspace, version: registry.Version) -> LabelledRows | No
 
 
 def judge(reference: np.ndarray, candidate: np.ndarray, gold: np.ndarray,
-          max_loss: float = MAX_ACCURACY_LOSS) -> dict:
-    """Accuracy of both on ``gold``, the loss, the top-label agreement, and whether the loss is within ``max_loss``."""
-    a, b = np.asarray(reference).argmax(1), np.asarray(candidate).argmax(1)
+          max_loss: float = MAX_ACCURACY_LOSS, *, rule=None, distances: tuple | None = None) -> dict:
+    """Accuracy of both on ``gold``, the loss, the top-label agreement, and whether the loss is within ``max_loss``.
+
+    With ``rule`` (the version's :class:`~inhouse.classifiers.base.DecisionRule`) each side is judged by what
+    it answers, abstention included: ``other`` (where the rule turns a row away on its probabilities and,
+    for the distance rule, its ``distances`` = (reference's, candidate's)) is right on rows whose gold label is
+    out of scope and wrong elsewhere; ``abstain_agreement`` says on how many rows both turned away alike.
+
+    >>> from inhouse.classifiers.base import DecisionRule
+    >>> rule = DecisionRule({"labels": ["a", "b"], "abstain": {"threshold": 0.7}})
+    >>> v = judge(np.array([[.9, .1], [.2, .8]]), np.array([[.9, .1], [.35, .65]]), np.array([0, 1]), rule=rule)
+    >>> v["accuracy_reference"], v["accuracy"], v["abstain_agreement"], v["agreement"]
+    (1.0, 0.5, 0.5, 1.0)
+    """
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    a, b = reference.argmax(1), candidate.argmax(1)
+    agreement = float((a == b).mean())
+    extra = {}
+    if rule is not None and rule.can_abstain:
+        d0, d1 = distances if distances is not None else (None, None)
+        ab0, ab1 = rule.abstains(reference, d0), rule.abstains(candidate, d1)
+        a = np.where(ab0, -1, rule.best_in_scope(reference)[0])  # -1: the rule's `other`
+        b = np.where(ab1, -1, rule.best_in_scope(candidate)[0])
+        gold = np.where(rule.in_scope[np.asarray(gold)], gold, -1)
+        extra = {"abstain_agreement": float((ab0 == ab1).mean()), "abstained_reference": int(ab0.sum()),
+                 "abstained": int(ab1.sum()), "rule_applied": True}
     acc0, acc1 = float((a == gold).mean()), float((b == gold).mean())
     return {"texts": int(len(gold)), "accuracy_reference": acc0, "accuracy": acc1, "accuracy_loss": acc0 - acc1,
-            "agreement": float((a == b).mean()), "max_loss": max_loss, "accepted": acc0 - acc1 <= max_loss + 1e-12}
+            "agreement": agreement, **extra, "max_loss": max_loss, "accepted": acc0 - acc1 <= max_loss + 1e-12}

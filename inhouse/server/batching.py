@@ -266,7 +266,10 @@ class ServedClassifier:
     batcher: MicroBatcher
     max_tokens: int = 512  # what the model reads of one text
     max_work: int | None = None  # tokens one request may ask for (texts x tokens); None: no bound
-    memo: RowCache | None = None  # rows of texts seen lately (online requests of a few texts only)
+    rule: Any = None  # the version's DecisionRule: abstention ("other") as every other path applies it
+    # rows of texts seen lately (online requests of a few texts only): probabilities and, for the distance
+    # rule, the distance, so a remembered answer is decided (abstention included) as a fresh one
+    memo: RowCache | None = None
 
     MEMO_TEXTS = 32  # requests of at most this many texts are remembered (a stream's chunks would flush it)
 
@@ -321,12 +324,20 @@ class ServedClassifier:
 
     def shape(self, rows: list, chars_cut: list[bool], top_k: int) -> list[dict]:
         k = max(1, min(top_k, len(self.labels)))
+        n = len(self.labels)
         out = []
-        for (probs, over), char_cut in zip(rows, chars_cut):
+        for (scores, over), char_cut in zip(rows, chars_cut):
+            probs = scores[:n]  # then the distance, for versions that abstain by it
             order = np.argsort(-probs, kind="stable")[:k]
             r = {"label": self.labels[order[0]], "score": round(float(probs[order[0]]), 6),
                  "top": [{"label": self.labels[j], "score": round(float(probs[j]), 6)} for j in order],
                  "truncated": bool(over or char_cut)}
+            if self.rule is not None and not self.multi_label:  # the version's own rule, as classify jobs apply it
+                dist = scores[n:n + 1] if self.rule.needs_distance else None
+                r["abstained"] = bool(self.rule.abstains(probs[None], dist)[0])
+                j, best = self.rule.best_in_scope(probs[None])
+                r["label"] = self.rule.other_label if r["abstained"] else self.labels[int(j[0])]
+                r["score"] = round(float(best[0]), 6)
             if self.multi_label:
                 r["labels"] = [self.labels[j] for j in np.flatnonzero(probs >= self.threshold)]
             out.append(r)
@@ -352,13 +363,17 @@ def onnx_export_of(ws: Workspace, v: registry.Version) -> registry.Version | Non
 
 
 def _proba_fn(ws: Workspace, clf) -> Callable[[list[str]], np.ndarray]:
-    """Probabilities without the on-disk caches (one Parquet part per request would flood them)."""
+    """Probabilities (then the distance, for versions that abstain by it) without the on-disk caches
+    (one Parquet part per request would flood them)."""
+    def rows(probs, dist):
+        return probs if dist is None else np.concatenate([probs, np.asarray(dist, np.float32)[:, None]], axis=1)
+
     if getattr(clf, "method", None) == "head" and getattr(clf, "head", None) is not None and clf.base:
         base = get_model(ws, clf.base)
         if base.kind in EMBEDDING_KINDS:
             enc = load_encoder(ws, clf.base)
-            return lambda texts: clf.head.proba(enc.encode(texts))
-    return lambda texts: clf.predict_proba(texts)
+            return lambda texts: rows(*clf.scores_of(enc.encode(texts)))
+    return lambda texts: rows(*clf.predict_scores(texts))
 
 
 def _max_tokens(clf) -> int:
@@ -485,7 +500,8 @@ class OnlineModels:
                                     list(clf.labels), clf.multi_label,
                                     MicroBatcher(run, window=self.window, max_batch=self.max_batch, name=v.ref,
                                                  batching=self.batching),
-                                    max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, memo=RowCache())
+                                    max_tokens=_max_tokens(clf), max_work=self.max_request_tokens, rule=clf,
+                                    memo=RowCache())
 
         served = self._classifiers.get_or_load((v.sha256, target.sha256), build, size=lambda s: 64 << 20)
         if served.version.ref != v.ref:  # the same files saved under another name or number: name this one

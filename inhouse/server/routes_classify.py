@@ -119,7 +119,7 @@ async def ndjson_lines(chunks):
 async def classify_stream(request: Request, model: str = Query(..., max_length=300), top_k: int = Query(3, ge=1, le=100),
                           chunk: int = Query(256, ge=1, le=4096)):
     """Body: one JSON string or ``{"text": ..., "id": ...}`` per line. Answer: one line per input line, in order,
-    each ``{"line", "id", "label", "score", "top", "truncated"}`` or ``{"line", "error"}``; nothing is held
+    each ``{"line", "id", "label", "score", "top", "truncated", "abstained"}`` or ``{"line", "error"}``; nothing is held
     whole in memory."""
     s = await _served(request, model)
 

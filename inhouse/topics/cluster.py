@@ -17,6 +17,14 @@
    share most links with, or, with ``outliers=True``, become topic ``-1``
    together with documents that lie beyond the Tukey fence (Q1 - 1.5 IQR) of
    their topic's similarity to its centre.
+5. **Refinement.** A few spherical k-means steps from the community centres.
+   Where the neighbour graph supports the topics (at least ``vote_purity`` of
+   the sampled documents' neighbour links stay inside a community: intent
+   data, 0.94 on banking77, against 0.59-0.64 on question types, emotions
+   and complaint reasons), a document's score for a topic also counts
+   ``vote`` times the share of its neighbours in it, so topics that are not
+   round (one intent, many phrasings) stay whole; elsewhere the centres alone
+   decide. ``neighbour_purity_`` and ``voted_`` record what was chosen.
 
 Topics are numbered by size (largest first, ties by first document), so equal
 inputs and seed give identical labels. Memory stays near the input's size: one
@@ -55,6 +63,8 @@ class ClusterConfig:
     pca_dims: int = 64
     micro_iter: int = 10  # Lloyd iterations of the micro-clusters
     refine: int = 10  # Lloyd iterations from the community centres (0: keep the communities as they are)
+    vote: float = 0.15  # weight of the neighbours' votes in the refinement, where the graph supports the topics
+    vote_purity: float = 0.8  # share of neighbour links inside communities from which votes count (> 1: never)
     copy: bool = True  # False: normalise the caller's float32 array in place (saves its size in memory)
 
     def to_dict(self) -> dict:
@@ -180,6 +190,21 @@ def cell_graph(neighbours: np.ndarray, cells: np.ndarray, n_cells: int):
     return (W + W.T).tocsr()
 
 
+def neighbour_purity(neighbours: np.ndarray, labels: np.ndarray) -> float:
+    """Share of neighbour links (row -> its neighbours) whose two ends have the same label ``>= 0``,
+    among links whose two ends have a label; 0 when there are none.
+
+    >>> round(neighbour_purity(np.array([[1], [0], [3], [1]]), np.array([0, 0, 1, 1])), 2)
+    0.75
+    """
+    if neighbours.size == 0:
+        return 0.0
+    mine = np.repeat(labels, neighbours.shape[1])
+    theirs = labels[neighbours.ravel()]
+    both = (mine >= 0) & (theirs >= 0)
+    return float((mine[both] == theirs[both]).mean()) if both.any() else 0.0
+
+
 def communities(W, *, resolution: float, seed: int, n_topics: int | None) -> np.ndarray:
     """Community id of each node of the weighted graph ``W`` (Louvain, or exactly ``n_topics``)."""
     import networkx as nx
@@ -215,7 +240,9 @@ class TopicClusterer:
     Fitted attributes: ``labels_`` (topic per row, ``-1`` for outliers),
     ``similarity_`` (cosine to the topic centre), ``centroids_`` (unit vectors,
     one per topic), ``n_topics_``, ``cells_`` and ``cell_topic_`` (the
-    micro-clusters and their topics, for :meth:`predict`), ``pca_`` (or None).
+    micro-clusters and their topics, for :meth:`predict`), ``pca_`` (or None),
+    ``neighbour_purity_`` (share of the sampled neighbour links inside one
+    community) and ``voted_`` (whether the refinement counted neighbours' votes).
     """
 
     def __init__(self, config: ClusterConfig | None = None, **overrides):
@@ -241,30 +268,60 @@ class TopicClusterer:
                                        max_iter=cfg.micro_iter)
         cell, _ = nearest(G, self.cells_)
         g_rows = np.sort(rng.choice(n, cfg.graph_sample, replace=False)) if n > cfg.graph_sample else np.arange(n)
-        W = cell_graph(knn(G[g_rows], cfg.n_neighbors), cell[g_rows], len(self.cells_))
+        neighbours = knn(G[g_rows], cfg.n_neighbors)
+        W = cell_graph(neighbours, cell[g_rows], len(self.cells_))
         cell_topic = communities(W, resolution=cfg.resolution, seed=cfg.seed, n_topics=cfg.n_topics)
         sizes = np.bincount(cell_topic[cell], minlength=cell_topic.max() + 1)
         cell_topic = self._absorb_small(W, cell_topic, sizes, cell, G)
         del G
         doc_topic = cell_topic[cell]
+        self.neighbour_purity_ = neighbour_purity(neighbours, doc_topic[g_rows])
+        self.voted_ = bool(cfg.refine and cfg.vote > 0 and self.neighbour_purity_ >= cfg.vote_purity)
         if cfg.refine:
-            doc_topic = self._refine(X, doc_topic)
+            doc_topic = self._refine(X, doc_topic, (g_rows, neighbours) if self.voted_ else None)
         self._finish(X, doc_topic, cell)
         return self
 
-    def _refine(self, X: np.ndarray, doc_topic: np.ndarray) -> np.ndarray:
-        """A few spherical k-means steps that start from the communities (outliers stay out)."""
+    def _refine(self, X: np.ndarray, doc_topic: np.ndarray, graph=None) -> np.ndarray:
+        """A few spherical k-means steps that start from the communities (outliers stay out); with
+        ``graph`` (the sampled rows and their neighbours) those rows also count their neighbours' votes."""
         inside = np.flatnonzero(doc_topic >= 0)
         ids, lab = np.unique(doc_topic[inside], return_inverse=True)
         Xi = X[inside]
+        if graph is not None:
+            g_rows, neighbours = graph
+            pos = np.minimum(np.searchsorted(inside, g_rows), len(inside) - 1)
+            voter = inside[pos] == g_rows  # sampled rows inside a topic
+            full = np.full(len(X), -1, dtype=np.int64)
         for _ in range(self.config.refine):
             C = normalize(topic_sums(Xi, lab, len(ids)))
             new, _ = nearest(Xi, C)
+            if graph is not None:
+                full[inside] = lab
+                new[pos[voter]] = self._voted(Xi[pos[voter]], C, full[g_rows], neighbours, voter)
             if np.array_equal(new, lab):
                 break
             lab = new
         out = doc_topic.copy()
         out[inside] = ids[lab]
+        return out
+
+    def _voted(self, Xv: np.ndarray, C: np.ndarray, g_lab: np.ndarray, neighbours: np.ndarray,
+               voter: np.ndarray) -> np.ndarray:
+        """Best topic of the ``voter`` rows of the sample: similarity to the centre plus ``vote`` times the
+        share of the row's neighbours in the topic (neighbours outside every topic do not vote)."""
+        import scipy.sparse as sp
+
+        k = neighbours.shape[1]
+        rows = np.repeat(np.arange(len(g_lab)), k)
+        theirs = g_lab[neighbours.ravel()]
+        ok = theirs >= 0
+        votes = sp.csr_matrix((np.full(int(ok.sum()), self.config.vote / k, np.float32), (rows[ok], theirs[ok])),
+                              shape=(len(g_lab), len(C)))[np.flatnonzero(voter)]
+        out = np.empty(len(Xv), dtype=np.int64)
+        for i in range(0, len(Xv), CHUNK):
+            S = Xv[i:i + CHUNK] @ C.T + votes[i:i + CHUNK].toarray()
+            out[i:i + CHUNK] = S.argmax(axis=1)
         return out
 
     def _absorb_small(self, W, cell_topic, sizes, cell, X) -> np.ndarray:

@@ -13,6 +13,10 @@ from .registry import DEFAULT_METHOD, get_method
 # ones). Chosen on banking77 with a quarter of the intents held out of training and pseudo-out-of-scope
 # intents carved from the training rows only (bench/abstain.py, BENCHMARKS.md), checked on airline tweets.
 ABSTAIN_TARGET = 0.2
+# "distance" (default): probability and distance to the training rows, thresholds tuned on pseudo-out-of-scope
+# classes (inhouse.training.abstain); "quantile": the probability threshold alone, ABSTAIN_TARGET of validation.
+ABSTAIN_RULES = ("distance", "quantile")
+ABSTAIN_MAX_LOSS = 0.01  # half the 2 points asked: validation folds of fewer classes are easier than new data
 
 
 @dataclass
@@ -60,7 +64,9 @@ class TrainingArguments:
     where: str | None = None  # a filter over the dataset's columns: train only on these documents
     abstain: bool = True  # answer `other_label` when not confident enough (single-label models)
     other_label: str = "other"
-    abstain_target: float = ABSTAIN_TARGET  # share of in-scope validation rows the threshold may turn away
+    abstain_target: float = ABSTAIN_TARGET  # rule "quantile": share of in-scope validation rows turned away
+    abstain_rule: str = "distance"  # "distance": probability + distance, tuned on pseudo-out-of-scope classes
+    abstain_max_loss: float | None = ABSTAIN_MAX_LOSS  # rule "distance": in-scope accuracy it may cost (None: any)
     out_of_scope: list[str] | None = None  # labels that mark training rows as out of scope (learnt, answered as other)
 
     def resolved(self) -> "TrainingArguments":
@@ -81,6 +87,12 @@ class TrainingArguments:
         if not 0 <= out.abstain_target < 0.5:
             raise UsageError(f"--abstain-target must be in [0, 0.5), found {out.abstain_target}.",
                              fix=f"Use e.g. {ABSTAIN_TARGET} (the default), or --no-abstain to turn abstention off.")
+        if out.abstain_max_loss is not None and not 0 <= out.abstain_max_loss <= 1:
+            raise UsageError(f"abstain_max_loss must be in [0, 1], found {out.abstain_max_loss}.",
+                             fix=f"Use e.g. {ABSTAIN_MAX_LOSS} (the default): the in-scope accuracy abstaining may cost.")
+        if out.abstain_rule not in ABSTAIN_RULES:
+            raise UsageError(f"abstain_rule must be one of {list(ABSTAIN_RULES)}, found {out.abstain_rule!r}.",
+                             fix="Use 'distance' (the default) or 'quantile' (the probability threshold alone).")
         if not (out.other_label or "").strip():
             raise UsageError("--other-label must not be empty.", fix="Leave it out to use 'other'.")
         out.out_of_scope = sorted(set(out.out_of_scope)) if out.out_of_scope else None

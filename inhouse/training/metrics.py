@@ -84,3 +84,14 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
 def score(m: dict) -> float:
     return m.get("micro_f1", m.get("accuracy", 0.0))
 
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The T that minimises validation log-loss of ``softmax(logits / T)`` (a grid in log space)."""
+    best_t, best_nll = 1.0, np.inf
+    for T in np.exp(np.linspace(np.log(0.05), np.log(20.0), 121)):
+        z = logits / T
+        z = z - z.max(axis=1, keepdims=True)
+        nll = float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))).mean())
+        if nll < best_nll:
+            best_t, best_nll = float(T), nll
+    return best_t

@@ -54,9 +54,10 @@ _BUILTIN = [
                "close, different labels apart), then fits the classifier head. Good with few labels per class; "
                "minutes.", "inhouse.training.methods:SetFitMethod",
                {"epochs": 1.0, "learning_rate": 5e-5, "head_learning_rate": 2e-3, "freeze_layers": 0}),
-    MethodSpec("full", "Full fine-tune", "Trains every weight of the encoder together with the classifier head. "
-               "Usually the most accurate with enough labels; the slowest.", "inhouse.training.methods:FullMethod",
-               {"epochs": 3.0, "learning_rate": 1e-4, "head_learning_rate": 2e-3}),
+    MethodSpec("full", "Full fine-tune", "Trains the encoder's upper layers together with the classifier head (the "
+               "bottom half stays frozen and is computed once). Usually the most accurate with enough labels; "
+               "minutes.", "inhouse.training.methods:FullMethod",
+               {"epochs": 5.0, "learning_rate": 1e-4, "head_learning_rate": 2e-3}),
     MethodSpec("lora", "LoRA", "Freezes the encoder and trains small low-rank adapter matrices inside it (plus the "
                "head). Far fewer trainable weights than a full fine-tune; also for causal LMs.",
                "inhouse.training.methods:LoraMethod",

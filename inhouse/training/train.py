@@ -29,8 +29,9 @@ rows (93.5% test accuracy vs 92.7% for ``head``) and with 10 examples per label
 long, ``lora`` was faster with 10 examples but 2 points less accurate. A
 ``full`` step of 32 banking77 texts costs about 0.22 CPU-seconds with the
 bottom 3 layers cached (0.47 training every layer; one torch thread, measured);
-3 epochs of 9,000 rows are ~850 steps. When minutes matter, ``head`` is the
-fast baseline (seconds once embeddings are cached).
+its default 5 epochs of 9,000 rows are ~1,400 steps (5 beat 3 on banking77's
+validation rows; BENCHMARKS.md). When minutes matter, ``head`` is the fast
+baseline (seconds once embeddings are cached).
 
 Every method carves a stratified, seeded validation split from the training
 rows (``val_fraction``) for choosing C / the best epoch and a softmax
@@ -66,15 +67,17 @@ from ..classifiers.base import (
     INDEX_FILE,
     ROWS_FILE,
 )
+from ..classifiers.distance import DISTANCE_FILE, Distance
 from ..models.catalog import get_model
 from ..models.embeddings import TEXT_PREP
 from ..registry.core import Version, save_version
 from ..workspace.store import Workspace
+from .abstain import calibrate_distance
 from .arguments import TrainingArguments
 from .data import TrainingData, load_training_data
 from .methods import Trained
 from .registry import get_method
-from .metrics import expected_calibration_error
+from .metrics import expected_calibration_error, fit_temperature
 
 
 @dataclass
@@ -104,18 +107,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------- train ----
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The T that minimises validation log-loss of ``softmax(logits / T)`` (a grid in log space)."""
-    best_t, best_nll = 1.0, np.inf
-    for T in np.exp(np.linspace(np.log(0.05), np.log(20.0), 121)):
-        z = logits / T
-        z = z - z.max(axis=1, keepdims=True)
-        nll = float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))).mean())
-        if nll < best_nll:
-            best_t, best_nll = float(T), nll
-    return best_t
-
 
 def calibrate(trained: Trained, data: TrainingData) -> None:
     """Temperature scaling on the validation rows: better probabilities, the same argmax.
@@ -166,16 +157,18 @@ def abstain_threshold(conf: np.ndarray, correct: np.ndarray, oos: np.ndarray, ta
     return (float(ranked[k]) if k > 0 else 0.0), "quantile"
 
 
-def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArguments) -> dict:
-    """The manifest's ``abstain`` section: threshold, label, out-of-scope labels, and how it did on validation."""
+def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArguments) -> tuple[dict, Distance | None]:
+    """The manifest's ``abstain`` section (threshold, label, out-of-scope labels, how it did on validation)
+    and the version's distance model: :mod:`inhouse.training.abstain` (rule ``distance``), else the
+    probability threshold alone (rule ``quantile``/``balanced``, and versions made before the distance)."""
     oos_labels = [l for l in (args.out_of_scope or []) if l in data.labels]
     out = {"label": args.other_label, "out_of_scope": oos_labels, "threshold": None}
     X = trained.extra.get("embeddings")
     if data.multi_label or not args.abstain:
-        return out
+        return out, None
     if X is None or len(data.val_idx) < 2:
         out.update(threshold=0.0, rule="no validation rows")
-        return out
+        return out, None
     P = trained.head.proba(X[data.val_idx])
     in_scope = np.array([l not in set(oos_labels) for l in data.labels])
     y = data.y(data.val_idx)
@@ -184,18 +177,32 @@ def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArgume
     conf = masked[np.arange(len(P)), best]
     oos = ~in_scope[y]
     correct = best == y
-    t, rule = abstain_threshold(conf, correct, oos, args.abstain_target)
-    abstained = (conf < t) | ~in_scope[P.argmax(1)]
-    out.update(threshold=t, rule=rule, target=args.abstain_target if rule == "quantile" else None,
+    dist = None
+    made = calibrate_distance(X, data, oos_labels, args, trained.val_metrics.get("C")) \
+        if args.abstain_rule == "distance" else None
+    if made is not None:
+        fields, dist = made
+        t = fields["threshold"]
+        out.update(fields)
+        d = fields["distance"]
+        abstained = (conf < t) | ~in_scope[P.argmax(1)] | \
+            ((1 - conf) + d["weight"] * dist.score(X[data.val_idx]) > d["threshold"])
+    else:
+        t, rule = abstain_threshold(conf, correct, oos, args.abstain_target)
+        abstained = (conf < t) | ~in_scope[P.argmax(1)]
+        out.update(threshold=t, rule=rule, target=args.abstain_target if rule == "quantile" else None)
+    out.update(
                val_in_scope_abstain_rate=round(float(abstained[~oos].mean()), 4) if (~oos).any() else None,
                val_in_scope_accuracy=round(float((correct & ~abstained)[~oos].mean()), 4) if (~oos).any() else None,
                val_out_of_scope_recall=round(float(abstained[oos].mean()), 4) if oos.any() else None)
-    return out
+    return out, dist
 
 
-def validation_profile(trained: Trained, data: TrainingData, abstain: dict) -> dict | None:
+def validation_profile(trained: Trained, data: TrainingData, abstain: dict,
+                       distance: Distance | None = None) -> dict | None:
     """What the model answers on its validation rows, as sums (the profile ``inhouse.analysis.drift`` reads):
-    rows, abstained, sum and sum of squares of the best in-scope probability, counts of answered labels."""
+    rows, abstained (by the version's rule, its distance included), sum and sum of squares of the best
+    in-scope probability, counts of answered labels."""
     X = trained.extra.get("embeddings")
     if data.multi_label or X is None or len(data.val_idx) < 2:
         return None
@@ -206,6 +213,9 @@ def validation_profile(trained: Trained, data: TrainingData, abstain: dict) -> d
     conf = masked[np.arange(len(P)), best].astype(np.float64)
     t = abstain.get("threshold")
     out = ~in_scope[P.argmax(1)] | ((conf < t) if t is not None else False)
+    d = abstain.get("distance")
+    if d and distance is not None:
+        out |= (1 - conf) + d["weight"] * distance.score(X[data.val_idx]) > d["threshold"]
     counts: dict[str, int] = {}
     for j in best[~out]:
         counts[data.labels[j]] = counts.get(data.labels[j], 0) + 1
@@ -265,8 +275,8 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
     with seeded(args.seed, args.num_threads):
         trained = get_method(args.method).load()().fit(ws, data, args)
     calibrate(trained, data)
-    abstain = calibrate_abstain(trained, data, args)
-    val_profile = validation_profile(trained, data, abstain)
+    abstain, distance = calibrate_abstain(trained, data, args)
+    val_profile = validation_profile(trained, data, abstain, distance)
     train_seconds = round(time.time() - t0, 3)
     bb = trained.backbone
     encoder = ({"pooling": bb.pooling, "normalize": bb.normalize, "max_length": bb.max_length,
@@ -289,6 +299,8 @@ def train(ws: Workspace, dataset: str, name: str, args: TrainingArguments | None
 
     def build(folder: Path) -> dict:
         trained.save(folder, args.method)
+        if distance is not None:
+            distance.save(folder / DISTANCE_FILE)
         _save_index(folder, data, trained.extra["embeddings"])
         return fields
 
