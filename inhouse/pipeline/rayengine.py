@@ -286,7 +286,9 @@ class RayRunner:
         probs, sure = cas.sure(c.unique)
         pos = np.flatnonzero(sure)
         if len(pos):
-            cols = decide(cas, probs[pos], self.opts.top_k)
+            # as CascadePredictor.scores: it answers only rows the version keeps, so a distance rule sees 0 there
+            near = np.zeros(len(pos), np.float32) if cas.rule.needs_distance else None
+            cols = decide(cas, probs[pos], self.opts.top_k, distance=near)
             n = len(pos)
             results.mkdir(parents=True, exist_ok=True)
             with atomic_path(results / f"cascade-{c.index:08d}.parquet") as tmp:
