@@ -9,16 +9,21 @@ a subprocess whose peak RSS is sampled:
 1. ``--n`` banking77 texts with random perturbations (nearly all distinct),
    with the cascade (the default) and with ``--no-cascade``;
 2. ``--big`` documents (default 1,000,000; the same kind of texts) with the
-   cascade, for wall time and peak RSS;
+   cascade, for wall time and peak RSS; with ``--ray`` again through
+   ``--engine ray`` on a local Ray (peak RSS of the driver and every Ray process);
 3. the reference on a ``--sample`` of the same texts, in this process:
    sentence-transformers ``encode`` (batch 64) + scikit-learn ``predict``.
+
+Each run also reports the CPU seconds it used per 1,000 documents (it and its
+children), which moves much less than wall time when other work shares the cores.
 
 Accuracy is against the banking77 label each perturbed text came from
 (top label, abstention set aside: the first of ``top_labels``). Results go to BENCHMARKS.md
 between the throughput markers (not with ``--no-write``); the last line printed
 is one summary line. For a quiet rerun by the lead:
 
-    nice python bench/throughput.py                        # 200,000 + 1,000,000 (about 15 min on 2 quiet cores)
+    python bench/throughput.py --big 0                     # 200,000 + the reference on 20,000: ~10 min quiet
+    python bench/throughput.py --n 20000 --big 1000000 --ray   # the 1M run, local and Ray: ~25 min quiet
     python bench/throughput.py --small --no-write          # 20,000 + 50,000, a few minutes
 """
 
@@ -77,29 +82,44 @@ def cli(home: Path, *args) -> list[str]:
     return [sys.executable, "-m", "inhouse", "--home", str(home), *map(str, args)]
 
 
-def timed(cmd: list[str]) -> tuple[dict, float, float]:
-    """Run ``cmd``; return its JSON output, wall seconds and peak RSS (MB) of it and its children."""
+PEAK_PSS = [0.0]  # the last timed() command's peak PSS (MB)
+
+
+def timed(cmd: list[str]) -> tuple[dict, float, float, float]:
+    """Run ``cmd``; return its JSON output, wall seconds, peak RSS (MB) of it and its children (a local Ray's
+    processes too), and the CPU seconds they used (less load-dependent than wall)."""
+    import resource
+
     import psutil
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     proc = psutil.Process(p.pid)
-    peak = 0
+    peak = peak_pss = 0
+    tick = 0
     while p.poll() is None:
         try:
-            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-            peak = max(peak, rss)
+            tree = [proc, *proc.children(recursive=True)]
+            peak = max(peak, sum(c.memory_info().rss for c in tree))
+            if tick % 5 == 0:  # proportional set size: shared pages (libraries, Ray's object store) counted once
+                peak_pss = max(peak_pss, sum(getattr(c.memory_full_info(), "pss", 0) for c in tree))
         except psutil.Error:
             pass
+        tick += 1
         time.sleep(0.2)
+    PEAK_PSS[0] = peak_pss / (1 << 20)
     out, err = p.communicate()
+    wall = time.time() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return json.loads(out), time.time() - t0, peak / (1 << 20)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return json.loads(out), wall, peak / (1 << 20), cpu
 
 
-def reference(home: Path, texts: list[str]) -> tuple[float, np.ndarray]:  # seconds, labels
+def reference(home: Path, texts: list[str]) -> tuple[float, float, np.ndarray]:  # seconds, CPU seconds, labels
     """sentence-transformers encode (batch 64) + the version's head as a scikit-learn model's predict."""
     from safetensors.numpy import load_file
     from sentence_transformers import SentenceTransformer
@@ -116,10 +136,10 @@ def reference(home: Path, texts: list[str]) -> tuple[float, np.ndarray]:  # seco
     lr.coef_, lr.intercept_ = head["W"].astype(np.float64), head["b"].astype(np.float64)
     lr.classes_ = np.arange(len(head["b"]))
     st = SentenceTransformer(get_model(ws, "minilm-l6").path, device="cpu")
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     X = st.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     pred = lr.predict(X)
-    return time.time() - t0, np.array([v.manifest["labels"][i] for i in pred])
+    return time.time() - t0, time.process_time() - c0, np.array([v.manifest["labels"][i] for i in pred])
 
 
 def prepare_workspace(home: Path, src: pd.DataFrame) -> dict:
@@ -138,12 +158,15 @@ def prepare_workspace(home: Path, src: pd.DataFrame) -> dict:
 
 
 def classify_run(home: Path, name: str, n: int, *extra, out: str | None = None) -> dict:
-    r, s, rss = timed(cli(home, "classify", "intents", "--input", home / f"{name}.parquet", "--id-col", "id",
-                          "--output", home / f"{out or name}-out.parquet", "--json", *extra))
-    out = {"rows": r["rows"], "seconds": s, "dps": n / s, "rss_mb": rss, "backend": r["backend"],
-           "precision": r.get("precision"), "cascade": r.get("cascade"), "prepared": r.get("prepared")}
+    r, s, rss, cpu = timed(cli(home, "classify", "intents", "--input", home / f"{name}.parquet", "--id-col", "id",
+                               "--output", home / f"{out or name}-out.parquet", "--json", *extra))
+    out = {"rows": r["rows"], "seconds": s, "dps": n / s, "rss_mb": rss, "pss_mb": PEAK_PSS[0], "cpu_s": cpu,
+           "backend": r["backend"],
+           "precision": r.get("precision"), "cascade": r.get("cascade"), "prepared": r.get("prepared"),
+           "unique": r.get("unique_texts_computed"), "engine": r.get("engine")}
     print(f"{name}{' ' + ' '.join(extra) if extra else ''}: {out['dps']:,.0f} docs/s, {s:,.1f} s, "
-          f"peak RSS {rss:,.0f} MB, {r['backend']}", flush=True)
+          f"{1000 * cpu / n:.2f} CPU-s per 1k docs, peak RSS {rss:,.0f} MB (PSS {PEAK_PSS[0]:,.0f} MB), "
+          f"{r['backend']}", flush=True)
     return out
 
 
@@ -153,6 +176,8 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=1_000_000, help="documents of the peak-RSS run (0: skip)")
     ap.add_argument("--sample", type=int, default=20_000, help="texts the reference encodes")
     ap.add_argument("--small", action="store_true", help="--n 20000 --big 50000 --sample 2000")
+    ap.add_argument("--ray", action="store_true", help="also classify the --big documents with --engine ray "
+                    "(a local Ray; peak RSS of the driver and its Ray processes)")
     ap.add_argument("--no-plain", action="store_true", help="skip the --no-cascade run")
     ap.add_argument("--home", default=None)
     ap.add_argument("--no-write", action="store_true")
@@ -177,8 +202,11 @@ def main() -> None:
         pd.DataFrame({"id": [f"b{i}" for i in range(a.big)], "text": big}).to_parquet(home / "big.parquet")
         del big
         res["big"] = classify_run(home, "big", a.big)
-    ref_s, ref_labels = reference(home, texts[: a.sample])
+        if a.ray:
+            res["ray"] = classify_run(home, "big", a.big, "--engine", "ray", out="big-ray")
+    ref_s, ref_cpu, ref_labels = reference(home, texts[: a.sample])
     report = {"n": a.n, "distinct": len(set(texts)), "big": a.big, "sample": a.sample, "ref_dps": a.sample / ref_s,
+              "ref_cpu_s": ref_cpu,
               "res": res, "prepared": prepared, "prepare_s": prepare_s, "load": (load0, os.getloadavg()),
               "accuracy": accuracy(home, gold, ref_labels, a.sample)}
     (home / "throughput.json").write_text(json.dumps(report, indent=2, default=str))
@@ -220,19 +248,24 @@ def render(r: dict, args: str) -> str:
              f"alone (out of fold: loss {(c.get('out_of_fold') or {}).get('accuracy_loss', 0):+.2%}). Inputs: "
              "perturbed banking77 texts (typos, added/dropped/swapped words), Parquet in and out, end to end "
              "(process start, reading, tokenizing, inference, writing).", "",
-             "| run | documents | distinct | backend | cascade share | docs/s | wall | peak RSS | × reference |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+             "| run | documents | distinct | backend | cascade share | docs/s | wall | CPU-s / 1k docs | peak RSS "
+             "(PSS) | × reference |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for key, name, n, dist in (("main", "distinct texts, cascade", r["n"], f"{r['distinct']:,}"),
                                ("plain", "distinct texts, --no-cascade", r["n"], f"{r['distinct']:,}"),
-                               ("big", "1M-style run, cascade", r["big"], "-")):
+                               ("big", "big run, cascade", r["big"], None),
+                               ("ray", "big run, cascade, `--engine ray` (local Ray)", r["big"], None)):
         j = res.get(key)
         if not j:
             continue
         share = (j["cascade"] or {}).get("share") if isinstance(j["cascade"], dict) else None
+        dist = dist or (f"{j['unique']:,} computed" if j.get("unique") else "-")
         lines.append(f"| {name} | {n:,} | {dist} | {j['backend']} | {'-' if share is None else f'{share:.1%}'} | "
-                     f"{j['dps']:,.0f} | {j['seconds']:,.0f} s | {j['rss_mb']:,.0f} MB | {j['dps'] / r['ref_dps']:.1f}× |")
+                     f"{j['dps']:,.0f} | {j['seconds']:,.0f} s | {1000 * j.get('cpu_s', 0) / n:.2f} | "
+                     f"{j['rss_mb']:,.0f} MB ({j.get('pss_mb', 0):,.0f} MB) | {j['dps'] / r['ref_dps']:.1f}× |")
     lines.append(f"| reference: sentence-transformers `encode` (batch 64) + sklearn `predict` | {r['sample']:,} | - | "
-                 f"torch fp32 | - | {r['ref_dps']:,.0f} | - | - | 1.0× |")
+                 f"torch fp32 | - | {r['ref_dps']:,.0f} | - | {1000 * r.get('ref_cpu_s', 0) / r['sample']:.2f} | - "
+                 "| 1.0× |")
     lines += ["", f"Top-label accuracy against each text's source label: cascade {acc['cascade']:.2%}"
               + (f", transformer alone {acc['transformer']:.2%} (agreement {acc['agreement']:.2%})"
                  if "transformer" in acc else "")
@@ -248,12 +281,14 @@ def render(r: dict, args: str) -> str:
 
 
 def summary(r: dict) -> str:
-    m, b = r["res"]["main"], r["res"].get("big")
+    m, b, ray = r["res"]["main"], r["res"].get("big"), r["res"].get("ray")
     share = (m["cascade"] or {}).get("share") if isinstance(m["cascade"], dict) else None
     return (f"THROUGHPUT n={r['n']} docs/s={m['dps']:.0f} ref={r['ref_dps']:.0f} x={m['dps'] / r['ref_dps']:.1f} "
             f"cascade_share={share if share is None else round(share, 3)} acc={r['accuracy']['cascade']:.4f} "
             f"acc_transformer={r['accuracy'].get('transformer')} big={r['big']} "
             f"big_docs/s={b['dps'] if b else 0:.0f} big_rss_mb={b['rss_mb'] if b else 0:.0f} "
+            + (f"ray_docs/s={ray['dps']:.0f} ray_rss_mb={ray['rss_mb']:.0f} " if ray else "") +
+            f"cpu_s_per_1k={1000 * m['cpu_s'] / r['n']:.2f} "
             f"load={r['load'][0][0]:.1f}->{r['load'][1][0]:.1f}")
 
 

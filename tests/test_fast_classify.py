@@ -253,3 +253,53 @@ def test_a_small_validation_split_is_topped_up_so_one_row_is_not_over_the_bound(
     assert 1 / len(texts) <= MAX_ACCURACY_LOSS  # one row no longer decides
     big = LabelledRows([f"t{i}" for i in range(3000)], np.arange(3000) % 7, np.ones(3000, dtype=bool))
     assert big.for_verdict()[2] == len(big.for_verdict()[0]) == 3000  # enough validation rows: nothing added
+
+
+@pytest.mark.slow
+def test_parallel_batches_and_overlapped_chunks_give_the_rows_of_one_thread_in_order(home, tmp_path):
+    from inhouse.pipeline.cascade import load_fast_predictor
+    from inhouse.pipeline.classify import ClassifyOptions, classify
+    from inhouse.pipeline.engine import EngineOptions, decide
+
+    ws, v = _ws(home)
+    texts = pd.read_csv(home / "test.csv")["text"].tolist()
+    shape = dict(batch_tokens=256, max_batch=16)  # many batches per chunk, so they really run side by side
+    opts = ClassifyOptions(chunk_rows=97, engine_options=EngineOptions(threads=2, **shape))
+    r = classify(ws, v, input_path=str(home / "test.csv"), output=str(tmp_path / "par.parquet"), options=opts,
+                 record=False)
+    got = pd.read_parquet(tmp_path / "par.parquet")
+    # the same chunks, one after another, each batch in this thread
+    one = load_fast_predictor(ws, v, options=EngineOptions(threads=1, **shape))
+    labels, scores = [], []
+    for i in range(0, len(texts), 97):
+        chunk = texts[i:i + 97]
+        unique = list(dict.fromkeys(chunk))
+        probs, distance, _ = one.scores(unique)
+        cols = decide(one, probs, 3, distance=distance)
+        at = {t: k for k, t in enumerate(unique)}
+        labels += [cols["label"][at[t]] for t in chunk]
+        scores += [cols["score"][at[t]] for t in chunk]
+    assert got["row"].tolist() == list(range(1, len(texts) + 1))
+    assert got["label"].tolist() == labels
+    np.testing.assert_array_equal(got["score"].to_numpy(), np.asarray(scores))
+    if isinstance(r.get("cascade"), dict):  # counted from two threads: nothing lost
+        assert r["cascade"]["answered"] == one.answered
+
+
+@pytest.mark.slow
+def test_the_graph_traces_attention_without_the_sdpa_nan_guard_and_the_model_keeps_its_own(home):
+    import types
+
+    import onnx
+
+    from inhouse.classifiers.load import load_classifier
+    from inhouse.exchange.onnx_export import eager_attention
+
+    ws, v = _ws(home)
+    graph = onnx.load(str(ws.home / "derived" / "onnx" / v.sha256 / "model.onnx"))
+    assert "IsNaN" not in {n.op_type for n in graph.graph.node}  # ~8% of int8 CPU per short text
+    model = load_classifier(ws, v).encoder_module().transformer
+    own = model.config._attn_implementation
+    with eager_attention(types.SimpleNamespace(backbone=types.SimpleNamespace(transformer=model))):
+        assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == own != "eager"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,28 @@ def _max_length(clf, frozen_embedding_model: bool) -> int:
     return int(clf.manifest.get("encoder", {}).get("max_length", 128))
 
 
+@contextmanager
+def eager_attention(module):
+    """Trace the encoder's attention as plain ops (scores + mask bias -> softmax) and put its own back after.
+    The SDPA trace adds a NaN guard (IsNaN + Where over every attention score): with it, int8 MiniLM cost
+    1.62 ms CPU per short text, without it 1.50 (same texts and batches, measured under load); the
+    probabilities are the same function (the parity and int8 checks run on the exported graph)."""
+    model = getattr(getattr(module, "backbone", None), "transformer", None)
+    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    switched = False
+    if before not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        try:
+            model.set_attn_implementation("eager")
+            switched = True
+        except (ValueError, NotImplementedError):  # a model without an eager path: traced as it is
+            pass
+    try:
+        yield
+    finally:
+        if switched:
+            model.set_attn_implementation(before)
+
+
 def export_graph(clf, folder: Path) -> dict:
     """Write ``model.onnx`` and the tokenizer files into ``folder``; return the graph's facts."""
     try:
@@ -107,7 +130,7 @@ def export_graph(clf, folder: Path) -> dict:
     outputs = ["probabilities", "embeddings"] + (["distance"] if module.abstain is not None else [])
     dynamic = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                **{name: {0: "batch"} for name in outputs}}
-    with warnings.catch_warnings(), torch.inference_mode():
+    with warnings.catch_warnings(), torch.inference_mode(), eager_attention(module):
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (sample["input_ids"], sample["attention_mask"]), str(folder / ONNX_FILE),
                           input_names=["input_ids", "attention_mask"], output_names=outputs,

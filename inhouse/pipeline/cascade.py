@@ -29,6 +29,7 @@ it (almost) never answers a text the version would turn away
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,6 +282,11 @@ class CascadePredictor(Predictor):
         self.inner, self.cascade = inner, cascade
         self.backend = f"cascade({ENCODER})+{inner.backend}"
         self.answered = self.seen = 0
+        self.concurrent_chunks = inner.concurrent_chunks
+        self._count = threading.Lock()  # chunks may be computed in two threads at once
+
+    def close(self) -> None:
+        self.inner.close()
 
     def sure(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The cascade's probabilities and where it answers: sure enough, and not where the version's own
@@ -291,8 +297,9 @@ class CascadePredictor(Predictor):
         sure = (probs.max(axis=1) >= self.cascade.threshold) & ~self.rule.abstains(probs, _no_distance(self.rule, probs))
         if self.rule.needs_distance:  # and near its training rows, where the version would not turn it away
             sure &= near < self.cascade.tau if near is not None else False
-        self.answered += int(sure.sum())
-        self.seen += len(texts)
+        with self._count:
+            self.answered += int(sure.sum())
+            self.seen += len(texts)
         return probs, sure
 
     def scores(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None, int]:

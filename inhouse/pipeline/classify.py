@@ -85,13 +85,41 @@ class LocalRunner:
         self.predictor: Predictor | None = None
 
     def run(self, chunks: Iterator[Chunk], keep: Callable[[Chunk, dict], None], progress) -> None:
-        for c in chunks:
-            if self.predictor is None:
-                self.predictor = self.make_predictor(c.unique)
-            cols, tokens = predict_unique(self.predictor, c.unique, top_k=self.top_k) if c.unique else ({}, 0)
+        """Chunks are computed in background threads (as many at once as the predictor allows) while this
+        thread reads the next chunk and keeps the finished ones, in input order."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        def compute(c: Chunk):
+            return predict_unique(self.predictor, c.unique, top_k=self.top_k) if c.unique else ({}, 0)
+
+        def finish(c: Chunk, cols: dict, tokens: int) -> None:
             keep(c, cols)
             self.meter.add(documents=c.rows, tokens=tokens)
             progress(c.rows, len(c.unique))
+
+        pending: deque = deque()
+        pool = None
+        try:
+            for c in chunks:
+                if self.predictor is None:
+                    self.predictor = self.make_predictor(c.unique)
+                    depth = max(1, self.predictor.concurrent_chunks)
+                    pool = ThreadPoolExecutor(depth, thread_name_prefix="inhouse-chunk")
+                pending.append((c, pool.submit(compute, c)))
+                while len(pending) > depth:
+                    c0, f = pending.popleft()
+                    finish(c0, *f.result())
+            while pending:
+                c0, f = pending.popleft()
+                finish(c0, *f.result())
+        finally:
+            if pool is not None:
+                for _, f in pending:
+                    f.cancel()
+                pool.shutdown(wait=True)
+            if self.predictor is not None:
+                self.predictor.close()
 
     def info(self) -> dict:
         return self.predictor.info() if self.predictor else {"backend": "none (nothing to compute)"}

@@ -286,7 +286,9 @@ class RayRunner:
         probs, sure = cas.sure(c.unique)
         pos = np.flatnonzero(sure)
         if len(pos):
-            cols = decide(cas, probs[pos], self.opts.top_k)
+            # as CascadePredictor.scores: it answers only rows the version keeps, so a distance rule sees 0 there
+            near = np.zeros(len(pos), np.float32) if cas.rule.needs_distance else None
+            cols = decide(cas, probs[pos], self.opts.top_k, distance=near)
             n = len(pos)
             results.mkdir(parents=True, exist_ok=True)
             with atomic_path(results / f"cascade-{c.index:08d}.parquet") as tmp:
@@ -349,6 +351,9 @@ class RayRunner:
 
         con = duckdb.connect()
         try:
+            # the sort of a 1M-row run's results spills to the scratch folder instead of growing the driver
+            con.execute("SET memory_limit = '512MB'")
+            con.execute("SET temp_directory = ?", [str(self.scratch / "duckdb")])
             files = sorted(str(p) for p in results.glob("*.parquet")) if results.exists() else []
             reader = iter(())
             if files:
