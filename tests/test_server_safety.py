@@ -69,7 +69,7 @@ def test_eight_threads_share_one_loaded_version_and_get_the_serial_predictions(f
     assert not errors, errors
     assert len(results) == 8
     assert len({r[0] for r in results.values()}) == 1  # one loaded object, shared
-    labels = load_classifier(ws, "m@1").decide(serial)
+    labels = load_classifier(ws, "m@1").predict(texts)  # the distance rule needs each text's distance too
     for i, (_, probs, chunk_labels) in results.items():
         assert np.array_equal(probs, serial)  # the same batches give bit-identical probabilities
         assert chunk_labels == labels[i::8]

@@ -123,9 +123,9 @@ def render_show(d: dict) -> str:
     ab = m.get("abstain") if isinstance(m.get("abstain"), dict) else {}
     if ab.get("threshold") is not None:
         oos = f"; out of scope: {', '.join(ab['out_of_scope'])}" if ab.get("out_of_scope") else ""
-        d = ab.get("distance") or {}
-        how = (f"when (1 - confidence) + {d['weight']:g} x distance to the nearest training row > {d['threshold']:.3f}"
-               if d else f"under confidence {ab['threshold']:.3f}")
+        dist = ab.get("distance") or {}
+        how = (f"when (1 - confidence) + {dist['weight']:g} x distance to the nearest training row "
+               f"> {dist['threshold']:.3f}" if dist else f"under confidence {ab['threshold']:.3f}")
         lines.append(f"  abstains    '{ab.get('label', 'other')}' {how} ({ab.get('rule', '?')} rule){oos}")
     if "train_rows.json" in files:
         lines.append("  training    keeps its training rows (embeddings, doc ids, text hashes; texts are read from "
