@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from benchutil import machine, write_section  # noqa: E402
+from benchutil import machine, perturb, write_section  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 MODEL = "intents@1"
@@ -76,14 +76,21 @@ def build_workspace(home: Path, intents: int = 20, per_label: int = 30) -> None:
     (home / "bench-token").write_text(create_token(home, "bench", "viewer"))
 
 
-def test_texts() -> list[str]:
-    """Every distinct banking77 text, test split first (the server remembers texts it answered lately, so
-    the clients send a text again only after all 13,000 have been sent)."""
+def test_texts(n: int = 0) -> list[str]:
+    """Every distinct banking77 text, test split first; with ``n``, extended to ``n`` distinct texts by perturbed
+    copies (words added, dropped, swapped, typos), so no text is sent twice in a run: the server remembers
+    answers, and a repeated text would measure its memory, not the model."""
     import pandas as pd
 
     df = pd.read_csv(SHARED / "banking77" / "banking77.csv").sort_values("split", key=lambda c: c != "test",
                                                                          kind="stable")
-    return list(dict.fromkeys(df["text"]))
+    base = list(dict.fromkeys(df["text"]))
+    out = dict.fromkeys(base)
+    seed = 0
+    while len(out) < n:
+        seed += 1
+        out.update(dict.fromkeys(perturb(base, n - len(out), seed)[0]))
+    return list(out)[:n] if n else base
 
 
 def cpu_seconds(pid: int) -> float:
@@ -268,25 +275,27 @@ def line(r: dict) -> str:
     kinds = f" {r['error_kinds']}" if r["error_kinds"] else ""
     return (f"{r['runtime']}{' (' + r['backend'] + ')' if r.get('backend') else ''} workers={r['workers']}{extra}  {r['clients']} clients {r['seconds']} s: {r['rps']} req/s  "
             f"p50 {r['p50_ms']}  p95 {r['p95_ms']}  p99 {r['p99_ms']}  max {r['max_ms']} ms  "
-            f"errors {r['errors']}{kinds}{per_call}  CPU/request: server {r['server_cpu_ms']} ms (event loop "
+            f"errors {r['errors']}{kinds}{per_call}  remembered {r.get('remembered')}  CPU/request: server {r['server_cpu_ms']} ms (event loop "
             f"{r.get('loop_cpu_ms')}), clients "
             f"{r['client_cpu_ms']} ms  load {r['load_before']}->{r['load_after']}")
 
 
 def render(res: dict) -> str:
-    rows = ["| server | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | requests | texts per model call "
-            "| server CPU ms per request (event loop) | load avg before → after |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = ["| server | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | requests | answered from memory "
+            "| texts per model call | server CPU ms per request (event loop) | load avg before → after |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in res["runs"]:
         name = (f"{r['runtime']}{' (' + r['backend'] + ')' if r.get('backend') else ''}, `--workers {r['workers']}`"
                 + (f" `{r['server_args']}`" if r["server_args"] else ""))
         rows.append(f"| {name} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
-                    f"{r['errors']} | {r['requests']} | {r.get('texts_per_call') or '-'} | {r['server_cpu_ms']} "
+                    f"{r['errors']} | {r['requests']} | {r.get('remembered', '-')} | {r.get('texts_per_call') or '-'} | {r['server_cpu_ms']} "
                     f"({r.get('loop_cpu_ms', '-')}) | {r['load_before']} → {r['load_after']} |")
     return "\n".join([
         "## Online load (`inhouse serve`, issue 19 §2)", "",
         f"{res['clients']} concurrent clients for {res['duration']} s per row, each sending one banking77 test text "
-        "per `POST /v1/classifications` and the next as soon as its answer is in (closed loop, keep-alive), to "
+        "per `POST /v1/classifications` and the next as soon as its answer is in (closed loop, keep-alive), "
+        + (f"every text sent once ({res['distinct']:,} distinct: banking77's, then perturbed copies, so the server's "
+           "memory of recent answers is not what is measured), " if res.get("distinct") else "") + "to "
         "`inhouse serve` on loopback with default settings (plus `--workers`); model: a `head` version on minilm-l6 "
         "(20 banking77 intents). *default*: as a user runs it, nothing but `--workers` set (the version's ONNX "
         "graph prepared when it was trained, int8 when its verdict kept it); *torch*: the version as trained "
@@ -307,8 +316,11 @@ def main() -> None:
                     " (default: the head version with default settings, as a user runs it: its ONNX graph prepared "
                     "at save; torch: the version as trained, --no-onnx)")
     ap.add_argument("--server-args", default="", help="more inhouse serve options, e.g. '--batch-window-ms 0'")
-    ap.add_argument("--texts", type=int, default=0, help="send only this many distinct texts (the server remembers "
-                    "answers, so a few texts measure the request path without the model); default: all 13,000")
+    ap.add_argument("--texts", type=int, default=0, help="send only this many distinct banking77 texts, again and "
+                    "again (the server remembers answers, so a few texts measure the request path without the model)")
+    ap.add_argument("--distinct", type=int, default=200_000, help="distinct texts to send when --texts is not given "
+                    "(banking77's 13,000, then perturbed copies): no text is sent twice, as a stream of new "
+                    "questions would arrive (default: 200,000)")
     ap.add_argument("--home", help="a workspace folder to build once and reuse (default: a temporary one)")
     ap.add_argument("--md", action="store_true", help="write the table into BENCHMARKS.md (and bench/results/load.json)")
     ap.add_argument("--notes", default="", help="a paragraph written under the table with --md")
@@ -337,7 +349,7 @@ def main() -> None:
         home.mkdir(parents=True, exist_ok=True)
         if not (home / "bench-token").exists():
             build_workspace(home)
-        texts = test_texts()[:args.texts] if args.texts else test_texts()
+        texts = test_texts()[:args.texts] if args.texts else test_texts(args.distinct)
         runs = []
         for rt in args.runtime.split(","):
             for w in [int(x) for x in args.workers.split(",")]:
@@ -349,6 +361,7 @@ def main() -> None:
             shutil.rmtree(home, ignore_errors=True)
     if args.md:
         res = {"clients": args.clients, "duration": args.duration, "machine": machine(), "runs": runs,
+               "distinct": 0 if args.texts else len(texts),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "notes": args.notes,
                "command": "python bench/load.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
         (ROOT / "bench" / "results").mkdir(exist_ok=True)

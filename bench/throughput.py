@@ -33,7 +33,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -45,39 +44,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchutil import machine, write_section  # noqa: E402
+from benchutil import machine, perturb, write_section  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "banking77" / "banking77.csv"
-WORDS = ["please", "asap", "thanks", "hi", "hello", "urgent", "again", "today", "now", "help", "ok", "pls", "sir",
-         "madam", "team", "btw", "really", "still", "quick question", "hey there"]
-
-
-def perturb(texts: list[str], n: int, seed: int) -> tuple[list[str], list[int]]:
-    """n texts: banking77 texts with random words added, dropped, swapped or typos; and which text each came from."""
-    rng = random.Random(seed)
-    out, src = [], []
-    for _ in range(n):
-        k = rng.randrange(len(texts))
-        src.append(k)
-        w = texts[k].split()
-        for _ in range(rng.randint(1, 3)):
-            op = rng.random()
-            if op < 0.4:
-                w.insert(rng.randint(0, len(w)), rng.choice(WORDS))
-            elif op < 0.6 and len(w) > 3:
-                w.pop(rng.randrange(len(w)))
-            elif op < 0.8 and len(w) > 1:
-                i = rng.randrange(len(w) - 1)
-                w[i], w[i + 1] = w[i + 1], w[i]
-            else:
-                i = rng.randrange(len(w))
-                if len(w[i]) > 3:
-                    j = rng.randrange(len(w[i]) - 1)
-                    w[i] = w[i][:j] + w[i][j + 1] + w[i][j] + w[i][j + 2:]
-        out.append(" ".join(w) + (f" #{rng.randint(0, 999)}" if rng.random() < 0.3 else ""))
-    return out, src
-
-
 def cli(home: Path, *args) -> list[str]:
     return [sys.executable, "-m", "inhouse", "--home", str(home), *map(str, args)]
 
