@@ -152,3 +152,43 @@ def test_validation_runs_without_dropout(b5):
     bb.train()
     _validate(bb, torch.nn.Linear(bb.dim, len(data.labels)), data, args)
     assert modes == [False]
+
+
+@pytest.mark.slow
+def test_average_epochs_validates_the_mean_of_the_last_epochs_weights(b5, monkeypatch):
+    """``average_epochs=2``: from the 2nd epoch on, the candidate validated (and kept if best) is the mean of the
+    last two epochs' weights, while training goes on from each epoch's own weights (same trajectory as without)."""
+    import torch
+
+    from inhouse.classifiers.backbone import load_backbone
+    from inhouse.classifiers.head import Head
+    from inhouse.training import loops
+    from inhouse.training.arguments import TrainingArguments
+    from inhouse.training.data import load_training_data
+    from inhouse.training.train import seeded
+
+    validate = loops._validate
+
+    def run(n):
+        args = TrainingArguments(method="full", **{**TINY, "max_steps": None, "min_steps": 0, "epochs": 3},
+                                 patience=9, average_epochs=n).resolved()
+        data = load_training_data(b5, "b5", args)
+        seen = []  # the head's weights at each validation
+        monkeypatch.setattr(loops, "_validate", lambda bb, linear, *a: (
+            seen.append(linear.weight.detach().clone()), validate(bb, linear, *a))[1])
+        with seeded(args.seed, 1):
+            bb = load_backbone(b5, "minilm-l6", max_length=32)
+            zero = Head(np.zeros((len(data.labels), bb.dim), np.float32), np.zeros(len(data.labels), np.float32))
+            head, val = loops.fine_tune(bb, zero, data, args, lora=False)
+        return seen, val
+
+    own, val1 = run(1)
+    avg, val2 = run(2)
+    assert len(own) == len(avg) == 3 and not torch.equal(own[1], own[2])
+    assert torch.equal(avg[0], own[0])
+    for e in (1, 2):
+        assert torch.allclose(avg[e], (own[e - 1] + own[e]) / 2, atol=1e-6)
+    assert [h.get("averaged") for h in val2["history"]] == [None, 2, 2]
+    assert "averaged" not in val1["history"][-1]
+    with pytest.raises(UsageError, match="average_epochs must be 1 or more"):
+        TrainingArguments(average_epochs=0).resolved()
