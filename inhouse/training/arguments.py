@@ -52,7 +52,6 @@ class TrainingArguments:
     min_examples: int = 0
     label_names: bool = False
     patience: int = 2
-    rdrop_alpha: float = 0.0  # R-Drop (single-label): each row runs twice (two dropout masks), + alpha * their KL
     average_epochs: int = 1  # full/lora/setfit end-to-end: each epoch's candidate averages the last N epochs' weights
     head_C: float | None = None
     end_to_end_epochs: float = 0.0

@@ -88,14 +88,6 @@ def _epoch_state(bb: Backbone, linear, window: list, n: int) -> tuple[dict, int]
     return mean, len(window)
 
 
-def _rdrop(logits, n: int):
-    """R-Drop's consistency term: the symmetric KL divergence between two dropout passes' predictions."""
-    torch = _torch()
-    a, b = torch.log_softmax(logits[:n], -1), torch.log_softmax(logits[n:], -1)
-    kl = torch.nn.functional.kl_div
-    return (kl(a, b, log_target=True, reduction="batchmean") + kl(b, a, log_target=True, reduction="batchmean")) / 2
-
-
 def _to_head(linear, multi_label: bool, threshold: float) -> Head:
     return Head(linear.weight.detach().float().numpy().copy(), linear.bias.detach().float().numpy().copy(),
                 multi_label, threshold)
@@ -156,15 +148,11 @@ def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool, bottom=None) 
         while step < total:
             epoch += 1
             for rows in length_batches(data.train_idx, lengths, args.batch_size, rng):
-                twice = bool(args.rdrop_alpha) and not data.multi_label
-                batch = np.concatenate([rows, rows]) if twice else rows  # R-Drop: two dropout masks per row
                 if bottom is not None:
-                    logits = linear(bottom.forward(bb, batch))
+                    logits = linear(bottom.forward(bb, rows))
                 else:
-                    logits = linear(bb(bb.tokenize([data.texts[i] for i in batch])))
-                loss = loss_fn(logits, y_all[batch])
-                if twice:
-                    loss = loss + args.rdrop_alpha * _rdrop(logits, len(rows))
+                    logits = linear(bb(bb.tokenize([data.texts[i] for i in rows])))
+                loss = loss_fn(logits, y_all[rows])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(_trainable(bb) + list(linear.parameters()), 1.0)
