@@ -52,7 +52,6 @@ class TrainingArguments:
     min_examples: int = 0
     label_names: bool = False
     patience: int = 2
-    average_epochs: int = 1  # full/lora/setfit end-to-end: each epoch's candidate averages the last N epochs' weights
     head_C: float | None = None
     end_to_end_epochs: float = 0.0
     setfit_scale: float = 20.0
@@ -83,9 +82,6 @@ class TrainingArguments:
             raise UsageError(f"val_fraction must be in [0, 1), found {out.val_fraction}.")
         if out.freeze_layers is not None and out.freeze_layers < 0:
             raise UsageError(f"--freeze-layers must be 0 or more, found {out.freeze_layers}.")
-        if out.average_epochs < 1:
-            raise UsageError(f"average_epochs must be 1 or more, found {out.average_epochs}.",
-                             fix="Use 1 (each epoch's own weights) or e.g. 2 (the mean of the last two epochs).")
         if out.batch_size < 2:
             raise UsageError(f"batch_size must be at least 2, found {out.batch_size}.")
         if not 0 <= out.abstain_target < 0.5:

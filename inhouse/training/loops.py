@@ -72,22 +72,6 @@ def _restore(bb: Backbone, linear, state: dict) -> None:
             p.copy_(state[f"__head.{n}"])
 
 
-def _epoch_state(bb: Backbone, linear, window: list, n: int) -> tuple[dict, int]:
-    """This epoch's candidate: the mean of the last ``n`` epochs' weights (``average_epochs``), loaded.
-
-    ``window`` keeps the last ``n`` epoch-end snapshots (this one appended); with
-    ``n`` <= 1 the candidate is this epoch's own weights. Returns the candidate's
-    state and how many epochs it averages.
-    """
-    window.append(_snapshot(bb, linear))
-    del window[:-max(1, n)]
-    if len(window) == 1:
-        return window[-1], 1
-    mean = {k: sum(w[k] for w in window) / len(window) for k in window[-1]}
-    _restore(bb, linear, mean)
-    return mean, len(window)
-
-
 def _to_head(linear, multi_label: bool, threshold: float) -> Head:
     return Head(linear.weight.detach().float().numpy().copy(), linear.bias.detach().float().numpy().copy(),
                 multi_label, threshold)
@@ -114,10 +98,7 @@ def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool, bottom=None) 
     Cross-entropy (or per-label BCE for multi-label data), AdamW with one
     learning rate for the encoder and one for the head, linear warmup and
     decay; validation after every epoch keeps the best epoch, and training
-    stops after ``patience`` epochs without improvement. With
-    ``average_epochs`` = n > 1, each epoch's candidate is the mean of the
-    weights at the ends of the last n epochs (checkpoint averaging); training
-    itself goes on from the epoch's own weights. ``bottom`` (a
+    stops after ``patience`` epochs without improvement. ``bottom`` (a
     :class:`inhouse.training.frozen.BottomCache`) gives the frozen bottom
     layers' states, so that steps run only the layers above them.
     """
@@ -141,7 +122,7 @@ def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool, bottom=None) 
     y_all = torch.from_numpy(data.y(np.arange(len(data.texts))))
     lengths = [len(t) for t in data.texts]  # (not token counts: the same batches with or without a cache)
     rng = np.random.default_rng(args.seed)
-    best, best_score, bad, step, epoch, ema, window = None, -1.0, 0, 0, 0, None, []
+    best, best_score, bad, step, epoch, ema = None, -1.0, 0, 0, 0, None
     history = []
     bb.train()
     with task(f"fine-tuning ({'lora' if lora else 'full'})", total=total, unit="step") as t:
@@ -163,14 +144,11 @@ def fine_tune(bb: Backbone, head: Head, data, args, *, lora: bool, bottom=None) 
                 t.advance(1, loss=round(ema, 4), epoch=epoch)
                 if step >= total:
                     break
-            state, n_avg = _epoch_state(bb, linear, window, args.average_epochs)
             m = _validate(bb, linear, data, args, bottom)
-            history.append({"epoch": epoch, "step": step, **m, **({"averaged": n_avg} if n_avg > 1 else {})})
-            if n_avg > 1:
-                _restore(bb, linear, window[-1])  # training goes on from the last epoch's own weights
+            history.append({"epoch": epoch, "step": step, **m})
             bb.train()
             if not m or score(m) > best_score:
-                best_score, best, bad = score(m) if m else best_score, state, 0
+                best_score, best, bad = score(m) if m else best_score, _snapshot(bb, linear), 0
             else:
                 bad += 1
                 if bad >= args.patience:
