@@ -111,11 +111,13 @@ def test_pipeline_groups_what_the_model_turned_away_into_candidates(piped):
     # the report has the section, with the candidate's name and an example id
     page = (folder / "out" / "report.html").read_text(encoding="utf-8")
     assert "<section id='candidates'>" in page and top["name"] in page and top["representative_ids"][0] in page
+    assert "more answered while unsure (best probability under" in page  # the pool says what it holds
     # and the dashboard's data has them
     from inhouse.pipeline.dashboard import dashboard
 
     d = dashboard(ws, res["run_id"])["candidates"]
     assert d["turned_away"] == steps["candidates"]["rows"] and d["every"] == "week"
+    assert d["unsure"] > 0 and d["review"]["validation_share"] == 0.2
     assert [c["name"] for c in d["candidates"]] == cands["name"].tolist()
     shown = next(c for c in d["candidates"] if c["candidate"] == top["candidate"])
     assert shown["growth"]["status"] == "emerging" and shown["representative_ids"][0] == top["representative_ids"][0]
@@ -138,6 +140,7 @@ def test_discover_within_prediction_equals_the_pipelines_candidates(piped, run_c
     r = run_cli("--home", home, "discover", "--dataset", "incoming", "--within", "prediction:intents@1")
     assert r.exit_code == 0, r.stderr
     assert piped_c["candidates"][0]["name"][:40] in r.stdout and "/label" in r.stdout
+    assert f"and the {piped_c['unsure']} it answered unsure" in r.stdout
 
 
 @pytest.mark.slow
@@ -257,6 +260,7 @@ def test_make_a_label_button_opens_the_queue_on_the_candidate(browser, piped, se
     page.goto(f"/#/analyze/{res['run_id']}")
     page.get_by_role("heading", name="What your labels miss").wait_for()
     card = page.locator(f"[data-candidate-card='{cand['candidate']}']")
+    assert "more answered while unsure" in page.get_by_text("documents were turned away by").inner_text()
     assert cand["name"] in card.inner_text()
     card.get_by_role("button", name="Make a label…").click()
     card.locator("input[name=label]").fill("ui_new_intent")
