@@ -1,12 +1,19 @@
-"""What your labels miss: the documents a model turned away, grouped into candidate new categories.
+"""What your labels miss: the documents a model turned away or was unsure of, grouped into candidate new categories.
 
-A classifier answers its abstain label (``other``: under its confidence rule)
+A classifier answers its abstain label (``other``: under its abstain rule)
 or one of its out-of-scope labels for documents it does not recognise. Those
-documents are where new categories appear first. :func:`find_candidates`
-reads the stored predictions of one model version on a dataset, runs the
-topic discovery of :mod:`inhouse.topics.discover` on the turned-away
-documents only (``within`` the prediction, ``only`` those labels: the same
-clusterer, keywords, names and representatives as every discovery), and
+documents, and the ones it answered while unsure, are where new categories
+appear first. Abstention is tuned to keep answers precise (the distance rule
+turns away few documents); finding what the labels miss needs recall, so the
+pool is what the version turned away **or** answered with a best probability
+under its stored review criterion (``abstain.review.confidence_below``: the
+probability a fifth of its validation rows fall under, recorded at training;
+versions made before it: the turned-away documents only).
+:func:`find_candidates` reads the stored predictions of one model version on
+a dataset, runs the topic discovery of :mod:`inhouse.topics.discover` on that
+pool only (``within`` the version's ``review:SHA`` view, ``only`` its abstain
+labels: the same clusterer, keywords, names and representatives as every
+discovery), and
 describes each group as a candidate: its size, its share of the turned-away
 and of all documents, its growth over the periods of the dataset's time
 column (the test of :func:`inhouse.analysis.trends.trends`, share of all
@@ -22,8 +29,8 @@ them, and :func:`inhouse.topics.labeling.label_topic` or the labelling queue
 
     Illustrative (needs a workspace with data; not run as a doctest):
     >>> res = find_candidates(ws, "banking77", model="intents@1")
-    >>> res.turned_away, len(res.candidates), res.candidates[0].name
-    (412, 9, 'refund, refund request, request refund')
+    >>> res.turned_away, res.unsure, len(res.candidates), res.candidates[0].name
+    (412, 380, 9, 'refund, refund request, request refund')
     >>> res.candidates[0].growth["status"], res.candidates[0].representative_ids[:2]
     ('emerging', ['T-0912', 'T-1177'])
 
@@ -41,23 +48,23 @@ from ..errors import InputError, NotFound
 from ..models.catalog import DEFAULT_ENCODER
 from ..workspace.store import Workspace
 
-MERGE_SIMILARITY = 0.75  # topics of turned-away documents at least this alike (cosine of centres) are one candidate
+MERGE_SIMILARITY = 0.75  # topics of the pooled documents at least this alike (cosine of centres) are one candidate
 TREND_KEYS = ("counts", "shares", "share_baseline", "share_recent", "share_ratio", "abs_change", "recent_count",
               "baseline_count", "q_value", "status")
 
 
 @dataclass
 class Candidate:
-    """One group of turned-away documents: a category the labels may be missing."""
+    """One group of turned-away or unsure documents: a category the labels may be missing."""
 
     candidate: int  # the theme id in the discovery run (``discovery_run``): its topics at least MERGE_SIMILARITY alike
     name: str
     name_source: str  # "keywords" | the LLM that named it
     keywords: list[str]
     size: int
-    share: float  # of the turned-away documents
+    share: float  # of the pool: the turned-away and unsure documents
     share_of_all: float  # of every classified document
-    parent: str  # the label it was turned away with (``other``)
+    parent: str  # the label it was turned away with (``other``; unsure documents count as ``other``)
     representative_docs: list[int]
     representative_ids: list
     representative_texts: list[str]
@@ -76,9 +83,11 @@ class CandidatesResult:
     model_sha256: str
     turned_away_labels: list[str]
     documents: int  # classified documents
-    turned_away: int
+    turned_away: int  # answered an abstain/out-of-scope label
     discovery_run: int | None
     id_column: str
+    unsure: int = 0  # answered a label, but with a best probability under ``review.confidence_below``: also grouped
+    review: dict | None = None  # the version's stored review criterion (None: made before it; turned away only)
     every: str | None = None
     periods: list[str] = field(default_factory=list)
     recent_periods: int | None = None
@@ -126,7 +135,8 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
                     seed: int = 0, min_topic_size: int = 10, n_topics: int | None = None, llm: str | None = None,
                     embed_model: str = DEFAULT_ENCODER, merge: float = MERGE_SIMILARITY,
                     confirm=None) -> CandidatesResult:
-    """Group the documents ``model`` turned away (its stored predictions on ``dataset``) into candidates.
+    """Group the documents ``model`` turned away or was unsure of (its stored predictions on ``dataset``) into
+    candidates.
 
     ``model``: a reference or sha256 of a version whose predictions are stored
     (``inhouse classify MODEL --dataset``, a pipeline's classify step); None:
@@ -142,6 +152,7 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
     """
     from .. import registry
     from ..data.predictions import find_set
+    from ..topics.categories import review_values
     from ..topics.discover import discover
 
     t0 = time.time()
@@ -153,13 +164,18 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
     pset = find_set(ws, dataset, sha)
     version = registry.resolve(ws, pset.model_sha256)
     labels = turned_away_labels(version.manifest or {})
-    pred = pset.read(["doc_id", "label"])
+    abstain = (version.manifest or {}).get("abstain")
+    pred = pset.read(["doc_id", "label", "score"])
+    _, unsure = review_values(pred["label"].tolist(), pred["score"].tolist(), abstain)
     away = int(pred["label"].isin(labels).sum())
-    res = CandidatesResult(dataset, version.ref, pset.model_sha256, labels, len(pred), away, None, "row")
-    if away == 0:
+    review = (abstain or {}).get("review") if isinstance((abstain or {}).get("review"), dict) else None
+    res = CandidatesResult(dataset, version.ref, pset.model_sha256, labels, len(pred), away, None, "row",
+                           unsure=int(unsure.sum()), review=review)
+    pool = away + res.unsure
+    if pool == 0:
         res.seconds = round(time.time() - t0, 3)
         return res
-    within = f"prediction:{pset.model_sha256}"
+    within = f"{'review' if review else 'prediction'}:{pset.model_sha256}"
     disc = discover(ws, dataset, within=within, only=labels, model=embed_model, seed=seed, n_topics=n_topics,
                     llm=llm, min_topic_size=min_topic_size, confirm=confirm, theme_similarity=merge)
     res.discovery_run, res.id_column = disc.run_id, disc.id_column
@@ -171,7 +187,7 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
             if big is not None and big.name_source != "keywords":
                 th.name, th.name_source = big.name, big.name_source
     res.candidates = [Candidate(th.theme, th.name, th.name_source, list(th.keywords), th.size,
-                                round(th.size / away, 6), round(th.size / max(len(pred), 1), 6),
+                                round(th.size / pool, 6), round(th.size / max(len(pred), 1), 6),
                                 parent.get(th.theme) or labels[0], list(th.representative_docs),
                                 list(th.representative_ids), list(th.representative_texts))
                       for th in disc.themes if th.size > 0]
@@ -213,7 +229,7 @@ def candidate_doc_ids(ws: Workspace, dataset: str, run: int, candidate: int) -> 
     disc = load_discovery(ws, dataset, run, texts=False)
     if not disc.config.get("only"):
         raise NotFound(f"discovery run {run} of {dataset!r} is not a candidates run (it did not group turned-away "
-                       "documents).",
+                       "or unsure documents).",
                        fix=f"Find candidates with: inhouse discover --dataset {dataset} --within prediction")
     topics = [t.topic for t in disc.topics if t.theme == int(candidate)]
     if not topics:

@@ -32,7 +32,7 @@ def _cut(text: str, width: int) -> str:
 @click.option("--dataset", required=True, help="Dataset to find topics in.")
 @click.option("--within", default=None, metavar="COLUMN",
               help="Find sub-topics inside each category of COLUMN (label, topic, split or a column of the file). "
-                   "--within prediction: the documents the stored predictions turned away (other), grouped into "
+                   "--within prediction: the documents the stored predictions turned away (other) or answered unsure, grouped into "
                    "candidate new categories (prediction:NAME@N for one version's).")
 @click.option("--every", type=click.Choice(["day", "week", "month"]), default="week", show_default=True,
               help="With --within prediction: the periods a candidate's growth is measured over.")
@@ -158,8 +158,10 @@ def _candidates(ctx, dataset, within, every, model, seed, n_topics, min_topic_si
         emit_json(res.to_dict())
         return
     away = "/".join(res.turned_away_labels)
+    unsure = (f" and the {res.unsure} it answered unsure (best probability under "
+              f"{res.review['confidence_below']:.2f})") if res.review else ""
     click.echo(f"{dataset}: {len(res.candidates)} candidates in the {res.turned_away} of {res.documents} documents "
-               f"{res.model} turned away ({away!r}; discovery run {res.discovery_run}; {res.seconds:.1f} s)")
+               f"{res.model} turned away ({away!r}){unsure}; discovery run {res.discovery_run}; {res.seconds:.1f} s")
     if res.growth_note:
         click.echo(f"growth: none ({res.growth_note})")
     if not res.candidates:

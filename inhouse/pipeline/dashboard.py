@@ -192,12 +192,13 @@ def _flags(cats: list[dict], level: str) -> list[dict]:
 
 
 def _candidates(c: dict | None) -> dict | None:
-    """The run's candidate new categories (what the model turned away), for the dashboard; None: not run."""
+    """The run's candidate new categories (what the model turned away or was unsure of), for the dashboard;
+    None: not run."""
     if not c or c.get("enabled") is False or "candidates" not in c:
         return None
     keep = ("candidate", "name", "name_source", "keywords", "size", "share", "share_of_all", "parent",
             "representative_ids", "representative_texts", "growth")
-    return {**{k: c.get(k) for k in ("model", "turned_away_labels", "documents", "turned_away", "discovery_run",
+    return {**{k: c.get(k) for k in ("model", "turned_away_labels", "documents", "turned_away", "unsure", "review", "discovery_run",
                                      "id_column", "every", "periods", "recent_periods", "growth_note")},
             "candidates": [{k: x.get(k) for k in keep} for x in c["candidates"]]}
 

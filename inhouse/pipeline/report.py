@@ -219,8 +219,12 @@ def _candidates(result: dict | None) -> str:
     if not result or result.get("enabled") is False:
         return "<p class='muted'>candidates were turned off in this pipeline.</p>"
     away = "/".join(result.get("turned_away_labels") or ["other"])
+    review = result.get("review") or {}
+    unsure = (f" and {result.get('unsure') or 0:,} more answered while unsure (best probability under "
+              f"{review['confidence_below']:.2f}, the level {pct(review.get('validation_share') or 0)} of its "
+              f"validation rows fall under)") if review.get("confidence_below") is not None else ""
     head = (f"<p>{result['turned_away']:,} of {result['documents']:,} documents were turned away by "
-            f"{esc(result['model'])} (answered {esc(away)}): what its labels do not cover. Grouped by the topic "
+            f"{esc(result['model'])} (answered {esc(away)}){unsure}: what its labels do not cover. Grouped by the topic "
             f"discovery of every run (discovery run {esc(result.get('discovery_run'))}), they are "
             f"{len(result['candidates'])} candidate new categories, largest first. Make one a label from the "
             f"Analyze screen (its documents then wait in the labelling queue for a person to confirm).</p>")
@@ -239,7 +243,7 @@ def _candidates(result: dict | None) -> str:
                     f"{esc(', '.join(c['keywords'][:6]))}</span><ul>{ex}</ul></td><td class='num'>{c['size']:,}</td>"
                     f"<td class='num'>{pct(c['share'])}</td>{_growth(c.get('growth'))}</tr>")
     return (head + "<table><tr><th class='num'>candidate</th><th>name, keywords, examples</th>"
-            "<th class='num'>documents</th><th class='num'>share of turned away</th><th>growth</th><th>per period</th>"
+            "<th class='num'>documents</th><th class='num'>share of those grouped</th><th>growth</th><th>per period</th>"
             "</tr>" + "".join(rows) + "</table>")
 
 

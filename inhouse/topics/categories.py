@@ -15,8 +15,9 @@ from .runs import load_discovery
 
 # ------------------------------------------------------------ categories ----
 
-BUILTIN_COLUMNS = ("label", "topic", "theme", "prediction", "split", "source_id")
+BUILTIN_COLUMNS = ("label", "topic", "theme", "prediction", "review", "split", "source_id")
 PREDICTION = "prediction"
+REVIEW = "review"  # the prediction, with the documents the version was unsure of given its abstain label
 
 
 def prediction_model(ws: Workspace, column: str) -> str | None:
@@ -43,6 +44,31 @@ def is_prediction(column: str | None) -> bool:
     return bool(column) and (column == PREDICTION or column.startswith(PREDICTION + ":"))
 
 
+def is_review(column: str | None) -> bool:
+    return bool(column) and (column == REVIEW or column.startswith(REVIEW + ":"))
+
+
+def review_values(labels: list, scores: list, abstain: dict | None) -> tuple[list, np.ndarray]:
+    """What a version gives each document for review: its stored label, or its abstain label where it answered
+    but was unsure (best in-scope probability ``scores`` under ``abstain.review.confidence_below``); and which
+    rows were so made. Versions without ``abstain.review`` (made before it): the labels as stored.
+
+    >>> review_values(["a", "other", "b"], [0.4, 0.2, 0.9], {"label": "other", "review": {"confidence_below": 0.5}})
+    (['other', 'other', 'b'], array([ True, False, False]))
+    >>> review_values(["a", "b"], [0.1, 0.9], {"label": "other"})
+    (['a', 'b'], array([False, False]))
+    """
+    ab = abstain if isinstance(abstain, dict) else {}
+    q = (ab.get("review") or {}).get("confidence_below") if isinstance(ab.get("review"), dict) else None
+    away = {str(ab.get("label") or "other"), *(str(x) for x in ab.get("out_of_scope") or [])}
+    if q is None:
+        return list(labels), np.zeros(len(labels), dtype=bool)
+    sc = np.array([np.nan if s is None else s for s in scores], dtype=np.float64)
+    unsure = (sc < float(q)) & np.array([l is not None and l == l and str(l) not in away for l in labels], dtype=bool)
+    other = str(ab.get("label") or "other")
+    return [other if u else l for l, u in zip(labels, unsure)], unsure
+
+
 def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarray, *,
                     run: int | None = None) -> tuple[list[str | None], dict[str, str]]:
     """The value of ``column`` for each of ``doc_ids``, and a display name per value.
@@ -50,7 +76,9 @@ def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarra
     ``column`` is ``label`` (the effective label), a label set people made
     (``label --into``), ``topic`` (the latest discovery, or ``run``),
     ``prediction`` (what the model of the dataset's newest stored prediction set
-    predicted; ``prediction:intents@3`` for one version), ``split``,
+    predicted; ``prediction:intents@3`` for one version), ``review`` (the same
+    with its abstain label where it answered but was unsure: :func:`review_values`,
+    the pool candidate new categories come from; ``review:intents@3``), ``split``,
     ``source_id``, the file's own name for one of them, or any other column kept
     from the ingested file (metadata, with people's labels into it laid over).
 
@@ -67,12 +95,19 @@ def category_values(ws: Workspace, dataset: str, column: str, doc_ids: np.ndarra
     key = original.get(column, column)
     key = "source_id" if key == "id" else key
     meta = cols.get("meta") or []
-    if is_prediction(column) and not (column == PREDICTION and PREDICTION in meta):
+    review = is_review(column) and not (column == REVIEW and REVIEW in meta)
+    if review or (is_prediction(column) and not (column == PREDICTION and PREDICTION in meta)):
         from ..data.predictions import find_set
 
         pset = find_set(ws, dataset, prediction_model(ws, column))
-        p = pset.read(["doc_id", "label"])
-        by_doc = dict(zip(p["doc_id"].tolist(), p["label"].tolist()))
+        p = pset.read(["doc_id", "label", "score"] if review else ["doc_id", "label"])
+        labels = p["label"].tolist()
+        if review:
+            from .. import registry
+
+            abstain = (registry.resolve(ws, pset.model_sha256).manifest or {}).get("abstain")
+            labels, _ = review_values(labels, p["score"].tolist(), abstain)
+        by_doc = dict(zip(p["doc_id"].tolist(), labels))
         values = [by_doc.get(int(d)) for d in doc_ids]
         values = [None if v is None or v != v else str(v) for v in values]
         return values, {v: v for v in set(values) if v is not None}

@@ -16,6 +16,10 @@ ABSTAIN_TARGET = 0.2
 # "distance" (default): probability and distance to the training rows, thresholds tuned on pseudo-out-of-scope
 # classes (inhouse.training.abstain); "quantile": the probability threshold alone, ABSTAIN_TARGET of validation.
 ABSTAIN_RULES = ("distance", "quantile")
+# What a version is unsure of, for review (candidate new categories): the rows under the confidence that this share
+# of in-scope validation rows falls under. The old default rule's share, not tuned for discovery: abstention is tuned
+# for precision of answers, finding what the labels miss needs recall (inhouse.analysis.candidates).
+REVIEW_SHARE = ABSTAIN_TARGET
 ABSTAIN_MAX_LOSS = 0.01  # half the 2 points asked: validation folds of fewer classes are easier than new data
 
 

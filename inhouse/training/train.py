@@ -73,7 +73,7 @@ from ..models.embeddings import TEXT_PREP
 from ..registry.core import Version, save_version
 from ..workspace.store import Workspace
 from .abstain import calibrate_distance
-from .arguments import TrainingArguments
+from .arguments import REVIEW_SHARE, TrainingArguments
 from .data import TrainingData, load_training_data
 from .methods import Trained
 from .registry import get_method
@@ -157,6 +157,20 @@ def abstain_threshold(conf: np.ndarray, correct: np.ndarray, oos: np.ndarray, ta
     return (float(ranked[k]) if k > 0 else 0.0), "quantile"
 
 
+def review_criterion(conf: np.ndarray, share: float = REVIEW_SHARE) -> dict:
+    """The manifest's ``abstain.review``: rows whose best in-scope probability is under ``confidence_below`` are
+    ones the version is unsure of, answered or not; ``confidence_below`` is the probability ``share`` of the
+    in-scope validation rows (``conf``) fall under. Candidate new categories group what a version turned
+    away or was unsure of (:mod:`inhouse.analysis.candidates`): abstention keeps answers precise, review wants recall.
+
+    >>> review_criterion(np.array([0.9, 0.8, 0.3, 0.2, 0.6]), 0.2)
+    {'confidence_below': 0.3, 'validation_share': 0.2}
+    """
+    t, _ = abstain_threshold(np.asarray(conf, dtype=np.float64), np.ones(len(conf), bool), np.zeros(len(conf), bool),
+                             share)
+    return {"confidence_below": float(t), "validation_share": share}
+
+
 def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArguments) -> tuple[dict, Distance | None]:
     """The manifest's ``abstain`` section (threshold, label, out-of-scope labels, how it did on validation)
     and the version's distance model: :mod:`inhouse.training.abstain` (rule ``distance``), else the
@@ -191,6 +205,8 @@ def calibrate_abstain(trained: Trained, data: TrainingData, args: TrainingArgume
         t, rule = abstain_threshold(conf, correct, oos, args.abstain_target)
         abstained = (conf < t) | ~in_scope[P.argmax(1)]
         out.update(threshold=t, rule=rule, target=args.abstain_target if rule == "quantile" else None)
+    if (~oos).any():
+        out["review"] = review_criterion(conf[~oos])
     out.update(
                val_in_scope_abstain_rate=round(float(abstained[~oos].mean()), 4) if (~oos).any() else None,
                val_in_scope_accuracy=round(float((correct & ~abstained)[~oos].mean()), 4) if (~oos).any() else None,

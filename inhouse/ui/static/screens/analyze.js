@@ -241,23 +241,25 @@ async function dashboard(view, runId) {
   ], d.steps)));
 }
 
-// What the labels miss: the documents the model turned away, grouped into candidate new categories; one action
+// What the labels miss: the documents the model turned away or answered unsure, grouped into candidate new categories; one action
 // makes a candidate a label (in a label set of the person's choice) and opens the labelling queue on its documents.
 async function candidatesCard(d) {
   const c = d.candidates;
   const ds = await api.get(`/datasets/${enc(d.dataset)}`);
   const cols = Object.entries(ds.label_columns || {}).filter(([, x]) => x.kind !== "metadata").map(([k]) => k);
   const head = h("p", { class: "muted small" }, `${fmt(c.turned_away)} of ${fmt(c.documents)} documents were turned away by ${c.model} `,
-    `(answered ${(c.turned_away_labels || ["other"]).join("/")}): what its labels do not cover, grouped into ${fmt(c.candidates.length)} candidates, largest first. `,
+    `(answered ${(c.turned_away_labels || ["other"]).join("/")})`,
+    c.review ? ` and ${fmt(c.unsure || 0)} more answered while unsure (best probability under ${c.review.confidence_below.toFixed(2)}, the level ${pct(c.review.validation_share)} of its validation rows fall under)` : "",
+    `: what its labels do not cover, grouped into ${fmt(c.candidates.length)} candidates, largest first. `,
     c.growth_note ? `No growth: ${c.growth_note}.` : c.every ? `Growth: share of all documents in the recent ${c.every}s against the ones before.` : "");
-  if (!c.candidates.length) return card("What your labels miss", head, h("p", { class: "muted" }, "No document was turned away."));
+  if (!c.candidates.length) return card("What your labels miss", head, h("p", { class: "muted" }, "No document was turned away or answered unsure."));
   const item = (x) => {
     const g = x.growth;
     const area = h("div", { class: "candidate-action" });
     const open = button("Make a label…", () => { clear(area, labelForm(d, c, x, cols)); }, { role: "editor", kind: "small", "data-candidate": x.candidate });
     return h("article", { class: "summary-card candidate", "data-candidate-card": x.candidate },
       h("h3", {}, x.name, " ", g && g.status !== "stable" ? direction(g.status) : null),
-      h("div", { class: "muted small" }, `${fmt(x.size)} documents · ${pct(x.share)} of the turned away`,
+      h("div", { class: "muted small" }, `${fmt(x.size)} documents · ${pct(x.share)} of those grouped`,
         g ? ` · ${pct(g.share_baseline)} → ${pct(g.share_recent)} of all` : ""),
       h("div", { class: "keywords" }, (x.keywords || []).slice(0, 8).map((k) => badge(k, "muted"))),
       h("ul", { class: "examples" }, (x.representative_texts || []).slice(0, 3).map((t, i) => h("li", {}, truncate(t, 140),
