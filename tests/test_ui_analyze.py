@@ -206,7 +206,7 @@ def test_analyze_screen_runs_a_pipeline(browser, served, api_run):
     assert flagged.locator("tbody tr").count() == len(d["flagged"]) > 0
     assert "app_problem" in flagged.inner_text() and "▲ emerging" in flagged.inner_text()
     assert page.locator(".summary-card:not(.candidate)").count() == len(d["summaries"]) > 0
-    cost = page.locator("section.card", has=page.get_by_role("heading", name="Cost"))
+    cost = page.locator("section.card", has=page.get_by_role("heading", name="Cost", exact=True))
     assert "openai-gpt-4o-mini" in cost.inner_text() and "Assumptions" in cost.inner_text()
     # this run reused the API run's predictions; the closed-API price still covers every document it analyzed
     full = d["cost"]["all_documents"]
