@@ -226,7 +226,10 @@ def test_ctrl_c_in_a_command_is_one_line_or_json_and_exit_130(ws, tmp_path):
         os.mkfifo(fifo)
         args = [sys.executable, "-m", "inhouse", "models", "export", "m@1", "--out", str(tmp_path / "o"),
                 "--check-file", str(fifo)] + (["--json"] if as_json else [])
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+        # Ctrl-C's default action in the command, as in a terminal: a shell that runs the tests in the background
+        # (`make test &`, CI wrappers) hands its children SIGINT ignored, and exec keeps an ignored signal ignored
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         opened = threading.Event()
 
         def writer():
