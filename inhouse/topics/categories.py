@@ -59,13 +59,13 @@ def review_values(labels: list, scores: list, abstain: dict | None) -> tuple[lis
     (['a', 'b'], array([False, False]))
     """
     ab = abstain if isinstance(abstain, dict) else {}
-    q = (ab.get("review") or {}).get("confidence_below") if isinstance(ab.get("review"), dict) else None
-    away = {str(ab.get("label") or "other"), *(str(x) for x in ab.get("out_of_scope") or [])}
+    q = ab["review"].get("confidence_below") if isinstance(ab.get("review"), dict) else None
     if q is None:
         return list(labels), np.zeros(len(labels), dtype=bool)
+    other = str(ab.get("label") or "other")
+    away = {other, *(str(x) for x in ab.get("out_of_scope") or [])}
     sc = np.array([np.nan if s is None else s for s in scores], dtype=np.float64)
     unsure = (sc < float(q)) & np.array([l is not None and l == l and str(l) not in away for l in labels], dtype=bool)
-    other = str(ab.get("label") or "other")
     return [other if u else l for l, u in zip(labels, unsure)], unsure
 
 
