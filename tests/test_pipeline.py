@@ -188,6 +188,45 @@ def test_predictions_are_stored_once_and_used_by_trends_by_prediction(model_home
     assert r.exit_code == 0
 
 
+@pytest.mark.slow
+def test_by_review_reads_the_pinned_versions_predictions_not_the_newest_set(model_home, run_cli, tmp_path):
+    """``trends: {by: review}`` in a pipeline reads the predictions of the version its classify step pinned,
+    with that version's unsure answers as ``other`` — not the dataset's newest prediction set, which another
+    version may have written since (before the fix: ``by: prediction`` was pinned, ``by: review`` was not)."""
+    import numpy as np
+
+    from inhouse import registry
+    from inhouse.data.predictions import find_set
+    from inhouse.topics.categories import review_values
+
+    _inbox(tmp_path, n=400, seed=21)
+    spec = PIPELINE.replace("daily", "pinned").replace("tickets", "pinned")
+    spec = "\n".join(l for l in spec.splitlines() if "summarize" not in l and "discover" not in l)
+    (tmp_path / "pinned.yaml").write_text(spec.replace("by: prediction", "by: review"), encoding="utf-8")
+    assert run_cli("--home", model_home, "pipeline", "run", tmp_path / "pinned.yaml").exit_code == 0
+    # another version, with three labels only, classifies the same documents afterwards: its set is the newest
+    r = run_cli("--home", model_home, "train", "--dataset", "train", "--name", "three", "--method", "head",
+                "--where", "label IN ('card_lost', 'card_delivery', 'refund_request')", "--shots", "20",
+                "--no-prepare")
+    assert r.exit_code == 0, r.stderr
+    r = run_cli("--home", model_home, "classify", "three@1", "--dataset", "pinned", "--backend", "torch", "--json")
+    assert r.exit_code == 0, r.stderr
+    # the trends step reruns (its settings changed); the classify step's version is unchanged
+    (tmp_path / "pinned.yaml").write_text(spec.replace("by: prediction, every: week", "by: review, every: day"),
+                                          encoding="utf-8")
+    r = run_cli("--home", model_home, "pipeline", "run", tmp_path / "pinned.yaml", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert {s["name"]: s["status"] for s in r.json["steps"]}["trends"] == "done"
+    ws = Workspace.open(model_home)
+    pinned = registry.resolve(ws, "intents@production")
+    p = find_set(ws, "pinned", pinned.sha256).read(["label", "score"])
+    want, unsure = review_values(p["label"].tolist(), p["score"].tolist(), pinned.manifest["abstain"])
+    assert unsure.any()  # the version answered some documents unsure: review differs from prediction here
+    res = pd.read_parquet(tmp_path / "out" / "trends.parquet")
+    got = dict(zip(res["category"], res["total"]))
+    assert got == pd.Series(want).value_counts().to_dict(), (got, np.unique(want, return_counts=True))
+
+
 def _wait_for(pattern: str, folder: Path, proc, timeout: float = 240) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout and proc.poll() is None:

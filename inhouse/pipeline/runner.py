@@ -79,13 +79,12 @@ class PipelineRun:
         out = spec.find("report")
         self.out_dir = spec.resolve(out.options["out"]).parent if out else spec.folder / f"{spec.name}-out"
 
-    @property
-    def column(self) -> str:
-        """The pinned prediction column: ``prediction:<sha256>``."""
-        return f"prediction:{self.version.sha256}" if self.version else "prediction"
-
     def col(self, value: str | None) -> str | None:
-        return self.column if value == "prediction" else value
+        """A step's ``by``/``within`` with ``prediction`` and ``review`` pinned to the run's version (not the
+        dataset's newest prediction set, which another version may have written since)."""
+        if self.version is not None and value in ("prediction", "review"):
+            return f"{value}:{self.version.sha256}"
+        return value
 
     def pin(self) -> None:
         """Resolve and verify the model of ``classify`` once, naming the line on failure."""
