@@ -212,3 +212,24 @@ def test_the_accuracy_budget_holds_on_the_versions_own_validation_rows(banking):
     assert ab["val_in_scope_accuracy"] >= ab["val_in_scope_accuracy_without_abstaining"] - 0.02 - 1e-9, ab
     chosen = ab["pseudo_out_of_scope"]
     assert ab["distance"]["threshold"] == max(chosen["threshold_folds"], chosen["threshold_validation"])
+
+
+def test_the_cli_sets_what_abstaining_may_cost(banking, run_cli):
+    """``train --abstain-max-loss`` is the lead's one lever on the rule (before: only the API and Python had
+    it): a larger budget may turn away more texts of intents never trained on; the version's own validation
+    rows hold it; it is refused beside a rule it does not bound."""
+    ws, df = banking
+    held = _held_out(sorted(df["label"].unique()))
+    where = "split = 'train' and label not in (" + ", ".join(f"'{h}'" for h in held) + ")"
+    common = ("--home", ws.home, "train", "--dataset", "b", "--method", "head", "--base", "wordllama",
+              "--where", where, "--no-prepare")
+    r = run_cli(*common, "--name", "loose", "--abstain-max-loss", "0.03", "--json")
+    assert r.exit_code == 0, r.stderr
+    ab = r.json["abstain"]
+    assert ab["rule"] == "distance" and ab["pseudo_out_of_scope"]["max_loss"] == 0.03
+    assert ab["val_in_scope_accuracy"] >= ab["val_in_scope_accuracy_without_abstaining"] - 0.03 - 1e-9, ab
+    assert ab["val_in_scope_accuracy"] < ab["val_in_scope_accuracy_without_abstaining"] - 0.01, ab  # it spent more than the default's 1 point
+    r = run_cli(*common, "--name", "both", "--abstain-max-loss", "0.03", "--abstain-target", "0.1")
+    assert r.exit_code == 2 and "--abstain-max-loss" in r.stderr and "--abstain-target" in r.stderr, r.stderr
+    r = run_cli(*common, "--name", "bad", "--abstain-max-loss", "3")
+    assert r.exit_code == 2 and "--abstain-max-loss" in r.stderr and "found 3.0" in r.stderr, r.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import UsageError
 from ..service.training import method_names
 from . import LiveChoice, cli, emit_json, json_option, pass_ctx
 
@@ -75,6 +76,9 @@ def _speed_notes(r: dict) -> list[str]:
 @click.option("--abstain-target", type=float, default=None,
               help="Abstain by confidence alone, turning away this share of in-scope validation rows (e.g. 0.2). "
               "Default: confidence and distance to the training rows, tuned on classes left out of them.")
+@click.option("--abstain-max-loss", type=float, default=None, metavar="SHARE",
+              help="What abstaining may cost in in-scope accuracy, as a share (default 0.01: one point). Raise it "
+              "(e.g. 0.02) to turn away more texts of intents never trained on, at more good answers turned away.")
 @click.option("--other-label", default="other", show_default=True, help="The answer when the model abstains.")
 @click.option("--out-of-scope", "out_of_scope", multiple=True, metavar="LABEL",
               help="Rows with this label are out of scope: learnt from, and answered as --other-label (repeat).")
@@ -82,7 +86,7 @@ def _speed_notes(r: dict) -> list[str]:
 @pass_ctx
 def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, epochs, max_steps, batch_size,
               learning_rate, val_fraction, min_examples, max_seq_length, freeze_layers, label_names, threads, where,
-              no_abstain, abstain_target, other_label, out_of_scope, no_prepare, as_json) -> None:
+              no_abstain, abstain_target, abstain_max_loss, other_label, out_of_scope, no_prepare, as_json) -> None:
     """Train a classifier on a dataset's labels and save it as a new version.
 
     The model can abstain: on the validation rows (carved from the training
@@ -100,6 +104,11 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
     """
     from ..service.training import train, training_arguments
 
+    if abstain_max_loss is not None and (abstain_target is not None or no_abstain):
+        raise UsageError("--abstain-max-loss bounds the default rule (confidence and distance); it does not apply "
+                         f"with {'--no-abstain' if no_abstain else '--abstain-target'}.",
+                         fix="Give one of them.")
+
     args = training_arguments(dict(base=base, method=method, label_col=label_col, split=None if split == "all" else split,
                              shots=shots, seed=seed, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                              learning_rate=learning_rate, val_fraction=val_fraction, min_examples=min_examples,
@@ -108,7 +117,8 @@ def train_cmd(ctx, dataset, name, base, method, label_col, split, shots, seed, e
                              where=where, abstain=not no_abstain, other_label=other_label,
                              out_of_scope=list(out_of_scope) or None,
                              **({"abstain_target": abstain_target, "abstain_rule": "quantile"}
-                                if abstain_target is not None else {})))
+                                if abstain_target is not None else {}),
+                             **({"abstain_max_loss": abstain_max_loss} if abstain_max_loss is not None else {})))
     r = train(ctx.ws, dataset, name, args, prepare=not no_prepare)
     if as_json:
         emit_json(r.to_dict())

@@ -92,7 +92,7 @@ class TrainingArguments:
             raise UsageError(f"--abstain-target must be in [0, 0.5), found {out.abstain_target}.",
                              fix=f"Use e.g. {ABSTAIN_TARGET} (the default), or --no-abstain to turn abstention off.")
         if out.abstain_max_loss is not None and not 0 <= out.abstain_max_loss <= 1:
-            raise UsageError(f"abstain_max_loss must be in [0, 1], found {out.abstain_max_loss}.",
+            raise UsageError(f"--abstain-max-loss (abstain_max_loss) must be in [0, 1], found {out.abstain_max_loss}.",
                              fix=f"Use e.g. {ABSTAIN_MAX_LOSS} (the default): the in-scope accuracy abstaining may cost.")
         if out.abstain_rule not in ABSTAIN_RULES:
             raise UsageError(f"abstain_rule must be one of {list(ABSTAIN_RULES)}, found {out.abstain_rule!r}.",
