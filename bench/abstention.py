@@ -179,14 +179,24 @@ This comparison read the test split to choose the *kind* of score; no threshold 
 with in-scope accuracy within 2 points of never abstaining, an oracle no rule can beat): probability alone
 turns away 41.2 %, probability or distance 50.4 %, (1 − p) + w·d 58.8 %. The issue's target (≥ 75 % within
 2 points) is not reachable here with a frozen minilm-l6: the held-out intents are banking intents next to
-the trained ones ("card_swallowed" beside "card_not_working"). Unrelated text is another matter (the table)."""
+the trained ones ("card_swallowed" beside "card_not_working"). Unrelated text is another matter (the table).
+
+**Tuning the encoder does not change that** (`--method full`, the CLI's default method: minilm-l6 fine-tuned
+end to end on the 58 trained intents, its distance measured in its own tuned embedding): in-scope accuracy
+93.8 % never abstaining, 92.8 % with the rule, and 47.5 % of held-out-intent texts turned away, as for `head`;
+along its curve, 52.0 % at −1.5 points and 61.2 % at −2.7. Fine-tuning pulls each trained intent's texts
+together, and the held-out intents' texts are pulled in with their trained neighbours."""
 
 
 def markdown(res: dict) -> str:
-    lines = [f"Machine: {res['machine']}. Date: {res['date']}. Command: `{res['command']}`. "
-             f"Load average {res.get('load', '?')} (a shared machine: rerun on a quiet one for timings)."
+    runs = list({json.dumps(s.get("run") or _run_of(res), sort_keys=True): s.get("run") or _run_of(res)
+                 for s in res["sets"]}.values())
+    lines = [f"Machine: {res['machine']}. "
+             + " ".join(f"{', '.join(sorted({s['method'] for s in res['sets'] if (s.get('run') or _run_of(res)) == r}))}"
+                        f" rows: {r['date']}, `{r['command']}`, load average {r.get('load', '?')}." for r in runs)
+             + " (A shared machine: rerun on a quiet one for timings.)"
              + (" `--reuse`: the versions were trained by the run before it, with the same arguments."
-                if "--reuse" in res["command"] else ""), "",
+                if any("--reuse" in r["command"] for r in runs) else ""), "",
              "*Old rule*: best in-scope probability under the threshold that turns away 20 % of in-scope validation "
              "rows. *New rule* (default since issue 18): (1 − probability) + w·(cosine distance to the nearest "
              "training row) over a threshold, w and the threshold chosen on pseudo-out-of-scope classes left out of "
@@ -219,9 +229,15 @@ def markdown(res: dict) -> str:
             lines.append(f"- {s['set']}, {s['method']}, {s.get('base', DEFAULT_ENCODER)}, {rule} rule ({what}): "
                          + "; ".join(pts))
     lines += ["", EXPLORATION]
-    lines += ["", "Held out: " + "; ".join(f"{s['set']}: {', '.join(s['held_out'])}" for s in res["sets"]) + ".",
+    held = {s["set"]: s["held_out"] for s in res["sets"]}
+    lines += ["", "Held out: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in held.items()) + ".",
               "Raw numbers: `bench/results/abstention.json`."]
     return "\n".join(lines)
+
+
+def _run_of(res: dict) -> dict:
+    """The run that measured a set: its own record, else (results from before sets kept one) the file's."""
+    return {k: res.get(k) for k in ("date", "command", "load")}
 
 
 def write_md(text: str) -> None:
@@ -249,13 +265,17 @@ def main() -> None:
     res = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "command": "nice python " + shlex.join(["bench/abstention.py", *sys.argv[1:]]), "sets": []}
     if path.exists() and (args.method != "head" or args.base):  # add these rows to the last results
-        res["sets"] = [s for s in json.loads(path.read_text())["sets"]
+        last = json.loads(path.read_text())
+        res["sets"] = [{**s, "run": s.get("run") or _run_of(last)} for s in last["sets"]
                        if (s["method"], s.get("base")) != (args.method, args.base or DEFAULT_ENCODER)]
+    first = len(res["sets"])
     for name in args.sets.split(","):
         res["sets"].append(bench_set(ws, name, args.method, args.seed,
                                      unrelated_texts(ws, args.seed) if name == "banking77" else None, args.base,
                                      args.reuse))
     res["load"] = f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+    for s in res["sets"][first:]:
+        s["run"] = _run_of(res)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=2))
