@@ -92,6 +92,9 @@ def test_train_in_the_browser_then_diff_and_promote(served, browser):
     compare = page.locator(".train-compare").inner_text()
     assert f"{ev['macro_f1']:.3f}" in compare and f"{ev['zero_shot']['macro_f1']:.3f}" in compare
     assert "zero-shot" in compare and ev["zero_shot"]["model"] in compare
+    # the page names the rule the version abstains by (before: "below its confidence threshold", the old rule)
+    assert ev["abstain"]["enabled"] and ev["abstain"]["distance_threshold"] is not None
+    assert "far from everything it was trained on" in compare
     # the confusion matrix: one number per non-empty cell, the same numbers as the API's
     cm = ev["confusion_matrix"]
     cells = [int(t) for t in page.locator(".train-heatmap svg text.cell").all_text_contents()]

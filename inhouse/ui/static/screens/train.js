@@ -16,6 +16,7 @@ const HINTS = {
   split: "Train on rows of this split; empty: every labelled row.",
   where: "Train only on documents for which this filter holds, e.g. label = 'negative'.",
   out_of_scope: "Labels whose rows are out of scope (comma-separated).", lora_targets: "Comma-separated module names.",
+  abstain_max_loss: "What abstaining may cost in in-scope accuracy (0.01: one point). Raise it to turn away more texts unlike the training rows.",
 };
 
 // the registry's rule (inhouse/registry/core.py check_name)
@@ -255,7 +256,9 @@ export function renderEvaluation(box, m, on, ref = m.model) {
       barChart([{ label: `${m.model} (fine-tuned)`, value: m.macro_f1, color: PALETTE[0] },
         { label: `${z.model} (zero-shot)`, value: z.macro_f1, color: PALETTE[9] }], { title: "macro-F1", max: 1, format: (v) => v.toFixed(3) }),
       h("p", { class: "muted" }, "Zero-shot: the untuned base model picks the label whose name is most similar to the text. ",
-        m.abstain?.enabled ? `The fine-tuned model abstains ('${m.abstain.label}') below its confidence threshold: ${pct(m.abstain.abstain_rate)} of these rows; ` +
+        m.abstain?.enabled ? `The fine-tuned model abstains ('${m.abstain.label}') ` +
+          (m.abstain.distance_threshold != null ? "when it is unsure, or the text is far from everything it was trained on" : "below its confidence threshold") +
+          `: ${pct(m.abstain.abstain_rate)} of these rows; ` +
           `without abstaining it would get ${pct(m.abstain.in_scope_accuracy_without_abstaining)} right.` : ""),
       (m.warnings || []).map((w) => h("p", { class: "warn" }, "⚠ ", w)))));
   const per = Object.entries(m.per_class || {}).filter(([, v]) => v.support > 0).map(([label, v]) => ({ label, ...v, zero: z.per_class?.[label] }));
