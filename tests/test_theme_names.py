@@ -16,6 +16,7 @@ from inhouse.workspace.store import Workspace
 @pytest.mark.slow
 def test_llm_names_themes_in_two_to_four_grounded_words_or_says_it_fell_back(tmp_path):
     from inhouse.data.ingest import ingest
+    from inhouse.progress import ListSink, use
     from inhouse.demo.data import write_csv
     from inhouse.topics.discover import discover
     from inhouse.topics.grounding import words_of
@@ -26,9 +27,13 @@ def test_llm_names_themes_in_two_to_four_grounded_words_or_says_it_fell_back(tmp
     ws = Workspace.open(tmp_path / "home")
     try:
         ingest(ws, write_csv(tmp_path / "demo.csv", n=300, seed=7), "demo", label_col="intent")
-        res = discover(ws, "demo", model="wordllama", n_topics=4, n_themes=2, llm="smollm2-135m", seed=0)
+        events = []
+        with use(ListSink(events)):
+            res = discover(ws, "demo", model="wordllama", n_topics=4, n_themes=2, llm="smollm2-135m", seed=0)
         n = res.llm_names
         assert n["accepted"] + n["fell_back"] == len(res.topics) + len(res.themes) == 6, "themes are named too"
+        naming = [(e.done, e.total) for e in events if e.kind == "advance" and e.desc.startswith("naming")]
+        assert naming == [(i, 6) for i in range(1, 7)], "the progress counts the themes' names too"
         assert n["fell_back"] == n["junk"] + n["ungrounded"] == len(n["rejected"]) + n["junk"]
         docs = read_documents(ws, "demo", columns=["doc_id", "text"]).set_index("doc_id")["text"]
         topic_of = res.assignments().set_index("doc_id")["topic"]
