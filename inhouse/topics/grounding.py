@@ -10,7 +10,7 @@ how many answers were accepted and how many fell back.
 :func:`estimate` says, before the work starts, how many prompts a run needs and
 how long they will take on this machine: from this workspace's earlier LLM runs
 of the same model (seconds per prompt, recorded by :func:`record_speed`), else a
-conservative default.
+default that grows with the model file's size.
 
     >>> check_grounded("Day of the Dead", ["snow storm delays", "weather cancelled my flight"], kind="name")
     (False, "'day' is in none of the topic's documents")
@@ -37,7 +37,10 @@ GENERIC = {
     "different", "specific", "also", "including", "include", "includes", "like", "want", "wants", "need", "needs",
     "their", "they", "these", "those", "sentence", "summary",
 }
-DEFAULT_SECONDS_PER_PROMPT = {"name": 6.0, "summary": 20.0}  # smollm2-135m on 2 busy cores, conservative
+# with no earlier run, seconds per prompt = fixed + per GB of the model file: CPU generation reads the whole
+# file per token. Measured on 2 busy cores (BENCHMARKS.md, qwen section), then doubled: smollm2-135m (0.098 GB)
+# 0.5 s per summary, 0.2 s per name; qwen2.5-coder-1.5b (1.12 GB) 7.5 s and 1.9 s.
+DEFAULT_SECONDS_PER_PROMPT = {"name": (0.5, 4.0), "summary": (1.0, 14.0)}  # (fixed s, s per GB)
 CONFIRM_MINUTES = 2.0  # above this, interactive runs ask for --yes
 
 
@@ -121,7 +124,24 @@ def estimate(ws: Workspace, model: str, kind: str, prompts: int, documents: int)
     if speeds:
         return Estimate(model, kind, documents, prompts, round(speeds[len(speeds) // 2], 2),
                         f"median of {len(speeds)} earlier runs in this workspace")
-    return Estimate(model, kind, documents, prompts, DEFAULT_SECONDS_PER_PROMPT[kind], "default guess")
+    gb = _model_gb(ws, model)
+    fixed, per_gb = DEFAULT_SECONDS_PER_PROMPT[kind]
+    return Estimate(model, kind, documents, prompts, round(fixed + per_gb * gb, 1),
+                    f"default guess for a {gb:.2g} GB model")
+
+
+def _model_gb(ws: Workspace, model: str) -> float:
+    """The model file's size in GB (1 GB when the model is not there: the run fails on it anyway)."""
+    from ..errors import NotFound
+    from ..models.catalog import CATALOG, get_model
+
+    parted = CATALOG[model].parted if model in CATALOG else None
+    if parted is not None:
+        return parted.size / 1e9  # its published size: no join needed to say what the run costs
+    try:
+        return get_model(ws, model).size / 1e9
+    except NotFound:
+        return 1.0
 
 
 def record_speed(ws: Workspace, model: str, model_sha256: str, kind: str, prompts: int, seconds: float) -> None:
