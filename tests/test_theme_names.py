@@ -16,12 +16,12 @@ from inhouse.workspace.store import Workspace
 @pytest.mark.slow
 def test_llm_names_themes_in_two_to_four_grounded_words_or_says_it_fell_back(tmp_path):
     from inhouse.data.ingest import ingest
-    from inhouse.progress import ListSink, use
     from inhouse.demo.data import write_csv
+    from inhouse.progress import ListSink, use
     from inhouse.topics.discover import discover
-    from inhouse.topics.grounding import words_of
+    from inhouse.topics.grounding import root_word, words_of
     from inhouse.topics.runs import load_discovery
-    from inhouse.topics.text import fold_plural, keyword_name, stop_words
+    from inhouse.topics.text import keyword_name, stop_words
     from inhouse.workspace.documents import read_documents
 
     ws = Workspace.open(tmp_path / "home")
@@ -43,7 +43,7 @@ def test_llm_names_themes_in_two_to_four_grounded_words_or_says_it_fell_back(tmp
                 continue
             assert 2 <= len(th.name.split()) <= 4, th.name
             own = words_of([docs[d] for d, t in topic_of.items() if t in th.topics])
-            words = {fold_plural(w) for w in re.findall(r"[^\W_]+", th.name.lower())
+            words = {root_word(w) for w in re.findall(r"[^\W_]+", th.name.lower())
                      if w not in stop_words() and len(w) > 2}
             assert words and words <= own, f"{th.name!r} is not grounded in its theme's documents"
         kept = load_discovery(ws, "demo", res.run_id)

@@ -219,14 +219,10 @@ def sentences(text: str) -> list[str]:
 
 
 def _root(word: str) -> str:
-    """A word folded for comparison: plural, then -ing/-ed/-ly (``charged`` ~ ``charge`` ~ ``charges``)."""
-    from ..topics.text import fold_plural
+    """A word folded for comparison (:func:`inhouse.topics.grounding.root_word`), as topic names are checked."""
+    from ..topics.grounding import root_word
 
-    w = fold_plural(word.lower())
-    for suffix in ("ing", "ed", "ly", "e"):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
-            return w[: -len(suffix)]
-    return w
+    return root_word(word)
 
 
 def source_index(texts: list[str]) -> tuple[set[str], set[str]]:

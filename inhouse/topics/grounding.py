@@ -44,12 +44,29 @@ DEFAULT_SECONDS_PER_PROMPT = {"name": (0.5, 4.0), "summary": (1.0, 14.0)}  # (fi
 CONFIRM_MINUTES = 2.0  # above this, interactive runs ask for --yes
 
 
+def root_word(word: str) -> str:
+    """A word folded for comparison: lower case, plural, then one of -ing/-ed/-ly/-e, then a doubled final
+    consonant — inflections only, so a name or summary may say ``charge`` of documents that say ``charged``.
+
+    >>> [root_word(w) for w in ("Charged", "charge", "charges", "stopping", "stop", "called", "call", "fees")]
+    ['charg', 'charg', 'charg', 'stop', 'stop', 'cal', 'cal', 'fee']
+    """
+    w = stem_word(word.lower())
+    for suffix in ("ing", "ed", "ly", "e"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            break
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiou":
+        w = w[:-1]
+    return w
+
+
 def words_of(texts: list[str]) -> set[str]:
-    """Lower-cased, plural-folded words of ``texts`` (letters and digits)."""
+    """The :func:`root_word` of each word of ``texts`` (letters and digits)."""
     out: set[str] = set()
     for t in texts:
         for w in re.findall(r"[^\W_]+", str(t).lower()):
-            out.add(stem_word(w))
+            out.add(root_word(w))
     return out
 
 
@@ -72,17 +89,18 @@ def check_grounded(text: str, sources: list[str] | set[str], *, kind: str = "sum
         pos = at + len(tok)
         low = tok.lower()
         entity = tok.isdigit() or (tok[0].isupper() and at not in starts and kind == "summary")
-        if entity and stem_word(low) not in known:
+        if entity and root_word(low) not in known:
             return False, f"{tok!r} is in none of the category's documents"
-    content = [stem_word(w.lower()) for w in tokens if w.lower() not in stops and len(w) > 2 and not w.isdigit()]
+    content = [w.lower() for w in tokens if w.lower() not in stops and len(w) > 2 and not w.isdigit()]
     if kind == "name":
-        missing = [w for w in content if w not in known]
+        missing = [w for w in content if root_word(w) not in known]
         if missing:
             return False, f"{missing[0]!r} is in none of the topic's documents"
         return True, ""
-    content = [w for w in content if w not in GENERIC]
-    if content and sum(w in known for w in content) < 0.5 * len(content):
-        missing = [w for w in content if w not in known]
+    generic = {root_word(g) for g in GENERIC}
+    content = [w for w in content if root_word(w) not in generic]
+    if content and sum(root_word(w) in known for w in content) < 0.5 * len(content):
+        missing = [w for w in content if root_word(w) not in known]
         return False, f"most of its key words ({', '.join(missing[:4])}) are in none of the category's documents"
     return True, ""
 
