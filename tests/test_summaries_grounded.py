@@ -53,6 +53,18 @@ def test_inflections_are_grounded_for_summaries_and_names_but_new_words_are_not(
     assert "'urgency'" in check_sentence("These are requests of some urgency.", source_index(["this is urgent"]))
 
 
+def test_a_list_that_names_fees_four_times_is_a_summary_not_a_loop():
+    """qwen2.5-coder-1.5b's answer for the demo's fees_question was thrown away as a loop ('fees' 4 times)."""
+    from inhouse.analysis.summarize import tidy_summary
+
+    qwen = ("These messages are about fees related to transferring money, including charges for instant transfers, "
+            "fees for withdrawals, fees for using a card in another country, fees for sending money abroad, and an "
+            "exchange fee.")
+    assert tidy_summary(qwen, ["fee", "abroad"] + FEES[:5]) == qwen
+    assert tidy_summary("The fees are fees, fees, fees and fees.", ["fee"]) is None
+    assert tidy_summary("Cards and the app crashes and the app crashes and the app crashes.", ["app"]) is None
+
+
 def test_a_summary_with_no_grounded_sentence_falls_back_and_the_counts_say_so():
     s = _summary(FEES)
     extractive = s.summary

@@ -307,12 +307,29 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
         return None
     if re.search(r"\b(i'm|i am|i can't|i cannot|as an ai|here to help|sorry)\b", text, re.I):
         return None
-    words = re.findall(r"[a-z]{4,}", text.lower())
-    if words and max(words.count(w) for w in set(words)) >= 4:
+    if _loops(text):
         return None
     if context is not None and not content_words(text) & {w for c in context for w in content_words(c)}:
         return None
     return text
+
+
+def _loops(text: str) -> bool:
+    """Whether a model's answer repeats itself: one word of 4+ letters at least 4 times and a quarter of such
+    words, or the same three words 3 times. A list that names its subject at each item is not a loop.
+
+    >>> _loops("the app crashes the app crashes the app crashes the app crashes")
+    True
+    >>> _loops("These messages are about fees related to transferring money, fees for withdrawals, "
+    ...        "fees for using a card in another country and fees for sending money abroad.")
+    False
+    """
+    words = re.findall(r"[a-z]{4,}", text.lower())
+    if words and max(words.count(w) for w in set(words)) >= max(4, len(words) / 4):
+        return True
+    tokens = re.findall(r"[a-z0-9]+", text.lower())
+    grams = [tuple(tokens[i:i + 3]) for i in range(len(tokens) - 2)]
+    return bool(grams) and max(grams.count(g) for g in set(grams)) >= 3
 
 
 def _abstract(ws: Workspace, llm: str, out: list[Summary], max_tokens: int, seed: int,
