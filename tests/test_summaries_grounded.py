@@ -53,7 +53,7 @@ def test_inflections_are_grounded_for_summaries_and_names_but_new_words_are_not(
     assert "'urgency'" in check_sentence("These are requests of some urgency.", source_index(["this is urgent"]))
 
 
-def test_a_list_that_names_fees_four_times_is_a_summary_not_a_loop():
+def test_qwen_lists_are_summaries_but_loops_and_prompt_echoes_are_not():
     """qwen2.5-coder-1.5b's answer for the demo's fees_question was thrown away as a loop ('fees' 4 times)."""
     from inhouse.analysis.summarize import tidy_summary
 
@@ -62,6 +62,10 @@ def test_a_list_that_names_fees_four_times_is_a_summary_not_a_loop():
             "exchange fee.")
     assert tidy_summary(qwen, ["fee", "abroad"] + FEES[:5]) == qwen
     assert tidy_summary("The fees are fees, fees, fees and fees.", ["fee"]) is None
+    # smollm2-135m's 'summary' of refund_request in the same bench: the prompt echoed, kept as grounded
+    echo = ("Messages: - Hello, I want a refund for order A#518403, the item was not as described. - How do I get "
+            "my money back for order A#518403, I sent it back 10 days ago.")
+    assert tidy_summary(echo, ["refund", "order", "money back"]) is None
     assert tidy_summary("Cards and the app crashes and the app crashes and the app crashes.", ["app"]) is None
 
 

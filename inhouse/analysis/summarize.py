@@ -286,7 +286,8 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     """A tiny model's answer cut to its first distinct sentences, or None when it is junk.
 
     Junk: assistant talk ("I'm not sure..."), a loop that repeats a word, mostly
-    not letters, or no word in common with ``context`` (keywords and documents).
+    not letters, no word in common with ``context`` (keywords and documents), or
+    the prompt echoed back ("Messages: - ...": the documents quoted, no summary).
 
     >>> tidy_summary("These messages are about lost cards. They ask how to block one. More.", ["lost card"])
     'These messages are about lost cards. They ask how to block one.'
@@ -296,6 +297,8 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     from ..topics.text import content_words
 
     text = " ".join(raw.replace("*", "").split())
+    if re.match(r"(messages|keywords)\s*:", text, re.I):  # smollm2-135m's echo of summary_prompt
+        return None
     text = re.sub(r"^(summary|answer)\s*:\s*", "", text, flags=re.I).lstrip("-• ").strip()
     kept: list[str] = []
     for sentence in sentences(text):
