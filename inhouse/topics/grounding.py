@@ -38,8 +38,9 @@ GENERIC = {
     "their", "they", "these", "those", "sentence", "summary",
 }
 # with no earlier run, seconds per prompt = fixed + per GB of the model file: CPU generation reads the whole
-# file per token. Measured on 2 busy cores (BENCHMARKS.md, qwen section), then doubled: smollm2-135m (0.098 GB)
-# 0.5 s per summary, 0.2 s per name; qwen2.5-coder-1.5b (1.12 GB) 7.5 s and 1.9 s.
+# file per token. Measured on 2 shared cores (BENCHMARKS.md, qwen section): smollm2-135m (0.098 GB) 0.6 s per
+# summary, 0.2-0.3 s per name; qwen2.5-coder-1.5b (1.12 GB) 3.1-7.5 s and 1.0-1.9 s; these give ~2x the slower
+# run (a machine oversubscribed by other work can still be 10x slower: the median of earlier runs then takes over).
 DEFAULT_SECONDS_PER_PROMPT = {"name": (0.5, 4.0), "summary": (1.0, 14.0)}  # (fixed s, s per GB)
 CONFIRM_MINUTES = 2.0  # above this, interactive runs ask for --yes
 
