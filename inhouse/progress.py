@@ -77,6 +77,13 @@ def _clock(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+def _rate(e: Event) -> str:
+    """``190.0 doc/s``; under one a second, seconds per unit (``33.2 s/category``: a slow model's rate is not 0.0)."""
+    if 0 < e.rate < 1:
+        return f"{1 / e.rate:,.1f} s/{e.unit}"
+    return f"{e.rate:,.1f} {e.unit}/s"
+
+
 def format_event(e: Event, width: int = 24) -> str:
     """One line: ``embedding  62% |█████     | 620/1000 doc [00:03<00:02, 190 doc/s] loss=0.31``."""
     if e.total:
@@ -84,10 +91,10 @@ def format_event(e: Event, width: int = 24) -> str:
         filled = int(frac * width)
         bar = "█" * filled + " " * (width - filled)
         head = f"{e.desc} {frac:4.0%} |{bar}| {e.done}/{e.total} {e.unit}"
-        tail = f"[{_clock(e.elapsed)}<{_clock(e.eta)}, {e.rate:,.1f} {e.unit}/s]"
+        tail = f"[{_clock(e.elapsed)}<{_clock(e.eta)}, {_rate(e)}]"
     else:
         head = f"{e.desc} {e.done} {e.unit}"
-        tail = f"[{_clock(e.elapsed)}, {e.rate:,.1f} {e.unit}/s]"
+        tail = f"[{_clock(e.elapsed)}, {_rate(e)}]"
     extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in e.info.items())
     return f"{head} {tail} {extra}".rstrip()
 

@@ -71,3 +71,12 @@ def test_progress_reports_rate_and_eta():
     assert adv.done == 2 and adv.info == {"loss": 0.5} and adv.rate > 0 and adv.eta is not None
     line = progress.format_event(adv)
     assert "50%" in line and "doc/s" in line and "loss=0.5" in line
+
+
+def test_progress_of_slow_work_says_seconds_per_unit_not_a_zero_rate():
+    """qwen2.5-coder-1.5b writes one summary in ~30 s on 2 cores: the bar said '0.0 category/s'."""
+    slow = progress.Event("advance", "summarising with qwen", 2, 10, "category", 66.4)
+    line = progress.format_event(slow)
+    assert "33.2 s/category" in line and "0.0" not in line and "<04:25" in line
+    fast = progress.Event("advance", "embedding", 300, 1000, "doc", 1.5)
+    assert "200.0 doc/s" in progress.format_event(fast)

@@ -17,18 +17,23 @@ from inhouse.workspace.store import Workspace
 def test_llm_names_themes_in_two_to_four_grounded_words_or_says_it_fell_back(tmp_path):
     from inhouse.data.ingest import ingest
     from inhouse.demo.data import write_csv
+    from inhouse.progress import ListSink, use
     from inhouse.topics.discover import discover
-    from inhouse.topics.grounding import words_of
+    from inhouse.topics.grounding import root_word, words_of
     from inhouse.topics.runs import load_discovery
-    from inhouse.topics.text import fold_plural, keyword_name, stop_words
+    from inhouse.topics.text import keyword_name, stop_words
     from inhouse.workspace.documents import read_documents
 
     ws = Workspace.open(tmp_path / "home")
     try:
         ingest(ws, write_csv(tmp_path / "demo.csv", n=300, seed=7), "demo", label_col="intent")
-        res = discover(ws, "demo", model="wordllama", n_topics=4, n_themes=2, llm="smollm2-135m", seed=0)
+        events = []
+        with use(ListSink(events)):
+            res = discover(ws, "demo", model="wordllama", n_topics=4, n_themes=2, llm="smollm2-135m", seed=0)
         n = res.llm_names
         assert n["accepted"] + n["fell_back"] == len(res.topics) + len(res.themes) == 6, "themes are named too"
+        naming = [(e.done, e.total) for e in events if e.kind == "advance" and e.desc.startswith("naming")]
+        assert naming == [(i, 6) for i in range(1, 7)], "the progress counts the themes' names too"
         assert n["fell_back"] == n["junk"] + n["ungrounded"] == len(n["rejected"]) + n["junk"]
         docs = read_documents(ws, "demo", columns=["doc_id", "text"]).set_index("doc_id")["text"]
         topic_of = res.assignments().set_index("doc_id")["topic"]
@@ -38,7 +43,7 @@ def test_llm_names_themes_in_two_to_four_grounded_words_or_says_it_fell_back(tmp
                 continue
             assert 2 <= len(th.name.split()) <= 4, th.name
             own = words_of([docs[d] for d, t in topic_of.items() if t in th.topics])
-            words = {fold_plural(w) for w in re.findall(r"[^\W_]+", th.name.lower())
+            words = {root_word(w) for w in re.findall(r"[^\W_]+", th.name.lower())
                      if w not in stop_words() and len(w) > 2}
             assert words and words <= own, f"{th.name!r} is not grounded in its theme's documents"
         kept = load_discovery(ws, "demo", res.run_id)

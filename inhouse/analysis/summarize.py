@@ -219,14 +219,10 @@ def sentences(text: str) -> list[str]:
 
 
 def _root(word: str) -> str:
-    """A word folded for comparison: plural, then -ing/-ed/-ly (``charged`` ~ ``charge`` ~ ``charges``)."""
-    from ..topics.text import fold_plural
+    """A word folded for comparison (:func:`inhouse.topics.grounding.root_word`), as topic names are checked."""
+    from ..topics.grounding import root_word
 
-    w = fold_plural(word.lower())
-    for suffix in ("ing", "ed", "ly", "e"):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
-            return w[: -len(suffix)]
-    return w
+    return root_word(word)
 
 
 def source_index(texts: list[str]) -> tuple[set[str], set[str]]:
@@ -290,7 +286,8 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     """A tiny model's answer cut to its first distinct sentences, or None when it is junk.
 
     Junk: assistant talk ("I'm not sure..."), a loop that repeats a word, mostly
-    not letters, or no word in common with ``context`` (keywords and documents).
+    not letters, no word in common with ``context`` (keywords and documents), or
+    the prompt echoed back ("Messages: - ...": the documents quoted, no summary).
 
     >>> tidy_summary("These messages are about lost cards. They ask how to block one. More.", ["lost card"])
     'These messages are about lost cards. They ask how to block one.'
@@ -300,6 +297,8 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     from ..topics.text import content_words
 
     text = " ".join(raw.replace("*", "").split())
+    if re.match(r"(messages|keywords)\s*:", text, re.I):  # smollm2-135m's echo of summary_prompt
+        return None
     text = re.sub(r"^(summary|answer)\s*:\s*", "", text, flags=re.I).lstrip("-• ").strip()
     kept: list[str] = []
     for sentence in sentences(text):
@@ -311,12 +310,29 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
         return None
     if re.search(r"\b(i'm|i am|i can't|i cannot|as an ai|here to help|sorry)\b", text, re.I):
         return None
-    words = re.findall(r"[a-z]{4,}", text.lower())
-    if words and max(words.count(w) for w in set(words)) >= 4:
+    if _loops(text):
         return None
     if context is not None and not content_words(text) & {w for c in context for w in content_words(c)}:
         return None
     return text
+
+
+def _loops(text: str) -> bool:
+    """Whether a model's answer repeats itself: one word of 4+ letters at least 4 times and a quarter of such
+    words, or the same three words 3 times. A list that names its subject at each item is not a loop.
+
+    >>> _loops("the app crashes the app crashes the app crashes the app crashes")
+    True
+    >>> _loops("These messages are about fees related to transferring money, fees for withdrawals, "
+    ...        "fees for using a card in another country and fees for sending money abroad.")
+    False
+    """
+    words = re.findall(r"[a-z]{4,}", text.lower())
+    if words and max(words.count(w) for w in set(words)) >= max(4, len(words) / 4):
+        return True
+    tokens = re.findall(r"[a-z0-9]+", text.lower())
+    grams = [tuple(tokens[i:i + 3]) for i in range(len(tokens) - 2)]
+    return bool(grams) and max(grams.count(g) for g in set(grams)) >= 3
 
 
 def _abstract(ws: Workspace, llm: str, out: list[Summary], max_tokens: int, seed: int,

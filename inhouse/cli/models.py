@@ -46,9 +46,10 @@ def list_cmd(ctx, name: str | None, as_json: bool) -> None:
         emit_json({"base_models": [m.to_dict() for m in base], "models": trained})
         return
     if base:
-        click.echo(f"{'NAME':<16}{'KIND':<23}{'SIZE':>10}  {'SHA256':<14}{'LICENSE':<12}SOURCE")
+        w = max(16, max(len(m.name) for m in base) + 2)  # 'qwen2.5-coder-1.5b' ran into its kind
+        click.echo(f"{'NAME':<{w}}{'KIND':<23}{'SIZE':>10}  {'SHA256':<14}{'LICENSE':<12}SOURCE")
         for m in base:
-            click.echo(f"{m.name:<16}{m.kind:<23}{human_size(m.size):>10}  {m.sha256[:12]:<14}{(m.license or '?'):<12}{m.source}")
+            click.echo(f"{m.name:<{w}}{m.kind:<23}{human_size(m.size):>10}  {m.sha256[:12]:<14}{(m.license or '?'):<12}{m.source}")
     if not trained:
         if not base:
             click.echo(f"no trained versions of {name!r}" if name else "no trained models")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, NotFound
+from ..progress import task
 from ..workspace.store import Workspace
 
 CHUNK = 8 << 20
@@ -114,14 +115,16 @@ def join_parts(ws: Workspace, spec: PartedFile, parts: list[Path] | None = None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     digest, size = hashlib.sha256(), 0
-    try:
-        with open(tmp, "wb") as w:
+    try:  # 1.1 GB read, hashed and written: ~25 s on a busy disk, so it says so
+        with open(tmp, "wb") as w, task(f"joining {spec.filename} from {len(parts)} parts", total=spec.size,
+                                        unit="B") as bar:
             for p in parts:
                 with open(p, "rb") as r:
                     while chunk := r.read(CHUNK):
                         digest.update(chunk)
                         size += len(chunk)
                         w.write(chunk)
+                        bar.advance(len(chunk))
         if size != spec.size or digest.hexdigest() != spec.sha256:
             raise InputError(
                 f"{spec.filename}: the {len(parts)} joined parts ({parts[0].parent} …) are {size:,} bytes with sha256 "

@@ -360,11 +360,16 @@ def _name_with_llm(ws: Workspace, llm: str, topics: list[Topic], seed: int, text
     gen = load_generator(ws, llm)
     counts = {"accepted": 0, "fell_back": 0, "junk": 0, "ungrounded": 0, "rejected": []}
     t0 = time.time()
-    for t in track(topics, f"naming topics with {llm}", unit="topic"):
-        _llm_name(gen, llm, t, seed, [texts[i] for i in np.flatnonzero(labels == t.topic)], counts, {"topic": t.topic})
-    for th in themes:
-        _llm_name(gen, llm, th, seed, [texts[i] for i in np.flatnonzero(doc_theme == th.theme)], counts,
-                  {"theme": th.theme})
+    # one bar over topics and themes: the themes' names took minutes unreported with a 1.5B model
+    with task(f"naming topics and themes with {llm}", total=len(topics) + len(themes), unit="name") as bar:
+        for t in topics:
+            _llm_name(gen, llm, t, seed, [texts[i] for i in np.flatnonzero(labels == t.topic)], counts,
+                      {"topic": t.topic})
+            bar.advance()
+        for th in themes:
+            _llm_name(gen, llm, th, seed, [texts[i] for i in np.flatnonzero(doc_theme == th.theme)], counts,
+                      {"theme": th.theme})
+            bar.advance()
     record_speed(ws, llm, gen.sha256, "name", len(topics) + len(themes), time.time() - t0)
     return gen.sha256, counts
 

@@ -10,7 +10,7 @@ how many answers were accepted and how many fell back.
 :func:`estimate` says, before the work starts, how many prompts a run needs and
 how long they will take on this machine: from this workspace's earlier LLM runs
 of the same model (seconds per prompt, recorded by :func:`record_speed`), else a
-conservative default.
+default that grows with the model file's size.
 
     >>> check_grounded("Day of the Dead", ["snow storm delays", "weather cancelled my flight"], kind="name")
     (False, "'day' is in none of the topic's documents")
@@ -37,16 +37,37 @@ GENERIC = {
     "different", "specific", "also", "including", "include", "includes", "like", "want", "wants", "need", "needs",
     "their", "they", "these", "those", "sentence", "summary",
 }
-DEFAULT_SECONDS_PER_PROMPT = {"name": 6.0, "summary": 20.0}  # smollm2-135m on 2 busy cores, conservative
+# with no earlier run, seconds per prompt = fixed + per GB of the model file: CPU generation reads the whole
+# file per token. Measured on 2 shared cores (BENCHMARKS.md, qwen section): smollm2-135m (0.098 GB) 0.6 s per
+# summary, 0.2-0.3 s per name; qwen2.5-coder-1.5b (1.12 GB) 3.1-7.5 s and 1.0-1.9 s; these give ~2x the slower
+# run (a machine oversubscribed by other work can still be 10x slower: the median of earlier runs then takes over).
+DEFAULT_SECONDS_PER_PROMPT = {"name": (0.5, 4.0), "summary": (1.0, 14.0)}  # (fixed s, s per GB)
 CONFIRM_MINUTES = 2.0  # above this, interactive runs ask for --yes
 
 
+def root_word(word: str) -> str:
+    """A word folded for comparison: lower case, plural, then one of -ing/-ed/-ly/-e, then a doubled final
+    consonant — inflections only, so a name or summary may say ``charge`` of documents that say ``charged``.
+
+    >>> [root_word(w) for w in ("Charged", "charge", "charges", "stopping", "stop", "called", "call", "fees")]
+    ['charg', 'charg', 'charg', 'stop', 'stop', 'cal', 'cal', 'fee']
+    """
+    w = stem_word(word.lower())
+    for suffix in ("ing", "ed", "ly", "e"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            break
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiou":
+        w = w[:-1]
+    return w
+
+
 def words_of(texts: list[str]) -> set[str]:
-    """Lower-cased, plural-folded words of ``texts`` (letters and digits)."""
+    """The :func:`root_word` of each word of ``texts`` (letters and digits)."""
     out: set[str] = set()
     for t in texts:
         for w in re.findall(r"[^\W_]+", str(t).lower()):
-            out.add(stem_word(w))
+            out.add(root_word(w))
     return out
 
 
@@ -69,17 +90,18 @@ def check_grounded(text: str, sources: list[str] | set[str], *, kind: str = "sum
         pos = at + len(tok)
         low = tok.lower()
         entity = tok.isdigit() or (tok[0].isupper() and at not in starts and kind == "summary")
-        if entity and stem_word(low) not in known:
+        if entity and root_word(low) not in known:
             return False, f"{tok!r} is in none of the category's documents"
-    content = [stem_word(w.lower()) for w in tokens if w.lower() not in stops and len(w) > 2 and not w.isdigit()]
+    content = [w.lower() for w in tokens if w.lower() not in stops and len(w) > 2 and not w.isdigit()]
     if kind == "name":
-        missing = [w for w in content if w not in known]
+        missing = [w for w in content if root_word(w) not in known]
         if missing:
             return False, f"{missing[0]!r} is in none of the topic's documents"
         return True, ""
-    content = [w for w in content if w not in GENERIC]
-    if content and sum(w in known for w in content) < 0.5 * len(content):
-        missing = [w for w in content if w not in known]
+    generic = {root_word(g) for g in GENERIC}
+    content = [w for w in content if root_word(w) not in generic]
+    if content and sum(root_word(w) in known for w in content) < 0.5 * len(content):
+        missing = [w for w in content if root_word(w) not in known]
         return False, f"most of its key words ({', '.join(missing[:4])}) are in none of the category's documents"
     return True, ""
 
@@ -121,7 +143,24 @@ def estimate(ws: Workspace, model: str, kind: str, prompts: int, documents: int)
     if speeds:
         return Estimate(model, kind, documents, prompts, round(speeds[len(speeds) // 2], 2),
                         f"median of {len(speeds)} earlier runs in this workspace")
-    return Estimate(model, kind, documents, prompts, DEFAULT_SECONDS_PER_PROMPT[kind], "default guess")
+    gb = _model_gb(ws, model)
+    fixed, per_gb = DEFAULT_SECONDS_PER_PROMPT[kind]
+    return Estimate(model, kind, documents, prompts, round(fixed + per_gb * gb, 1),
+                    f"default guess for a {gb:.2g} GB model")
+
+
+def _model_gb(ws: Workspace, model: str) -> float:
+    """The model file's size in GB (1 GB when the model is not there: the run fails on it anyway)."""
+    from ..errors import NotFound
+    from ..models.catalog import CATALOG, get_model
+
+    parted = CATALOG[model].parted if model in CATALOG else None
+    if parted is not None:
+        return parted.size / 1e9  # its published size: no join needed to say what the run costs
+    try:
+        return get_model(ws, model).size / 1e9
+    except NotFound:
+        return 1.0
 
 
 def record_speed(ws: Workspace, model: str, model_sha256: str, kind: str, prompts: int, seconds: float) -> None:
