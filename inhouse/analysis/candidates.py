@@ -39,6 +39,7 @@ Equal stored predictions, dataset and seed give identical candidates.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -69,6 +70,8 @@ class Candidate:
     representative_ids: list
     representative_texts: list[str]
     growth: dict | None = None  # counts per period, share before/after, q-value, status (None: no time column)
+    turned_away: int = 0  # of its documents, the ones the version turned away (the rest it answered, unsure)
+    answered_as: dict = field(default_factory=dict)  # the labels it answered the rest with: label -> documents
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,7 +110,8 @@ class CandidatesResult:
             g = c.growth or {}
             out.append({"candidate": c.candidate, "name": c.name, "name_source": c.name_source, "size": c.size,
                         "share": c.share, "share_of_all": c.share_of_all, "parent": c.parent,
-                        "keywords": list(c.keywords), "status": g.get("status"),
+                        "keywords": list(c.keywords), "turned_away": c.turned_away,
+                        "answered_as": json.dumps(c.answered_as), "status": g.get("status"),
                         "share_baseline": g.get("share_baseline"), "share_recent": g.get("share_recent"),
                         "share_ratio": g.get("share_ratio"), "q_value": g.get("q_value"),
                         "counts": [int(x) for x in g.get("counts") or []],
@@ -148,7 +152,9 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
     of the run: Ward merges of topic centres, :mod:`inhouse.topics.themes`),
     named from all its documents (with ``llm``: the local model's name of its
     largest topic, checked against that topic's documents, else the keyword
-    name). Candidates come largest first.
+    name). Candidates come those with the most documents the version turned away first (then the largest):
+    a group it mostly answered with its labels, unsure, is where known labels blur (card_arrival beside
+    lost_or_stolen_card), less likely a category they miss; ``answered_as`` says which labels.
     """
     from .. import registry
     from ..data.predictions import find_set
@@ -191,10 +197,26 @@ def find_candidates(ws: Workspace, dataset: str, *, model: str | None = None, ev
                                 parent.get(th.theme) or labels[0], list(th.representative_docs),
                                 list(th.representative_ids), list(th.representative_texts))
                       for th in disc.themes if th.size > 0]
-    res.candidates.sort(key=lambda c: (-c.size, c.candidate))
+    _add_answers(ws, res, pred, labels)
+    res.candidates.sort(key=lambda c: (-c.turned_away, -c.size, c.candidate))
     _add_growth(ws, res, within, every=every, recent=recent, recent_from=recent_from, until=until)
     res.seconds = round(time.time() - t0, 3)
     return res
+
+
+def _add_answers(ws: Workspace, res: CandidatesResult, pred, labels: list[str]) -> None:
+    """Each candidate's documents the version turned away, and the labels it answered the others with."""
+    from ..topics.runs import load_discovery
+
+    run = load_discovery(ws, res.dataset, res.discovery_run, texts=False)
+    theme = {t.topic: t.theme for t in run.topics}
+    a = run.assignments()
+    a = a.assign(theme=a["topic"].map(theme)).merge(pred[["doc_id", "label"]], on="doc_id", how="left")
+    for c in res.candidates:
+        got = a.loc[a["theme"] == c.candidate, "label"]
+        away = got.isin(labels)
+        c.turned_away = int(away.sum())
+        c.answered_as = {str(k): int(v) for k, v in got[~away].value_counts().items()}
 
 
 def _add_growth(ws: Workspace, res: CandidatesResult, within: str, **window) -> None:

@@ -166,17 +166,22 @@ def _candidates(ctx, dataset, within, every, model, seed, n_topics, min_topic_si
         click.echo(f"growth: none ({res.growth_note})")
     if not res.candidates:
         return
-    click.echo(f"{'CAND':>5}  {'SIZE':>6}  {'SHARE':>6}  {'GROWTH':<18}NAME")
+    click.echo(f"{'CAND':>5}  {'SIZE':>6}  {'AWAY':>6}  {'SHARE':>6}  {'GROWTH':<18}NAME")
     for c in res.candidates:
         g = c.growth or {}
         ratio = "new" if g and g.get("share_ratio") is None else f"x{g.get('share_ratio', 0):.1f}"
         growth = (f"{'▲' if g['status'] == 'emerging' else '▼' if g['status'] == 'declining' else '·'} {ratio}"
                   f" {sparkline(g.get('shares') or [])}") if g else "-"
-        click.echo(f"{c.candidate:>5}  {c.size:>6}  {c.share:>6.1%}  {_cut(growth, 17):<18}{_cut(c.name, 56)}")
+        click.echo(f"{c.candidate:>5}  {c.size:>6}  {c.turned_away:>6}  {c.share:>6.1%}  {_cut(growth, 17):<18}"
+                   f"{_cut(c.name, 56)}")
+        if c.turned_away * 2 < c.size:  # mostly answered, unsure: say with which labels
+            top = sorted(c.answered_as.items(), key=lambda kv: -kv[1])[:3]
+            click.echo(f"{'':>31}mostly answered, unsure: {_cut(', '.join(f'{k} {n}' for k, n in top), 60)}")
         shown = max(examples, len(c.representative_texts) if full else 0)
         for text, key in zip(c.representative_texts[:shown], c.representative_ids):
-            click.echo(f"{'':>23}e.g. \"{_cut(text, 72)}\" ({res.id_column} {key})")
-    click.echo(f"\nshare: of the turned-away documents. Make one a label and confirm its documents in the queue: "
+            click.echo(f"{'':>31}e.g. \"{_cut(text, 72)}\" ({res.id_column} {key})")
+    click.echo(f"\nAWAY: of its documents, those the model turned away (most first); share: of the turned-away and "
+               f"unsure documents. Make one a label and confirm its documents in the queue: "
                f"the Analyze screen, or POST /datasets/{dataset}/candidates/{res.discovery_run}/CAND/label "
                "with {\"label_col\": COLUMN}")
 

@@ -215,6 +215,15 @@ def _growth(g: dict | None) -> str:
             f"q {g['q_value']:.2g})</td><td>{spark(g.get('counts') or [])}</td>")
 
 
+def _answered(answered: dict | None) -> str:
+    """The labels a candidate's answered documents got, most first (the first three, then how many more)."""
+    items = sorted((answered or {}).items(), key=lambda kv: -kv[1])
+    if not items:
+        return "<span class='muted'>none</span>"
+    more = sum(n for _, n in items[3:])
+    return esc(", ".join(f"{k} {n:,}" for k, n in items[:3]) + (f", {more:,} other" if more else ""))
+
+
 def _candidates(result: dict | None) -> str:
     if not result or result.get("enabled") is False:
         return "<p class='muted'>candidates were turned off in this pipeline.</p>"
@@ -226,7 +235,8 @@ def _candidates(result: dict | None) -> str:
     head = (f"<p>{result['turned_away']:,} of {result['documents']:,} documents were turned away by "
             f"{esc(result['model'])} (answered {esc(away)}){unsure}: what its labels do not cover. Grouped by the topic "
             f"discovery of every run (discovery run {esc(result.get('discovery_run'))}), they are "
-            f"{len(result['candidates'])} candidate new categories, largest first. Make one a label from the "
+            f"{len(result['candidates'])} candidate new categories, those with the most documents it turned away first (a group it "
+            f"mostly answered with its labels, unsure, is where those labels blur more than a category they miss). Make one a label from the "
             f"Analyze screen (its documents then wait in the labelling queue for a person to confirm).</p>")
     if result.get("growth_note"):
         head += f"<p class='muted'>No growth: {esc(result['growth_note'])}.</p>"
@@ -241,9 +251,11 @@ def _candidates(result: dict | None) -> str:
                      for t, i in zip(c["representative_texts"][:3], c["representative_ids"]))
         rows.append(f"<tr><td class='num'>{c['candidate']}</td><td><b>{esc(c['name'])}</b><br><span class='muted'>"
                     f"{esc(', '.join(c['keywords'][:6]))}</span><ul>{ex}</ul></td><td class='num'>{c['size']:,}</td>"
+                    f"<td class='num'>{c.get('turned_away', 0):,}</td><td>{_answered(c.get('answered_as'))}</td>"
                     f"<td class='num'>{pct(c['share'])}</td>{_growth(c.get('growth'))}</tr>")
     return (head + "<table><tr><th class='num'>candidate</th><th>name, keywords, examples</th>"
-            "<th class='num'>documents</th><th class='num'>share of those grouped</th><th>growth</th><th>per period</th>"
+            "<th class='num'>documents</th><th class='num'>turned away</th><th>the rest answered as</th>"
+            "<th class='num'>share of those grouped</th><th>growth</th><th>per period</th>"
             "</tr>" + "".join(rows) + "</table>")
 
 

@@ -132,7 +132,8 @@ def step_candidates(run, step: Step, meter: CostMeter):
     return res.to_dict(), res.turned_away, [path]
 
 
-CANDIDATE_COLUMNS = ["candidate", "name", "name_source", "size", "share", "share_of_all", "parent", "keywords",
+CANDIDATE_COLUMNS = ["candidate", "name", "name_source", "size", "turned_away", "answered_as", "share", "share_of_all",
+                     "parent", "keywords",
                      "status", "share_baseline", "share_recent", "share_ratio", "q_value", "counts",
                      "representative_ids", "representative_texts", "discovery_run", "model", "model_sha256"]
 

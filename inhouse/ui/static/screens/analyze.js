@@ -250,7 +250,7 @@ async function candidatesCard(d) {
   const head = h("p", { class: "muted small" }, `${fmt(c.turned_away)} of ${fmt(c.documents)} documents were turned away by ${c.model} `,
     `(answered ${(c.turned_away_labels || ["other"]).join("/")})`,
     c.review ? ` and ${fmt(c.unsure || 0)} more answered while unsure (best probability under ${c.review.confidence_below.toFixed(2)}, the level ${pct(c.review.validation_share)} of its validation rows fall under)` : "",
-    `: what its labels do not cover, grouped into ${fmt(c.candidates.length)} candidates, largest first. `,
+    `: what its labels do not cover, grouped into ${fmt(c.candidates.length)} candidates, those with the most turned away first (a group mostly answered unsure is where your labels blur). `,
     c.growth_note ? `No growth: ${c.growth_note}.` : c.every ? `Growth: share of all documents in the recent ${c.every}s against the ones before.` : "");
   if (!c.candidates.length) return card("What your labels miss", head, h("p", { class: "muted" }, "No document was turned away or answered unsure."));
   const item = (x) => {
@@ -259,8 +259,10 @@ async function candidatesCard(d) {
     const open = button("Make a label…", () => { clear(area, labelForm(d, c, x, cols)); }, { role: "editor", kind: "small", "data-candidate": x.candidate });
     return h("article", { class: "summary-card candidate", "data-candidate-card": x.candidate },
       h("h3", {}, x.name, " ", g && g.status !== "stable" ? direction(g.status) : null),
-      h("div", { class: "muted small" }, `${fmt(x.size)} documents · ${pct(x.share)} of those grouped`,
+      h("div", { class: "muted small" }, `${fmt(x.size)} documents · ${fmt(x.turned_away || 0)} turned away · ${pct(x.share)} of those grouped`,
         g ? ` · ${pct(g.share_baseline)} → ${pct(g.share_recent)} of all` : ""),
+      (x.turned_away || 0) * 2 < x.size ? h("div", { class: "muted small", "data-answered-as": "" }, "mostly answered, unsure: ",
+        Object.entries(x.answered_as || {}).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([k, n]) => `${k} ${fmt(n)}`).join(", ")) : null,
       h("div", { class: "keywords" }, (x.keywords || []).slice(0, 8).map((k) => badge(k, "muted"))),
       h("ul", { class: "examples" }, (x.representative_texts || []).slice(0, 3).map((t, i) => h("li", {}, truncate(t, 140),
         x.representative_ids?.[i] != null ? h("span", { class: "muted small" }, ` (${c.id_column || "id"} ${x.representative_ids[i]})`) : null))),
