@@ -53,6 +53,17 @@ def test_inflections_are_grounded_for_summaries_and_names_but_new_words_are_not(
     assert "'urgency'" in check_sentence("These are requests of some urgency.", source_index(["this is urgent"]))
 
 
+def test_what_people_ask_for_is_not_a_fact_a_summary_could_invent():
+    """qwen2.5-coder-1.5b's summaries of airline and banking77 categories fell back for one describing word each
+    ('assistance', 'information', 'specifically', 'series'): words that say what people do in their messages.
+    A word of content the documents never say is still dropped."""
+    docs = ["how do I activate my new card", "my card came, how to activate it?", "activate card app"]
+    idx = source_index(docs)
+    assert check_sentence("These messages are asking for assistance with activating a new card.", idx) is None
+    assert check_sentence("These messages seek information, specifically how to activate a card.", idx) is None
+    assert "'contactless'" in check_sentence("These messages ask for help activating a contactless card.", idx)
+
+
 def test_qwen_lists_are_summaries_but_loops_and_prompt_echoes_are_not():
     """qwen2.5-coder-1.5b's answer for the demo's fees_question was thrown away as a loop ('fees' 4 times)."""
     from inhouse.analysis.summarize import tidy_summary
@@ -67,6 +78,8 @@ def test_qwen_lists_are_summaries_but_loops_and_prompt_echoes_are_not():
             "my money back for order A#518403, I sent it back 10 days ago.")
     assert tidy_summary(echo, ["refund", "order", "money back"]) is None
     assert tidy_summary("Cards and the app crashes and the app crashes and the app crashes.", ["app"]) is None
+    # qwen2.5-coder-1.5b on tweeteval's sadness tweets (a prompt probe): a word said 3 times in 6 is a loop too
+    assert tidy_summary("Depression, anxiety, sadness, loneliness, loneliness, loneliness.", ["sadness"]) is None
 
 
 def test_a_summary_with_no_grounded_sentence_falls_back_and_the_counts_say_so():
@@ -125,3 +138,37 @@ def test_demo_summaries_by_smollm2_are_grounded_and_no_category_lacks_one(ws, ru
     r = run_cli("summarize", "--dataset", "demo", "--llm", "smollm2-135m", "--category", "card_lost", "--yes")
     assert r.exit_code == 0, r.stderr
     assert "generated summaries kept" in r.stdout and "fell back" in r.stdout
+
+
+def test_a_summary_may_name_what_the_documents_say_as_written(ws, shared_data, tmp_path, monkeypatch):
+    """The check read the documents as cleaned for topics, without @mentions: qwen2.5-coder-1.5b's summary of
+    airline tweets naming the airlines every tweet addresses (@SouthwestAir, @USAirways) was refused. The
+    model's answer is fixed here (the grounding is under test; the real model's run is the test above)."""
+    import pandas as pd
+
+    from inhouse.analysis.summarize import summarize
+    from inhouse.data.ingest import ingest
+    from inhouse.models import generators
+
+    df = pd.read_csv(shared_data / "twitter_airline_sentiment" / "twitter_airline_sentiment.csv")
+    df = df[df["airline"].isin(["Southwest", "US Airways"]) & df["negative_reason"].isin(["Cancelled Flight", "Late Flight"])]
+    df = df[~df["text"].str.contains("jetblue", case=False)].groupby("negative_reason").head(40)
+    df[["text", "negative_reason"]].to_csv(tmp_path / "air.csv", index=False)
+    ingest(ws, tmp_path / "air.csv", "air", label_col="negative_reason")
+    answer = ("These messages are about cancelled flights with SouthwestAir and USAirways. "
+              "JetBlue flights were also delayed.")
+
+    class Answering:  # the registered model's identity, a fixed answer
+        def __init__(self, real):
+            self.name, self.sha256 = real.name, real.sha256
+
+        def generate(self, prompt, **kw):
+            return answer
+
+    real = generators.load_generator
+    monkeypatch.setattr(generators, "load_generator", lambda ws_, name: Answering(real(ws_, name)))
+    out = {s.category: s for s in summarize(ws, "air", by="label", llm="smollm2-135m", categories=["Cancelled Flight"])}
+    s = out["Cancelled Flight"]
+    assert s.kind == "abstractive", s.notes
+    assert s.summary == "These messages are about cancelled flights with SouthwestAir and USAirways."
+    assert (s.sentences_kept, s.sentences_dropped) == (1, 1) and "'jetblue'" in s.notes[0]

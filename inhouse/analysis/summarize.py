@@ -174,7 +174,10 @@ def summarize(ws: Workspace, dataset: str, by: str = "label", *, llm: str | None
         if confirm is not None and not confirm(est):
             raise UsageError(f"stopped before summarising with {llm}: {est.line()}.",
                              fix="Add --yes to run it, or leave out --llm for extractive summaries (seconds).")
-        sources = {str(order[i]): [texts[j] for j in np.flatnonzero(inverse == i)] for i in range(len(order))}
+        # the documents as written, which the model reads: cleaning drops @mentions and links, and a summary
+        # that names the airline every tweet of the category addresses (@SouthwestAir) was refused for it
+        raw = df["text"].tolist()
+        sources = {str(order[i]): [raw[j] for j in np.flatnonzero(inverse == i)] for i in range(len(order))}
         _abstract(ws, llm, out, max_tokens, seed, sources)
     params = {"llm": llm, "n_docs": n_docs, "model": model, "split": split, "diversity": diversity,
               "categories": categories, "where": where}
@@ -318,17 +321,19 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
 
 
 def _loops(text: str) -> bool:
-    """Whether a model's answer repeats itself: one word of 4+ letters at least 4 times and a quarter of such
+    """Whether a model's answer repeats itself: one word of 4+ letters at least 3 times and a quarter of such
     words, or the same three words 3 times. A list that names its subject at each item is not a loop.
 
     >>> _loops("the app crashes the app crashes the app crashes the app crashes")
+    True
+    >>> _loops("Depression, anxiety, sadness, loneliness, loneliness, loneliness.")
     True
     >>> _loops("These messages are about fees related to transferring money, fees for withdrawals, "
     ...        "fees for using a card in another country and fees for sending money abroad.")
     False
     """
     words = re.findall(r"[a-z]{4,}", text.lower())
-    if words and max(words.count(w) for w in set(words)) >= max(4, len(words) / 4):
+    if words and max(words.count(w) for w in set(words)) >= max(3, len(words) / 4):
         return True
     tokens = re.findall(r"[a-z0-9]+", text.lower())
     grams = [tuple(tokens[i:i + 3]) for i in range(len(tokens) - 2)]
