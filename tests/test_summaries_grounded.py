@@ -64,6 +64,33 @@ def test_what_people_ask_for_is_not_a_fact_a_summary_could_invent():
     assert "'contactless'" in check_sentence("These messages ask for help activating a contactless card.", idx)
 
 
+def test_a_document_quoted_back_is_not_a_summary():
+    """smollm2-135m's 'summaries' kept on real sets (bench/qwen_summaries.py) were documents it was shown,
+    copied: a tweet for airline's Damaged Luggage, two questions for trec6's DESC. A summary that quotes a
+    phrase of the documents inside its own sentence stays."""
+    from inhouse.analysis.summarize import tidy_summary
+
+    tweets = ["@AmericanAir - you broke my sick wife's luggage handle going from JFK to LAX...she had to drag her "
+              "bag thru the airport! - @united - you paying for a new one?", "@united my bag arrived damaged"]
+    assert tidy_summary(tweets[0], ["luggage", "damaged"] + tweets) is None
+    # its next try, pieces of two tweets, one word changed: still mostly a run of one document's words
+    mash = ("@united - you paying for a new one? http://t.co/nYVV1X3d67 - @AmericanAir - you breaking my sick "
+            "wife's luggage handle going from JFK to LAX...")
+    assert tidy_summary(mash, tweets) is None
+    assert tidy_summary("A film - What was the first Lifesaver flavor?", ["What was the first Lifesaver flavor ?"]) is None
+    # and tweeteval's anger: three tweets joined as one 'sentence'
+    anger = ["Need a new outlet for #rage", "Ppl like that irritate my soul", "Karev better not be out!!! #greysanatomy"]
+    assert tidy_summary("Need a new outlet for #rage - Ppl like that irritate my soul - Karev better not be out!!!",
+                        ["rage"] + anger) is None
+    questions = ["What is the origin of head lice ?", "What makes a tornado turn ?", "What is a caldera ?"]
+    assert tidy_summary("What is the origin of head lice? - What makes a tornado turn?", questions) is None
+    # a copied sentence goes, the model's own one stays
+    assert tidy_summary("These are questions about head lice and a tornado. What makes a tornado turn?",
+                        questions) == "These are questions about head lice and a tornado."
+    assert tidy_summary("These messages are about luggage handle damage on flights from JFK to LAX.",
+                        tweets) == "These messages are about luggage handle damage on flights from JFK to LAX."
+
+
 def test_qwen_lists_are_summaries_but_loops_and_prompt_echoes_are_not():
     """qwen2.5-coder-1.5b's answer for the demo's fees_question was thrown away as a loop ('fees' 4 times)."""
     from inhouse.analysis.summarize import tidy_summary

@@ -291,10 +291,15 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     Junk: assistant talk ("I'm not sure..."), a loop that repeats a word, mostly
     not letters, no word in common with ``context`` (keywords and documents), or
     the prompt echoed back ("Messages: - ...": the documents quoted, no summary).
+    A sentence that is mostly a run of :data:`QUOTE_WORDS` or more words of one
+    ``context`` document, in order, is left out: a quote is not a summary.
 
     >>> tidy_summary("These messages are about lost cards. They ask how to block one. More.", ["lost card"])
     'These messages are about lost cards. They ask how to block one.'
     >>> tidy_summary("I'm not sure what to share, but I'm here to help.") is None
+    True
+    >>> tidy_summary("What kind of animal is Babar? - What makes a tornado turn?",
+    ...              ["What kind of animal is Babar ?", "what makes a tornado turn ?"]) is None
     True
     """
     from ..topics.text import content_words
@@ -303,8 +308,12 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     if re.match(r"(messages|keywords)\s*:", text, re.I):  # smollm2-135m's echo of summary_prompt
         return None
     text = re.sub(r"^(summary|answer)\s*:\s*", "", text, flags=re.I).lstrip("-• ").strip()
+    docs = [t for t in map(_tokens, context or []) if len(t) >= QUOTE_WORDS]
     kept: list[str] = []
     for sentence in sentences(text):
+        sentence = sentence.lstrip("-• ").strip()
+        if _quotes(sentence, docs):  # a document copied, not summarised
+            continue
         if sentence and sentence not in kept and len(kept) < max_sentences:
             kept.append(sentence)
     text = " ".join(kept)
@@ -318,6 +327,44 @@ def tidy_summary(raw: str, context: list[str] | None = None, max_sentences: int 
     if context is not None and not content_words(text) & {w for c in context for w in content_words(c)}:
         return None
     return text
+
+
+QUOTE_WORDS = 4  # a run of at least this many words of one document, in order, making up
+QUOTE_SHARE = 0.6  # at least this share of a sentence's words: the sentence quotes that document
+
+
+def _tokens(text: str) -> list[str]:
+    """``text`` as its lower-case words and numbers."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _quotes(sentence: str, docs: list[list[str]]) -> bool:
+    """Whether ``sentence`` is mostly copied from ``docs``: its list items (split at " - ") that are each mostly
+    one run of :data:`QUOTE_WORDS` or more words of one document, in order, hold :data:`QUOTE_SHARE` of its words.
+
+    >>> doc = [_tokens("What was the first Lifesaver flavor ?")]
+    >>> _quotes("A film - What was the first Lifesaver flavor?", doc), _quotes("Need a flavor - What was the first?", doc)
+    (True, False)
+    >>> _quotes("These are questions about the first Lifesaver flavor.", doc)
+    False
+    """
+    items = [_tokens(x) for x in re.split(r"\s[-•]\s", sentence)]
+    total = sum(len(x) for x in items)
+    copied = sum(len(x) for x in items if _longest_run(x, docs) >= max(QUOTE_WORDS, QUOTE_SHARE * len(x)))
+    return total >= QUOTE_WORDS and copied >= QUOTE_SHARE * total
+
+
+def _longest_run(words: list[str], docs: list[list[str]]) -> int:
+    """The most words of ``words`` found one after another, in order, in one of ``docs``."""
+    best = 0
+    for doc in docs:
+        run = [0] * (len(doc) + 1)  # longest common run ending at each word of doc (dynamic programming)
+        for w in words:
+            prev = 0
+            for j, d in enumerate(doc, 1):
+                prev, run[j] = run[j], (prev + 1 if w == d else 0)
+                best = max(best, run[j])
+    return best
 
 
 def _loops(text: str) -> bool:
