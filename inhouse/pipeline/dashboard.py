@@ -196,9 +196,8 @@ def _candidates(c: dict | None) -> dict | None:
     None: not run."""
     if not c or c.get("enabled") is False or "candidates" not in c:
         return None
-    keep = ("candidate", "name", "name_source", "keywords", "size", "turned_away", "answered_as", "share", "share_of_all",
-            "parent",
-            "representative_ids", "representative_texts", "growth")
+    keep = ("candidate", "name", "name_source", "keywords", "size", "turned_away", "answered_as", "share",
+            "share_of_all", "parent", "representative_ids", "representative_texts", "growth")
     return {**{k: c.get(k) for k in ("model", "turned_away_labels", "documents", "turned_away", "unsure", "review", "discovery_run",
                                      "id_column", "every", "periods", "recent_periods", "growth_note")},
             "candidates": [{k: x.get(k) for k in keep} for x in c["candidates"]]}

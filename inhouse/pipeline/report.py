@@ -235,9 +235,10 @@ def _candidates(result: dict | None) -> str:
     head = (f"<p>{result['turned_away']:,} of {result['documents']:,} documents were turned away by "
             f"{esc(result['model'])} (answered {esc(away)}){unsure}: what its labels do not cover. Grouped by the topic "
             f"discovery of every run (discovery run {esc(result.get('discovery_run'))}), they are "
-            f"{len(result['candidates'])} candidate new categories, those with the most documents it turned away first (a group it "
-            f"mostly answered with its labels, unsure, is where those labels blur more than a category they miss). Make one a label from the "
-            f"Analyze screen (its documents then wait in the labelling queue for a person to confirm).</p>")
+            f"{len(result['candidates'])} candidate new categories, those with the most documents it turned away "
+            "first (a group it mostly answered with its labels, unsure, is where those labels blur more than a "
+            "category they miss). Make one a label from the Analyze screen (its documents then wait in the "
+            "labelling queue for a person to confirm).</p>")
     if result.get("growth_note"):
         head += f"<p class='muted'>No growth: {esc(result['growth_note'])}.</p>"
     elif result.get("every"):

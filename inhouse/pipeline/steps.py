@@ -133,8 +133,8 @@ def step_candidates(run, step: Step, meter: CostMeter):
 
 
 CANDIDATE_COLUMNS = ["candidate", "name", "name_source", "size", "turned_away", "answered_as", "share", "share_of_all",
-                     "parent", "keywords",
-                     "status", "share_baseline", "share_recent", "share_ratio", "q_value", "counts",
+                     "parent", "keywords", "status", "share_baseline", "share_recent", "share_ratio", "q_value",
+                     "counts",
                      "representative_ids", "representative_texts", "discovery_run", "model", "model_sha256"]
 
 
